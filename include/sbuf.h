@@ -1,0 +1,34 @@
+/*
+ * sbuf — a growable, always NUL-terminated byte buffer, used to build
+ * JSON documents (manifests, status) and paths.
+ *
+ * Allocation failure aborts the process: every caller would otherwise
+ * have to handle ENOMEM on a few hundred bytes, and none could recover.
+ */
+#ifndef SNAPFS_SBUF_H
+#define SNAPFS_SBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sbuf {
+	char *buf;  /* NUL-terminated; NULL until the first append */
+	size_t len; /* bytes used, excluding the NUL */
+	size_t cap;
+} sbuf;
+
+#define SBUF_INIT {NULL, 0, 0}
+
+void sbuf_add(sbuf *b, const void *data, size_t len);
+void sbuf_adds(sbuf *b, const char *s);
+void sbuf_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
+void sbuf_add_json_str(sbuf *b, const char *s);
+/* Returns b->buf, or "" if nothing was appended; never NULL. */
+const char *sbuf_str(const sbuf *b);
+/* Gives the buffer to the caller (who frees it) and resets b. Never NULL. */
+char *sbuf_detach(sbuf *b);
+void sbuf_reset(sbuf *b);
+void sbuf_free(sbuf *b);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * store — the on-disk layout of a snapfs STORE directory.
+ *
+ *   STORE/
+ *     SNAPFS-STORE              marker: "snapfs-store\nformat 1\n"
+ *     .lock                     flock()ed by the one process that mounts it
+ *     collections/NAME/
+ *       live.db                 the compactor's live database (WAL mode)
+ *       next-id                 next snapshot id, decimal; replaced durably
+ *       incoming/               files being written through the mount
+ *       queue/SEQ-DELTANAME     queued deltas (SEQ: 16 zero-padded digits)
+ *       staging/                half-made snapshots; emptied at start
+ *       snapshots/ID/           ID: 8 zero-padded digits (wider past 99999999)
+ *         NAME.sqlite3, MANIFEST.json
+ *       rejected/DELTANAME      plus DELTANAME.reason (one line)
+ *       latest -> snapshots/ID  symlink, replaced atomically
+ *
+ * The store knows nothing of FUSE or SQLite. It guarantees:
+ *  - a queued delta is on disk (file and both directories fsynced) before
+ *    store_queue_add() returns;
+ *  - snapshot ids handed out by store_id_alloc() never repeat, even
+ *    across crashes (next-id is advanced durably before the id is used,
+ *    and is never below the largest id found on disk);
+ *  - a snapshot directory appears under snapshots/ only whole (it is
+ *    renamed from staging/ after its content was fsynced).
+ *
+ * Thread safety: all functions may be called from any thread; the store
+ * serialises its own state (queue sequence, id counters) internally.
+ * Functions return 0 or a negative errno, and log what failed and why.
+ */
+#ifndef SNAPFS_STORE_H
+#define SNAPFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_FORMAT 1
+#define STORE_NAME_MAX 64
+
+typedef struct store store;
+
+enum store_area {
+	STORE_AREA_COLLECTION, /* collections/NAME */
+	STORE_AREA_LIVE_DB,    /* collections/NAME/live.db */
+	STORE_AREA_INCOMING,   /* collections/NAME/incoming */
+	STORE_AREA_QUEUE,      /* collections/NAME/queue */
+	STORE_AREA_STAGING,    /* collections/NAME/staging */
+	STORE_AREA_SNAPSHOTS,  /* collections/NAME/snapshots */
+	STORE_AREA_REJECTED,   /* collections/NAME/rejected */
+};
+
+/* A queued delta. */
+typedef struct store_delta {
+	uint64_t seq;   /* arrival order */
+	char *name;     /* the name it was given in incoming/ */
+	char *path;     /* absolute path of the queued file */
+} store_delta;
+
+/*
+ * Opens (creating if missing) the store at root and takes its lock.
+ * Refuses, with a message in err: a non-empty directory without the
+ * marker (it belongs to something else), a newer format, a store locked
+ * by another process (already mounted).
+ */
+int store_open(const char *root, store **out, char *err, size_t errlen);
+void store_close(store *s);
+const char *store_root(const store *s);
+
+/* Collection names: 1-64 characters of [A-Za-z0-9_-], first one alphanumeric. */
+bool store_name_valid(const char *name);
+/* Sorted, malloc'd array of malloc'd names; free with store_names_free. */
+int store_collections(store *s, char ***names, size_t *n);
+void store_names_free(char **names, size_t n);
+/* -EEXIST if it exists, -EINVAL if the name is not valid. Durable. */
+int store_collection_create(store *s, const char *name);
+/* -ENOTEMPTY if it holds snapshots or queued deltas, -ENOENT if missing. */
+int store_collection_remove(store *s, const char *name);
+
+/*
+ * Writes the path of area (and, if leaf is not NULL, of leaf inside it)
+ * into buf. -ENAMETOOLONG if it does not fit.
+ */
+int store_path(const store *s, const char *coll, enum store_area area, const char *leaf, char *buf,
+	       size_t len);
+
+/*
+ * Crash recovery for one collection, run once before the compactor
+ * starts on it: empties staging/, removes a stale latest.tmp, moves
+ * every non-dot file left in incoming/ into the queue (a file whose
+ * writer died midway is queued too; validation rejects it), and raises
+ * next-id above every id on disk. Dot-files in incoming/ stay.
+ */
+int store_recover(store *s, const char *coll);
+
+/*
+ * Queues incoming/NAME: fsyncs it, renames it to queue/SEQ-NAME, fsyncs
+ * incoming/ and queue/. *seq receives its arrival number.
+ */
+int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq);
+/* The queue in arrival order. Free with store_deltas_free. */
+int store_queue_list(store *s, const char *coll, store_delta **out, size_t *n);
+void store_deltas_free(store_delta *d, size_t n);
+/* Removes a delta from the queue (after it was applied). Durable. */
+int store_queue_remove(store *s, const char *coll, const store_delta *d);
+/*
+ * Moves a queued delta to rejected/NAME (NAME.1, NAME.2... if taken) and
+ * writes NAME.reason holding reason and a newline. Durable.
+ */
+int store_reject(store *s, const char *coll, const store_delta *d, const char *reason);
+/* Number of delta files (not .reason files) in rejected/. */
+int store_rejected_count(store *s, const char *coll, uint64_t *n);
+
+/* Hands out the next snapshot id, advancing next-id durably first. */
+int store_id_alloc(store *s, const char *coll, uint64_t *id);
+/* Formats an id as its directory name ("00000042"). buf: at least 21 bytes. */
+void store_id_format(uint64_t id, char *buf, size_t len);
+/* Parses a directory name made by store_id_format; false if it is not one. */
+bool store_id_parse(const char *name, uint64_t *id);
+/* Creates an empty staging/ID directory and writes its path into buf. */
+int store_staging_create(store *s, const char *coll, uint64_t id, char *buf, size_t len);
+/*
+ * Publishes staging/ID: fsyncs the files in it and the directory,
+ * renames it to snapshots/ID, fsyncs snapshots/, then points latest at
+ * it (symlink latest.tmp, rename over latest, fsync the collection dir).
+ */
+int store_publish(store *s, const char *coll, uint64_t id);
+/* Published snapshot ids, ascending. Free with free(). */
+int store_snapshots(store *s, const char *coll, uint64_t **ids, size_t *n);
+/* Removes snapshots/ID (retention). Durable. */
+int store_snapshot_remove(store *s, const char *coll, uint64_t id);
+
+#endif

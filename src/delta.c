@@ -1,0 +1,1 @@
+/* delta: placeholder, being written */

@@ -1,0 +1,1 @@
+/* fsops: placeholder, being written */

@@ -1,0 +1,1 @@
+/* fsx: placeholder, being written */

@@ -1,0 +1,1 @@
+/* livedb: placeholder, being written */

@@ -1,0 +1,1 @@
+/* sbuf: placeholder, being written */
