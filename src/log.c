@@ -1,1 +1,63 @@
-/* log: placeholder, being written */
+/*
+ * log — one line per event, to stderr or syslog.
+ *
+ * A single vfprintf-style call per message keeps lines whole when several
+ * threads log at once (stdio locks the stream for the call; syslog sends
+ * one datagram per call).
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+static bool use_syslog;
+static int min_level = LOG_INFO;
+
+void log_init(bool syslog_on, int level)
+{
+	use_syslog = syslog_on;
+	min_level = level;
+	if (use_syslog)
+		openlog("snapfs", LOG_PID, LOG_DAEMON);
+}
+
+static const char *level_name(int level)
+{
+	switch (level) {
+	case LOG_EMERG:
+	case LOG_ALERT:
+	case LOG_CRIT:
+	case LOG_ERR:
+		return "error";
+	case LOG_WARNING:
+		return "warning";
+	case LOG_NOTICE:
+	case LOG_INFO:
+		return "info";
+	default:
+		return "debug";
+	}
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	if (level > min_level)
+		return;
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (use_syslog) {
+		syslog(level, "%s", msg);
+		return;
+	}
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ snapfs %s: %s\n", tm.tm_year + 1900,
+		tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+		level_name(level), msg);
+}
