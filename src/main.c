@@ -1,1 +1,272 @@
-int main(void) { return 0; }
+/*
+ * main — command line, start-up order and shutdown of the snapfs daemon.
+ *
+ * Start-up order matters:
+ *   1. parse options; open and lock the STORE (refusals are reported
+ *      before anything is mounted);
+ *   2. create the FUSE session and mount, then daemonize: fork() must
+ *      come before any thread exists, and the store lock (an flock on an
+ *      open file description) is inherited by the child;
+ *   3. start the compactor thread and recover every collection, then
+ *      serve requests.
+ * Shutdown (fusermount3 -u, SIGTERM, SIGINT): the loop ends, the
+ * compactor finishes the delta in progress and seals what it applied,
+ * then the session is unmounted and the store unlocked; exit status 0.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "compactor.h"
+#include "fsops.h"
+#include "log.h"
+#include "store.h"
+#include "vfs.h"
+
+struct snapfs_opts {
+	char *store;
+	unsigned batch_delay_ms;
+	unsigned batch_max;
+	unsigned keep;
+	char *max_delta_size;
+	char *loglevel;
+};
+
+enum { KEY_DISCARD, KEY_HELP, KEY_VERSION };
+
+#define SNAPFS_OPT(t, p) {t, offsetof(struct snapfs_opts, p), 1}
+
+static const struct fuse_opt snapfs_opt_spec[] = {
+	SNAPFS_OPT("batch_delay=%u", batch_delay_ms),
+	SNAPFS_OPT("batch_max=%u", batch_max),
+	SNAPFS_OPT("keep=%u", keep),
+	SNAPFS_OPT("max_delta_size=%s", max_delta_size),
+	SNAPFS_OPT("loglevel=%s", loglevel),
+	/* fstab-only options that mount.fuse3 passes through: accepted and dropped. */
+	FUSE_OPT_KEY("auto", KEY_DISCARD),
+	FUSE_OPT_KEY("noauto", KEY_DISCARD),
+	FUSE_OPT_KEY("user", KEY_DISCARD),
+	FUSE_OPT_KEY("nouser", KEY_DISCARD),
+	FUSE_OPT_KEY("users", KEY_DISCARD),
+	FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+	FUSE_OPT_KEY("defaults", KEY_DISCARD),
+	FUSE_OPT_END,
+};
+
+static int snapfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct snapfs_opts *o = data;
+	if (key == KEY_DISCARD)
+		return 0;
+	if (key == FUSE_OPT_KEY_NONOPT && !o->store) {
+		o->store = strdup(arg);
+		return o->store ? 0 : -1;
+	}
+	return 1; /* the mountpoint and libfuse's options go on to libfuse */
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s STORE MOUNTPOINT [options]\n\n"
+	       "Mounts the snapfs store STORE (a local directory, created if missing) at\n"
+	       "MOUNTPOINT. See snapfs(8).\n\n"
+	       "snapfs options:\n"
+	       "    -o batch_delay=MS      gather deltas this long before merging (default 500)\n"
+	       "    -o batch_max=N         deltas per snapshot at most (default 1000)\n"
+	       "    -o keep=N              newest snapshots kept per collection (default 10)\n"
+	       "    -o max_delta_size=SIZE largest delta accepted, K/M/G suffixes (default 1G)\n"
+	       "    -o loglevel=LEVEL      err, warning, info or debug (default info)\n"
+	       "    -o auto,noauto,user,nouser,users,_netdev,defaults\n"
+	       "                           accepted and ignored (for /etc/fstab)\n\n",
+	       prog);
+}
+
+/* "123", "64K", "10M", "1G" (powers of 1024). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	default:
+		return -1;
+	}
+	if (*end && end[1] != '\0')
+		return -1;
+	if (v > (UINT64_MAX >> shift) || v == 0)
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_level(const char *s)
+{
+	static const struct {
+		const char *name;
+		int level;
+	} levels[] = {{"err", LOG_ERR},	  {"error", LOG_ERR}, {"warning", LOG_WARNING},
+		      {"info", LOG_INFO}, {"debug", LOG_DEBUG}};
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (!strcasecmp(s, levels[i].name))
+			return levels[i].level;
+	return -1;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct snapfs_opts o = {.batch_delay_ms = 500, .batch_max = 1000, .keep = 10};
+	struct fuse_cmdline_opts cmd = {0};
+	struct fuse_session *se = NULL;
+	store *st = NULL;
+	vfs *v = NULL;
+	compactor *comp = NULL;
+	int ret = 1, mounted = 0, handlers = 0;
+	uint64_t max_delta = 1ULL << 30;
+	int level = LOG_INFO;
+	char err[512];
+
+	if (fuse_opt_parse(&args, &o, snapfs_opt_spec, snapfs_opt_proc) < 0 ||
+	    fuse_parse_cmdline(&args, &cmd) != 0) {
+		fprintf(stderr, "snapfs: invalid command line (see snapfs -h)\n");
+		goto out;
+	}
+	if (cmd.show_help) {
+		usage(argv[0]);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out;
+	}
+	if (cmd.show_version) {
+		printf("snapfs version %s\n", SNAPFS_VERSION);
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out;
+	}
+	if (!o.store || !cmd.mountpoint) {
+		fprintf(stderr, "snapfs: %s\nusage: %s STORE MOUNTPOINT [options] (see snapfs -h)\n",
+			!o.store ? "no STORE given" : "no MOUNTPOINT given", argv[0]);
+		goto out;
+	}
+	if (o.keep < 1) {
+		fprintf(stderr, "snapfs: keep=%u: at least one snapshot must be kept\n", o.keep);
+		goto out;
+	}
+	if (o.batch_max < 1) {
+		fprintf(stderr, "snapfs: batch_max=%u: a batch holds at least one delta\n",
+			o.batch_max);
+		goto out;
+	}
+	if (o.max_delta_size && parse_size(o.max_delta_size, &max_delta) < 0) {
+		fprintf(stderr,
+			"snapfs: max_delta_size=%s: not a size (a positive number with an optional "
+			"K, M or G suffix)\n",
+			o.max_delta_size);
+		goto out;
+	}
+	if (o.loglevel && (level = parse_level(o.loglevel)) < 0) {
+		fprintf(stderr, "snapfs: loglevel=%s: use err, warning, info or debug\n", o.loglevel);
+		goto out;
+	}
+	log_init(false, level);
+
+	if (store_open(o.store, &st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "snapfs: %s\n", err);
+		goto out;
+	}
+	struct vfs_config vcfg = {.max_delta_size = max_delta, .keep = o.keep};
+	if (vfs_create(st, &vcfg, &v) < 0) {
+		fprintf(stderr, "snapfs: out of memory\n");
+		goto out;
+	}
+	/* default_permissions: the kernel checks mode bits (0444 snapshots) for non-root callers. */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions,fsname=snapfs,subtype=snapfs") < 0)
+		goto out;
+	se = fuse_session_new(&args, fsops_ops(), sizeof(struct fuse_lowlevel_ops), v);
+	if (!se) {
+		fprintf(stderr, "snapfs: cannot create the FUSE session (bad option?)\n");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	handlers = 1;
+	if (fuse_session_mount(se, cmd.mountpoint) != 0) {
+		fprintf(stderr, "snapfs: cannot mount at %s\n", cmd.mountpoint);
+		goto out;
+	}
+	mounted = 1;
+	if (fuse_daemonize(cmd.foreground) != 0)
+		goto out;
+	if (!cmd.foreground)
+		log_init(true, level);
+
+	struct compactor_config ccfg = {.batch_delay_ms = o.batch_delay_ms, .batch_max = o.batch_max};
+	struct compactor_events ev = {.ctx = v, .published = vfs_published};
+	int rc = compactor_start(st, &ccfg, &ev, &comp);
+	if (rc == 0)
+		rc = vfs_start(v, comp);
+	if (rc < 0) {
+		log_err("cannot start on store %s: %s", o.store, strerror(-rc));
+		goto out;
+	}
+	fsops_attach_notifier(v, se);
+	log_info("mounted store %s at %s (keep=%u, batch_delay=%ums, batch_max=%u, "
+		 "max_delta_size=%llu)",
+		 store_root(st), cmd.mountpoint, o.keep, o.batch_delay_ms, o.batch_max,
+		 (unsigned long long)max_delta);
+
+	if (cmd.singlethread) {
+		rc = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
+		fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
+		fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+		rc = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	ret = rc == 0 ? 0 : 1;
+	log_info("unmounting %s", cmd.mountpoint);
+
+out:
+	compactor_stop(comp); /* before the session goes: it may still notify the kernel */
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (mounted)
+		fuse_session_unmount(se);
+	if (se)
+		fuse_session_destroy(se);
+	vfs_destroy(v);
+	store_close(st);
+	free(cmd.mountpoint);
+	free(o.store);
+	free(o.max_delta_size);
+	free(o.loglevel);
+	fuse_opt_free_args(&args);
+	if (ret == 0 && comp)
+		log_info("stopped cleanly");
+	return ret;
+}
