@@ -1,0 +1,412 @@
+"""Helpers for snapfs integration tests: run a real mount, wait for
+conditions, make delta databases, run real tools.
+
+Nothing here sleeps to let things settle: every wait polls a condition
+(mounted, a status field, a row in a snapshot) with a deadline, and a
+timeout names what was awaited and what was last seen.
+"""
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SNAPFS_BIN = os.environ.get("SNAPFS_BIN") or os.path.join(REPO, "build", "snapfs")
+
+# Markers of sanitizer reports in the daemon's log: any one fails the test.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+# Writes outside incoming/ must fail with one of these.
+READONLY_ERRNOS = (errno.EROFS, errno.EACCES)
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_for(pred, timeout, what, interval=0.02):
+    """Polls pred() until it returns something truthy and returns that.
+    Exceptions from pred count as "not yet" (the last one is reported)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+            last = v
+        except Exception as e:  # noqa: BLE001 - reported on timeout
+            last = e
+        if time.monotonic() >= deadline:
+            raise Timeout(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+def run(cmd, check=True, timeout=120, **kw):
+    """Runs a real tool; returns the CompletedProcess (text, captured)."""
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def sha256_fd(fd):
+    """Reads an open fd from offset 0 to EOF; returns (sha256, size)."""
+    h = hashlib.sha256()
+    off = 0
+    while True:
+        b = os.pread(fd, 1 << 20, off)
+        if not b:
+            return h.hexdigest(), off
+        h.update(b)
+        off += len(b)
+
+
+# ---------------------------------------------------------------- deltas
+
+ITEMS_SCHEMA = "CREATE TABLE items(id INTEGER PRIMARY KEY, body TEXT)"
+
+
+def make_db(path, *sql, params=None):
+    """Creates a SQLite database at path by running each statement; returns
+    its sha256. The file is closed and has no journal left."""
+    if os.path.exists(path):
+        os.unlink(path)
+    c = sqlite3.connect(path)
+    try:
+        for s in sql:
+            c.execute(s)
+        c.commit()
+    finally:
+        c.close()
+    return sha256_file(path)
+
+
+def make_delta(path, rows=(), deletes=(), extra_sql=()):
+    """A delta for table items(id INTEGER PRIMARY KEY, body TEXT): rows are
+    (id, body) upserts, deletes are ids listed in _snapfs_delete_items.
+    Returns the delta's sha256."""
+    if os.path.exists(path):
+        os.unlink(path)
+    c = sqlite3.connect(path)
+    try:
+        c.execute(ITEMS_SCHEMA)
+        c.executemany("INSERT INTO items VALUES(?, ?)", list(rows))
+        if deletes:
+            c.execute("CREATE TABLE _snapfs_delete_items(id INTEGER PRIMARY KEY)")
+            c.executemany("INSERT INTO _snapfs_delete_items VALUES(?)", [(d,) for d in deletes])
+        for s in extra_sql:
+            c.execute(s)
+        c.commit()
+    finally:
+        c.close()
+    return sha256_file(path)
+
+
+def make_big_delta(path, first_id, nrows, body_bytes=100, rows=(), deletes=()):
+    """A large items delta made inside SQLite (fast): ids first_id..,
+    random bodies so every call gives a different file; plus rows and
+    deletes as in make_delta."""
+    if os.path.exists(path):
+        os.unlink(path)
+    c = sqlite3.connect(path)
+    try:
+        c.execute("PRAGMA journal_mode=OFF")
+        c.execute("PRAGMA synchronous=OFF")
+        c.execute(ITEMS_SCHEMA)
+        c.execute(
+            "WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x + 1 < ?) "
+            "INSERT INTO items SELECT ? + x, hex(randomblob(?)) FROM n",
+            (nrows, first_id, body_bytes // 2))
+        c.executemany("INSERT INTO items VALUES(?, ?)", list(rows))
+        if deletes:
+            c.execute("CREATE TABLE _snapfs_delete_items(id INTEGER PRIMARY KEY)")
+            c.executemany("INSERT INTO _snapfs_delete_items VALUES(?)", [(d,) for d in deletes])
+        c.commit()
+    finally:
+        c.close()
+    return sha256_file(path)
+
+
+def sqlite_query(path, sql, params=(), immutable=False):
+    """Opens path read-only (as a reader of the mount would) and runs sql.
+    immutable: for files in a STORE, so SQLite creates nothing beside them."""
+    uri = f"file:{path}?mode=ro" + ("&immutable=1" if immutable else "")
+    c = sqlite3.connect(uri, uri=True, timeout=10)
+    try:
+        return c.execute(sql, params).fetchall()
+    finally:
+        c.close()
+
+
+def integrity(path, immutable=False):
+    rows = sqlite_query(path, "PRAGMA integrity_check", immutable=immutable)
+    return "\n".join(r[0] for r in rows)
+
+
+# ---------------------------------------------------------------- the mount
+
+class Snapfs:
+    """One snapfs daemon in the foreground (-f) on a STORE and MOUNT of its
+    own, with its stderr in a log file. May be stopped and started again on
+    the same STORE; every log it wrote is scanned for sanitizer reports."""
+
+    def __init__(self, workdir, store=None, mnt=None, opts=("batch_delay=50",)):
+        self.workdir = str(workdir)
+        self.store = str(store or os.path.join(self.workdir, "store"))
+        self.mnt = str(mnt or os.path.join(self.workdir, "mnt"))
+        self.opts = list(opts)
+        self.proc = None
+        self.logs = []
+        self.starts = 0
+        os.makedirs(self.mnt, exist_ok=True)
+
+    # -- life cycle
+
+    def spawn(self, opts=None, args=()):
+        """Starts the daemon (foreground) without waiting for the mount."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.starts += 1
+        log = os.path.join(self.workdir, f"snapfs-{self.starts}.log")
+        self.logs.append(log)
+        cmd = [SNAPFS_BIN, self.store, self.mnt, "-f"]
+        o = list(self.opts if opts is None else opts)
+        if o:
+            cmd += ["-o", ",".join(o)]
+        cmd += list(args)
+        with open(log, "wb") as lf:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf)
+        return self.proc
+
+    def start(self, opts=None, args=(), timeout=20):
+        self.spawn(opts, args)
+        self.wait_mounted(timeout)
+        return self
+
+    def wait_mounted(self, timeout=20):
+        def ready():
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"snapfs exited with {rc} before mounting:\n{self.log_text()}")
+            return os.path.ismount(self.mnt)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"snapfs did not mount {self.mnt} in {timeout}s:\n{self.log_text()}")
+            time.sleep(0.02)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def unmount(self, timeout=60):
+        """fusermount3 -u; requires the daemon to exit 0."""
+        run(["fusermount3", "-u", self.mnt])
+        return self.wait_exit(timeout, expect=0)
+
+    def signal(self, sig, timeout=60):
+        """Sends sig; requires the daemon to exit 0 and the mount to go."""
+        self.proc.send_signal(sig)
+        rc = self.wait_exit(timeout, expect=0)
+        wait_for(lambda: not os.path.ismount(self.mnt), 10, "the mount to go away")
+        return rc
+
+    def wait_exit(self, timeout=60, expect=None):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"snapfs did not exit within {timeout}s:\n{self.log_text()}")
+        if expect is not None and rc != expect:
+            raise AssertionError(f"snapfs exited {rc}, expected {expect}:\n{self.log_text()}")
+        return rc
+
+    def kill9(self):
+        """SIGKILL, then detach the dead mount so it can be mounted again."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        if os.path.ismount(self.mnt):
+            run(["fusermount3", "-u", "-z", self.mnt], check=False)
+        wait_for(lambda: not os.path.ismount(self.mnt), 10, "the dead mount to go away")
+
+    def restart(self, opts=None):
+        if self.running():
+            self.unmount()
+        return self.start(opts)
+
+    def close(self):
+        """Teardown: unmount if still mounted (requiring exit 0), then scan
+        every log for sanitizer reports. Raises AssertionError on either."""
+        problems = []
+        if self.running():
+            p = run(["fusermount3", "-u", self.mnt], check=False)
+            try:
+                rc = self.proc.wait(60)
+                if rc != 0:
+                    problems.append(f"snapfs exited {rc} on unmount")
+            except subprocess.TimeoutExpired:
+                problems.append(f"snapfs did not exit after fusermount3 -u ({p.stderr.strip()})")
+                self.proc.kill()
+                self.proc.wait()
+        if os.path.ismount(self.mnt):
+            run(["fusermount3", "-u", "-z", self.mnt], check=False)
+        for log in self.logs:
+            text = _read(log)
+            for m in SANITIZER_MARKERS:
+                if m in text:
+                    problems.append(f"sanitizer report ({m!r}) in {log}")
+        if problems:
+            raise AssertionError("; ".join(problems) + "\n" + self.log_text())
+
+    def log_text(self, tail=6000):
+        out = []
+        for log in self.logs:
+            t = _read(log)
+            out.append(f"--- {log} ---\n{t[-tail:]}")
+        return "\n".join(out)
+
+    # -- paths and reading
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    def store_path(self, coll, *parts):
+        return os.path.join(self.store, "collections", coll, *parts)
+
+    def mkcoll(self, name):
+        os.mkdir(self.path(name))
+        return name
+
+    def status(self, coll=None):
+        p = self.path(".snapfs", "status") if coll is None else self.path(coll, "status")
+        with open(p) as f:
+            return json.load(f)
+
+    def metrics(self):
+        with open(self.path(".snapfs", "metrics")) as f:
+            return f.read()
+
+    def metric(self, name, coll):
+        """Value of name{collection="coll"} in .snapfs/metrics, or None."""
+        key = f'{name}{{collection="{coll}"}}'
+        for line in self.metrics().splitlines():
+            if line.startswith(key + " "):
+                return float(line.split()[-1])
+        return None
+
+    def snapshot_ids(self, coll):
+        return sorted(int(n) for n in os.listdir(self.path(coll, "snapshots")))
+
+    def latest_id(self, coll):
+        """Id latest points at, or None while there is none."""
+        try:
+            target = os.readlink(self.path(coll, "latest"))
+        except FileNotFoundError:
+            return None
+        return int(os.path.basename(target.rstrip("/")))
+
+    def snap_dir(self, coll, sid):
+        return self.path(coll, "snapshots", "%08d" % sid)
+
+    def snap_db(self, coll, sid):
+        return os.path.join(self.snap_dir(coll, sid), coll + ".sqlite3")
+
+    def manifest(self, coll, sid):
+        with open(os.path.join(self.snap_dir(coll, sid), "MANIFEST.json")) as f:
+            return json.load(f)
+
+    def query(self, coll, sql, params=(), sid=None):
+        """Runs sql on snapshot sid (default: the one latest points at)."""
+        if sid is None:
+            sid = self.latest_id(coll)
+            assert sid is not None, f"{coll} has no snapshot yet"
+        return sqlite_query(self.snap_db(coll, sid), sql, params)
+
+    def ledger(self, coll, sid=None):
+        """{sha256: name} of the ledger in a snapshot (default latest)."""
+        rows = self.query(coll, "SELECT sha256, name FROM _snapfs_ledger", sid=sid)
+        return {s.lower(): n for s, n in rows}
+
+    def wait_applied(self, coll, shas, timeout=60):
+        """Waits until every sha is in the ledger of the latest snapshot."""
+        want = {s.lower() for s in shas}
+
+        def done():
+            if self.latest_id(coll) is None:
+                return False
+            missing = want - set(self.ledger(coll))
+            if missing:
+                raise AssertionError(f"{len(missing)} of {len(want)} deltas not yet in latest")
+            return True
+        return wait_for(done, timeout, f"{len(want)} delta(s) applied in {coll}")
+
+    def wait_rejected(self, coll, name, timeout=60):
+        """Waits for rejected/name and its .reason; returns the reason."""
+        rej = self.path(coll, "rejected")
+
+        def done():
+            names = os.listdir(rej)
+            if name in names and name + ".reason" in names:
+                with open(os.path.join(rej, name + ".reason")) as f:
+                    return f.read() or False
+            return False
+        return wait_for(done, timeout, f"{name} to land in {coll}/rejected/")
+
+    def wait_idle(self, coll, timeout=60):
+        """Waits until nothing is queued and the compactor is idle."""
+        return wait_for(
+            lambda: (lambda s: s if s["queued"] == 0 and s["state"] == "idle" else False)(self.status(coll)),
+            timeout, f"{coll} idle with an empty queue")
+
+    def submit(self, coll, src, name=None):
+        """cp src into incoming/ (cp(1), a real tool); returns the path."""
+        dst = self.path(coll, "incoming", name or os.path.basename(src))
+        run(["cp", src, dst])
+        return dst
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def assert_readonly(fn, what):
+    """fn() must raise OSError with EROFS or EACCES."""
+    try:
+        fn()
+    except OSError as e:
+        assert e.errno in READONLY_ERRNOS, f"{what}: {os.strerror(e.errno)} (errno {e.errno}), want EROFS or EACCES"
+        return
+    raise AssertionError(f"{what}: succeeded, want EROFS or EACCES")
+
+
+def verify_snapshot(snapdir, coll, immutable=False):
+    """Checks one published snapshot directory (in the mount, or in a STORE
+    with immutable=True): both files, manifest sha and size equal the file,
+    integrity ok. Returns the manifest."""
+    with open(os.path.join(snapdir, "MANIFEST.json")) as f:
+        m = json.load(f)
+    db = os.path.join(snapdir, coll + ".sqlite3")
+    sha = sha256_file(db)
+    assert sha == m["sha256"], f"{db}: sha256 {sha} != manifest {m['sha256']}"
+    assert os.path.getsize(db) == m["size"], f"{db}: size != manifest"
+    ic = integrity(db, immutable)
+    assert ic == "ok", f"{db}: integrity_check: {ic}"
+    return m
