@@ -1,1 +1,471 @@
-/* livedb: placeholder, being written */
+/*
+ * livedb — a collection's live database and its ledger.
+ *
+ * Guarantees:
+ *  - Each delta is merged in one transaction together with its ledger
+ *    row, so after a crash a delta is either wholly in live with its
+ *    sha256 in the ledger, or not at all; a delta seen again is skipped.
+ *  - synchronous=FULL in WAL mode: once livedb_apply returns
+ *    LIVEDB_APPLIED, the commit is on disk and the delta may be dropped
+ *    from the queue.
+ *  - livedb_close returns 0 only when every WAL frame is back in the
+ *    database file, the connection really closed and no -wal content is
+ *    left: only then does the file alone hold the whole database, and
+ *    only then may it be copied (see seal.h).
+ *
+ * Threads: a livedb and its connection belong to the compactor thread
+ * that opened it, for its whole life; it is never shared, so the
+ * connection is opened with SQLITE_OPEN_NOMUTEX and nothing here locks.
+ */
+#include "livedb.h"
+
+#include "delta.h"
+#include "log.h"
+#include "sbuf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* Waiting this long for a lock means someone else opened live: an error, not a reason to hang. */
+#define LIVEDB_BUSY_MS 1000
+
+struct livedb {
+	sqlite3 *db; /* owned by the compactor thread that opened it */
+	char *path;
+};
+
+static const char ledger_sql[] = "CREATE TABLE IF NOT EXISTS _snapfs_ledger ("
+				 " seq INTEGER PRIMARY KEY,"
+				 " sha256 TEXT UNIQUE NOT NULL,"
+				 " name TEXT NOT NULL,"
+				 " applied_at INTEGER NOT NULL)";
+
+/* Formats into buf as one line (control characters become spaces). */
+static void say(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *buf, size_t len, const char *fmt, ...)
+{
+	if (!buf || !len)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	for (unsigned char *p = (unsigned char *)buf; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+}
+
+static int sqlite_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		return -EINVAL;
+	case SQLITE_INTERRUPT:
+		return -EINTR;
+	default:
+		return -EIO;
+	}
+}
+
+/* Runs sql on db; on failure says what failed into err and returns a negative errno. */
+static int run(sqlite3 *db, const char *sql, const char *what, const char *path, char *err, size_t len)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc == SQLITE_OK)
+		return 0;
+	rc = sqlite3_extended_errcode(db);
+	say(err, len, "%s (%s): %s", what, path, msg ? msg : sqlite3_errstr(rc));
+	sqlite3_free(msg);
+	return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+}
+
+int livedb_open(const char *path, livedb **out, char *err, size_t len)
+{
+	*out = NULL;
+	if (len)
+		err[0] = '\0';
+	/*
+	 * SQLITE_OPEN_URI so that delta_apply can ATTACH a delta read-only by
+	 * URI. Our own path must then not read as a URI: "./" defuses "file:".
+	 */
+	sbuf name = SBUF_INIT;
+	if (strncmp(path, "file:", 5) == 0)
+		sbuf_adds(&name, "./");
+	sbuf_adds(&name, path);
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(sbuf_str(&name), &db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+	sbuf_free(&name);
+	if (rc != SQLITE_OK) {
+		say(err, len, "open live database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return sqlite_errno(rc);
+	}
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, LIVEDB_BUSY_MS);
+	/* Defensive as for deltas: live has no triggers nor views of its own, and attaches untrusted files. */
+	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+#ifdef SQLITE_DBCONFIG_TRUSTED_SCHEMA
+	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+#endif
+#ifdef SQLITE_DBCONFIG_ENABLE_TRIGGER
+	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, (int *)NULL);
+#endif
+#ifdef SQLITE_DBCONFIG_ENABLE_VIEW
+	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, (int *)NULL);
+#endif
+	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, (int *)NULL);
+
+	int r = run(db, "PRAGMA trusted_schema = OFF", "configure live database", path, err, len);
+	/* journal_mode answers with the mode it got: a database that cannot do WAL says so. */
+	sqlite3_stmt *st = NULL;
+	if (!r) {
+		rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW) {
+			say(err, len, "set WAL mode on %s: %s", path, sqlite3_errmsg(db));
+			r = sqlite_errno(sqlite3_extended_errcode(db));
+			r = r ? r : -EIO;
+		} else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+			say(err, len, "set WAL mode on %s: got journal_mode %s", path,
+			    (const char *)sqlite3_column_text(st, 0));
+			r = -EIO;
+		}
+		sqlite3_finalize(st);
+	}
+	/* FULL: in WAL mode NORMAL may lose the last commits on power loss, and the queue drops a delta once it is applied. */
+	if (!r)
+		r = run(db, "PRAGMA synchronous = FULL", "configure live database", path, err, len);
+	if (!r)
+		r = run(db, ledger_sql, "create the ledger", path, err, len);
+	if (r) {
+		sqlite3_close(db);
+		return r;
+	}
+	livedb *l = calloc(1, sizeof(*l));
+	if (!l || !(l->path = strdup(path))) {
+		free(l);
+		sqlite3_close(db);
+		say(err, len, "open live database %s: out of memory", path);
+		return -ENOMEM;
+	}
+	l->db = db;
+	*out = l;
+	return 0;
+}
+
+static bool is_sha256_hex(const char *s)
+{
+	if (!s || strlen(s) != 64)
+		return false;
+	return strspn(s, "0123456789abcdef") == 64;
+}
+
+/* Ends a failed transaction. The caller's message stays; a failed ROLLBACK is logged. */
+static void rollback(livedb *l)
+{
+	if (sqlite3_get_autocommit(l->db))
+		return; /* SQLite already rolled back (e.g. after SQLITE_FULL) */
+	char *msg = NULL;
+	if (sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, &msg) != SQLITE_OK)
+		log_err("live database %s: ROLLBACK failed: %s", l->path, msg ? msg : sqlite3_errmsg(l->db));
+	sqlite3_free(msg);
+}
+
+/* Once the transaction is over, the delta attached by delta_apply can go. */
+static int detach(livedb *l, char *msg, size_t len, int ret)
+{
+	char err[256];
+	int r = delta_detach(l->db, err, sizeof(err));
+	if (r == 0)
+		return ret;
+	log_err("live database %s: %s", l->path, err);
+	if (ret < 0)
+		return ret;
+	say(msg, len, "%s", err);
+	return r;
+}
+
+/* Is sha in the ledger? 1 yes (msg says since when), 0 no, negative errno. */
+static int ledger_has(livedb *l, const char *sha, char *msg, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(l->db, "SELECT seq, name FROM _snapfs_ledger WHERE sha256 = ?1", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	int r = 0;
+	if (rc == SQLITE_ROW) {
+		say(msg, len, "already applied: ledger seq %lld, delta %s", (long long)sqlite3_column_int64(st, 0),
+		    (const char *)sqlite3_column_text(st, 1));
+		r = 1;
+	} else if (rc != SQLITE_DONE) {
+		say(msg, len, "read the ledger of %s: %s", l->path, sqlite3_errmsg(l->db));
+		r = sqlite_errno(sqlite3_extended_errcode(l->db));
+		r = r ? r : -EIO;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int ledger_add(livedb *l, const char *sha, const char *name, char *msg, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(l->db, "INSERT INTO _snapfs_ledger (sha256, name, applied_at) VALUES (?1, ?2, ?3)",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)time(NULL));
+		rc = sqlite3_step(st);
+	}
+	int r = 0;
+	if (rc != SQLITE_DONE) {
+		say(msg, len, "write the ledger row of %s: %s", name, sqlite3_errmsg(l->db));
+		r = sqlite_errno(sqlite3_extended_errcode(l->db));
+		r = r ? r : -EIO;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex, char *msg,
+		 size_t len)
+{
+	if (len)
+		msg[0] = '\0';
+	if (!is_sha256_hex(sha256_hex) || !delta_name || !delta_path) {
+		say(msg, len, "apply %s: sha256 must be 64 lower-case hex digits", delta_name ? delta_name : "(null)");
+		return -EINVAL;
+	}
+	/* IMMEDIATE: take the write lock now, so nothing between the ledger check and the commit can be busy. */
+	int r = run(db->db, "BEGIN IMMEDIATE", "begin a transaction", db->path, msg, len);
+	if (r)
+		return r;
+	r = ledger_has(db, sha256_hex, msg, len);
+	if (r == 1) {
+		rollback(db);
+		return LIVEDB_DUPLICATE;
+	}
+	if (!r)
+		r = delta_check(db->db, delta_path, msg, len);
+	if (!r)
+		r = delta_apply(db->db, delta_path, msg, len);
+	if (!r)
+		r = ledger_add(db, sha256_hex, delta_name, msg, len);
+	if (!r)
+		r = run(db->db, "COMMIT", "commit", db->path, msg, len);
+	if (r) {
+		rollback(db);
+		return detach(db, msg, len, r == 1 ? LIVEDB_REJECTED : r);
+	}
+	return detach(db, msg, len, LIVEDB_APPLIED);
+}
+
+int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db->db,
+				    "SELECT seq, sha256, name, applied_at FROM _snapfs_ledger WHERE seq > ?1 ORDER BY seq",
+				    -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		log_err("live database %s: read the ledger: %s", db->path, sqlite3_errmsg(db->db));
+		return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+	}
+	sqlite3_bind_int64(st, 1, after);
+	livedb_entry *v = NULL;
+	size_t cnt = 0, cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			livedb_entry *nv = realloc(v, cap * sizeof(*nv));
+			if (!nv) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			v = nv;
+		}
+		livedb_entry *e = &v[cnt];
+		e->seq = sqlite3_column_int64(st, 0);
+		snprintf(e->sha256, sizeof(e->sha256), "%s", (const char *)sqlite3_column_text(st, 1));
+		e->name = strdup((const char *)sqlite3_column_text(st, 2));
+		e->applied_at = sqlite3_column_int64(st, 3);
+		if (!e->name) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		cnt++;
+	}
+	if (rc != SQLITE_DONE) {
+		log_err("live database %s: read the ledger: %s", db->path,
+			rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db->db));
+		sqlite3_finalize(st);
+		livedb_entries_free(v, cnt);
+		return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+	}
+	sqlite3_finalize(st);
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+void livedb_entries_free(livedb_entry *e, size_t n)
+{
+	for (size_t i = 0; e && i < n; i++)
+		free(e[i].name);
+	free(e);
+}
+
+static int ledger_max(sqlite3 *db, const char *path, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM _snapfs_ledger", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		return 0;
+	}
+	log_err("database %s: read the ledger: %s", path, sqlite3_errmsg(db));
+	rc = sqlite3_extended_errcode(db);
+	sqlite3_finalize(st);
+	return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+}
+
+int livedb_ledger_max(livedb *db, int64_t *out)
+{
+	*out = 0;
+	return ledger_max(db->db, db->path, out);
+}
+
+int livedb_ledger_max_file(const char *path, int64_t *out)
+{
+	*out = 0;
+	char err[512];
+	sqlite3 *db = NULL;
+	/* Read-only and immutable: a sealed file gets no -wal or -shm beside it. */
+	int r = delta_open_ro(path, &db, err, sizeof(err));
+	if (r) {
+		log_err("%s", err);
+		return r;
+	}
+	r = ledger_max(db, path, out);
+	sqlite3_close(db);
+	return r;
+}
+
+/* Keeps the first error for the caller; logs every one. */
+static int close_fail(livedb *l, int *ret, char *err, size_t len, int code, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static int close_fail(livedb *l, int *ret, char *err, size_t len, int code, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_err("close live database %s: %s", l->path, buf);
+	if (*ret == 0) {
+		say(err, len, "close live database %s: %s", l->path, buf);
+		*ret = code;
+	}
+	return code;
+}
+
+/*
+ * Why close is checked, step by step: sealing copies the database file
+ * alone. If frames were left in the WAL, or the connection could not
+ * really close (a statement left unfinalized keeps it open, and SQLite
+ * only checkpoints and removes the -wal on the last close), the copy
+ * would miss committed data or be "malformed". So each step must
+ * succeed, and we also look at the -wal file itself.
+ */
+int livedb_close(livedb *db, char *err, size_t len)
+{
+	if (len)
+		err[0] = '\0';
+	if (!db)
+		return 0;
+	int ret = 0;
+	sqlite3 *s = db->db;
+	if (!sqlite3_get_autocommit(s)) {
+		close_fail(db, &ret, err, len, -EBUSY, "a transaction was still open; rolled back");
+		rollback(db);
+	}
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(s, "PRAGMA main.wal_checkpoint(TRUNCATE)", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		int busy = sqlite3_column_int(st, 0);
+		int frames = sqlite3_column_int(st, 1);
+		int done = sqlite3_column_int(st, 2);
+		if (busy)
+			close_fail(db, &ret, err, len, -EBUSY,
+				   "wal_checkpoint(TRUNCATE) was blocked by another connection (busy=1, %d of %d frames checkpointed)",
+				   done, frames);
+		else if (frames != done)
+			close_fail(db, &ret, err, len, -EIO, "wal_checkpoint(TRUNCATE) checkpointed %d of %d frames",
+				   done, frames);
+	} else {
+		close_fail(db, &ret, err, len, sqlite_errno(rc) ? sqlite_errno(rc) : -EIO,
+			   "wal_checkpoint(TRUNCATE): %s", sqlite3_errmsg(s));
+	}
+	sqlite3_finalize(st);
+	/* Every statement of this module and of delta is finalized where it is made; one left here is a bug. */
+	while ((st = sqlite3_next_stmt(s, NULL)) != NULL) {
+		close_fail(db, &ret, err, len, -EBUSY, "statement left unfinalized: %s", sqlite3_sql(st));
+		sqlite3_finalize(st);
+	}
+	/* sqlite3_close, not _v2: _v2 would "succeed" and leave a zombie connection holding the file. */
+	rc = sqlite3_close(s);
+	if (rc != SQLITE_OK) {
+		close_fail(db, &ret, err, len, -EBUSY, "sqlite3_close: %s", sqlite3_errmsg(s));
+		sqlite3_close_v2(s); /* frees it as soon as whatever holds it lets go */
+	}
+	sbuf wal = SBUF_INIT;
+	sbuf_addf(&wal, "%s-wal", db->path);
+	struct stat stw;
+	if (stat(sbuf_str(&wal), &stw) == 0) {
+		if (stw.st_size > 0)
+			close_fail(db, &ret, err, len, -EIO, "%s still holds %lld bytes after close", sbuf_str(&wal),
+				   (long long)stw.st_size);
+	} else if (errno != ENOENT) {
+		int e = errno;
+		close_fail(db, &ret, err, len, -e, "stat %s: %s", sbuf_str(&wal), strerror(e));
+	}
+	sbuf_free(&wal);
+	free(db->path);
+	free(db);
+	return ret;
+}

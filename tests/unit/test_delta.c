@@ -1,2 +1,465 @@
+/*
+ * Unit tests for delta: deltas are built here with the sqlite3 C API,
+ * checked and merged into a live database opened as livedb opens it.
+ */
+#include "delta.h"
+#include "fsx.h"
 #include "tap.h"
-int main(void) { return tap_done(); }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[PATH_MAX];
+
+/* Paths in the test directory; a few rotating buffers so two can be live at once. */
+static const char *at(const char *name)
+{
+	static char buf[4][PATH_MAX];
+	static int i;
+	i = (i + 1) % 4;
+	if (snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name) >= (int)sizeof(buf[i]))
+		exit(2);
+	return buf[i];
+}
+
+static void exec_or_die(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		fprintf(stderr, "setup SQL failed: %s\n  in: %s\n", msg, sql);
+		exit(2);
+	}
+}
+
+/* A fresh delta file at path holding what sql makes. */
+static void mkdb(const char *path, const char *sql)
+{
+	unlink(path);
+	sqlite3 *db = NULL;
+	if (sqlite3_open(path, &db) != SQLITE_OK) {
+		fprintf(stderr, "open %s: %s\n", path, sqlite3_errmsg(db));
+		exit(2);
+	}
+	exec_or_die(db, sql);
+	if (sqlite3_close(db) != SQLITE_OK) {
+		fprintf(stderr, "close %s failed\n", path);
+		exit(2);
+	}
+}
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || close(fd) < 0) {
+		perror(path);
+		exit(2);
+	}
+}
+
+static size_t read_file(const char *path, char **out)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		perror(path);
+		exit(2);
+	}
+	*out = malloc((size_t)st.st_size + 1);
+	if (!*out || read(fd, *out, (size_t)st.st_size) != st.st_size) {
+		perror(path);
+		exit(2);
+	}
+	close(fd);
+	return (size_t)st.st_size;
+}
+
+/* Live as livedb opens it: URI names on, WAL. */
+static sqlite3 *live_open(const char *path)
+{
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+		fprintf(stderr, "open live %s: %s\n", path, sqlite3_errmsg(db));
+		exit(2);
+	}
+	exec_or_die(db, "PRAGMA journal_mode=WAL");
+	return db;
+}
+
+/* First column of the first row as an integer; -1 on error, -2 on no row. */
+static long long q1(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	long long v = -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+		int rc = sqlite3_step(st);
+		v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : rc == SQLITE_DONE ? -2 : -1;
+	}
+	if (v == -1)
+		fprintf(stderr, "  query failed: %s: %s\n", sql, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Text of the first column of the first row, copied into buf ("" if none). */
+static const char *qs(sqlite3 *db, const char *sql, char *buf, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+	buf[0] = '\0';
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_text(st, 0))
+		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return buf;
+}
+
+/* What livedb does: one transaction, check, merge, commit or roll back, detach. */
+static int merge(sqlite3 *live, const char *path, char *msg, size_t len)
+{
+	exec_or_die(live, "BEGIN IMMEDIATE");
+	int r = delta_check(live, path, msg, len);
+	if (r == 0)
+		r = delta_apply(live, path, msg, len);
+	if (r == 0)
+		exec_or_die(live, "COMMIT");
+	else if (!sqlite3_get_autocommit(live)) /* SQLITE_FULL may have rolled back already */
+		exec_or_die(live, "ROLLBACK");
+	char err[256];
+	int d = delta_detach(live, err, sizeof(err));
+	if (d != 0)
+		fprintf(stderr, "  detach: %s\n", err);
+	CHECK(d == 0);
+	CHECK(q1(live, "SELECT count(*) FROM pragma_database_list WHERE name = 'delta'") == 0);
+	return r;
+}
+
+/* Everything a reject must leave alone, as one string. */
+static void fingerprint(sqlite3 *live, char *buf, size_t len)
+{
+	qs(live,
+	   "SELECT (SELECT group_concat(name) FROM sqlite_schema) || '|' ||"
+	   " (SELECT count(*) || ':' || total(length(doc)) || ':' || total(id) FROM lines)",
+	   buf, len);
+}
+
+static void expect_reject_file(sqlite3 *live, const char *path, const char *want, const char *what)
+{
+	char before[512], after[512], reason[512];
+	fingerprint(live, before, sizeof(before));
+	int r = merge(live, path, reason, sizeof(reason));
+	fingerprint(live, after, sizeof(after));
+	bool ok = r == 1 && strstr(reason, want) && !strchr(reason, '\n') && !strcmp(before, after);
+	printf("%s reject %s: %s\n", ok ? "ok  " : "FAIL", what, reason);
+	if (!ok)
+		fprintf(stderr, "  %s: r=%d want \"%s\" got \"%s\"; live %s -> %s\n", what, r, want, reason, before,
+			after);
+	CHECK(r == 1);
+	CHECK(strstr(reason, want) != NULL);
+	CHECK(strchr(reason, '\n') == NULL);
+	CHECK(strcmp(before, after) == 0);
+}
+
+static void expect_reject(sqlite3 *live, const char *sql, const char *want, const char *what)
+{
+	const char *path = at("bad.db");
+	mkdb(path, sql);
+	expect_reject_file(live, path, want, what);
+}
+
+static void expect_apply(sqlite3 *live, const char *path, const char *what)
+{
+	char msg[512];
+	int r = merge(live, path, msg, sizeof(msg));
+	printf("%s apply %s%s%s\n", r == 0 ? "ok  " : "FAIL", what, r ? ": " : "", r ? msg : "");
+	CHECK(r == 0);
+}
+
+#define ROWS_SQL                                                                                                \
+	"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)"                          \
+	" INSERT INTO lines SELECT i, printf('doc %d ', i) || hex(randomblob(100)), randomblob(64) FROM n;"
+
+static void test_good(sqlite3 *live)
+{
+	char buf[256];
+	const char *d = at("d1.db");
+	mkdb(d, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT NOT NULL, emb BLOB);"
+		"INSERT INTO lines VALUES (1, 'one', x'01'), (2, 'two', x'02'), (3, 'three', x'03');");
+	expect_apply(live, d, "new table with rows");
+	CHECK(q1(live, "SELECT count(*) FROM lines") == 3);
+	/* Created from names, types and key: a rowid alias, no NOT NULL copied from the delta's SQL. */
+	qs(live, "SELECT sql FROM sqlite_schema WHERE name = 'lines'", buf, sizeof(buf));
+	CHECK(strcmp(buf, "CREATE TABLE \"lines\" (\"id\" INTEGER, \"doc\" TEXT, \"emb\" BLOB, PRIMARY KEY (\"id\"))") == 0);
+	CHECK(q1(live, "SELECT count(*) FROM lines WHERE rowid = id") == 3);
+
+	d = at("d2.db");
+	mkdb(d, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);"
+		"INSERT INTO lines VALUES (1, 'one v2', x'11'), (4, 'four', x'04');");
+	expect_apply(live, d, "upsert by primary key");
+	CHECK(q1(live, "SELECT count(*) FROM lines") == 4);
+	CHECK(strcmp(qs(live, "SELECT doc FROM lines WHERE id = 1", buf, sizeof(buf)), "one v2") == 0);
+	CHECK(q1(live, "SELECT count(*) FROM lines WHERE id = 1 AND emb = x'11'") == 1);
+
+	d = at("d3.db");
+	mkdb(d, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);"
+		"CREATE TABLE _snapfs_delete_lines(id INTEGER);"
+		"INSERT INTO _snapfs_delete_lines VALUES (2), (3), (99);"
+		"INSERT INTO lines VALUES (3, 'three v3', NULL);");
+	expect_apply(live, d, "deletions before upserts");
+	CHECK(q1(live, "SELECT count(*) FROM lines") == 3);
+	CHECK(q1(live, "SELECT count(*) FROM lines WHERE id = 2") == 0);
+	CHECK(strcmp(qs(live, "SELECT doc FROM lines WHERE id = 3", buf, sizeof(buf)), "three v3") == 0);
+
+	d = at("d4.db");
+	mkdb(d, "CREATE TABLE _snapfs_delete_lines(ID);" /* key names match case-insensitively */
+		"INSERT INTO _snapfs_delete_lines VALUES (4);");
+	expect_apply(live, d, "deletions only, for a table only live has");
+	CHECK(q1(live, "SELECT count(*) FROM lines") == 2);
+
+	d = at("d5.db");
+	mkdb(d, "CREATE TABLE words(lang TEXT, word TEXT, n INTEGER, PRIMARY KEY(lang, word));"
+		"INSERT INTO words VALUES ('en', 'a', 1), ('en', 'b', 2), ('fr', 'a', 3);");
+	expect_apply(live, d, "composite primary key");
+	d = at("d6.db");
+	mkdb(d, "CREATE TABLE words(LANG TEXT, Word TEXT, n INTEGER, PRIMARY KEY(lang, word));"
+		"CREATE TABLE _snapfs_delete_words(word TEXT, lang TEXT);"
+		"INSERT INTO _snapfs_delete_words VALUES ('a', 'en');"
+		"INSERT INTO words VALUES ('en', 'b', 20), ('de', 'a', 4);");
+	expect_apply(live, d, "composite key upsert and delete");
+	CHECK(q1(live, "SELECT count(*) FROM words") == 3);
+	CHECK(q1(live, "SELECT count(*) FROM words WHERE lang = 'en' AND word = 'a'") == 0);
+	CHECK(q1(live, "SELECT n FROM words WHERE lang = 'en' AND word = 'b'") == 20);
+	CHECK(q1(live, "SELECT n FROM words WHERE lang = 'fr' AND word = 'a'") == 3);
+
+	d = at("d7.db");
+	mkdb(d, "CREATE TABLE meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+		"INSERT INTO meta VALUES ('model', 'm1'), ('dim', 384);");
+	expect_apply(live, d, "WITHOUT ROWID");
+	CHECK(q1(live, "SELECT wr FROM pragma_table_list('meta') WHERE schema = 'main'") == 1);
+	CHECK(q1(live, "SELECT count(*) FROM meta") == 2);
+
+	/* Only key columns: DO NOTHING on conflict. */
+	d = at("d8.db");
+	mkdb(d, "CREATE TABLE tags(tag TEXT PRIMARY KEY); INSERT INTO tags VALUES ('x'), ('y');");
+	expect_apply(live, d, "key-only table");
+	expect_apply(live, d, "key-only table again");
+	CHECK(q1(live, "SELECT count(*) FROM tags") == 2);
+
+	/* Identifiers with quotes, spaces and a newline survive quoting. */
+	d = at("d9.db");
+	mkdb(d, "CREATE TABLE \"we\"\"ird\nt\"(\"k\"\"ey\" TEXT PRIMARY KEY, \"v al\" INT);"
+		"INSERT INTO \"we\"\"ird\nt\" VALUES ('a', 1);");
+	expect_apply(live, d, "quoted identifiers");
+	CHECK(q1(live, "SELECT \"v al\" FROM \"we\"\"ird\nt\" WHERE \"k\"\"ey\" = 'a'") == 1);
+
+	/* A path that needs percent-encoding in a URI. */
+	d = at("we?ird #na%20me&x=1.db");
+	mkdb(d, "CREATE TABLE tags(tag TEXT PRIMARY KEY); INSERT INTO tags VALUES ('z');");
+	expect_apply(live, d, "path with ? # % & and a space");
+	CHECK(q1(live, "SELECT count(*) FROM tags") == 3);
+
+	/* A WAL-mode delta, a delta with no table, a delta with an index. */
+	d = at("d10.db");
+	mkdb(d, "PRAGMA journal_mode=WAL; CREATE TABLE tags(tag TEXT PRIMARY KEY); INSERT INTO tags VALUES ('w');"
+		"CREATE INDEX ix ON tags(tag);");
+	expect_apply(live, d, "WAL-mode delta with an index");
+	CHECK(q1(live, "SELECT count(*) FROM tags") == 4);
+	CHECK(q1(live, "SELECT count(*) FROM sqlite_schema WHERE name = 'ix'") == 0);
+	CHECK(access(at("d10.db-wal"), F_OK) != 0); /* immutable: nothing created beside it */
+	d = at("d11.db");
+	mkdb(d, "PRAGMA user_version = 7;");
+	expect_apply(live, d, "no tables");
+
+	/* Many pages: the bulk path. */
+	d = at("d12.db");
+	mkdb(d, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);" ROWS_SQL);
+	expect_apply(live, d, "400 rows over many pages");
+	CHECK(q1(live, "SELECT count(*) FROM lines") == 400);
+}
+
+static void test_rejects(sqlite3 *live)
+{
+	const char *d = at("text.db");
+	const char *text = "id,doc\n1,hello\n2,this is a CSV file, not a SQLite database at all\n"
+			   "3,padding padding padding padding padding padding\n";
+	write_file(d, text, strlen(text));
+	expect_reject_file(live, d, "not a SQLite database", "text file");
+	write_file(d, "", 0);
+	expect_reject_file(live, d, "empty: file is 0 bytes", "zero bytes");
+	write_file(d, "SQLite format 3", 16);
+	expect_reject_file(live, d, "shorter than the 100-byte header", "16 bytes");
+
+	/* Half of a valid multi-page file: a writer that died midway. */
+	const char *full = at("full.db");
+	mkdb(full, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);" ROWS_SQL);
+	char *bytes = NULL;
+	size_t n = read_file(full, &bytes);
+	CHECK(n >= 8 * 4096);
+	char want[128];
+	snprintf(want, sizeof(want), "truncated: file is %zu bytes but its header says %zu pages of 4096", n / 2,
+		 n / 4096);
+	write_file(d, bytes, n / 2);
+	expect_reject_file(live, d, want, "truncated");
+	write_file(d, bytes, n / 2 + 100);
+	expect_reject_file(live, d, "truncated", "truncated mid-page");
+
+	/* A b-tree page overwritten: the size is right, the content is not. */
+	memcpy(bytes + 2 * 4096, "\xff\xff\xff\xff\xff\xff\xff\xff", 8); /* header of page 3 */
+	write_file(d, bytes, n);
+	expect_reject_file(live, d, "integrity_check", "corrupted b-tree page");
+	free(bytes);
+
+	char lines[] = "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);";
+	char sql[1024];
+	snprintf(sql, sizeof(sql), "%s CREATE TRIGGER \"t\nx\" AFTER INSERT ON lines BEGIN DELETE FROM lines; END;",
+		 lines);
+	expect_reject(live, sql, "has trigger \"t?x\": deltas may not carry executable schema", "trigger");
+	snprintf(sql, sizeof(sql), "%s CREATE VIEW v AS SELECT * FROM lines;", lines);
+	expect_reject(live, sql, "has view \"v\"", "view");
+	if (sqlite3_compileoption_used("ENABLE_FTS5")) {
+		snprintf(sql, sizeof(sql), "%s CREATE VIRTUAL TABLE f USING fts5(body);", lines);
+		expect_reject(live, sql, "has virtual table \"f\"", "virtual table (fts5)");
+	}
+	if (sqlite3_compileoption_used("ENABLE_RTREE")) {
+		snprintf(sql, sizeof(sql), "%s CREATE VIRTUAL TABLE r USING rtree(id, x0, x1);", lines);
+		expect_reject(live, sql, "has virtual table \"r\"", "virtual table (rtree)");
+	}
+	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB, n AS (length(doc)));",
+		      "has generated column \"n\"", "generated column");
+	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB,"
+			    " n INT GENERATED ALWAYS AS (id * 2) STORED);",
+		      "has generated column \"n\"", "stored generated column");
+	expect_reject(live, "CREATE TABLE extra(a, b); INSERT INTO extra VALUES (1, 2);",
+		      "table \"extra\" has no PRIMARY KEY", "table without primary key");
+	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB, score REAL);",
+		      "table \"lines\" differs from the collection's: column \"score\" is not in the collection's table",
+		      "extra column vs live");
+	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT);",
+		      "column \"emb\" is missing from the delta", "missing column vs live");
+	expect_reject(live, "CREATE TABLE lines(id INTEGER, doc TEXT, emb BLOB, PRIMARY KEY(doc));",
+		      "primary key (\"doc\"), the collection's is (\"id\")", "different primary key vs live");
+	expect_reject(live, "CREATE TABLE words(lang TEXT, word TEXT, n INTEGER, PRIMARY KEY(word, lang));",
+		      "primary key (\"word\", \"lang\"), the collection's is (\"lang\", \"word\")",
+		      "primary key order vs live");
+	expect_reject(live, "CREATE TABLE _snapfs_delete_lines(doc); INSERT INTO _snapfs_delete_lines VALUES ('x');",
+		      "deletion table \"_snapfs_delete_lines\" has columns (\"doc\"), but the primary key of \"lines\" is (\"id\")",
+		      "deletion table with non-key columns");
+	expect_reject(live, "CREATE TABLE _snapfs_delete_lines(id, doc);", "has columns (\"id\", \"doc\")",
+		      "deletion table with extra columns");
+	expect_reject(live, "CREATE TABLE _snapfs_delete_words(lang);", "primary key of \"words\" is (\"lang\", \"word\")",
+		      "deletion table with part of a composite key");
+	expect_reject(live, "CREATE TABLE _snapfs_delete_nosuch(id);", "which neither the delta nor the collection has",
+		      "deletion table for an unknown table");
+	expect_reject(live, "CREATE TABLE _snapfs_delete__snapfs_ledger(seq);", "is not a collection table",
+		      "deletion from the ledger");
+	expect_reject(live, "CREATE TABLE _SNAPFS_LEDGER(seq INTEGER PRIMARY KEY, sha256, name, applied_at);",
+		      "names starting with _snapfs_ are reserved", "a table named like the ledger");
+	expect_reject(live, "CREATE TABLE t2(id INTEGER PRIMARY KEY, x \"a;b\");",
+		      "declared type \"a;b\" outside [A-Za-z0-9 _(),.+-]", "unsafe declared type");
+	expect_reject(live, "CREATE TABLE t3(k TEXT PRIMARY KEY, v); INSERT INTO t3 VALUES (NULL, 1);",
+		      "table \"t3\" has a row with NULL in its primary key", "NULL primary key");
+	expect_reject(live, "PRAGMA encoding = 'UTF-16le'; CREATE TABLE t4(k TEXT PRIMARY KEY);",
+		      "text encoding UTF-16le differs from the collection's UTF-8", "UTF-16 delta");
+	/* A view disguised as a table through writable_schema: SQLite's own schema parse refuses it. */
+	expect_reject(live, "CREATE TABLE t5(a PRIMARY KEY); CREATE VIEW v5 AS SELECT * FROM t5;"
+			    " PRAGMA writable_schema = ON; UPDATE sqlite_schema SET type = 'table' WHERE name = 'v5';",
+		      "malformed database schema", "view disguised as a table");
+	/* A trigger disguised as an index: its SQL text is what SQLite would load. */
+	expect_reject(live, "CREATE TABLE t6(a PRIMARY KEY); CREATE TRIGGER tr6 AFTER INSERT ON t6 BEGIN SELECT 1; END;"
+			    " PRAGMA writable_schema = ON; UPDATE sqlite_schema SET type = 'index' WHERE name = 'tr6';",
+		      "", "trigger disguised as an index");
+
+	exec_or_die(live, "CREATE INDEX lines_doc ON lines(doc)");
+	expect_reject(live, "CREATE TABLE LINES_DOC(k PRIMARY KEY);", "the collection already has an object of that name (\"index\")",
+		      "table named like an index of live");
+	exec_or_die(live, "DROP INDEX lines_doc");
+
+	/* A symbolic link is not a delta. */
+	const char *link = at("link.db");
+	unlink(link);
+	CHECK(symlink(full, link) == 0);
+	expect_reject_file(live, link, "symbolic link", "symlink");
+
+	/* Rows that break a constraint only live has: found while merging, rolled back. */
+	exec_or_die(live, "CREATE TABLE uniq(id INTEGER PRIMARY KEY, tag TEXT UNIQUE); INSERT INTO uniq VALUES (1, 'a');");
+	expect_reject(live, "CREATE TABLE newt(k PRIMARY KEY); INSERT INTO newt VALUES (1);"
+			    "CREATE TABLE uniq(id INTEGER PRIMARY KEY, tag TEXT); INSERT INTO uniq VALUES (2, 'a');",
+		      "UNIQUE constraint failed", "row breaking live's UNIQUE");
+	CHECK(q1(live, "SELECT count(*) FROM sqlite_schema WHERE name = 'newt'") == 0);
+	expect_reject(live, "CREATE TABLE lines(id TEXT PRIMARY KEY, doc TEXT, emb BLOB); INSERT INTO lines VALUES ('x', 'y', NULL);",
+		      "datatype mismatch", "text key into INTEGER PRIMARY KEY");
+}
+
+static void test_errors(sqlite3 *live)
+{
+	char msg[512];
+	int r = delta_check(live, at("does-not-exist.db"), msg, sizeof(msg));
+	printf("%s missing file: %d %s\n", r == -ENOENT ? "ok  " : "FAIL", r, msg);
+	CHECK(r == -ENOENT);
+
+	const char *d = at("e1.db");
+	mkdb(d, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);" ROWS_SQL);
+	r = delta_apply(live, d, msg, sizeof(msg));
+	CHECK(r == -EINVAL); /* no transaction */
+	CHECK(strstr(msg, "no transaction") != NULL);
+
+	/* Disk full while merging: the environment's fault, not the delta's. */
+	const char *lp = at("small.db");
+	unlink(lp);
+	sqlite3 *small = live_open(lp);
+	exec_or_die(small, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);");
+	long long pages = q1(small, "PRAGMA page_count");
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", pages + 2);
+	exec_or_die(small, sql);
+	r = merge(small, d, msg, sizeof(msg));
+	printf("%s disk full: %d %s\n", r == -ENOSPC ? "ok  " : "FAIL", r, msg);
+	CHECK(r == -ENOSPC);
+	CHECK(q1(small, "SELECT count(*) FROM lines") == 0);
+	CHECK(sqlite3_close(small) == SQLITE_OK);
+
+	/* A live connection without URI names would read the URI as a file name. */
+	sqlite3 *nouri = NULL;
+	CHECK(sqlite3_open_v2(at("nouri.db"), &nouri, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK);
+	exec_or_die(nouri, "BEGIN");
+	r = delta_apply(nouri, d, msg, sizeof(msg));
+	exec_or_die(nouri, "ROLLBACK");
+	CHECK(delta_detach(nouri, msg + 256, 256) == 0);
+	/* Built with SQLITE_USE_URI (Debian's is) every connection reads URIs, and the attach is fine. */
+	bool uri_always = sqlite3_compileoption_used("USE_URI");
+	printf("%s live without SQLITE_OPEN_URI: %d (USE_URI=%d)\n", (r == 0) == uri_always ? "ok  " : "FAIL", r,
+	       uri_always);
+	CHECK((r == 0) == uri_always);
+	CHECK(sqlite3_close(nouri) == SQLITE_OK);
+
+	/* delta_open_ro on a sealed-like file: nothing appears beside it. */
+	sqlite3 *ro = NULL;
+	CHECK(delta_open_ro(d, &ro, msg, sizeof(msg)) == 0);
+	CHECK(q1(ro, "SELECT count(*) FROM lines") == 400);
+	CHECK(sqlite3_exec(ro, "DELETE FROM lines", NULL, NULL, NULL) != SQLITE_OK);
+	CHECK(sqlite3_close(ro) == SQLITE_OK);
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof(dir), "%s", tap_tmpdir());
+	if (chdir(dir) != 0) /* a stray relative file lands in the test directory */
+		return 2;
+	sqlite3 *live = live_open(at("live.db"));
+	/* A ledger as livedb makes, for the deletion-from-ledger case. */
+	exec_or_die(live, "CREATE TABLE _snapfs_ledger(seq INTEGER PRIMARY KEY, sha256 TEXT UNIQUE NOT NULL,"
+			  " name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+	test_good(live);
+	test_rejects(live);
+	test_errors(live);
+	CHECK(sqlite3_close(live) == SQLITE_OK);
+	if (!tap_failed) /* keep the files of a failed run */
+		fsx_rm_rf(dir);
+	return tap_done();
+}
