@@ -442,6 +442,24 @@ int livedb_close(livedb *db, char *err, size_t len)
 			   "wal_checkpoint(TRUNCATE): %s", sqlite3_errmsg(s));
 	}
 	sqlite3_finalize(st);
+	st = NULL;
+	/*
+	 * Leave the file in rollback-journal mode: its copy becomes a snapshot,
+	 * and a WAL-mode file cannot be opened read-only (sqlite3 -readonly,
+	 * a read-only mount) without a -shm beside it. Switching also removes
+	 * -wal and -shm; livedb_open turns WAL on again for the next batch.
+	 */
+	if (ret == 0) {
+		rc = sqlite3_prepare_v2(s, "PRAGMA main.journal_mode = DELETE", -1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+		if (rc != SQLITE_ROW)
+			close_fail(db, &ret, err, len, -EIO, "journal_mode=DELETE: %s", sqlite3_errmsg(s));
+		else if (strcmp((const char *)sqlite3_column_text(st, 0), "delete") != 0)
+			close_fail(db, &ret, err, len, -EIO, "journal_mode=DELETE: still in %s mode",
+				   (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+	}
 	/* Every statement of this module and of delta is finalized where it is made; one left here is a bug. */
 	while ((st = sqlite3_next_stmt(s, NULL)) != NULL) {
 		close_fail(db, &ret, err, len, -EBUSY, "statement left unfinalized: %s", sqlite3_sql(st));

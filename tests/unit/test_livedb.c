@@ -256,7 +256,8 @@ int main(void)
 	CHECK(sqlite3_close(idle) == SQLITE_OK);
 	CHECK(wal_size(live) == -1);
 
-	/* The closed file alone holds everything: a copy has the whole ledger and is in WAL format. */
+	/* The closed file alone holds everything: a copy has the whole ledger and is in rollback mode,
+	 * so it opens read-only with no -wal or -shm beside it. */
 	copy_file(live, at("copy.sqlite3"));
 	int64_t m = -1;
 	CHECK(livedb_ledger_max_file(at("copy.sqlite3"), &m) == 0);
@@ -267,7 +268,7 @@ int main(void)
 	fd = open(at("copy.sqlite3"), O_RDONLY);
 	CHECK(fd >= 0 && read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr));
 	close(fd);
-	CHECK(hdr[18] == 2 && hdr[19] == 2); /* WAL mode */
+	CHECK(hdr[18] == 1 && hdr[19] == 1); /* rollback-journal mode */
 	CHECK(livedb_ledger_max_file(at("no-such-file"), &m) < 0);
 	CHECK(livedb_ledger_max_file(at("text.db"), &m) < 0);
 	CHECK(livedb_ledger_max_file(at("a.db"), &m) < 0); /* no ledger */
