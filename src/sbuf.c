@@ -40,12 +40,18 @@ void sbuf_adds(sbuf *b, const char *s)
 
 void sbuf_addf(sbuf *b, const char *fmt, ...)
 {
+	/* Most pieces are short: format into the stack first, retry only when it did not fit. */
+	char small[256];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(small, sizeof(small), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
+	if ((size_t)n < sizeof(small)) {
+		sbuf_add(b, small, (size_t)n);
+		return;
+	}
 	sbuf_grow(b, (size_t)n);
 	va_start(ap, fmt);
 	vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
