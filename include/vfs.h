@@ -73,9 +73,9 @@ enum {
 /* Called (without vfs locks) when a cached name must be dropped by the kernel. */
 typedef void (*vfs_inval_fn)(void *ctx, uint64_t parent, const char *name);
 
-int vfs_create(store *st, const struct vfs_config *cfg, vfs **out);
-/* Registers every collection with the compactor and applies retention. */
-int vfs_start(vfs *v, compactor *c);
+int vfs_create(const struct vfs_config *cfg, vfs **out);
+/* Serves st: registers every collection with the compactor and applies retention. */
+int vfs_start(vfs *v, store *st, compactor *c);
 void vfs_set_notifier(vfs *v, vfs_inval_fn fn, void *ctx);
 void vfs_destroy(vfs *v);
 /* The compactor's published() event: ctx is the vfs. */

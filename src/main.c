@@ -2,8 +2,9 @@
  * main — command line, start-up order and shutdown of the snapfs daemon.
  *
  * Start-up order matters:
- *   1. parse options; open and lock the STORE (refusals are reported
- *      before anything is mounted);
+ *   1. parse options (ours, then libfuse's through fuse_session_new);
+ *      open and lock the STORE (refusals are reported before anything
+ *      is mounted, and a bad option creates no STORE);
  *   2. create the FUSE session and mount, then daemonize: fork() must
  *      come before any thread exists, and the store lock (an flock on an
  *      open file description) is inherited by the child;
@@ -15,6 +16,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +31,9 @@
 
 struct snapfs_opts {
 	char *store;
-	unsigned batch_delay_ms;
-	unsigned batch_max;
-	unsigned keep;
+	char *batch_delay_ms; /* numbers are taken as text: fuse_opt's %u accepts "-3" */
+	char *batch_max;
+	char *keep;
 	char *max_delta_size;
 	char *loglevel;
 };
@@ -41,9 +43,9 @@ enum { KEY_DISCARD, KEY_HELP, KEY_VERSION };
 #define SNAPFS_OPT(t, p) {t, offsetof(struct snapfs_opts, p), 1}
 
 static const struct fuse_opt snapfs_opt_spec[] = {
-	SNAPFS_OPT("batch_delay=%u", batch_delay_ms),
-	SNAPFS_OPT("batch_max=%u", batch_max),
-	SNAPFS_OPT("keep=%u", keep),
+	SNAPFS_OPT("batch_delay=%s", batch_delay_ms),
+	SNAPFS_OPT("batch_max=%s", batch_max),
+	SNAPFS_OPT("keep=%s", keep),
 	SNAPFS_OPT("max_delta_size=%s", max_delta_size),
 	SNAPFS_OPT("loglevel=%s", loglevel),
 	/* fstab-only options that mount.fuse3 passes through: accepted and dropped. */
@@ -83,6 +85,23 @@ static void usage(const char *prog)
 	       "    -o auto,noauto,user,nouser,users,_netdev,defaults\n"
 	       "                           accepted and ignored (for /etc/fstab)\n\n",
 	       prog);
+}
+
+/* A decimal number in [min, max] into *out; the option's default stays if s is NULL. */
+static int parse_uint(const char *opt, const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	if (!s)
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end || errno || v < min || v > max) {
+		fprintf(stderr, "snapfs: %s=%s: expected a whole number from %u to %u\n", opt, s, min,
+			max);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
 }
 
 /* "123", "64K", "10M", "1G" (powers of 1024). */
@@ -136,7 +155,8 @@ static int parse_level(const char *s)
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct snapfs_opts o = {.batch_delay_ms = 500, .batch_max = 1000, .keep = 10};
+	struct snapfs_opts o = {0};
+	unsigned batch_delay_ms = 500, batch_max = 1000, keep = 10;
 	struct fuse_cmdline_opts cmd = {0};
 	struct fuse_session *se = NULL;
 	store *st = NULL;
@@ -161,7 +181,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	if (cmd.show_version) {
-		printf("snapfs version %s\n", SNAPFS_VERSION);
+		printf("snapfs version %s\nFUSE library version %s\n", SNAPFS_VERSION, fuse_pkgversion());
 		fuse_lowlevel_version();
 		ret = 0;
 		goto out;
@@ -171,15 +191,10 @@ int main(int argc, char *argv[])
 			!o.store ? "no STORE given" : "no MOUNTPOINT given", argv[0]);
 		goto out;
 	}
-	if (o.keep < 1) {
-		fprintf(stderr, "snapfs: keep=%u: at least one snapshot must be kept\n", o.keep);
+	if (parse_uint("keep", o.keep, 1, 1000000, &keep) < 0 ||
+	    parse_uint("batch_max", o.batch_max, 1, 1000000, &batch_max) < 0 ||
+	    parse_uint("batch_delay", o.batch_delay_ms, 0, 3600000, &batch_delay_ms) < 0)
 		goto out;
-	}
-	if (o.batch_max < 1) {
-		fprintf(stderr, "snapfs: batch_max=%u: a batch holds at least one delta\n",
-			o.batch_max);
-		goto out;
-	}
 	if (o.max_delta_size && parse_size(o.max_delta_size, &max_delta) < 0) {
 		fprintf(stderr,
 			"snapfs: max_delta_size=%s: not a size (a positive number with an optional "
@@ -193,12 +208,8 @@ int main(int argc, char *argv[])
 	}
 	log_init(false, level);
 
-	if (store_open(o.store, &st, err, sizeof(err)) < 0) {
-		fprintf(stderr, "snapfs: %s\n", err);
-		goto out;
-	}
-	struct vfs_config vcfg = {.max_delta_size = max_delta, .keep = o.keep};
-	if (vfs_create(st, &vcfg, &v) < 0) {
+	struct vfs_config vcfg = {.max_delta_size = max_delta, .keep = keep};
+	if (vfs_create(&vcfg, &v) < 0) {
 		fprintf(stderr, "snapfs: out of memory\n");
 		goto out;
 	}
@@ -207,7 +218,12 @@ int main(int argc, char *argv[])
 		goto out;
 	se = fuse_session_new(&args, fsops_ops(), sizeof(struct fuse_lowlevel_ops), v);
 	if (!se) {
-		fprintf(stderr, "snapfs: cannot create the FUSE session (bad option?)\n");
+		fprintf(stderr, "snapfs: not mounted: libfuse refused the options (see above)\n");
+		goto out;
+	}
+	/* The session checked libfuse's options: only now may a missing STORE be created. */
+	if (store_open(o.store, &st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "snapfs: %s\n", err);
 		goto out;
 	}
 	if (fuse_set_signal_handlers(se) != 0)
@@ -223,11 +239,11 @@ int main(int argc, char *argv[])
 	if (!cmd.foreground)
 		log_init(true, level);
 
-	struct compactor_config ccfg = {.batch_delay_ms = o.batch_delay_ms, .batch_max = o.batch_max};
+	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms, .batch_max = batch_max};
 	struct compactor_events ev = {.ctx = v, .published = vfs_published};
 	int rc = compactor_start(st, &ccfg, &ev, &comp);
 	if (rc == 0)
-		rc = vfs_start(v, comp);
+		rc = vfs_start(v, st, comp);
 	if (rc < 0) {
 		log_err("cannot start on store %s: %s", o.store, strerror(-rc));
 		goto out;
@@ -235,7 +251,7 @@ int main(int argc, char *argv[])
 	fsops_attach_notifier(v, se);
 	log_info("mounted store %s at %s (keep=%u, batch_delay=%ums, batch_max=%u, "
 		 "max_delta_size=%llu)",
-		 store_root(st), cmd.mountpoint, o.keep, o.batch_delay_ms, o.batch_max,
+		 store_root(st), cmd.mountpoint, keep, batch_delay_ms, batch_max,
 		 (unsigned long long)max_delta);
 
 	if (cmd.singlethread) {
@@ -249,7 +265,8 @@ int main(int argc, char *argv[])
 		rc = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	ret = rc == 0 ? 0 : 1;
+	/* libfuse's signal handlers end the loop with the signal's number: a clean stop too. */
+	ret = (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : 1;
 	log_info("unmounting %s", cmd.mountpoint);
 
 out:
@@ -265,6 +282,9 @@ out:
 	free(cmd.mountpoint);
 	free(o.store);
 	free(o.max_delta_size);
+	free(o.keep);
+	free(o.batch_max);
+	free(o.batch_delay_ms);
 	free(o.loglevel);
 	fuse_opt_free_args(&args);
 	if (ret == 0 && comp)

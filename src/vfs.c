@@ -285,6 +285,72 @@ static void snap_maybe_delete(vfs *v, const struct node *n)
 	}
 }
 
+/* A name the kernel should forget: entry name in directory parent. */
+struct inval {
+	uint64_t parent;
+	char name[STORE_NAME_MAX + 16];
+};
+
+static bool is_retired(vfs *v, const char *coll, uint64_t id)
+{
+	struct vcoll *c = vcoll_find(v, coll);
+	return c && ids_has(c->retired, c->nretired, id);
+}
+
+/*
+ * For a retired snapshot that no handle holds any more: the names of its
+ * inodes the kernel still caches, so that dropping them lets the kernel
+ * send FORGET and the files can go (an unused child dentry under an
+ * invalidated directory would otherwise stay cached indefinitely).
+ * With v->mu held; returns how many were written to out.
+ */
+static size_t retired_names(vfs *v, const char *coll, uint64_t id, struct inval *out, size_t max)
+{
+	if (!is_retired(v, coll, id))
+		return 0;
+	size_t n = 0;
+	struct node *dir = NULL;
+	for (size_t b = 0; b < NBUCKETS; b++)
+		for (struct node *x = v->by_ino[b]; x; x = x->next_ino) {
+			if (!is_snap_kind(x->kind) || x->id != id || strcmp(x->coll, coll))
+				continue;
+			if (x->opens)
+				return 0; /* still open: wait for its release */
+			if (x->kind == N_SNAPDIR)
+				dir = x;
+		}
+	char idname[24];
+	store_id_format(id, idname, sizeof(idname));
+	char *key = make_key(N_SNAPS, coll, 0, NULL);
+	struct node *snaps = node_by_key(v, key);
+	free(key);
+	if (dir && dir->nlookup && n < max) {
+		if (snaps)
+			out[n].parent = snaps->ino;
+		snprintf(out[n].name, sizeof(out[n].name), "%s", idname);
+		n += snaps ? 1 : 0;
+	}
+	for (size_t b = 0; dir && b < NBUCKETS; b++)
+		for (struct node *x = v->by_ino[b]; x && n < max; x = x->next_ino) {
+			if ((x->kind != N_SNAPDB && x->kind != N_MANIFEST) || x->id != id ||
+			    strcmp(x->coll, coll) || !x->nlookup)
+				continue;
+			out[n].parent = dir->ino;
+			if (x->kind == N_MANIFEST)
+				snprintf(out[n].name, sizeof(out[n].name), "MANIFEST.json");
+			else
+				snprintf(out[n].name, sizeof(out[n].name), "%s.sqlite3", coll);
+			n++;
+		}
+	return n;
+}
+
+static void send_invals(vfs *v, const struct inval *iv, size_t n)
+{
+	for (size_t i = 0; v->inval && i < n; i++)
+		v->inval(v->inval_ctx, iv[i].parent, iv[i].name);
+}
+
 /* Drops a node the kernel and handles no longer hold; with v->mu held. */
 static void node_maybe_free(vfs *v, struct node *n)
 {
@@ -552,12 +618,11 @@ static int resolve(vfs *v, struct node *p, const char *name, struct node **out, 
 
 /* ---- lifecycle ---- */
 
-int vfs_create(store *st, const struct vfs_config *cfg, vfs **out)
+int vfs_create(const struct vfs_config *cfg, vfs **out)
 {
 	vfs *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	v->st = st;
 	v->cfg = *cfg;
 	if (v->cfg.keep < 1)
 		v->cfg.keep = 1;
@@ -574,8 +639,9 @@ int vfs_create(store *st, const struct vfs_config *cfg, vfs **out)
 	return 0;
 }
 
-int vfs_start(vfs *v, compactor *c)
+int vfs_start(vfs *v, store *st, compactor *c)
 {
+	v->st = st;
 	v->comp = c;
 	char **names = NULL;
 	size_t n = 0;
@@ -636,26 +702,18 @@ void vfs_destroy(vfs *v)
 void vfs_published(void *ctx, const char *coll, uint64_t id)
 {
 	vfs *v = ctx;
-	uint64_t inval[64];
-	size_t ninval = 0;
-	uint64_t snaps_ino = 0;
+	uint64_t retired[64];
+	struct inval iv[3 * 64];
+	size_t nretired = 0, niv = 0;
 	pthread_mutex_lock(&v->mu);
 	struct vcoll *c = vcoll_find(v, coll);
 	if (c && ids_push(&c->ids, &c->nids, &c->capids, id) == 0)
-		ninval = retain(v, c, inval, sizeof(inval) / sizeof(inval[0]));
-	if (ninval) {
-		char *key = make_key(N_SNAPS, coll, 0, NULL);
-		struct node *sn = node_by_key(v, key);
-		free(key);
-		snaps_ino = sn && sn->nlookup ? sn->ino : 0;
-	}
+		nretired = retain(v, c, retired, sizeof(retired) / sizeof(retired[0]));
+	for (size_t i = 0; i < nretired; i++)
+		niv += retired_names(v, coll, retired[i], iv + niv, sizeof(iv) / sizeof(iv[0]) - niv);
 	pthread_mutex_unlock(&v->mu);
 	/* Outside the lock: the kernel may call back into us to drop the names. */
-	for (size_t i = 0; snaps_ino && v->inval && i < ninval; i++) {
-		char name[24];
-		store_id_format(inval[i], name, sizeof(name));
-		v->inval(v->inval_ctx, snaps_ino, name);
-	}
+	send_invals(v, iv, niv);
 }
 
 /* ---- lookups and attributes ---- */
@@ -1069,12 +1127,23 @@ int vfs_readdir_entry(vfs *v, vfs_dir *d, size_t i, bool plus, const char **name
 	return rc;
 }
 
+/* With v->mu held: drops one handle of n; *niv names for the kernel to forget. */
+static void node_close(vfs *v, struct node *n, struct inval *iv, size_t max, size_t *niv)
+{
+	n->opens--;
+	struct node copy = *n;
+	node_maybe_free(v, n);
+	*niv = is_snap_kind(copy.kind) ? retired_names(v, copy.coll, copy.id, iv, max) : 0;
+}
+
 void vfs_releasedir(vfs *v, vfs_dir *d)
 {
+	struct inval iv[3];
+	size_t niv;
 	pthread_mutex_lock(&v->mu);
-	d->node->opens--;
-	node_maybe_free(v, d->node);
+	node_close(v, d->node, iv, 3, &niv);
 	pthread_mutex_unlock(&v->mu);
+	send_invals(v, iv, niv);
 	for (size_t i = 0; i < d->n; i++)
 		free(d->ents[i].name);
 	free(d->ents);
@@ -1300,9 +1369,10 @@ int vfs_fsync(vfs *v, vfs_file *f, bool datasync)
 
 void vfs_release(vfs *v, vfs_file *f)
 {
+	struct inval iv[3];
+	size_t niv;
 	pthread_mutex_lock(&v->mu);
 	struct node *n = f->node;
-	n->opens--;
 	if (f->writable)
 		n->writers--;
 	/* The last writer is done with a file under a final name: queue it. */
@@ -1310,8 +1380,9 @@ void vfs_release(vfs *v, vfs_file *f)
 		queue_delta(v, n);
 	if (f->fd >= 0)
 		close(f->fd);
-	node_maybe_free(v, n);
+	node_close(v, n, iv, 3, &niv);
 	pthread_mutex_unlock(&v->mu);
+	send_invals(v, iv, niv);
 	free(f->mem);
 	free(f);
 }
