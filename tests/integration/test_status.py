@@ -25,7 +25,7 @@ def test_global_status(fs):
     st = fs.status()
     assert set(st["collections"]) == {"a", "b"}
     for name, cs in st["collections"].items():
-        assert set(cs) == COLL_KEYS and cs["collection"] == name, cs
+        assert COLL_KEYS <= set(cs) and cs["collection"] == name, cs
     # the size a stat reports lets cat and friends read the whole document
     with open(fs.path(".snapfs", "status"), "rb") as f:
         raw = f.read()
@@ -47,7 +47,7 @@ def test_collection_status_and_metrics_count(fs, tmp_path):
     fs.wait_rejected("c", "bad.db")
     st = wait_for(lambda: (lambda s: s if s["duplicate_total"] == 1 and s["state"] == "idle"
                            and s["queued"] == 0 else False)(fs.status("c")), 30, "the duplicate to be counted")
-    assert set(st) == COLL_KEYS
+    assert COLL_KEYS <= set(st), st
     assert st["applied_total"] == 1 and st["rejected_total"] == 1 and st["rejected"] == 1, st
     assert st["snapshots"] == len(fs.snapshot_ids("c")) >= 1
     assert st["last_snapshot"]["id"] == fs.latest_id("c")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing snapfs need.
+# Does nothing when they are all installed already; uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+	meson ninja-build pkg-config gcc
+	libfuse3-dev fuse3
+	libsqlite3-dev sqlite3
+	libssl-dev libcurl4-openssl-dev
+	python3 python3-pytest rsync
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+		missing+=("$p")
+	fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "deps.sh: missing packages (${missing[*]}) and no apt-get: install them by hand" >&2
+	exit 1
+fi
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO=(sudo)
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
