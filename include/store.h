@@ -65,6 +65,8 @@ typedef struct store_delta {
  */
 int store_open(const char *root, store **out, char *err, size_t errlen);
 void store_close(store *s);
+/* Writes the caller's pid into the lock file again (after a daemon's fork). */
+void store_note_pid(store *s);
 const char *store_root(const store *s);
 
 /* Collection names: 1-64 characters of [A-Za-z0-9_-], first one alphanumeric. */

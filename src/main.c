@@ -236,8 +236,10 @@ int main(int argc, char *argv[])
 	mounted = 1;
 	if (fuse_daemonize(cmd.foreground) != 0)
 		goto out;
-	if (!cmd.foreground)
+	if (!cmd.foreground) {
 		log_init(true, level);
+		store_note_pid(st); /* the lock now belongs to the daemon, not its parent */
+	}
 
 	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms, .batch_max = batch_max};
 	struct compactor_events ev = {.ctx = v, .published = vfs_published};

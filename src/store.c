@@ -442,11 +442,17 @@ static int store_lock(store *s, char *err, size_t errlen)
 		set_err(err, errlen, "%s: cannot lock: %s", p, strerror(-rc));
 		return rc;
 	}
+	store_note_pid(s);
+	return 0;
+}
+
+void store_note_pid(store *s)
+{
 	char pid[32];
 	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, pid, (size_t)len, 0) != len)
-		log_warn("store: cannot write our pid into %s: %s", p, strerror(errno));
-	return 0;
+		log_warn("store: cannot write our pid into %s/%s: %s", s->root, LOCK_NAME,
+			 strerror(errno));
 }
 
 int store_open(const char *root, store **out, char *err, size_t errlen)
