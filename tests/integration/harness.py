@@ -10,6 +10,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +22,15 @@ SNAPFS_BIN = os.environ.get("SNAPFS_BIN") or os.path.join(REPO, "build", "snapfs
 
 # Markers of sanitizer reports in the daemon's log: any one fails the test.
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+# What a line of the daemon's own log looks like (-f: one line per event).
+# Anything else in its output (a libfuse complaint, an assertion) and any
+# err-level line is unexpected and fails the test, unless the test said
+# it expects it (Snapfs.expect_output).
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z snapfs (warning|info|debug): ")
+# Known output that is not snapfs's: libfuse 3.14.0 complains when
+# fuse_loop_cfg_set_idle_threads() is given its own "unset" value UINT_MAX.
+KNOWN_OUTPUT = [re.compile(r"^Ignoring invalid max threads value 4294967295 > max \(100000\)\.$")]
 
 # Writes outside incoming/ must fail with one of these.
 READONLY_ERRNOS = (errno.EROFS, errno.EACCES)
@@ -175,7 +185,12 @@ class Snapfs:
         self.proc = None
         self.logs = []
         self.starts = 0
+        self.expected = list(KNOWN_OUTPUT)
         os.makedirs(self.mnt, exist_ok=True)
+
+    def expect_output(self, regex):
+        """Lets lines matching regex appear in the daemon's output."""
+        self.expected.append(re.compile(regex))
 
     # -- life cycle
 
@@ -223,7 +238,7 @@ class Snapfs:
         """Sends sig; requires the daemon to exit 0 and the mount to go."""
         self.proc.send_signal(sig)
         rc = self.wait_exit(timeout, expect=0)
-        wait_for(lambda: not os.path.ismount(self.mnt), 10, "the mount to go away")
+        wait_for(lambda: not self.mounted(), 10, "the mount to go away")
         return rc
 
     def wait_exit(self, timeout=60, expect=None):
@@ -235,13 +250,18 @@ class Snapfs:
             raise AssertionError(f"snapfs exited {rc}, expected {expect}:\n{self.log_text()}")
         return rc
 
+    def mounted(self):
+        """True while the kernel has a mount at mnt, even a dead one
+        (os.path.ismount says False there: its stat fails ENOTCONN)."""
+        return in_mount_table(self.mnt)
+
     def kill9(self):
         """SIGKILL, then detach the dead mount so it can be mounted again."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
-        if os.path.ismount(self.mnt):
+        if self.mounted():
             run(["fusermount3", "-u", "-z", self.mnt], check=False)
-        wait_for(lambda: not os.path.ismount(self.mnt), 10, "the dead mount to go away")
+        wait_for(lambda: not self.mounted(), 10, "the dead mount to go away")
 
     def restart(self, opts=None):
         if self.running():
@@ -262,13 +282,18 @@ class Snapfs:
                 problems.append(f"snapfs did not exit after fusermount3 -u ({p.stderr.strip()})")
                 self.proc.kill()
                 self.proc.wait()
-        if os.path.ismount(self.mnt):
+        if self.mounted():
             run(["fusermount3", "-u", "-z", self.mnt], check=False)
+            problems.append(f"{self.mnt} was still mounted after the daemon exited")
         for log in self.logs:
             text = _read(log)
             for m in SANITIZER_MARKERS:
                 if m in text:
                     problems.append(f"sanitizer report ({m!r}) in {log}")
+            odd = [line for line in text.splitlines()
+                   if not LOG_LINE.match(line) and not any(r.search(line) for r in self.expected)]
+            if odd:
+                problems.append(f"unexpected output in {log}: " + " | ".join(odd[:5]))
         if problems:
             raise AssertionError("; ".join(problems) + "\n" + self.log_text())
 
@@ -377,6 +402,17 @@ class Snapfs:
         dst = self.path(coll, "incoming", name or os.path.basename(src))
         run(["cp", src, dst])
         return dst
+
+
+def in_mount_table(path):
+    """Whether path is a mount point in /proc/self/mountinfo."""
+    want = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ")
+            if mp == want:
+                return True
+    return False
 
 
 def _read(path):

@@ -125,3 +125,30 @@ def test_status_reachable_while_merging(make_fs, tmp_path):
     os.listdir(fs.path("c", "snapshots"))
     assert time.monotonic() - t0 < 1.0, "status/readdir blocked behind the merge"
     fs.wait_applied("c", [sha], timeout=120)
+
+
+def test_foreground_log_names_collection_and_delta(fs, tmp_path):
+    fs.mkcoll("lines")
+    src = str(tmp_path / "src.db")
+    sha = make_delta(src, rows=[(1, "x")])
+    fs.submit("lines", src, name="d-42.db")
+    fs.wait_applied("lines", [sha])
+    with open(fs.logs[-1]) as f:
+        lines = f.read().splitlines()
+    assert any("lines" in line and "d-42.db" in line for line in lines), "\n".join(lines)
+
+
+def test_loglevel_err_keeps_info_and_warnings_out(make_fs, tmp_path):
+    fs = make_fs(opts=("batch_delay=50", "loglevel=err"))
+    fs.mkcoll("c")
+    good, bad = str(tmp_path / "good.db"), str(tmp_path / "bad.db")
+    sha = make_delta(good, rows=[(1, "x")])
+    with open(bad, "w") as f:
+        f.write("not a database\n")
+    fs.submit("c", good)
+    fs.submit("c", bad)
+    fs.wait_applied("c", [sha])
+    fs.wait_rejected("c", "bad.db")
+    with open(fs.logs[-1]) as f:
+        text = f.read()
+    assert " snapfs info:" not in text and " snapfs warning:" not in text, text
