@@ -261,9 +261,11 @@ int main(int argc, char *argv[])
 	} else {
 		struct fuse_loop_config *lc = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
-		if (cmd.max_threads > 0 && cmd.max_threads <= 100000) /* else: libfuse's default */
+		/* fuse_parse_cmdline says UINT_MAX for "not given"; libfuse 3.14 warns if passed on. */
+		if (cmd.max_threads > 0 && cmd.max_threads <= 100000)
 			fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
-		fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+		if (cmd.max_idle_threads <= 100000)
+			fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
 		rc = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
