@@ -50,7 +50,6 @@ struct ccoll {
 	/* All fields below are protected by c->mu. */
 	enum cstate state;
 	bool busy;          /* the compactor thread is working on it */
-	bool removed;       /* unregistered; freed by whoever clears busy */
 	bool needs_seal;    /* live ledger is ahead of the newest snapshot */
 	uint64_t queued;    /* deltas in queue/ */
 	struct timespec due; /* when the gathered batch should start */
@@ -353,7 +352,7 @@ static struct ccoll *next_due(compactor *c, struct timespec *wake, bool *have_wa
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	*have_wake = false;
 	for (struct ccoll *cc = c->colls; cc; cc = cc->next) {
-		if (cc->removed || cc->busy)
+		if (cc->busy)
 			continue;
 		if (cc->needs_seal && cc->last_error[0] == '\0')
 			return cc;

@@ -1081,11 +1081,9 @@ int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 	}
 	pthread_mutex_unlock(&v->mu);
 	if (rc < 0) {
-		vfs_dir tmp = *d;
-		tmp.node = NULL;
-		for (size_t i = 0; i < tmp.n; i++)
-			free(tmp.ents[i].name);
-		free(tmp.ents);
+		for (size_t i = 0; i < d->n; i++)
+			free(d->ents[i].name);
+		free(d->ents);
 		free(d);
 	}
 	return rc;
