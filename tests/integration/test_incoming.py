@@ -155,3 +155,15 @@ def test_cp_past_max_delta_size_fails_and_mount_keeps_working(small, tmp_path):
     # whatever became of the cut-off copy, it was not applied
     assert fs.query("c", "SELECT count(*) FROM items") == [(1,)]
     wait_for(lambda: fs.status("c")["queued"] == 0, 30, "the queue to drain")
+
+
+def test_same_name_reused_for_new_content(fs, coll, tmp_path):
+    """Producers reuse file names: each new content is a new delta."""
+    shas = []
+    for i in range(3):
+        src = str(tmp_path / f"v{i}.db")
+        shas.append(make_delta(src, rows=[(1, f"v{i}")]))
+        fs.submit(coll, src, name="update.db")
+        fs.wait_applied(coll, shas[-1:])
+    assert fs.query(coll, "SELECT body FROM items") == [("v2",)]
+    assert fs.query(coll, "SELECT name FROM _snapfs_ledger ORDER BY seq") == [("update.db",)] * 3

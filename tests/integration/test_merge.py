@@ -195,3 +195,24 @@ def test_snapshot_ids_monotonic_and_latest_newest(fs, tmp_path):
     fs.submit("c", d)
     fs.wait_applied("c", [sha])
     assert fs.latest_id("c") > seen[-1], "snapshot id reused after restart"
+
+
+def test_collections_are_independent(fs, tmp_path):
+    fs.mkcoll("lines")
+    fs.mkcoll("words")
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    sa = make_delta(a, rows=[(1, "line")])
+    sb = make_db(b, "CREATE TABLE words(w TEXT PRIMARY KEY)", "INSERT INTO words VALUES('word')")
+    fs.submit("lines", a)
+    fs.submit("words", b)
+    fs.wait_applied("lines", [sa])
+    fs.wait_applied("words", [sb])
+    assert fs.query("lines", "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") == [
+        ("_snapfs_ledger",), ("items",)]
+    assert fs.query("words", "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") == [
+        ("_snapfs_ledger",), ("words",)]
+    assert os.listdir(fs.path("words", "latest")) and "words.sqlite3" in os.listdir(fs.path("words", "latest"))
+    # the same delta may go to two collections: each ledger has it once
+    fs.submit("words", a)
+    fs.wait_applied("words", [sa])
+    assert fs.status("lines")["duplicate_total"] == 0 and fs.status("words")["duplicate_total"] == 0
