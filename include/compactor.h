@@ -55,8 +55,12 @@ int compactor_remove(compactor *c, const char *coll);
 /* A delta was queued for coll (store_queue_add succeeded). */
 void compactor_kick(compactor *c, const char *coll);
 
-/* Appends coll's status as a JSON object; snapshots = published count. */
-int compactor_status_json(compactor *c, const char *coll, uint64_t snapshots, sbuf *out);
+/*
+ * Appends coll's status as JSON object members, without the braces
+ * ("\"collection\": ..., \"last_error\": null"), so that others can add
+ * theirs to the same object; snapshots = published count.
+ */
+int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, sbuf *out);
 /* Appends Prometheus metrics for every collection. */
 void compactor_metrics(compactor *c, sbuf *out);
 

@@ -31,6 +31,7 @@
 #include <sys/types.h>
 
 #include "compactor.h"
+#include "sbuf.h"
 #include "store.h"
 
 #define VFS_ROOT_INO 1
@@ -70,6 +71,13 @@ enum {
 	VFS_SET_MTIME_NOW = 1 << 7,
 };
 
+/*
+ * Extra status from other modules (the uploader): for a collection, JSON
+ * members to append to its status object, each preceded by ", "; with
+ * coll NULL, lines to append to the Prometheus metrics.
+ */
+typedef void (*vfs_status_fn)(void *ctx, const char *coll, sbuf *out);
+
 /* Called (without vfs locks) when a cached name must be dropped by the kernel. */
 typedef void (*vfs_inval_fn)(void *ctx, uint64_t parent, const char *name);
 
@@ -77,6 +85,8 @@ int vfs_create(const struct vfs_config *cfg, vfs **out);
 /* Serves st: registers every collection with the compactor and applies retention. */
 int vfs_start(vfs *v, store *st, compactor *c);
 void vfs_set_notifier(vfs *v, vfs_inval_fn fn, void *ctx);
+/* Before vfs_start. */
+void vfs_set_status_hook(vfs *v, vfs_status_fn fn, void *ctx);
 void vfs_destroy(vfs *v);
 /* The compactor's published() event: ctx is the vfs. */
 void vfs_published(void *ctx, const char *coll, uint64_t id);

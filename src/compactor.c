@@ -541,7 +541,7 @@ static void time_rfc3339(time_t t, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int compactor_status_json(compactor *c, const char *coll, uint64_t snapshots, sbuf *out)
+int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, sbuf *out)
 {
 	uint64_t rejected_now = 0;
 	store_rejected_count(c->st, coll, &rejected_now);
@@ -551,7 +551,7 @@ int compactor_status_json(compactor *c, const char *coll, uint64_t snapshots, sb
 		pthread_mutex_unlock(&c->mu);
 		return -ENOENT;
 	}
-	sbuf_adds(out, "{\"collection\": ");
+	sbuf_adds(out, "\"collection\": ");
 	sbuf_add_json_str(out, cc->name);
 	sbuf_addf(out,
 		  ", \"state\": \"%s\", \"queued\": %llu, \"applied_total\": %llu, "
@@ -579,7 +579,6 @@ int compactor_status_json(compactor *c, const char *coll, uint64_t snapshots, sb
 		sbuf_add_json_str(out, cc->last_error);
 	else
 		sbuf_adds(out, "null");
-	sbuf_adds(out, "}");
 	pthread_mutex_unlock(&c->mu);
 	return 0;
 }

@@ -86,6 +86,8 @@ struct vfs {
 	gid_t gid;
 	vfs_inval_fn inval;
 	void *inval_ctx;
+	vfs_status_fn status_hook;
+	void *status_ctx;
 	pthread_mutex_t mu;
 	uint64_t next_ino;              /* protected by mu */
 	struct node *by_ino[NBUCKETS];  /* protected by mu */
@@ -677,6 +679,12 @@ void vfs_set_notifier(vfs *v, vfs_inval_fn fn, void *ctx)
 	v->inval_ctx = ctx;
 }
 
+void vfs_set_status_hook(vfs *v, vfs_status_fn fn, void *ctx)
+{
+	v->status_hook = fn;
+	v->status_ctx = ctx;
+}
+
 void vfs_destroy(vfs *v)
 {
 	if (!v)
@@ -1150,12 +1158,22 @@ void vfs_releasedir(vfs *v, vfs_dir *d)
 
 /* ---- files ---- */
 
+/* One collection's status object; with v->mu held. */
+static void coll_status(vfs *v, const struct vcoll *c, sbuf *b)
+{
+	sbuf_adds(b, "{");
+	compactor_status_fields(v->comp, c->name, c->nids, b);
+	if (v->status_hook)
+		v->status_hook(v->status_ctx, c->name, b);
+	sbuf_adds(b, "}");
+}
+
 static void gen_status(vfs *v, struct node *n, sbuf *b)
 {
 	if (n->kind == N_COLL_STATUS) {
 		struct vcoll *c = vcoll_find(v, n->coll);
 		if (c)
-			compactor_status_json(v->comp, n->coll, c->nids, b);
+			coll_status(v, c, b);
 		sbuf_adds(b, "\n");
 		return;
 	}
@@ -1168,6 +1186,8 @@ static void gen_status(vfs *v, struct node *n, sbuf *b)
 		sbuf_addf(b, "# HELP snapfs_uptime_seconds Seconds since mount.\n"
 			     "# TYPE snapfs_uptime_seconds gauge\nsnapfs_uptime_seconds %lld\n",
 			  (long long)(time(NULL) - v->started));
+		if (v->status_hook)
+			v->status_hook(v->status_ctx, NULL, b);
 		return;
 	}
 	sbuf_addf(b, "{\"version\": \"%s\", \"uptime_s\": %lld, \"store\": ", SNAPFS_VERSION,
@@ -1177,7 +1197,7 @@ static void gen_status(vfs *v, struct node *n, sbuf *b)
 	for (struct vcoll *c = v->colls; c; c = c->next) {
 		sbuf_add_json_str(b, c->name);
 		sbuf_adds(b, ": ");
-		compactor_status_json(v->comp, c->name, c->nids, b);
+		coll_status(v, c, b);
 		if (c->next)
 			sbuf_adds(b, ", ");
 	}
