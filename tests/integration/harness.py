@@ -40,6 +40,10 @@ class Timeout(AssertionError):
     pass
 
 
+class DaemonDied(AssertionError):
+    """The daemon under test exited while a test was waiting on it."""
+
+
 def wait_for(pred, timeout, what, interval=0.02):
     """Polls pred() until it returns something truthy and returns that.
     Exceptions from pred count as "not yet" (the last one is reported)."""
@@ -51,6 +55,8 @@ def wait_for(pred, timeout, what, interval=0.02):
             if v:
                 return v
             last = v
+        except DaemonDied:
+            raise
         except Exception as e:  # noqa: BLE001 - reported on timeout
             last = e
         if time.monotonic() >= deadline:
@@ -316,7 +322,15 @@ class Snapfs:
         os.mkdir(self.path(name))
         return name
 
+    def check_alive(self):
+        """Raises DaemonDied (ending any wait_for at once) if the daemon
+        exited on its own."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise DaemonDied(f"snapfs exited with {self.proc.returncode} while the test waited on it:\n"
+                             + self.log_text())
+
     def status(self, coll=None):
+        self.check_alive()
         p = self.path(".snapfs", "status") if coll is None else self.path(coll, "status")
         with open(p) as f:
             return json.load(f)
@@ -371,6 +385,7 @@ class Snapfs:
         want = {s.lower() for s in shas}
 
         def done():
+            self.check_alive()
             if self.latest_id(coll) is None:
                 return False
             missing = want - set(self.ledger(coll))
@@ -384,6 +399,7 @@ class Snapfs:
         rej = self.path(coll, "rejected")
 
         def done():
+            self.check_alive()
             names = os.listdir(rej)
             if name in names and name + ".reason" in names:
                 with open(os.path.join(rej, name + ".reason")) as f:
