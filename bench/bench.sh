@@ -20,8 +20,19 @@
 #         Note the baseline does no fsync and seal_make must (the snapshot
 #         is durable before it is published), so seal carries the disk
 #         write that cp leaves in the page cache.
-#   read  the mount's read path against the backing file (to be written:
-#         see bench_read below).
+#   read  the mount's read path against the same bytes read natively:
+#         snapfs is mounted on a fresh STORE in the work directory, the
+#         collection database goes in as a delta, and each snapshot file
+#         read through the mount is timed against its own backing file in
+#         the STORE: warm cat, warm cp to tmpfs, 20,000 random primary-key
+#         lookups with sqlite3 -readonly, ls -lR and find over a snapshots
+#         directory of 50 snapshots, and a cold cat (caches dropped before
+#         each side; needs root). Targets: warm cat and sqlite <= 1.10 x
+#         native, cold cat <= 1.80 x; cp, ls and find are reported.
+#         SNAPFS_BENCH_SNAPFS=PATH measures another snapfs binary;
+#         SNAPFS_BENCH_FUSE_OPTS adds mount options (e.g. -d, logging every
+#         request to DIR/snapfs.log, to count what reaches the daemon);
+#         SNAPFS_BENCH_KEEP=1 keeps the scratch STORE (DIR/store).
 #
 # Every measurement starts warm (the source file read once into the page
 # cache) and quiet (dirty pages written back first), and the rounds
@@ -179,20 +190,225 @@ run_seal_once() {
 
 # ---- read path through the mount ----
 
-# To be written when the mount's read path is done (issue 2, item 9).
-# Plan: mount $build/snapfs on a scratch STORE in $dir, get the collection
-# database in as a snapshot, then for each item below take the median of
-# $runs rounds, mount vs the backing file of the same snapshot, and append
-# "name  ratio  target  met|MISSED" lines to SUMMARY:
-#   - warm `cat` of the ~600 MB snapshot to /dev/null        target <= 1.10
-#   - cold `cat` (drop_caches first)                          target <= 1.80
-#   - `cp` of it to tmpfs
-#   - 20,000 random primary-key lookups with sqlite3 -readonly target <= 1.10
-#   - `ls -l` and `find` over a snapshots directory
+# bench_read mounts $build/snapfs on a fresh STORE in $dir (the disk the
+# collection database is on), gets the collection database in as one
+# snapshot of collection "c", makes 50 small snapshots in collection "s"
+# for the directory listings, and then measures the mount path of each
+# file against its own backing file in the STORE (the same bytes):
+#   cat    warm `cat FILE >/dev/null`                         target <= 1.10
+#   cp     warm `cp FILE /dev/shm/...` (tmpfs), removed after
+#   sqlite 20,000 random primary-key lookups, one `sqlite3 -readonly`
+#          process running a generated script (fixed seed)    target <= 1.10
+#   ls     `ls -lR` of a snapshots directory of 50 snapshots, x $ls_loops
+#   find   `find` of the same, x $ls_loops
+#   cold   `cat` after drop_caches before each side            target <= 1.80
+# Each is the median of $runs rounds; the rounds alternate which side goes
+# first. SNAPFS_BENCH_FUSE_OPTS adds mount options (e.g. "-d" to count
+# requests in $dir/snapfs.log).
+
+lookups=20000
+ls_loops=200
+small_snaps=50
+mnt_pid=
+
+# The collection database minus its _snapfs_ledger table (a delta may not
+# carry _snapfs_ names): what goes into incoming/. Kept between runs.
+make_delta() {
+	local delta=$dir/delta.sqlite3
+	if [ -f "$delta" ] && [ "$(cat "$delta.size_mb" 2>/dev/null)" = "$size_mb" ]; then
+		return
+	fi
+	echo "making the delta (the collection database without its ledger; once)..."
+	rm -f "$delta" "$delta.size_mb" "$delta.tmp"
+	cp "$db" "$delta.tmp"
+	sqlite3 "$delta.tmp" 'DROP TABLE _snapfs_ledger'
+	mv "$delta.tmp" "$delta"
+	echo "$size_mb" >"$delta.size_mb"
+}
+
+# 20,000 lookups by primary key, ids drawn with a fixed seed.
+make_lookups() {
+	local max
+	max=$(sqlite3 -readonly "$db" 'SELECT max(id) FROM vectors')
+	python3 - "$max" "$lookups" >"$dir/lookups.sql" <<-'PY'
+		import random, sys
+		hi, n = int(sys.argv[1]), int(sys.argv[2])
+		rnd = random.Random(20000)
+		for _ in range(n):
+		    print("SELECT id, length(embedding), substr(document, 1, 16), metadata"
+		          " FROM vectors WHERE id = %d;" % rnd.randint(1, hi))
+	PY
+}
+
+mount_stop() {
+	[ -n "$mnt_pid" ] || return 0
+	local i
+	for i in $(seq 1 50); do
+		if ! grep -q " $mnt fuse" /proc/mounts; then break; fi
+		fusermount3 -u "$mnt" 2>/dev/null && break
+		sleep 0.2
+	done
+	if grep -q " $mnt fuse" /proc/mounts; then
+		echo "bench.sh: $mnt stays busy; detaching it" >&2
+		fusermount3 -u -z "$mnt" || true
+	fi
+	local rc=0
+	wait "$mnt_pid" || rc=$?
+	[ "$rc" -eq 0 ] || echo "bench.sh: snapfs exited with status $rc (log: $dir/snapfs.log)" >&2
+	mnt_pid=
+}
+
+# Waits until collection $1 is idle with nothing queued and at least $2
+# snapshots; prints the last snapshot's id (8 digits).
+wait_snapshots() {
+	local i out
+	for i in $(seq 1 6000); do
+		if out=$(python3 - "$mnt/$1/status" "$2" 2>/dev/null <<-'PY'
+			import json, sys
+			s = json.load(open(sys.argv[1]))
+			if s["last_error"]:
+			    print("error: %s" % s["last_error"]); sys.exit(0)
+			if s["state"] == "idle" and s["queued"] == 0 and s["last_snapshot"] \
+			        and s["snapshots"] >= int(sys.argv[2]):
+			    print(s["last_snapshot"]["snapshot"])
+			else:
+			    sys.exit(1)
+		PY
+		); then
+			case $out in error:*) echo "bench.sh: collection $1: $out" >&2; exit 1 ;; esac
+			echo "$out"
+			return
+		fi
+		sleep 0.1
+	done
+	echo "bench.sh: collection $1: no snapshot after 10 minutes (log: $dir/snapfs.log)" >&2
+	exit 1
+}
+
+ls_loop() { local i; for i in $(seq 1 "$ls_loops"); do ls -lR "$1"; done; }
+find_loop() { local i; for i in $(seq 1 "$ls_loops"); do find "$1"; done; }
+cp_shm() { cp "$1" /dev/shm/snapfs-bench.cp; rm -f /dev/shm/snapfs-bench.cp; }
+lookup_run() { sqlite3 -readonly "$1" <"$dir/lookups.sql"; }
+
+# read_measure KEY LABEL TARGET CMD: CMD FILE is timed on both sides (the
+# files native[KEY] and mount[KEY]), $runs rounds alternating which goes
+# first; prints a table row and adds a summary line. TARGET - : report only.
+read_measure() {
+	local key=$1 name=$2 target=$3 r a b
+	shift 3
+	local nat=() mou=()
+	for r in $(seq 1 "$runs"); do
+		if [ $((r % 2)) -eq 1 ]; then
+			a=$(read_time "$@" "${native[$key]}")
+			b=$(read_time "$@" "${mount[$key]}")
+		else
+			b=$(read_time "$@" "${mount[$key]}")
+			a=$(read_time "$@" "${native[$key]}")
+		fi
+		nat+=("$a"); mou+=("$b")
+	done
+	local mn mm q verdict=report
+	mn=$(median "${nat[@]}")
+	mm=$(median "${mou[@]}")
+	q=$(ratio "$mm" "$mn")
+	if [ "$target" != - ]; then
+		verdict=$(awk -v q="$q" -v t="$target" 'BEGIN {print (q <= t) ? "met" : "MISSED"}')
+	fi
+	printf '  %-34s %9s %9s %7s %8s  %-6s  (rounds native %s; mount %s)\n' "$name" "$mn" "$mm" "$q" \
+		"$([ "$target" = - ] && echo - || echo "<= $target")" "$verdict" "${nat[*]}" "${mou[*]}"
+	SUMMARY+=("$(printf '%-46s %5s   %-14s %s  (median native %s ms, mount %s ms)' "read: $name" "$q" \
+		"$([ "$target" = - ] && echo "(report)" || echo "target <= $target")" "$verdict" "$mn" "$mm")")
+}
+
+# Milliseconds taken by CMD FILE, its output to /dev/null; for cold_cat,
+# after dropping the caches (not timed).
+read_time() {
+	local t0 t1
+	if [ "$1" = cold_cat ]; then drop_caches; set -- cat "$2"; fi
+	t0=$(now_ns)
+	"$@" >/dev/null
+	t1=$(now_ns)
+	echo $(((t1 - t0) / 1000000))
+}
+
 bench_read() {
+	command -v fusermount3 >/dev/null || { echo "bench.sh: fusermount3 not found" >&2; exit 1; }
+	[ -e /dev/fuse ] || { echo "bench.sh: no /dev/fuse" >&2; exit 1; }
+	make_delta
+	make_lookups
+	store=$dir/store
+	mnt=$dir/mnt
+	if grep -q " $mnt fuse" /proc/mounts; then fusermount3 -u "$mnt" || fusermount3 -u -z "$mnt"; fi
+	rm -rf "$store"
+	mkdir -p "$mnt"
 	echo
-	echo "read: not measured yet (bench_read in bench/bench.sh is a placeholder)"
-	SUMMARY+=("read path through the mount                    -      not measured yet")
+	local bin=${SNAPFS_BENCH_SNAPFS:-$build/snapfs}
+	echo "read: mounting $bin on $store at $mnt"
+	trap 'mount_stop' EXIT
+	# shellcheck disable=SC2086
+	"$bin" "$store" "$mnt" -f -o batch_delay=20,keep=100 ${SNAPFS_BENCH_FUSE_OPTS:-} \
+		2>"$dir/snapfs.log" &
+	mnt_pid=$!
+	local i
+	for i in $(seq 1 100); do
+		[ -e "$mnt/.snapfs/status" ] && break
+		kill -0 "$mnt_pid" 2>/dev/null || { echo "bench.sh: snapfs did not start:" >&2; cat "$dir/snapfs.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	mkdir "$mnt/c" "$mnt/s"
+	# 50 small snapshots in collection s, for ls and find.
+	local t0 id sid
+	for i in $(seq 1 "$small_snaps"); do
+		sqlite3 "$dir/small.db" "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, body TEXT);
+			INSERT INTO items VALUES ($i, 'row $i')"
+		cp "$dir/small.db" "$mnt/s/incoming/d$i.db"
+		wait_snapshots s "$i" >/dev/null
+	done
+	rm -f "$dir/small.db"
+	t0=$(now_ns)
+	cp "$dir/delta.sqlite3" "$mnt/c/incoming/collection.sqlite3"
+	id=$(wait_snapshots c 1)
+	sid=$(wait_snapshots s "$small_snaps")
+	echo "  collection c: delta in, merged and sealed into snapshot $id in $((($(now_ns) - t0) / 1000000)) ms"
+	echo "  collection s: $small_snaps snapshots (last $sid)"
+	declare -gA native mount
+	native[cat]=$store/collections/c/snapshots/$id/c.sqlite3
+	mount[cat]=$mnt/c/snapshots/$id/c.sqlite3
+	local n
+	for n in cp sqlite cold; do native[$n]=${native[cat]}; mount[$n]=${mount[cat]}; done
+	native[ls]=$store/collections/s/snapshots
+	mount[ls]=$mnt/s/snapshots
+	native[find]=${native[ls]}; mount[find]=${mount[ls]}
+	echo "  native: ${native[cat]} ($(stat -c %s "${native[cat]}") bytes)"
+	echo "  mount:  ${mount[cat]} ($(stat -c %s "${mount[cat]}") bytes)"
+	[ "$(ls "${native[ls]}" | wc -l)" -eq "$small_snaps" ] || { echo "bench.sh: expected $small_snaps snapshots in ${native[ls]}" >&2; exit 1; }
+	# Both listings name the same entries.
+	if [ "$(cd "${native[ls]}" && find . | sort)" != "$(cd "${mount[ls]}" && find . | sort)" ]; then
+		echo "bench.sh: ${mount[ls]} and ${native[ls]} list different entries" >&2
+		exit 1
+	fi
+	# Warm both sides (one read of each) and check they are the same bytes.
+	cmp "${native[cat]}" "${mount[cat]}" || { echo "bench.sh: mount and backing file differ" >&2; exit 1; }
+	lookup_run "${native[cat]}" >/dev/null
+	lookup_run "${mount[cat]}" >"$dir/lookups.out"
+	[ "$(wc -l <"$dir/lookups.out")" -eq "$lookups" ] || { echo "bench.sh: $lookups lookups gave $(wc -l <"$dir/lookups.out") rows" >&2; exit 1; }
+	ls -lR "${mount[ls]}" >/dev/null; find "${mount[ls]}" >/dev/null
+	quiesce
+	echo
+	printf '  %-34s %9s %9s %7s %8s  %s\n' "read: $runs rounds, median" "native ms" "mount ms" ratio target ""
+	read_measure cat "warm cat (seq read)" 1.10 cat
+	read_measure cp "warm cp to tmpfs" - cp_shm
+	read_measure sqlite "sqlite3 -readonly, $lookups lookups" 1.10 lookup_run
+	read_measure ls "ls -lR snapshots/ x $ls_loops" - ls_loop
+	read_measure find "find snapshots/ x $ls_loops" - find_loop
+	read_measure cold "cold cat (drop_caches each side)" 1.80 cold_cat
+	echo "  (native = the snapshot's backing file in the STORE, mount = the same snapshot through"
+	echo "   snapfs; ratio = mount / native; ls and find over $small_snaps snapshot directories)"
+	mount_stop
+	trap - EXIT
+	# The STORE holds two copies of the collection (live database and
+	# snapshot): kept only when asked, for a look after the run.
+	[ -n "${SNAPFS_BENCH_KEEP:-}" ] || rm -rf "$store"
 }
 
 # ---- main ----
