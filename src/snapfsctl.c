@@ -1,0 +1,473 @@
+/*
+ * snapfs-ctl — verify a snapshot, restore one from S3, show a pointer.
+ *
+ *   snapfs-ctl verify DIR
+ *       checks a snapshot directory (a STORE's or the mount's
+ *       snapshots/ID, or any copy of one): the database's size and
+ *       SHA-256 against MANIFEST.json, and PRAGMA integrity_check.
+ *   snapfs-ctl restore [S3 OPTIONS] COLLECTION [SNAPSHOT] DEST
+ *       downloads the snapshot the collection's pointer names (or
+ *       SNAPSHOT, a key directory such as 00000042-host1), checks its
+ *       size and SHA-256 against its manifest (and the pointer), runs
+ *       PRAGMA integrity_check, and only then renames it to DEST: DEST is
+ *       either the whole verified database or untouched.
+ *   snapfs-ctl pointer [S3 OPTIONS] COLLECTION
+ *       prints the pointer object and its ETag.
+ *
+ * S3 OPTIONS: --bucket NAME (required), --prefix PREFIX (default
+ * snapfs/), --endpoint URL, --region REGION, --profile NAME. Credentials
+ * come only from the environment and the AWS files (s3_cred.h).
+ *
+ * Each command prints one JSON line on success. Exit status: 0 done,
+ * 1 failed (the reason on stderr), 2 usage, 3 verification failed (the
+ * snapshot is not what its manifest says: nothing was written).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsx.h"
+#include "lease.h"
+#include "log.h"
+#include "manifest.h"
+#include "s3.h"
+#include "s3_cred.h"
+#include "sbuf.h"
+#include "uploader.h"
+
+#define CTL_OK 0
+#define CTL_FAIL 1
+#define CTL_USAGE 2
+#define CTL_BAD 3
+#define CTL_MANIFEST_MAX (16u << 20)
+
+struct ctl_opts {
+	const char *bucket, *prefix, *endpoint, *region, *profile;
+};
+
+static void ctl_usage(FILE *f)
+{
+	fprintf(f, "usage: snapfs-ctl verify DIR\n"
+		   "       snapfs-ctl restore [S3 OPTIONS] COLLECTION [SNAPSHOT] DEST\n"
+		   "       snapfs-ctl pointer [S3 OPTIONS] COLLECTION\n"
+		   "\n"
+		   "verify   check a snapshot directory: size and SHA-256 against MANIFEST.json,\n"
+		   "         PRAGMA integrity_check\n"
+		   "restore  download the snapshot the collection's pointer names (or SNAPSHOT,\n"
+		   "         e.g. 00000042-host1), verify it the same way, write it to DEST atomically\n"
+		   "pointer  print the collection's pointer object\n"
+		   "\n"
+		   "S3 OPTIONS: --bucket NAME (required), --prefix PREFIX (default snapfs/),\n"
+		   "            --endpoint URL, --region REGION, --profile NAME\n"
+		   "Credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile of\n"
+		   "~/.aws/credentials and ~/.aws/config; never an option.\n"
+		   "Exit status: 0 done, 1 failed, 2 usage, 3 verification failed.\n");
+}
+
+/* PRAGMA integrity_check of path, opened read-only and immutable: "ok" or what it said. */
+static int ctl_integrity(const char *path, char *out, size_t len)
+{
+	sqlite3 *db = NULL;
+	sbuf uri = SBUF_INIT;
+	sbuf_adds(&uri, "file:");
+	for (const char *p = path; *p; p++) {
+		if (*p == '%' || *p == '?' || *p == '#')
+			sbuf_addf(&uri, "%%%02X", (unsigned char)*p);
+		else
+			sbuf_add(&uri, p, 1);
+	}
+	sbuf_adds(&uri, "?mode=ro&immutable=1");
+	int rc = sqlite3_open_v2(sbuf_str(&uri), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+	sbuf_free(&uri);
+	sqlite3_stmt *st = NULL;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
+	sbuf res = SBUF_INIT;
+	while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			if (res.len)
+				sbuf_adds(&res, "; ");
+			sbuf_adds(&res, (const char *)sqlite3_column_text(st, 0));
+		}
+	}
+	if (rc != SQLITE_DONE)
+		snprintf(out, len, "%s", db ? sqlite3_errmsg(db) : "cannot open");
+	else
+		snprintf(out, len, "%s", sbuf_str(&res));
+	sbuf_free(&res);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc == SQLITE_DONE && strcmp(out, "ok") == 0 ? 0 : -1;
+}
+
+/* ---- verify DIR ---- */
+
+static int ctl_verify(const char *dir)
+{
+	char mpath[PATH_MAX], dbpath[PATH_MAX], file[256] = "", sha[FSX_SHA256_HEX], msha[65];
+	char ic[512];
+	char *doc = NULL;
+	size_t len;
+	uint64_t msize, mid, size;
+	unsigned char raw[FSX_SHA256_LEN];
+	if (snprintf(mpath, sizeof(mpath), "%s/MANIFEST.json", dir) >= (int)sizeof(mpath)) {
+		fprintf(stderr, "snapfs-ctl: verify %s: path too long\n", dir);
+		return CTL_FAIL;
+	}
+	int rc = fsx_read_all(mpath, &doc, &len);
+	if (rc < 0) {
+		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, mpath, strerror(-rc));
+		return CTL_FAIL;
+	}
+	const struct lease_jfield f[] = {{"file", LEASE_J_STR, file, sizeof(file), NULL, 0, false}};
+	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || lease_json_read(doc, f, 1) < 0 ||
+	    !file[0] || strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0) {
+		free(doc);
+		fprintf(stderr, "snapfs-ctl: verify %s: %s is not a snapfs manifest (file, size, sha256, id)\n",
+			dir, mpath);
+		return CTL_BAD;
+	}
+	free(doc);
+	snprintf(dbpath, sizeof(dbpath), "%s/%s", dir, file);
+	if ((rc = fsx_sha256_file(dbpath, raw, &size)) < 0) {
+		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, dbpath, strerror(-rc));
+		return CTL_FAIL;
+	}
+	fsx_hex(raw, sizeof(raw), sha);
+	if (size != msize) {
+		fprintf(stderr, "snapfs-ctl: verify %s: %s is %" PRIu64 " bytes, the manifest says %" PRIu64 "\n",
+			dir, dbpath, size, msize);
+		return CTL_BAD;
+	}
+	if (strcmp(sha, msha) != 0) {
+		fprintf(stderr, "snapfs-ctl: verify %s: SHA-256 of %s is %s, the manifest says %s\n", dir,
+			dbpath, sha, msha);
+		return CTL_BAD;
+	}
+	if (ctl_integrity(dbpath, ic, sizeof(ic)) < 0) {
+		fprintf(stderr, "snapfs-ctl: verify %s: PRAGMA integrity_check of %s: %s\n", dir, dbpath, ic);
+		return CTL_BAD;
+	}
+	sbuf out = SBUF_INIT;
+	sbuf_adds(&out, "{\"verified\": ");
+	sbuf_add_json_str(&out, dir);
+	sbuf_adds(&out, ", \"file\": ");
+	sbuf_add_json_str(&out, file);
+	sbuf_addf(&out, ", \"id\": %" PRIu64 ", \"size\": %" PRIu64 ", \"sha256\": \"%s\", "
+			"\"integrity_check\": \"ok\"}\n",
+		  mid, size, sha);
+	fputs(sbuf_str(&out), stdout);
+	sbuf_free(&out);
+	return CTL_OK;
+}
+
+/* ---- S3 ---- */
+
+static void ctl_s3_error(const char *what, const struct s3_error *e)
+{
+	char buf[1500];
+	s3_error_format(e, buf, sizeof(buf));
+	fprintf(stderr, "snapfs-ctl: %s: %s\n", what, buf);
+}
+
+static int ctl_client(const struct ctl_opts *o, s3_client **c)
+{
+	struct s3cred cred;
+	char err[512];
+	if (!o->bucket) {
+		fprintf(stderr, "snapfs-ctl: --bucket is required\n");
+		return CTL_USAGE;
+	}
+	if (s3cred_load(o->profile, &cred, err, sizeof(err)) < 0) {
+		fprintf(stderr, "snapfs-ctl: S3 credentials: %s\n", err);
+		return CTL_FAIL;
+	}
+	struct s3_config cfg = {
+		.endpoint = o->endpoint ? o->endpoint : cred.endpoint,
+		.region = o->region ? o->region : cred.region,
+		.bucket = o->bucket,
+		.addressing = cred.addressing == S3CRED_ADDRESSING_PATH      ? S3_ADDRESSING_PATH
+			      : cred.addressing == S3CRED_ADDRESSING_VIRTUAL ? S3_ADDRESSING_VIRTUAL
+									     : S3_ADDRESSING_AUTO,
+		.access_key_id = cred.access_key_id,
+		.secret_access_key = cred.secret_access_key,
+		.session_token = cred.session_token,
+		.ca_bundle = cred.ca_bundle,
+	};
+	int rc = s3_client_new(&cfg, c, err, sizeof(err));
+	s3cred_clear(&cred);
+	if (rc < 0) {
+		fprintf(stderr, "snapfs-ctl: S3: %s\n", err);
+		return CTL_FAIL;
+	}
+	return CTL_OK;
+}
+
+static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
+{
+	char key[S3_KEY_MAX + 1], etag[S3_ETAG_MAX];
+	struct lease_pointer p;
+	struct s3_error e;
+	bool present;
+	if (upl_pointer_key(prefix, coll, key, sizeof(key)) < 0) {
+		fprintf(stderr, "snapfs-ctl: collection name too long\n");
+		return CTL_USAGE;
+	}
+	if (lease_pointer_get(c, key, &p, etag, &present, &e) < 0) {
+		ctl_s3_error("reading the pointer", &e);
+		return CTL_FAIL;
+	}
+	if (!present) {
+		fprintf(stderr, "snapfs-ctl: no pointer at s3://%s/%s\n", s3_client_bucket(c), key);
+		return CTL_FAIL;
+	}
+	sbuf out = SBUF_INIT;
+	sbuf_adds(&out, "{\"key\": ");
+	sbuf_add_json_str(&out, key);
+	sbuf_adds(&out, ", \"etag\": ");
+	sbuf_add_json_str(&out, etag);
+	sbuf_adds(&out, ", \"pointer\": ");
+	lease_pointer_json(&p, &out);
+	out.buf[out.len - 1] = '}'; /* the pointer's newline becomes our closing brace */
+	sbuf_adds(&out, "\n");
+	fputs(sbuf_str(&out), stdout);
+	sbuf_free(&out);
+	return CTL_OK;
+}
+
+static int ctl_restore(s3_client *c, const char *prefix, const char *coll, const char *snap,
+		       const char *dest)
+{
+	char ptr_key[S3_KEY_MAX + 1], db_key[S3_KEY_MAX + 1], man_key[S3_KEY_MAX + 1];
+	struct lease_pointer p = {0};
+	bool from_pointer = snap == NULL, present;
+	struct s3_error e;
+	const char *bucket = s3_client_bucket(c);
+	if (!store_name_valid(coll)) {
+		fprintf(stderr, "snapfs-ctl: \"%s\" is not a collection name\n", coll);
+		return CTL_USAGE;
+	}
+	if (from_pointer) {
+		if (upl_pointer_key(prefix, coll, ptr_key, sizeof(ptr_key)) < 0)
+			return CTL_USAGE;
+		if (lease_pointer_get(c, ptr_key, &p, NULL, &present, &e) < 0) {
+			ctl_s3_error("reading the pointer", &e);
+			return CTL_FAIL;
+		}
+		if (!present) {
+			fprintf(stderr, "snapfs-ctl: no pointer at s3://%s/%s: nothing uploaded yet?\n",
+				bucket, ptr_key);
+			return CTL_FAIL;
+		}
+		snprintf(db_key, sizeof(db_key), "%s", p.db_key);
+		snprintf(man_key, sizeof(man_key), "%s", p.manifest_key);
+	} else {
+		if (!*snap || strchr(snap, '/') || strcmp(snap, "..") == 0 || strcmp(snap, ".") == 0 ||
+		    snprintf(db_key, sizeof(db_key), "%s%s/snapshots/%s/%s.sqlite3", prefix, coll, snap,
+			     coll) >= (int)sizeof(db_key) ||
+		    snprintf(man_key, sizeof(man_key), "%s%s/snapshots/%s/MANIFEST.json", prefix, coll,
+			     snap) >= (int)sizeof(man_key)) {
+			fprintf(stderr, "snapfs-ctl: \"%s\" is not a snapshot name (ID-HOST, as in the "
+					"bucket)\n",
+				snap);
+			return CTL_USAGE;
+		}
+	}
+
+	/* The manifest says what the database must be. */
+	void *mdoc = NULL;
+	size_t mlen;
+	struct s3_object_info info;
+	if (s3_get_buf(c, man_key, NULL, CTL_MANIFEST_MAX, &mdoc, &mlen, &info, &e) < 0) {
+		ctl_s3_error("reading the manifest", &e);
+		return CTL_FAIL;
+	}
+	s3_object_info_free(&info);
+	uint64_t msize, mid;
+	char msha[65];
+	int mrc = manifest_read_basic(mdoc, &msize, msha, &mid);
+	free(mdoc);
+	if (mrc < 0) {
+		fprintf(stderr, "snapfs-ctl: refusing s3://%s/%s: not a snapfs manifest; %s not written\n",
+			bucket, man_key, dest);
+		return CTL_BAD;
+	}
+	if (from_pointer && (strcmp(p.sha256, msha) != 0 || p.size != msize)) {
+		fprintf(stderr,
+			"snapfs-ctl: refusing: the pointer says SHA-256 %s, %" PRIu64
+			" bytes, but the manifest s3://%s/%s says %s, %" PRIu64 " bytes; %s not written\n",
+			p.sha256, p.size, bucket, man_key, msha, msize, dest);
+		return CTL_BAD;
+	}
+
+	/* Download next to DEST, verify, then rename over it. */
+	char tmp[PATH_MAX];
+	const char *slash = strrchr(dest, '/');
+	int dlen = slash ? (int)(slash - dest) + 1 : 0;
+	if (snprintf(tmp, sizeof(tmp), "%.*s.%s.snapfs-restore.XXXXXX", dlen, dest,
+		     slash ? slash + 1 : dest) >= (int)sizeof(tmp)) {
+		fprintf(stderr, "snapfs-ctl: %s: path too long\n", dest);
+		return CTL_USAGE;
+	}
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "snapfs-ctl: cannot create a temporary file beside %s: %s\n", dest,
+			strerror(errno));
+		return CTL_FAIL;
+	}
+	int ret = CTL_FAIL;
+	char sha[FSX_SHA256_HEX], ic[512];
+	struct stat st;
+	if (s3_get_fd(c, db_key, NULL, fd, sha, &info, &e) < 0) {
+		ctl_s3_error("downloading the snapshot", &e);
+		goto out;
+	}
+	s3_object_info_free(&info);
+	if (fstat(fd, &st) < 0 || fsync(fd) < 0) {
+		fprintf(stderr, "snapfs-ctl: writing %s: %s\n", tmp, strerror(errno));
+		goto out;
+	}
+	ret = CTL_BAD;
+	if ((uint64_t)st.st_size != msize) {
+		fprintf(stderr,
+			"snapfs-ctl: refusing s3://%s/%s: %" PRIu64 " bytes, its manifest says %" PRIu64
+			"; %s not written\n",
+			bucket, db_key, (uint64_t)st.st_size, msize, dest);
+		goto out;
+	}
+	if (strcmp(sha, msha) != 0) {
+		fprintf(stderr,
+			"snapfs-ctl: refusing s3://%s/%s: its SHA-256 is %s but its manifest says %s "
+			"(damaged or replaced); %s not written\n",
+			bucket, db_key, sha, msha, dest);
+		goto out;
+	}
+	if (ctl_integrity(tmp, ic, sizeof(ic)) < 0) {
+		fprintf(stderr, "snapfs-ctl: refusing s3://%s/%s: PRAGMA integrity_check: %s; %s not "
+				"written\n",
+			bucket, db_key, ic, dest);
+		goto out;
+	}
+	ret = CTL_FAIL;
+	if (fchmod(fd, 0444) < 0 || close(fd) < 0) {
+		fd = -1;
+		fprintf(stderr, "snapfs-ctl: %s: %s\n", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, dest) < 0) {
+		fprintf(stderr, "snapfs-ctl: cannot rename %s to %s: %s\n", tmp, dest, strerror(errno));
+		goto out;
+	}
+	tmp[0] = '\0';
+	int rc = fsx_fsync_parent(dest);
+	if (rc < 0)
+		fprintf(stderr, "snapfs-ctl: warning: fsync of the directory of %s: %s\n", dest,
+			strerror(-rc));
+	sbuf out = SBUF_INIT;
+	sbuf_adds(&out, "{\"restored\": ");
+	sbuf_add_json_str(&out, dest);
+	sbuf_adds(&out, ", \"key\": ");
+	sbuf_add_json_str(&out, db_key);
+	sbuf_addf(&out, ", \"id\": %" PRIu64 ", \"size\": %" PRIu64 ", \"sha256\": \"%s\", "
+			"\"integrity_check\": \"ok\"",
+		  mid, msize, sha);
+	if (from_pointer) {
+		sbuf_addf(&out, ", \"generation\": %" PRIu64 ", \"host\": ", p.generation);
+		sbuf_add_json_str(&out, p.host);
+	}
+	sbuf_adds(&out, "}\n");
+	fputs(sbuf_str(&out), stdout);
+	sbuf_free(&out);
+	ret = CTL_OK;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp[0])
+		unlink(tmp);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl_opts o = {0};
+	static const struct option lo[] = {
+		{"bucket", required_argument, NULL, 'b'},  {"prefix", required_argument, NULL, 'p'},
+		{"endpoint", required_argument, NULL, 'e'}, {"region", required_argument, NULL, 'r'},
+		{"profile", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int ch;
+	log_init(false, LOG_WARNING);
+	signal(SIGPIPE, SIG_IGN);
+	while ((ch = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'b': o.bucket = optarg; break;
+		case 'p': o.prefix = optarg; break;
+		case 'e': o.endpoint = optarg; break;
+		case 'r': o.region = optarg; break;
+		case 'P': o.profile = optarg; break;
+		case 'h': ctl_usage(stdout); return CTL_OK;
+		default: ctl_usage(stderr); return CTL_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		ctl_usage(stderr);
+		return CTL_USAGE;
+	}
+	const char *cmd = argv[optind];
+	/* Options may also follow the command, anywhere: a second scan from it. */
+	argv += optind;
+	argc -= optind;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'b': o.bucket = optarg; break;
+		case 'p': o.prefix = optarg; break;
+		case 'e': o.endpoint = optarg; break;
+		case 'r': o.region = optarg; break;
+		case 'P': o.profile = optarg; break;
+		case 'h': ctl_usage(stdout); return CTL_OK;
+		default: ctl_usage(stderr); return CTL_USAGE;
+		}
+	}
+	char **pos = argv + optind;
+	int npos = argc - optind;
+	if (strcmp(cmd, "verify") == 0) {
+		if (npos != 1) {
+			ctl_usage(stderr);
+			return CTL_USAGE;
+		}
+		return ctl_verify(pos[0]);
+	}
+	bool restore = strcmp(cmd, "restore") == 0, pointer = strcmp(cmd, "pointer") == 0;
+	if ((!restore && !pointer) || (restore && (npos < 2 || npos > 3)) || (pointer && npos != 1)) {
+		ctl_usage(stderr);
+		return CTL_USAGE;
+	}
+	char prefix[UPL_PREFIX_MAX];
+	if (upl_prefix_normalize(o.prefix, prefix, sizeof(prefix)) < 0) {
+		fprintf(stderr, "snapfs-ctl: --prefix %s: not usable\n", o.prefix);
+		return CTL_USAGE;
+	}
+	s3_client *c = NULL;
+	int rc = ctl_client(&o, &c);
+	if (rc != CTL_OK)
+		return rc;
+	if (pointer)
+		rc = ctl_pointer(c, prefix, pos[0]);
+	else
+		rc = ctl_restore(c, prefix, pos[0], npos == 3 ? pos[1] : NULL, pos[npos - 1]);
+	s3_client_free(c);
+	return rc;
+}
