@@ -7,7 +7,7 @@ PACKAGES=(
 	meson ninja-build pkg-config gcc
 	libfuse3-dev fuse3
 	libsqlite3-dev sqlite3
-	libssl-dev libcurl4-openssl-dev
+	libssl-dev libcurl4-openssl-dev libexpat1-dev
 	python3 python3-pytest rsync
 )
 
