@@ -269,11 +269,6 @@ class Snapfs:
             run(["fusermount3", "-u", "-z", self.mnt], check=False)
         wait_for(lambda: not self.mounted(), 10, "the dead mount to go away")
 
-    def restart(self, opts=None):
-        if self.running():
-            self.unmount()
-        return self.start(opts)
-
     def close(self):
         """Teardown: unmount if still mounted (requiring exit 0), then scan
         every log for sanitizer reports. Raises AssertionError on either."""
