@@ -1,0 +1,80 @@
+"""pytest fixtures for tests against a real S3 server (a throwaway Ceph
+RADOS Gateway, see radosgw.py and ../../../shared/s3-test-server.md).
+
+Fixtures: `rgw` (session: a started radosgw.RadosGW), `s3` (session: a
+boto3 client for it), `bucket` (a fresh, empty bucket per test).
+
+Where the Ceph binaries or boto3 are missing the whole session exits 77,
+which meson reports as SKIP; with SNAPFS_REQUIRE_S3=1 (CI) that is a
+failure instead. `python3 tests/s3/radosgw.py install` installs them.
+"""
+
+import faulthandler
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import radosgw  # noqa: E402
+
+TEST_WATCHDOG_S = int(os.environ.get("SNAPFS_TEST_WATCHDOG", "300"))
+
+_started = []
+
+
+def _check_available():
+    why = radosgw.unavailable_reason()
+    if why is None:
+        return
+    if os.environ.get("SNAPFS_REQUIRE_S3") == "1":
+        pytest.exit(f"S3 test server unavailable ({why}) but SNAPFS_REQUIRE_S3=1", returncode=1)
+    pytest.exit(f"skipping S3 tests: {why}", returncode=77)
+
+
+def pytest_sessionstart(session):
+    _check_available()
+
+
+@pytest.fixture(scope="session")
+def rgw():
+    """A radosgw.RadosGW, started once per session, stopped at its end:
+    .endpoint .access_key .secret_key .region .bucket .env() .client()
+    .create_bucket(name=None) .signed_request(...) .timings .rss_kib()."""
+    _check_available()
+    gw = radosgw.RadosGW()
+    gw.start()  # raises RadosGWError with the daemons' log tails
+    _started.append(gw)
+    yield gw
+    gw.rss_at_end = gw.rss_kib()
+    gw.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(rgw):
+    return rgw.client()
+
+
+@pytest.fixture
+def bucket(rgw):
+    """A fresh empty bucket for one test."""
+    return rgw.create_bucket()
+
+
+@pytest.fixture(autouse=True)
+def _watchdog():
+    # A request that never returns dumps every thread's stack and ends the
+    # run instead of waiting for meson's timeout.
+    faulthandler.dump_traceback_later(TEST_WATCHDOG_S, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def pytest_terminal_summary(terminalreporter):
+    for gw in _started:
+        t = ", ".join(f"{k} {v:.2f}s" for k, v in gw.timings.items())
+        terminalreporter.write_line(f"radosgw fixture: started in {t}")
+        rss = getattr(gw, "rss_at_end", None)
+        if rss:
+            mib = ", ".join(f"{k} {v / 1024:.0f}" for k, v in rss.items())
+            terminalreporter.write_line(f"radosgw fixture: RSS at the end (MiB): {mib}")
