@@ -8,11 +8,15 @@
  *   2. create the FUSE session and mount, then daemonize: fork() must
  *      come before any thread exists, and the store lock (an flock on an
  *      open file description) is inherited by the child;
- *   3. start the compactor thread and recover every collection, then
- *      serve requests.
+ *   3. start the uploader (if s3_bucket is given) and the compactor
+ *      thread, recover every collection, then serve requests.
+ * S3 credentials come only from the environment and the AWS files
+ * (s3_cred.h), never from options, and are read before mounting so that
+ * a missing or malformed one is reported at once.
  * Shutdown (fusermount3 -u, SIGTERM, SIGINT): the loop ends, the
  * compactor finishes the delta in progress and seals what it applied,
- * then the session is unmounted and the store unlocked; exit status 0.
+ * the uploader abandons (and aborts) the upload in progress, then the
+ * session is unmounted and the store unlocked; exit status 0.
  */
 #include <errno.h>
 #include <limits.h>
@@ -22,11 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "compactor.h"
 #include "fsops.h"
 #include "log.h"
+#include "s3.h"
+#include "s3_cred.h"
 #include "store.h"
+#include "uploader.h"
 #include "vfs.h"
 
 struct snapfs_opts {
@@ -36,6 +44,17 @@ struct snapfs_opts {
 	char *keep;
 	char *max_delta_size;
 	char *loglevel;
+	/* S3 (see snapfs(8)); no option takes a credential. */
+	char *s3_bucket;
+	char *s3_prefix;
+	char *s3_endpoint;
+	char *s3_region;
+	char *s3_profile;
+	char *s3_part_size;
+	char *s3_parallel;
+	char *s3_upload;
+	char *s3_lease_ttl;
+	char *s3_host_id;
 };
 
 enum { KEY_DISCARD, KEY_HELP, KEY_VERSION };
@@ -48,6 +67,16 @@ static const struct fuse_opt snapfs_opt_spec[] = {
 	SNAPFS_OPT("keep=%s", keep),
 	SNAPFS_OPT("max_delta_size=%s", max_delta_size),
 	SNAPFS_OPT("loglevel=%s", loglevel),
+	SNAPFS_OPT("s3_bucket=%s", s3_bucket),
+	SNAPFS_OPT("s3_prefix=%s", s3_prefix),
+	SNAPFS_OPT("s3_endpoint=%s", s3_endpoint),
+	SNAPFS_OPT("s3_region=%s", s3_region),
+	SNAPFS_OPT("s3_profile=%s", s3_profile),
+	SNAPFS_OPT("s3_part_size=%s", s3_part_size),
+	SNAPFS_OPT("s3_parallel=%s", s3_parallel),
+	SNAPFS_OPT("s3_upload=%s", s3_upload),
+	SNAPFS_OPT("s3_lease_ttl=%s", s3_lease_ttl),
+	SNAPFS_OPT("s3_host_id=%s", s3_host_id),
 	/* fstab-only options that mount.fuse3 passes through: accepted and dropped. */
 	FUSE_OPT_KEY("auto", KEY_DISCARD),
 	FUSE_OPT_KEY("noauto", KEY_DISCARD),
@@ -82,6 +111,18 @@ static void usage(const char *prog)
 	       "    -o keep=N              newest snapshots kept per collection (default 10)\n"
 	       "    -o max_delta_size=SIZE largest delta accepted, K/M/G suffixes (default 1G)\n"
 	       "    -o loglevel=LEVEL      err, warning, info or debug (default info)\n"
+	       "\nS3 upload (credentials only from AWS_* variables or the AWS files):\n"
+	       "    -o s3_bucket=NAME      upload sealed snapshots to this bucket\n"
+	       "    -o s3_prefix=PREFIX    key prefix in the bucket (default snapfs/)\n"
+	       "    -o s3_endpoint=URL     S3 endpoint (default: AWS_ENDPOINT_URL_S3,\n"
+	       "                           AWS_ENDPOINT_URL, the profile, then AWS)\n"
+	       "    -o s3_region=REGION    region (default: AWS_REGION, the profile, us-east-1)\n"
+	       "    -o s3_profile=NAME     profile in ~/.aws/credentials and ~/.aws/config\n"
+	       "    -o s3_part_size=SIZE   multipart part size, at least 5M (default 16M)\n"
+	       "    -o s3_parallel=N       parts in flight (default 4)\n"
+	       "    -o s3_upload=on|off    off: configured but nothing is sent (default on)\n"
+	       "    -o s3_lease_ttl=S      lease lifetime in seconds (default 60)\n"
+	       "    -o s3_host_id=ID       this host in keys and the lease (default hostname)\n"
 	       "    -o auto,noauto,user,nouser,users,_netdev,defaults\n"
 	       "                           accepted and ignored (for /etc/fstab)\n\n",
 	       prog);
@@ -152,6 +193,131 @@ static int parse_level(const char *s)
 	return -1;
 }
 
+/* ---- S3 ---- */
+
+/* What the uploader is started with; owns the credentials until then. */
+struct s3_setup {
+	struct s3cred cred;
+	struct s3_config cfg;
+	struct upl_config ucfg;
+	char host[UPL_HOST_ID_MAX + 1];
+};
+
+static bool s3_option_given(const struct snapfs_opts *o)
+{
+	return o->s3_prefix || o->s3_endpoint || o->s3_region || o->s3_profile || o->s3_part_size ||
+	       o->s3_parallel || o->s3_upload || o->s3_lease_ttl || o->s3_host_id;
+}
+
+static void s3_setup_clear(struct s3_setup *s)
+{
+	s3cred_clear(&s->cred);
+	memset(&s->cfg, 0, sizeof(s->cfg));
+}
+
+/*
+ * Checks the S3 options and finds the credentials (environment or AWS
+ * files only). -1 with the reason in err.
+ */
+static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, size_t errlen)
+{
+	unsigned parallel = 4, ttl = 60;
+	uint64_t part = 16ull << 20;
+	char pfx[UPL_PREFIX_MAX];
+	memset(s, 0, sizeof(*s));
+	s->ucfg.enabled = true;
+	if (!o->s3_bucket[0]) {
+		snprintf(err, errlen, "s3_bucket= is empty");
+		return -1;
+	}
+	if (parse_uint("s3_parallel", o->s3_parallel, 1, 64, &parallel) < 0 ||
+	    parse_uint("s3_lease_ttl", o->s3_lease_ttl, 15, 86400, &ttl) < 0) {
+		snprintf(err, errlen, "bad S3 option (see above)");
+		return -1;
+	}
+	if (o->s3_part_size &&
+	    (parse_size(o->s3_part_size, &part) < 0 || part < S3_MIN_PART_SIZE ||
+	     part > S3_MAX_PART_SIZE)) {
+		snprintf(err, errlen, "s3_part_size=%s: expected a size from 5M to 5G", o->s3_part_size);
+		return -1;
+	}
+	if (o->s3_upload) {
+		if (strcmp(o->s3_upload, "on") == 0) {
+			s->ucfg.enabled = true;
+		} else if (strcmp(o->s3_upload, "off") == 0) {
+			s->ucfg.enabled = false;
+		} else {
+			snprintf(err, errlen, "s3_upload=%s: use on or off", o->s3_upload);
+			return -1;
+		}
+	}
+	if (upl_prefix_normalize(o->s3_prefix, pfx, sizeof(pfx)) < 0) {
+		snprintf(err, errlen,
+			 "s3_prefix=%s: not usable (no leading '/', no \"//\", no control characters)",
+			 o->s3_prefix);
+		return -1;
+	}
+	if (o->s3_host_id) {
+		snprintf(s->host, sizeof(s->host), "%s", o->s3_host_id);
+	} else if (gethostname(s->host, sizeof(s->host)) < 0) {
+		snprintf(err, errlen, "cannot find the hostname (%s): give s3_host_id=", strerror(errno));
+		return -1;
+	}
+	s->host[sizeof(s->host) - 1] = '\0';
+	if (!upl_host_id_valid(s->host) || (o->s3_host_id && strlen(o->s3_host_id) >= sizeof(s->host))) {
+		snprintf(err, errlen, "%s%s: not a valid host id (1-64 characters of A-Z a-z 0-9 . _ -, "
+				      "first one alphanumeric)%s",
+			 o->s3_host_id ? "s3_host_id=" : "hostname ", s->host,
+			 o->s3_host_id ? "" : ": give s3_host_id=");
+		return -1;
+	}
+	char cerr[512];
+	int rc = s3cred_load(o->s3_profile, &s->cred, cerr, sizeof(cerr));
+	if (rc < 0) {
+		snprintf(err, errlen, "S3 credentials: %.400s", cerr);
+		return -1;
+	}
+	s->cfg.bucket = o->s3_bucket;
+	s->cfg.endpoint = o->s3_endpoint ? o->s3_endpoint : s->cred.endpoint;
+	s->cfg.region = o->s3_region ? o->s3_region : s->cred.region;
+	s->cfg.addressing = s->cred.addressing == S3CRED_ADDRESSING_PATH      ? S3_ADDRESSING_PATH
+			    : s->cred.addressing == S3CRED_ADDRESSING_VIRTUAL ? S3_ADDRESSING_VIRTUAL
+									      : S3_ADDRESSING_AUTO;
+	s->cfg.access_key_id = s->cred.access_key_id;
+	s->cfg.secret_access_key = s->cred.secret_access_key;
+	s->cfg.session_token = s->cred.session_token;
+	s->cfg.ca_bundle = s->cred.ca_bundle;
+	s->ucfg.s3 = &s->cfg;
+	s->ucfg.prefix = o->s3_prefix;
+	s->ucfg.host_id = s->host;
+	s->ucfg.part_size = part;
+	s->ucfg.parallel = parallel;
+	s->ucfg.lease_ttl_s = ttl;
+	/* A client made now checks the rest (endpoint URL, bucket name) before mounting. */
+	s3_client *probe;
+	if (s3_client_new(&s->cfg, &probe, cerr, sizeof(cerr)) < 0) {
+		snprintf(err, errlen, "S3: %.400s", cerr);
+		s3_setup_clear(s);
+		return -1;
+	}
+	s3_client_free(probe);
+	return 0;
+}
+
+/* The compactor's published() event goes to the vfs and the uploader. */
+struct published_fanout {
+	vfs *v;
+	upl *up;
+};
+
+static void on_published(void *ctx, const char *coll, uint64_t id)
+{
+	struct published_fanout *f = ctx;
+	vfs_published(f->v, coll, id);
+	if (f->up)
+		upl_published(f->up, coll, id);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -162,6 +328,8 @@ int main(int argc, char *argv[])
 	store *st = NULL;
 	vfs *v = NULL;
 	compactor *comp = NULL;
+	upl *up = NULL;
+	struct s3_setup s3 = {0};
 	int ret = 1, mounted = 0, handlers = 0;
 	uint64_t max_delta = 1ULL << 30;
 	int level = LOG_INFO;
@@ -207,6 +375,14 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	log_init(false, level);
+	if (o.s3_bucket && s3_setup(&o, &s3, err, sizeof(err)) < 0) {
+		fprintf(stderr, "snapfs: %s\n", err);
+		goto out;
+	}
+	if (!o.s3_bucket && s3_option_given(&o)) {
+		fprintf(stderr, "snapfs: S3 options given without s3_bucket=\n");
+		goto out;
+	}
 
 	struct vfs_config vcfg = {.max_delta_size = max_delta, .keep = keep};
 	if (vfs_create(&vcfg, &v) < 0) {
@@ -241,9 +417,24 @@ int main(int argc, char *argv[])
 		store_note_pid(st); /* the lock now belongs to the daemon, not its parent */
 	}
 
+	int rc = 0;
+	if (o.s3_bucket) {
+		/* After the fork: the uploader runs a thread (and libcurl's). */
+		rc = upl_start(st, &s3.ucfg, &up, err, sizeof(err));
+		s3_setup_clear(&s3); /* the clients have their own copies of the keys */
+		if (rc < 0) {
+			log_err("cannot start the uploader: %s", err);
+			goto out;
+		}
+		vfs_set_status_hook(v, upl_status, up);
+		log_info("uploading snapshots to s3://%s/%s as host %s (%s)", o.s3_bucket,
+			 o.s3_prefix ? o.s3_prefix : "snapfs/", s3.ucfg.host_id,
+			 s3.ucfg.enabled ? "on" : "off: s3_upload=off");
+	}
+	struct published_fanout fan = {.v = v, .up = up};
 	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms, .batch_max = batch_max};
-	struct compactor_events ev = {.ctx = v, .published = vfs_published};
-	int rc = compactor_start(st, &ccfg, &ev, &comp);
+	struct compactor_events ev = {.ctx = &fan, .published = on_published};
+	rc = compactor_start(st, &ccfg, &ev, &comp);
 	if (rc == 0)
 		rc = vfs_start(v, st, comp);
 	if (rc < 0) {
@@ -275,6 +466,8 @@ int main(int argc, char *argv[])
 
 out:
 	compactor_stop(comp); /* before the session goes: it may still notify the kernel */
+	upl_stop(up);         /* after the compactor: it tells the uploader of snapshots */
+	s3_setup_clear(&s3);
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (mounted)
@@ -290,6 +483,10 @@ out:
 	free(o.batch_max);
 	free(o.batch_delay_ms);
 	free(o.loglevel);
+	char **s3o[] = {&o.s3_bucket, &o.s3_prefix, &o.s3_endpoint, &o.s3_region, &o.s3_profile,
+			&o.s3_part_size, &o.s3_parallel, &o.s3_upload, &o.s3_lease_ttl, &o.s3_host_id};
+	for (size_t i = 0; i < sizeof(s3o) / sizeof(s3o[0]); i++)
+		free(*s3o[i]);
 	fuse_opt_free_args(&args);
 	if (ret == 0 && comp)
 		log_info("stopped cleanly");

@@ -55,7 +55,7 @@
 struct ucoll {
 	struct ucoll *next;
 	char name[STORE_NAME_MAX + 1];
-	/* Everything below is protected by u->mu. */
+	/* Protected by u->mu (down to the thread-only part). */
 	uint64_t *ids; /* published, not yet uploaded, ascending */
 	size_t nids, capids;
 	const char *state; /* "idle", "uploading", "swapping", "conflict", "failed" */
@@ -72,8 +72,10 @@ struct ucoll {
 	uint64_t swap_base_generation;
 	unsigned failures_in_row;
 	double next_try; /* monotonic seconds */
-	bool cleaned;    /* our stale multipart uploads were aborted */
-	lease *lease;    /* used by the thread only */
+	/* Used by the uploader thread only. */
+	bool cleaned;         /* our stale multipart uploads were aborted */
+	unsigned busy_in_row; /* lease found busy, in a row */
+	lease *lease;
 	/* metrics */
 	uint64_t n_uploads, n_bytes, n_retries, n_failures, n_conflicts;
 	double last_seconds;
@@ -814,8 +816,14 @@ static void upl_swap(upl *u, struct ucoll *c)
 	if (rc == -EBUSY) {
 		char until[32], msg[LEASE_OWNER_MAX + 160];
 		upl_time_iso(holder.expires, until, sizeof(until));
+		/* Holders release right after their swap: look again soon, then less often,
+		 * and never later than just after the lease runs out. */
 		int64_t left = holder.expires - (int64_t)time(NULL);
-		double wait = left < 1 ? 1 : (double)left + 1;
+		unsigned k = c->busy_in_row < 6 ? c->busy_in_row : 6;
+		c->busy_in_row++;
+		double wait = 0.25 * (double)(1u << k) * (1.0 + (double)(rand() % 1000) / 1000.0);
+		if (wait > (double)left + 1)
+			wait = left < 0 ? 0.5 : (double)left + 1;
 		if (wait > UPL_MAX_BACKOFF_S / 2)
 			wait = UPL_MAX_BACKOFF_S / 2;
 		snprintf(msg, sizeof(msg), "lease held by %s until %s", holder.owner, until);
@@ -837,6 +845,7 @@ static void upl_swap(upl *u, struct ucoll *c)
 		return;
 	}
 	pthread_mutex_lock(&u->mu);
+	c->busy_in_row = 0;
 	c->lease_held = true;
 	upl_copy(c->lease_desc, sizeof(c->lease_desc), "held");
 	pthread_mutex_unlock(&u->mu);

@@ -1,0 +1,154 @@
+/*
+ * Unit tests for lease (no network): the strict JSON object reader, the
+ * pointer document's round trip and refusals, the uploader's key layout
+ * and its names. The protocol itself runs against radosgw in
+ * tests/s3/test_upload*.py.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lease.h"
+#include "sbuf.h"
+#include "tap.h"
+#include "uploader.h"
+
+#define SHA_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void test_json_reader(void)
+{
+	char s[16] = "";
+	uint64_t u = 0;
+	int64_t i = 0;
+	char inner[8] = "";
+	const struct lease_jfield sub[] = {{"x", LEASE_J_STR, inner, sizeof(inner), NULL, 0, false}};
+	const struct lease_jfield f[] = {
+		{"s", LEASE_J_STR, s, sizeof(s), NULL, 0, false},
+		{"u", LEASE_J_U64, &u, 0, NULL, 0, false},
+		{"i", LEASE_J_I64, &i, 0, NULL, 0, true},
+		{"o", LEASE_J_OBJ, NULL, 0, sub, 1, true},
+	};
+	size_t n = sizeof(f) / sizeof(f[0]);
+
+	CHECK(lease_json_read("{\"s\": \"a\\\"b\\u00e9\", \"u\": 7, \"i\": -3, \"o\": {\"x\": \"y\"}, "
+			      "\"other\": [1, {\"s\": 2}, null, true, 1.5e3]}",
+			      f, n) == 0);
+	CHECK(strcmp(s, "a\"b\xc3\xa9") == 0);
+	CHECK(u == 7 && i == -3 && strcmp(inner, "y") == 0);
+	/* A nested "s" inside an unknown key is not the top-level one. */
+	CHECK(lease_json_read("{\"z\": {\"s\": \"no\"}, \"s\": \"yes\", \"u\": 1}", f, n) == 0);
+	CHECK(strcmp(s, "yes") == 0);
+	/* Surrogate pair. */
+	CHECK(lease_json_read("{\"s\": \"\\ud83d\\ude00\", \"u\": 0}", f, n) == 0);
+	CHECK(strcmp(s, "\xf0\x9f\x98\x80") == 0);
+
+	static const char *bad[] = {
+		"",
+		"[]",
+		"{\"s\": \"a\"}",                    /* u missing */
+		"{\"s\": \"a\", \"u\": -1}",         /* negative u64 */
+		"{\"s\": \"a\", \"u\": 1.5}",        /* not an integer */
+		"{\"s\": \"a\", \"u\": 1e2}",
+		"{\"s\": \"a\", \"u\": 99999999999999999999}",
+		"{\"s\": \"a\", \"u\": 01}",
+		"{\"s\": 1, \"u\": 1}",              /* wrong type */
+		"{\"s\": \"a\", \"u\": 1, \"u\": 2}", /* repeated */
+		"{\"s\": \"0123456789abcdefX\", \"u\": 1}", /* does not fit */
+		"{\"s\": \"a\", \"u\": 1,}",
+		"{\"s\": \"a\" \"u\": 1}",
+		"{\"s\": \"a\", \"u\": 1} x",
+		"{\"s\": \"a\\u0000\", \"u\": 1}",   /* NUL */
+		"{\"s\": \"\\ud83d\", \"u\": 1}",    /* lone surrogate */
+		"{\"s\": \"a\\q\", \"u\": 1}",
+		"{\"s\": \"a\tb\", \"u\": 1}",       /* raw control byte */
+		"{\"s\": \"a\", \"u\": 1, \"o\": {\"y\": 1}}", /* nested field missing */
+		"{\"s\": \"a\", \"u\": 1, \"z\": [1,]}",
+		"{\"s\": \"a\", \"u\": 1, \"z\": tru}",
+		"{\"s\": \"a\", \"u\": 1, \"z\": "
+		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		int rc = lease_json_read(bad[k], f, n);
+		if (rc != -EINVAL)
+			fprintf(stderr, "accepted: %s\n", bad[k]);
+		CHECK(rc == -EINVAL);
+	}
+	CHECK(lease_json_read(NULL, f, n) == -EINVAL);
+}
+
+static void test_pointer_roundtrip(void)
+{
+	struct lease_pointer p = {0}, q;
+	p.generation = 42;
+	p.id = 7;
+	strcpy(p.host, "host-1.example");
+	strcpy(p.db_key, "snapfs/c/snapshots/00000007-host-1.example/c.sqlite3");
+	strcpy(p.manifest_key, "snapfs/c/snapshots/00000007-host-1.example/MANIFEST.json");
+	strcpy(p.sha256, SHA_A);
+	p.size = 1ull << 40;
+	strcpy(p.etag, "0123abcd-3");
+	p.lease_token = 9;
+	p.written_at = 1700000000;
+	sbuf b = SBUF_INIT;
+	lease_pointer_json(&p, &b);
+	CHECK(b.len > 0 && b.buf[b.len - 1] == '\n');
+	CHECK(lease_pointer_parse(b.buf, &q) == 0);
+	CHECK(memcmp(&p, &q, sizeof(p)) == 0);
+	sbuf_free(&b);
+
+	/* A pointer without sha256 or keys, or with a bad sha, is refused. */
+	CHECK(lease_pointer_parse("{\"generation\": 1}", &q) == -EINVAL);
+	CHECK(lease_pointer_parse("{\"generation\": 1, \"id\": 1, \"host\": \"h\", \"keys\": {\"db\": "
+				  "\"a\", \"manifest\": \"b\"}, \"sha256\": \"XYZ\", \"size\": 1, "
+				  "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1}",
+				  &q) == -EINVAL);
+	CHECK(lease_pointer_parse("{\"generation\": 1, \"id\": 1, \"host\": \"h\", \"keys\": {\"db\": "
+				  "\"a\", \"manifest\": \"b\"}, \"sha256\": \"" SHA_A "\", \"size\": 1, "
+				  "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1, \"new\": {}}",
+				  &q) == 0);
+	CHECK(strcmp(q.db_key, "a") == 0 && q.generation == 1);
+}
+
+static void test_layout(void)
+{
+	char buf[S3_KEY_MAX + 1];
+	CHECK(upl_prefix_normalize(NULL, buf, sizeof(buf)) == 0 && strcmp(buf, "snapfs/") == 0);
+	CHECK(upl_prefix_normalize("", buf, sizeof(buf)) == 0 && strcmp(buf, "") == 0);
+	CHECK(upl_prefix_normalize("a/b", buf, sizeof(buf)) == 0 && strcmp(buf, "a/b/") == 0);
+	CHECK(upl_prefix_normalize("a/b/", buf, sizeof(buf)) == 0 && strcmp(buf, "a/b/") == 0);
+	CHECK(upl_prefix_normalize("/a", buf, sizeof(buf)) == -EINVAL);
+	CHECK(upl_prefix_normalize("a//b", buf, sizeof(buf)) == -EINVAL);
+	CHECK(upl_prefix_normalize("a\nb", buf, sizeof(buf)) == -EINVAL);
+
+	CHECK(upl_snapshot_key("p/", "lines", 42, "h1", "lines.sqlite3", buf, sizeof(buf)) == 0);
+	CHECK(strcmp(buf, "p/lines/snapshots/00000042-h1/lines.sqlite3") == 0);
+	CHECK(upl_snapshot_key("", "c", 123456789, "h", NULL, buf, sizeof(buf)) == 0);
+	CHECK(strcmp(buf, "c/snapshots/123456789-h/") == 0);
+	CHECK(upl_pointer_key("p/", "c", buf, sizeof(buf)) == 0 && strcmp(buf, "p/c/pointer.json") == 0);
+	CHECK(upl_lease_key("p/", "c", buf, sizeof(buf)) == 0 && strcmp(buf, "p/c/lease.json") == 0);
+	char small[8];
+	CHECK(upl_pointer_key("p/", "collection", small, sizeof(small)) == -ENAMETOOLONG);
+
+	CHECK(upl_host_id_valid("h1"));
+	CHECK(upl_host_id_valid("web-01.example.com"));
+	CHECK(!upl_host_id_valid(""));
+	CHECK(!upl_host_id_valid("-h"));
+	CHECK(!upl_host_id_valid("a/b"));
+	CHECK(!upl_host_id_valid("a b"));
+	char longid[80];
+	memset(longid, 'a', 65);
+	longid[65] = '\0';
+	CHECK(!upl_host_id_valid(longid));
+	longid[64] = '\0';
+	CHECK(upl_host_id_valid(longid));
+}
+
+int main(void)
+{
+	test_json_reader();
+	test_pointer_roundtrip();
+	test_layout();
+	return tap_done();
+}
