@@ -394,6 +394,8 @@ bench_read() {
 	[ "$(wc -l <"$dir/lookups.out")" -eq "$lookups" ] || { echo "bench.sh: $lookups lookups gave $(wc -l <"$dir/lookups.out") rows" >&2; exit 1; }
 	ls -lR "${mount[ls]}" >/dev/null; find "${mount[ls]}" >/dev/null
 	quiesce
+	local load0
+	load0=$(cut -d' ' -f1 /proc/loadavg)
 	echo
 	printf '  %-34s %9s %9s %7s %8s  %s\n' "read: $runs rounds, median" "native ms" "mount ms" ratio target ""
 	read_measure cat "warm cat (seq read)" 1.10 cat
@@ -404,6 +406,8 @@ bench_read() {
 	read_measure cold "cold cat (drop_caches each side)" 1.80 cold_cat
 	echo "  (native = the snapshot's backing file in the STORE, mount = the same snapshot through"
 	echo "   snapfs; ratio = mount / native; ls and find over $small_snaps snapshot directories)"
+	echo "  load average: $load0 before the read measurements, $(cut -d' ' -f1 /proc/loadavg) after;"
+	echo "  the mount needs the daemon scheduled for every request, so other load costs it more"
 	mount_stop
 	trap - EXIT
 	# The STORE holds two copies of the collection (live database and
