@@ -171,7 +171,14 @@ def test_same_name_rejected_twice_keeps_both(fs, tmp_path):
     with open(bad, "a") as f:
         f.write("again\n")
     fs.submit("c", bad)
-    wait_for(lambda: fs.status("c")["rejected"] == 2, 30, "two files in rejected/")
-    names = os.listdir(fs.path("c", "rejected"))
-    assert len([n for n in names if not n.endswith(".reason")]) == 2, names
-    assert len([n for n in names if n.endswith(".reason")]) == 2, names
+
+    def both_with_reasons():
+        names = os.listdir(fs.path("c", "rejected"))
+        deltas = [n for n in names if not n.endswith(".reason")]
+        reasons = [n for n in names if n.endswith(".reason")]
+        if len(deltas) != 2 or sorted(reasons) != sorted(d + ".reason" for d in deltas):
+            raise AssertionError(f"rejected/ holds {sorted(names)}")
+        return True
+    wait_for(both_with_reasons, 30, "two rejected deltas, each with its reason")
+    fs.wait_idle("c")
+    assert fs.status("c")["rejected"] == 2
