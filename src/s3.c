@@ -629,6 +629,7 @@ struct req {
 	bool want_meta;
 	const atomic_bool *cancel[2];
 	check_fn *check; /* NULL, or vets a 2xx answer (a 200 can carry an error) */
+	bool slow_answer; /* the server may think for minutes, sending a byte now and then */
 	void *check_arg;
 	unsigned retries; /* out: attempts beyond the first */
 };
@@ -1027,8 +1028,9 @@ static int attempt(s3_client *c, CURL *h, struct req *rq, struct resp *rs, struc
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, c->low_speed_limit);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->low_speed_time_s);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, rq->slow_answer ? 1L : c->low_speed_limit);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+			 rq->slow_answer && c->low_speed_time_s < 600 ? 600L : c->low_speed_time_s);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, (long)IO_BUF);
@@ -1797,6 +1799,8 @@ int s3_multipart_complete(s3_client *c, const char *key, const char *upload_id,
 		add_header(&rq, "content-md5", rq.body.md5_b64);
 		rq.check = check_complete;
 		rq.check_arg = &rq;
+		/* S3 may take minutes to assemble a large object, sending spaces meanwhile. */
+		rq.slow_answer = true;
 		rc = request(c, &rq, &rs, err);
 	}
 	if (!rc)
