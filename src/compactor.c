@@ -245,6 +245,7 @@ static void run_batch(compactor *c, struct ccoll *cc)
 		set_error(c, cc, "collection %s: cannot list the queue: %s", cc->name, strerror(-rc));
 		return;
 	}
+	size_t nlisted = nq; /* all of them are freed; only the first batch_max are worked on */
 	if (nq > c->cfg.batch_max)
 		nq = c->cfg.batch_max;
 
@@ -252,7 +253,7 @@ static void run_batch(compactor *c, struct ccoll *cc)
 	rc = livedb_open(live, &db, msg, sizeof(msg));
 	if (rc < 0) {
 		set_error(c, cc, "collection %s: cannot open live database %s: %s", cc->name, live, msg);
-		store_deltas_free(q, nq);
+		store_deltas_free(q, nlisted);
 		return;
 	}
 	set_state(c, cc, CSTATE_MERGING);
@@ -341,7 +342,7 @@ static void run_batch(compactor *c, struct ccoll *cc)
 	}
 	livedb_entries_free(entries, nentries);
 	free(applied);
-	store_deltas_free(q, nq);
+	store_deltas_free(q, nlisted);
 	set_state(c, cc, CSTATE_IDLE);
 }
 

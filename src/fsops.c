@@ -207,7 +207,20 @@ static void fsops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		buf.buf[0].pos = off;
 		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 	} else {
-		fuse_reply_buf(req, mem, len);
+		/*
+		 * Reply from a copy: once the kernel has the reply, the reader may
+		 * close and a RELEASE on another thread free the generated buffer
+		 * while libfuse (and ASan's writev check) still looks at it.
+		 */
+		char *copy = len ? malloc(len) : NULL;
+		if (len && !copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		if (len)
+			memcpy(copy, mem, len);
+		fuse_reply_buf(req, copy, len);
+		free(copy);
 	}
 }
 
