@@ -451,15 +451,20 @@ static int lease_get_doc(s3_client *c, const char *key, char **doc, char etag[S3
 	void *data = NULL;
 	size_t len = 0;
 	struct s3_object_info info;
+	struct s3_error e;
 	*doc = NULL;
 	*present = false;
 	if (etag)
 		etag[0] = '\0';
-	int rc = s3_get_buf(c, key, NULL, LEASE_DOC_MAX, &data, &len, &info, err);
-	if (rc == -ENOENT)
+	int rc = s3_get_buf(c, key, NULL, LEASE_DOC_MAX, &data, &len, &info, &e);
+	/* Only a missing key is "absent": a missing bucket (also 404) is an error. */
+	if (rc == -ENOENT && (!strcmp(e.code, "NoSuchKey") || !strcmp(e.code, "NotFound") || !e.code[0]))
 		return 0;
-	if (rc < 0)
+	if (rc < 0) {
+		if (err)
+			*err = e;
 		return rc;
+	}
 	if (etag)
 		lease_copy(etag, S3_ETAG_MAX, info.etag);
 	s3_object_info_free(&info);
