@@ -826,18 +826,18 @@ static void upl_swap(upl *u, struct ucoll *c)
 			wait = left < 0 ? 0.5 : (double)left + 1;
 		if (wait > UPL_MAX_BACKOFF_S / 2)
 			wait = UPL_MAX_BACKOFF_S / 2;
-		snprintf(msg, sizeof(msg), "lease held by %s until %s", holder.owner, until);
+		snprintf(msg, sizeof(msg), "held by %s until %s", holder.owner, until);
 		pthread_mutex_lock(&u->mu);
 		upl_copy(c->lease_desc, sizeof(c->lease_desc), msg);
 		snprintf(c->last_error, sizeof(c->last_error),
-			 "%s (token %" PRIu64 "); pointer not written, snapshot %08" PRIu64
+			 "lease %s (token %" PRIu64 "); pointer not written, snapshot %08" PRIu64
 			 " waits for the lease",
 			 msg, holder.token, p.id);
 		c->next_try = upl_mono() + wait;
 		c->n_retries += upl_retries_now(u) - retries0;
 		pthread_mutex_unlock(&u->mu);
-		log_info("upload: %s: %s; pointer not written, trying again in %.0f s", c->name, msg,
-			 wait);
+		log_info("upload: %s: lease %s; pointer not written, trying again in %.1f s", c->name,
+			 msg, wait);
 		return;
 	}
 	if (rc < 0) {
@@ -851,6 +851,8 @@ static void upl_swap(upl *u, struct ucoll *c)
 	pthread_mutex_unlock(&u->mu);
 
 	char new_etag[S3_ETAG_MAX];
+	struct lease_pointer uploaded = p;
+	p.written_at = (int64_t)time(NULL);
 	rc = lease_pointer_swap(c->lease, ptr_key, &p, if_match, (double)u->ttl_s / 3.0, new_etag, &e);
 	int swap_rc = rc;
 	struct s3_error swap_e = e;
@@ -868,7 +870,7 @@ static void upl_swap(upl *u, struct ucoll *c)
 	pthread_mutex_unlock(&u->mu);
 
 	if (swap_rc == 0) {
-		upl_record_write(u, c->name, &p, "swapped", p.generation);
+		upl_record_write(u, c->name, &uploaded, "swapped", p.generation);
 		pthread_mutex_lock(&u->mu);
 		c->pointer_generation = p.generation;
 		c->swap_pending = false;
@@ -895,7 +897,7 @@ static void upl_swap(upl *u, struct ucoll *c)
 			snprintf(msg, sizeof(msg),
 				 "pointer changed since it was read; ours (%08" PRIu64 ") not written over it",
 				 p.id);
-		upl_record_write(u, c->name, &p, "conflict", present ? now.generation : 0);
+		upl_record_write(u, c->name, &uploaded, "conflict", present ? now.generation : 0);
 		pthread_mutex_lock(&u->mu);
 		c->state = "conflict";
 		if (present)
