@@ -31,6 +31,8 @@ As a command: faultproxy.py UPSTREAM_PORT [--fail-first N] [--resets N]
 
 import argparse
 import asyncio
+import json
+import signal
 import socket
 import struct
 import threading
@@ -238,15 +240,15 @@ def main():
     ap.add_argument("--stalls", type=int, default=0)
     a = ap.parse_args()
     p = FaultProxy(("127.0.0.1", a.upstream_port), a.fail_first, a.resets, a.reset_after, a.stalls)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     p.start()
     print(p.url, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
+    while not stop.wait(1.0):
         pass
-    finally:
-        print(p.stats(), flush=True)
-        p.stop()
+    print(json.dumps(p.stats()), flush=True)
+    p.stop()
 
 
 if __name__ == "__main__":
