@@ -11,6 +11,7 @@ failure instead. `python3 tests/s3/radosgw.py install` installs them.
 
 import faulthandler
 import os
+import signal
 import sys
 
 import pytest
@@ -32,15 +33,26 @@ def _check_available():
     pytest.exit(f"skipping S3 tests: {why}", returncode=77)
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def pytest_sessionstart(session):
     _check_available()
+    # A SIGTERM (meson's timeout, a CI runner) ends the run like ^C: the
+    # fixtures' teardown stops the daemons and removes their temp dir.
+    # (Were this process killed outright, the daemons die with it anyway:
+    # radosgw.py starts them with PR_SET_PDEATHSIG.)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm)
 
 
 @pytest.fixture(scope="session")
 def rgw():
     """A radosgw.RadosGW, started once per session, stopped at its end:
     .endpoint .access_key .secret_key .region .bucket .env() .client()
-    .create_bucket(name=None) .signed_request(...) .timings .rss_kib()."""
+    .create_bucket(name=None) .empty_bucket(name) .signed_request(...)
+    .admin(...) .timings .rss_kib()."""
     _check_available()
     gw = radosgw.RadosGW()
     gw.start()  # raises RadosGWError with the daemons' log tails
@@ -57,8 +69,14 @@ def s3(rgw):
 
 @pytest.fixture
 def bucket(rgw):
-    """A fresh empty bucket for one test."""
-    return rgw.create_bucket()
+    """A fresh empty bucket for one test; emptied and deleted afterwards
+    (best effort: the server keeps objects in RAM)."""
+    name = rgw.create_bucket()
+    yield name
+    try:
+        rgw.empty_bucket(name)
+    except Exception as e:  # a test's leftovers must not fail the next test
+        print(f"bucket fixture: could not remove {name}: {e}", file=sys.stderr)
 
 
 @pytest.fixture(autouse=True)

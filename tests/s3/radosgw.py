@@ -754,6 +754,20 @@ class RadosGW:
             pass
         return name
 
+    def empty_bucket(self, name, delete=True):
+        """Abort its multipart uploads, delete every object (and then the
+        bucket): their data lives in RAM until deleted."""
+        c = self.client()
+        for page in c.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+            for u in page.get("Uploads", []):
+                c.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                c.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+        if delete:
+            c.delete_bucket(Bucket=name)
+
     def admin(self, *args):
         """Run radosgw-admin on this cluster; returns its stdout."""
         return self._run(["radosgw-admin", "-c", self.conf] + list(args), time.monotonic() + 60)

@@ -300,3 +300,19 @@ def test_two_servers_side_by_side(rgw, s3):
     # The first one is untouched.
     s3.put_object(Bucket=rgw.bucket, Key="still-there", Body=b"ok")
     assert rgw.rss_kib().keys() == {"mon.a", "osd.0", "client.rgw.a"}
+
+
+def test_empty_bucket_and_admin(rgw, s3):
+    import json
+    from botocore.exceptions import ClientError
+    name = rgw.create_bucket()
+    assert rgw.create_bucket(name) == name  # ours already: fine
+    for i in range(5):
+        s3.put_object(Bucket=name, Key=f"o/{i}", Body=b"x" * 1000)
+    s3.create_multipart_upload(Bucket=name, Key="open upload")
+    assert name in json.loads(rgw.admin("bucket", "list"))
+    rgw.empty_bucket(name)
+    with pytest.raises(ClientError) as ei:
+        s3.head_bucket(Bucket=name)
+    assert _err(ei)[0] == 404
+    assert name not in json.loads(rgw.admin("bucket", "list"))
