@@ -55,7 +55,12 @@ def rgw():
     .admin(...) .timings .rss_kib()."""
     _check_available()
     gw = radosgw.RadosGW()
-    gw.start()  # raises RadosGWError with the daemons' log tails
+    try:
+        gw.start()
+    except radosgw.RadosGWError as e:
+        # Once, with the daemons' log tails, rather than as the same error
+        # repeated for every test.
+        pytest.exit(f"could not start the S3 test server:\n{e}", returncode=1)
     _started.append(gw)
     yield gw
     gw.rss_at_end = gw.rss_kib()

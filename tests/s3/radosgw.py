@@ -436,7 +436,7 @@ class RadosGW:
             if st.get("num_up_osds", 0) >= 1:
                 break
             if time.monotonic() > deadline:
-                raise self._error(f"osd.0 not up within {self.start_timeout:.0f}s: {st}")
+                raise self._error(f"osd.0 not up within {self.start_timeout:g}s: {st}")
             time.sleep(0.1)
         self.timings["osd"] = time.monotonic() - t
 
@@ -621,7 +621,7 @@ class RadosGW:
             except (OSError, http.client.HTTPException) as e:
                 last = e
             if time.monotonic() > deadline:
-                raise self._error(f"{self.endpoint} did not answer within {self.start_timeout:.0f}s "
+                raise self._error(f"{self.endpoint} did not answer within {self.start_timeout:g}s "
                                   f"(last: {last!r}); osd stat: {self._osd_stat()}")
             time.sleep(0.1)
 
