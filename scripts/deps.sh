@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that building and testing snapfs need.
+# Installs the Debian packages that building snapfs needs and, with
+# --test, those its test suite needs too (pytest, rsync, and Ceph's
+# RADOS Gateway with boto3 for the S3 tests).
 # Does nothing when they are all installed already; uses sudo when not root.
 set -euo pipefail
 
@@ -8,8 +10,16 @@ PACKAGES=(
 	libfuse3-dev fuse3
 	libsqlite3-dev sqlite3
 	libssl-dev libcurl4-openssl-dev libexpat1-dev
-	python3 python3-pytest rsync
+	python3
 )
+case "${1:-}" in
+--test) PACKAGES+=(python3-pytest rsync radosgw ceph-mon ceph-osd python3-boto3) ;;
+"") ;;
+*)
+	echo "deps.sh: unknown argument '$1' (only --test)" >&2
+	exit 2
+	;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do

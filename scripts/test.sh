@@ -26,7 +26,7 @@ for arg in "$@"; do
 	esac
 done
 
-scripts/deps.sh
+scripts/deps.sh --test
 
 options=(-Dwerror=true)
 if [ "$sanitize" = 1 ]; then
