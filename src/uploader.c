@@ -11,9 +11,10 @@
  * its status (upl_status), both under u->mu only.
  *
  * Two S3 clients: `data` (default retries: uploads ride out long
- * outages) and `ctl` for the lease and the pointer, with few retries and
- * short timeouts, so that one conditional PUT cannot outlast the margin
- * the lease keeps (lease.h).
+ * outages) and `ctl` for the lease, the pointer and the multipart
+ * housekeeping, with few retries and short timeouts, so that one
+ * conditional PUT cannot outlast the margin the lease keeps (lease.h)
+ * and a stop is not held up.
  *
  * The SHA-256 compared with the manifest is computed from the file's
  * bytes by a second thread while the upload runs, on the same open file
@@ -223,7 +224,8 @@ static void ucoll_push_id(struct ucoll *c, uint64_t id)
 		uint64_t *ids = realloc(c->ids, cap * sizeof(*ids));
 		if (!ids) {
 			/* Keep the newest: that is the one that will be uploaded. */
-			c->ids[c->nids - 1] = id;
+			if (c->nids)
+				c->ids[c->nids - 1] = id;
 			return;
 		}
 		c->ids = ids;
@@ -507,7 +509,8 @@ static int upl_abort_stale(upl *u, struct ucoll *c, struct s3_error *err)
 	snprintf(suffix, sizeof(suffix), "-%s/", u->host_id);
 	struct s3_multipart *mp = NULL;
 	size_t n = 0, aborted = 0;
-	if ((rc = s3_multipart_list(u->data, pfx, &mp, &n, err)) < 0)
+	/* On the control client: short, bounded retries, so that a stop is not held up. */
+	if ((rc = s3_multipart_list(u->ctl, pfx, &mp, &n, err)) < 0)
 		return rc;
 	size_t plen = strlen(pfx), slen = strlen(suffix);
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -524,7 +527,7 @@ static int upl_abort_stale(upl *u, struct ucoll *c, struct s3_error *err)
 			digits = digits && *p >= '0' && *p <= '9';
 		if (!digits)
 			continue;
-		rc = s3_multipart_abort(u->data, mp[i].key, mp[i].upload_id, err);
+		rc = s3_multipart_abort(u->ctl, mp[i].key, mp[i].upload_id, err);
 		if (rc == 0)
 			aborted++;
 	}
