@@ -20,6 +20,7 @@ the ratio of throughputs snapfs / rclone.
 
 usage: bench/upload.py [--size-mb 600] [--rounds 3] [--build build]
                        [--part-size 16M] [--parallel 4] [--workdir DIR]
+(--workdir: where the STORE goes, on the disk to measure; removed after.)
 """
 
 import argparse
@@ -109,8 +110,10 @@ def main():
     if why:
         sys.exit(f"bench/upload.py: {why}")
 
-    work = a.workdir or tempfile.mkdtemp(prefix="snapfs-bench-upload-")
-    os.makedirs(work, exist_ok=True)
+    # A fresh directory (STORE, mount, logs) inside --workdir (default: the temp dir).
+    if a.workdir:
+        os.makedirs(a.workdir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="snapfs-bench-upload-", dir=a.workdir)
     # Deleted objects are only garbage-collected hours later: room for all.
     gw = radosgw.RadosGW(memstore_bytes=max(4 << 30, a.size_mb * (1 << 20) * (3 * a.rounds + 2) + (1 << 30)))
     gw.start()
@@ -198,8 +201,7 @@ def main():
             except AssertionError as e:
                 print(f"bench/upload.py: {e}", file=sys.stderr)
         gw.stop()
-        if not a.workdir:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

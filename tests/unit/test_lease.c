@@ -145,9 +145,51 @@ static void test_layout(void)
 	CHECK(upl_host_id_valid(longid));
 }
 
+/* Without the lease (never taken, or run out) the pointer is not written: nothing is sent. */
+static void test_no_pointer_without_lease(void)
+{
+	struct s3_config cfg = {
+		.endpoint = "http://127.0.0.1:9", /* discard: nothing may be sent there */
+		.bucket = "b",
+		.access_key_id = "AKIDEXAMPLE",
+		.secret_access_key = "secret",
+		.retry = {.max_attempts = 1},
+	};
+	s3_client *c = NULL;
+	char err[256];
+	CHECK(s3_client_new(&cfg, &c, err, sizeof(err)) == 0);
+	if (!c)
+		return;
+	lease *l = NULL;
+	CHECK(lease_new(c, "p/c/lease.json", "h1/1/abc", 60, &l) == 0);
+	CHECK(lease_remaining(l) <= 0);
+	struct lease_pointer p = {.generation = 1, .id = 1};
+	strcpy(p.host, "h1");
+	strcpy(p.db_key, "k");
+	strcpy(p.manifest_key, "m");
+	strcpy(p.sha256, SHA_A);
+	struct s3_error e;
+	CHECK(lease_pointer_swap(l, "p/c/pointer.json", &p, NULL, 20, NULL, &e) == -ENOLCK);
+	CHECK(strstr(e.transport, "lease") != NULL);
+	CHECK(strcmp(e.key, "p/c/pointer.json") == 0);
+	struct s3_stats st;
+	s3_client_stats(c, &st);
+	CHECK(st.requests == 0);
+	/* Releasing a lease never taken sends nothing either. */
+	CHECK(lease_release(l, &e) == 0);
+	s3_client_stats(c, &st);
+	CHECK(st.requests == 0);
+	lease_free(l);
+	lease *l2 = (lease *)&l2;
+	CHECK(lease_new(c, "k", "", 60, &l2) == -EINVAL && l2 == NULL);
+	CHECK(lease_new(c, "k", "owner", 0, &l2) == -EINVAL && l2 == NULL);
+	s3_client_free(c);
+}
+
 int main(void)
 {
 	test_json_reader();
+	test_no_pointer_without_lease();
 	test_pointer_roundtrip();
 	test_layout();
 	return tap_done();
