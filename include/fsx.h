@@ -30,11 +30,6 @@ int fsx_rename_durable(const char *from, const char *to);
 
 /* SHA-256 of a file's whole content. */
 int fsx_sha256_file(const char *path, unsigned char out[FSX_SHA256_LEN], uint64_t *size);
-/*
- * Copies src to a new file dst (O_EXCL) in one read pass, hashing the
- * bytes as they go through, then fsyncs dst. On failure dst is removed.
- */
-int fsx_copy_hash(const char *src, const char *dst, unsigned char sha[FSX_SHA256_LEN], uint64_t *size);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void fsx_hex(const unsigned char *in, size_t n, char *out);
 

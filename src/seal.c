@@ -40,7 +40,7 @@
  * virtio disk): seal ~0.85 s against ~1.3-1.45 s for cp + openssl dgst +
  * sqlite3 integrity_check back to back, ratio ~0.6, although the seal
  * also fsyncs 600 MB and the baseline does not. Rejected alternatives:
- * fsx_copy_hash (read, hash, write in one user-space pass, then fsync)
+ * a read-hash-write copy in one user-space pass followed by fsync
  * takes 1.3-1.5 s alone, and the check can only follow it: ~1.2x the
  * baseline; copying
  * without sync_file_range leaves the whole disk write to the final fsync

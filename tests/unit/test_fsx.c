@@ -54,14 +54,6 @@ int main(void)
 	fsx_hex(d, sizeof(d), hex);
 	CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
 
-	/* copy_hash: same bytes, same hash, refuses an existing target */
-	snprintf(q, sizeof(q), "%s/abc.copy", tmp);
-	unsigned char d2[FSX_SHA256_LEN];
-	CHECK(fsx_copy_hash(p, q, d2, &size) == 0 && size == 3 && memcmp(d, d2, sizeof(d)) == 0);
-	CHECK(fsx_read_all(q, &s, &n) == 0 && n == 3 && memcmp(s, "abc", 3) == 0);
-	free(s);
-	CHECK(fsx_copy_hash(p, q, d2, &size) == -EEXIST);
-
 	/* rename_durable */
 	snprintf(q, sizeof(q), "%s/moved", tmp);
 	CHECK(fsx_rename_durable(p, q) == 0 && access(q, F_OK) == 0 && access(p, F_OK) != 0);
