@@ -24,8 +24,9 @@
  *
  * The thread uploads every published snapshot in order, but when it is
  * behind it skips to the newest of each collection. At start it aborts
- * multipart uploads of this host left under PREFIX/COLL/snapshots/ and
- * redoes the newest snapshot if upload.json does not say it was handled.
+ * multipart uploads of this host left under PREFIX/COLL/snapshots/ID-HOST/
+ * in every collection, and redoes the newest snapshot if upload.json does
+ * not say it was handled.
  * Failures are retried with backoff (errors that cannot go away, such as
  * AccessDenied, NoSuchBucket or SignatureDoesNotMatch, only every 60 s or
  * when a new snapshot arrives); local snapshots stay published whatever

@@ -941,9 +941,30 @@ none:
 	return NULL;
 }
 
+/*
+ * At start: aborts this host's multipart uploads left by an earlier run in
+ * every collection. A failure here is not reported: the first upload of
+ * the collection tries again and says why it failed.
+ */
+static void upl_cleanup_all(upl *u)
+{
+	pthread_mutex_lock(&u->mu);
+	struct ucoll *c = u->colls;
+	while (c && !u->stop) {
+		pthread_mutex_unlock(&u->mu);
+		struct s3_error e;
+		if (upl_abort_stale(u, c, &e) == 0)
+			c->cleaned = true;
+		pthread_mutex_lock(&u->mu);
+		c = c->next; /* entries are never freed while the thread runs */
+	}
+	pthread_mutex_unlock(&u->mu);
+}
+
 static void *upl_main(void *arg)
 {
 	upl *u = arg;
+	upl_cleanup_all(u);
 	pthread_mutex_lock(&u->mu);
 	while (!u->stop) {
 		double wait;

@@ -99,3 +99,22 @@ def test_unmount_mid_upload_cancels_quickly(make_s3fs, s3, bucket):
     fs.start()
     fs.wait_upload(c, sid, timeout=300)
     assert uh.pointer(s3, bucket, c)[0]["id"] == sid
+
+
+def test_start_aborts_only_our_own_stale_multipart_uploads(make_s3fs, s3, bucket):
+    fs = make_s3fs(bucket)
+    c = fs.mkcoll("c")
+    fs.unmount()
+    ours = uh.snap_key(c, 99, "h1")
+    theirs = uh.snap_key(c, 99, "h2")
+    lookalike = f"{uh.PREFIX}{c}/snapshots/x99-h1/{c}.sqlite3"  # not ID-HOST
+    for k in (ours, theirs, lookalike):
+        s3.create_multipart_upload(Bucket=bucket, Key=k)
+    fs.start()  # nothing to upload: the clean-up runs all the same
+    uh.wait_for(lambda: ours not in [k for k, _ in uh.multipart_uploads(s3, bucket)], 30,
+                "our stale multipart upload aborted")
+    left = sorted(k for k, _ in uh.multipart_uploads(s3, bucket))
+    assert left == sorted([theirs, lookalike])
+    assert "aborted 1 multipart upload(s) of host h1" in fs.log_text()
+    for k, uid in uh.multipart_uploads(s3, bucket):
+        s3.abort_multipart_upload(Bucket=bucket, Key=k, UploadId=uid)
