@@ -93,6 +93,12 @@ struct vfs {
 	struct node *by_ino[NBUCKETS];  /* protected by mu */
 	struct node *by_key[NBUCKETS];  /* protected by mu */
 	struct vcoll *colls;            /* protected by mu */
+	/*
+	 * Open handles, protected by mu. An unmount can overtake RELEASEs
+	 * still on their way, so vfs_destroy frees what is left here.
+	 */
+	struct vfs_file *files;
+	struct vfs_dir *dirs;
 };
 
 struct vfs_dentry {
@@ -103,17 +109,46 @@ struct vfs_dentry {
 
 struct vfs_dir {
 	struct node *node;
+	struct vfs_dir *prev, *next; /* in vfs->dirs */
 	struct vfs_dentry *ents;
 	size_t n, cap;
 };
 
 struct vfs_file {
 	struct node *node;
+	struct vfs_file *prev, *next; /* in vfs->files */
 	int fd;        /* backing file, or -1 for generated content */
 	bool writable;
 	char *mem;     /* generated content (status, metrics) */
 	size_t memlen;
 };
+
+/* Intrusive doubly linked lists of open handles (vfs->files, vfs->dirs). */
+#define LIST_PUSH(head, x)                                                                         \
+	do {                                                                                       \
+		(x)->prev = NULL;                                                                  \
+		(x)->next = (head);                                                                \
+		if (head)                                                                          \
+			(head)->prev = (x);                                                        \
+		(head) = (x);                                                                      \
+	} while (0)
+#define LIST_UNLINK(head, x)                                                                       \
+	do {                                                                                       \
+		if ((x)->prev)                                                                     \
+			(x)->prev->next = (x)->next;                                               \
+		else                                                                               \
+			(head) = (x)->next;                                                        \
+		if ((x)->next)                                                                     \
+			(x)->next->prev = (x)->prev;                                               \
+	} while (0)
+
+static void dir_free(vfs_dir *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->ents[i].name);
+	free(d->ents);
+	free(d);
+}
 
 /* ---- hashing and nodes ---- */
 
@@ -689,6 +724,20 @@ void vfs_destroy(vfs *v)
 {
 	if (!v)
 		return;
+	/* Handles the kernel never released (unmount overtook RELEASE). */
+	while (v->files) {
+		vfs_file *f = v->files;
+		v->files = f->next;
+		if (f->fd >= 0)
+			close(f->fd);
+		free(f->mem);
+		free(f);
+	}
+	while (v->dirs) {
+		vfs_dir *d = v->dirs;
+		v->dirs = d->next;
+		dir_free(d);
+	}
 	for (size_t b = 0; b < NBUCKETS; b++) {
 		while (v->by_ino[b]) {
 			struct node *n = v->by_ino[b];
@@ -1085,15 +1134,12 @@ int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 	if (rc == 0) {
 		d->node = n;
 		n->opens++;
+		LIST_PUSH(v->dirs, d);
 		*out = d;
 	}
 	pthread_mutex_unlock(&v->mu);
-	if (rc < 0) {
-		for (size_t i = 0; i < d->n; i++)
-			free(d->ents[i].name);
-		free(d->ents);
-		free(d);
-	}
+	if (rc < 0)
+		dir_free(d);
 	return rc;
 }
 
@@ -1147,13 +1193,11 @@ void vfs_releasedir(vfs *v, vfs_dir *d)
 	struct inval iv[3];
 	size_t niv;
 	pthread_mutex_lock(&v->mu);
+	LIST_UNLINK(v->dirs, d);
 	node_close(v, d->node, iv, 3, &niv);
 	pthread_mutex_unlock(&v->mu);
 	send_invals(v, iv, niv);
-	for (size_t i = 0; i < d->n; i++)
-		free(d->ents[i].name);
-	free(d->ents);
-	free(d);
+	dir_free(d);
 }
 
 /* ---- files ---- */
@@ -1204,7 +1248,8 @@ static void gen_status(vfs *v, struct node *n, sbuf *b)
 	sbuf_adds(b, "}}\n");
 }
 
-static int file_new(struct node *n, int fd, bool writable, vfs_file **out)
+/* With v->mu held. */
+static int file_new(vfs *v, struct node *n, int fd, bool writable, vfs_file **out)
 {
 	vfs_file *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -1215,6 +1260,7 @@ static int file_new(struct node *n, int fd, bool writable, vfs_file **out)
 	n->opens++;
 	if (writable)
 		n->writers++;
+	LIST_PUSH(v->files, f);
 	*out = f;
 	return 0;
 }
@@ -1239,7 +1285,7 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 			info->direct_io = true;
 			sbuf b = SBUF_INIT;
 			gen_status(v, n, &b);
-			rc = file_new(n, -1, false, out);
+			rc = file_new(v, n, -1, false, out);
 			if (rc == 0) {
 				(*out)->memlen = b.len;
 				(*out)->mem = sbuf_detach(&b);
@@ -1257,7 +1303,7 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 			rc = node_path(v, n, path, sizeof(path));
 			if (rc == 0 && (fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 				rc = -errno;
-			if (rc == 0 && (rc = file_new(n, fd, false, out)) < 0)
+			if (rc == 0 && (rc = file_new(v, n, fd, false, out)) < 0)
 				close(fd);
 			info->keep_cache = n->kind != N_REJFILE;
 			break;
@@ -1270,7 +1316,7 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 			if (rc == 0 && (fd = open(path, (flags & (O_ACCMODE | O_TRUNC)) | O_NOFOLLOW |
 							      O_CLOEXEC)) < 0)
 				rc = -errno;
-			if (rc == 0 && (rc = file_new(n, fd, wr, out)) < 0)
+			if (rc == 0 && (rc = file_new(v, n, fd, wr, out)) < 0)
 				close(fd);
 			break;
 		default:
@@ -1305,7 +1351,7 @@ int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int 
 	if (rc == 0)
 		rc = fill_entry(v, n, e);
 	if (rc == 0)
-		rc = file_new(n, fd, true, out);
+		rc = file_new(v, n, fd, true, out);
 	if (rc == 0)
 		n->nlookup++;
 	else if (fd >= 0)
@@ -1390,6 +1436,7 @@ void vfs_release(vfs *v, vfs_file *f)
 	struct inval iv[3];
 	size_t niv;
 	pthread_mutex_lock(&v->mu);
+	LIST_UNLINK(v->files, f);
 	struct node *n = f->node;
 	if (f->writable)
 		n->writers--;
