@@ -57,6 +57,7 @@ struct vfs_entry {
 struct vfs_open_info {
 	bool keep_cache; /* content never changes: keep the page cache */
 	bool direct_io;  /* generated content: size unknown in advance */
+	int sealed_fd;   /* sealed backing file the kernel may read directly, or -1 */
 };
 
 /* setattr fields, as bits of to_set. */
@@ -92,7 +93,8 @@ void vfs_destroy(vfs *v);
 void vfs_published(void *ctx, const char *coll, uint64_t id);
 
 int vfs_lookup(vfs *v, uint64_t parent, const char *name, struct vfs_entry *e);
-void vfs_forget(vfs *v, uint64_t ino, uint64_t nlookup);
+/* Returns true when the inode is gone (the kernel may not name it again). */
+bool vfs_forget(vfs *v, uint64_t ino, uint64_t nlookup);
 int vfs_getattr(vfs *v, uint64_t ino, struct stat *st, double *timeout);
 int vfs_setattr(vfs *v, uint64_t ino, int to_set, const struct stat *attr, struct stat *out,
 		double *timeout);

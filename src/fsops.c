@@ -11,6 +11,8 @@
  */
 #include "fsops.h"
 
+#include "passthrough.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,6 +53,7 @@ static void fsops_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	pt_init_reply_next(); /* libfuse writes the INIT reply next, on this thread */
 }
 
 static void fsops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -62,14 +65,16 @@ static void fsops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void fsops_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	vfs_forget(V(req), ino, nlookup);
+	if (vfs_forget(V(req), ino, nlookup))
+		pt_forget(ino);
 	fuse_reply_none(req);
 }
 
 static void fsops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
 	for (size_t i = 0; i < count; i++)
-		vfs_forget(V(req), forgets[i].ino, forgets[i].nlookup);
+		if (vfs_forget(V(req), forgets[i].ino, forgets[i].nlookup))
+			pt_forget(forgets[i].ino);
 	fuse_reply_none(req);
 }
 
@@ -168,7 +173,12 @@ static void fsops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->fh = (uintptr_t)f;
 	fi->keep_cache = info.keep_cache;
 	fi->direct_io = info.direct_io;
-	if (fuse_reply_open(req, fi) == -ENOENT)
+	/* Sealed content: let the kernel read the backing file itself when it can. */
+	int backing = info.sealed_fd >= 0 ? pt_backing_id(ino, info.sealed_fd) : -1;
+	pt_open_reply_next(backing);
+	int rc2 = fuse_reply_open(req, fi);
+	pt_open_reply_next(-1);
+	if (rc2 == -ENOENT)
 		vfs_release(V(req), f); /* the caller was interrupted */
 }
 

@@ -795,15 +795,18 @@ int vfs_lookup(vfs *v, uint64_t parent, const char *name, struct vfs_entry *e)
 	return rc;
 }
 
-void vfs_forget(vfs *v, uint64_t ino, uint64_t nlookup)
+bool vfs_forget(vfs *v, uint64_t ino, uint64_t nlookup)
 {
+	bool gone = false;
 	pthread_mutex_lock(&v->mu);
 	struct node *n = node_by_ino(v, ino);
 	if (n) {
 		n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+		gone = n->nlookup == 0 && n->opens == 0 && n->kind != N_ROOT;
 		node_maybe_free(v, n);
 	}
 	pthread_mutex_unlock(&v->mu);
+	return gone;
 }
 
 int vfs_getattr(vfs *v, uint64_t ino, struct stat *st, double *timeout)
@@ -1269,6 +1272,7 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 {
 	char path[PATH_MAX];
 	memset(info, 0, sizeof(*info));
+	info->sealed_fd = -1;
 	bool wr = (flags & O_ACCMODE) != O_RDONLY;
 	pthread_mutex_lock(&v->mu);
 	struct node *n = node_by_ino(v, ino);
@@ -1306,6 +1310,8 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 			if (rc == 0 && (rc = file_new(v, n, fd, false, out)) < 0)
 				close(fd);
 			info->keep_cache = n->kind != N_REJFILE;
+			if (rc == 0 && n->kind != N_REJFILE)
+				info->sealed_fd = fd;
 			break;
 		case N_INFILE:
 			if (!n->key) {
