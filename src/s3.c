@@ -14,6 +14,7 @@
  * the handle's connections open between requests. Everything else in
  * the client is read-only after s3_client_new, or an atomic counter.
  */
+#include "errbuf.h"
 #include "s3.h"
 
 #include "log.h"
@@ -98,21 +99,7 @@ static char *xstrdup(const char *s)
 	return d;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	int n = snprintf(err, errlen, "s3: ");
-	if (n < 0 || (size_t)n >= errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-}
+#define seterr(err, errlen, ...) errbuf_set(err, errlen, "s3", __VA_ARGS__)
 
 static void copy_str(char *dst, size_t len, const char *src)
 {

@@ -11,6 +11,7 @@
  * Every buffer that may hold a secret (the file text, the values kept
  * from it) is wiped before it is freed.
  */
+#include "errbuf.h"
 #include "s3_cred.h"
 
 #include "fsx.h"
@@ -38,21 +39,7 @@ struct profile {
 	size_t n;
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	int n = snprintf(err, errlen, "s3cred: ");
-	if (n < 0 || (size_t)n >= errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-}
+#define seterr(err, errlen, ...) errbuf_set(err, errlen, "s3cred", __VA_ARGS__)
 
 static char *xstrndup(const char *s, size_t n)
 {

@@ -11,6 +11,7 @@
  *    the caller learns which headers it must add; nothing is signed that
  *    the caller would not send.
  */
+#include "errbuf.h"
 #include "sigv4.h"
 
 #include "fsx.h"
@@ -72,21 +73,7 @@ struct qparam {
 	char *value; /* encoded */
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	int n = snprintf(err, errlen, "sigv4: ");
-	if (n < 0 || (size_t)n >= errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-}
+#define seterr(err, errlen, ...) errbuf_set(err, errlen, "sigv4", __VA_ARGS__)
 
 /* Reports an OpenSSL failure with the library's own reason. */
 static int ossl_err(char *err, size_t errlen, const char *what)
