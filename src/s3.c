@@ -14,9 +14,9 @@
  * the handle's connections open between requests. Everything else in
  * the client is read-only after s3_client_new, or an atomic counter.
  */
-#include "errbuf.h"
 #include "s3.h"
 
+#include "errbuf.h"
 #include "log.h"
 #include "s3_xml.h"
 #include "sbuf.h"

@@ -11,9 +11,9 @@
  * Every buffer that may hold a secret (the file text, the values kept
  * from it) is wiped before it is freed.
  */
-#include "errbuf.h"
 #include "s3_cred.h"
 
+#include "errbuf.h"
 #include "fsx.h"
 
 #include <errno.h>

@@ -11,9 +11,9 @@
  *    the caller learns which headers it must add; nothing is signed that
  *    the caller would not send.
  */
-#include "errbuf.h"
 #include "sigv4.h"
 
+#include "errbuf.h"
 #include "fsx.h"
 #include "sbuf.h"
 
