@@ -30,8 +30,9 @@
 
 #include "compactor.h"
 #include "fsops.h"
-#include "passthrough.h"
 #include "log.h"
+#include "parse.h"
+#include "passthrough.h"
 #include "s3.h"
 #include "s3_cred.h"
 #include "store.h"
@@ -134,55 +135,12 @@ static void usage(const char *prog)
 }
 
 /* A decimal number in [min, max] into *out; the option's default stays if s is NULL. */
-static int parse_uint(const char *opt, const char *s, unsigned min, unsigned max, unsigned *out)
+static int opt_uint(const char *opt, const char *s, unsigned min, unsigned max, unsigned *out)
 {
-	if (!s)
+	if (!s || parse_uint(s, min, max, out) == 0)
 		return 0;
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end || errno || v < min || v > max) {
-		fprintf(stderr, "snapfs: %s=%s: expected a whole number from %u to %u\n", opt, s, min,
-			max);
-		return -1;
-	}
-	*out = (unsigned)v;
-	return 0;
-}
-
-/* "123", "64K", "10M", "1G" (powers of 1024). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
-		return -1;
-	unsigned shift = 0;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k':
-	case 'K':
-		shift = 10;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		break;
-	default:
-		return -1;
-	}
-	if (*end && end[1] != '\0')
-		return -1;
-	if (v > (UINT64_MAX >> shift) || v == 0)
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
+	fprintf(stderr, "snapfs: %s=%s: expected a whole number from %u to %u\n", opt, s, min, max);
+	return -1;
 }
 
 static int parse_level(const char *s)
@@ -235,8 +193,8 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 		snprintf(err, errlen, "s3_bucket= is empty");
 		return -1;
 	}
-	if (parse_uint("s3_parallel", o->s3_parallel, 1, 64, &parallel) < 0 ||
-	    parse_uint("s3_lease_ttl", o->s3_lease_ttl, 15, 86400, &ttl) < 0) {
+	if (opt_uint("s3_parallel", o->s3_parallel, 1, 64, &parallel) < 0 ||
+	    opt_uint("s3_lease_ttl", o->s3_lease_ttl, 15, 86400, &ttl) < 0) {
 		snprintf(err, errlen, "bad S3 option (see above)");
 		return -1;
 	}
@@ -364,11 +322,11 @@ int main(int argc, char *argv[])
 			!o.store ? "no STORE given" : "no MOUNTPOINT given", argv[0]);
 		goto out;
 	}
-	if (parse_uint("keep", o.keep, 1, 1000000, &keep) < 0 ||
-	    parse_uint("batch_max", o.batch_max, 1, 1000000, &batch_max) < 0 ||
-	    parse_uint("batch_delay", o.batch_delay_ms, 0, 3600000, &batch_delay_ms) < 0)
+	if (opt_uint("keep", o.keep, 1, 1000000, &keep) < 0 ||
+	    opt_uint("batch_max", o.batch_max, 1, 1000000, &batch_max) < 0 ||
+	    opt_uint("batch_delay", o.batch_delay_ms, 0, 3600000, &batch_delay_ms) < 0)
 		goto out;
-	if (o.max_delta_size && parse_size(o.max_delta_size, &max_delta) < 0) {
+	if (o.max_delta_size && (parse_size(o.max_delta_size, &max_delta) < 0 || max_delta == 0)) {
 		fprintf(stderr,
 			"snapfs: max_delta_size=%s: not a size (a positive number with an optional "
 			"K, M or G suffix)\n",

@@ -11,6 +11,7 @@
  * cut short that way is aborted on the server before exiting.
  */
 #include "log.h"
+#include "parse.h"
 #include "s3.h"
 #include "s3_cred.h"
 #include "sbuf.h"
@@ -91,32 +92,8 @@ static int usage_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* "16M", "5MiB", "1048576": bytes. -1 if s is not a size. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -1;
-	unsigned shift = 0;
-	if (*end == 'K' || *end == 'k')
-		shift = 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		shift = 20, end++;
-	else if (*end == 'G' || *end == 'g')
-		shift = 30, end++;
-	if (shift && strcmp(end, "iB") == 0)
-		end += 2;
-	else if (shift && strcmp(end, "B") == 0)
-		end += 1;
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned *out)
+/* A whole number or size ("16M") that fits in unsigned. */
+static int parse_count(const char *s, unsigned *out)
 {
 	uint64_t v;
 	if (parse_size(s, &v) || v > UINT_MAX)
@@ -523,23 +500,23 @@ int main(int argc, char **argv)
 		case OPT_PATH_STYLE: cfg.addressing = S3_ADDRESSING_PATH; break;
 		case OPT_VHOST: cfg.addressing = S3_ADDRESSING_VIRTUAL; break;
 		case OPT_MAX_ATTEMPTS:
-			if (parse_uint(a, &cfg.retry.max_attempts) || !cfg.retry.max_attempts)
+			if (parse_count(a, &cfg.retry.max_attempts) || !cfg.retry.max_attempts)
 				return usage_error("--max-attempts wants a positive number, not \"%s\"", a);
 			break;
 		case OPT_RETRY_BASE:
-			if (parse_uint(a, &cfg.retry.base_ms) || !cfg.retry.base_ms)
+			if (parse_count(a, &cfg.retry.base_ms) || !cfg.retry.base_ms)
 				return usage_error("--retry-base-ms wants a positive number, not \"%s\"", a);
 			break;
 		case OPT_RETRY_CAP:
-			if (parse_uint(a, &cfg.retry.cap_ms) || !cfg.retry.cap_ms)
+			if (parse_count(a, &cfg.retry.cap_ms) || !cfg.retry.cap_ms)
 				return usage_error("--retry-cap-ms wants a positive number, not \"%s\"", a);
 			break;
 		case OPT_CONNECT_TIMEOUT:
-			if (parse_uint(a, &cfg.connect_timeout_s) || !cfg.connect_timeout_s)
+			if (parse_count(a, &cfg.connect_timeout_s) || !cfg.connect_timeout_s)
 				return usage_error("--connect-timeout wants seconds, not \"%s\"", a);
 			break;
 		case OPT_LOW_SPEED_TIME:
-			if (parse_uint(a, &cfg.low_speed_time_s) || !cfg.low_speed_time_s)
+			if (parse_count(a, &cfg.low_speed_time_s) || !cfg.low_speed_time_s)
 				return usage_error("--low-speed-time wants seconds, not \"%s\"", a);
 			break;
 		case OPT_IF_NONE_MATCH: co.if_none_match = true; break;
@@ -552,7 +529,7 @@ int main(int argc, char **argv)
 				return usage_error("--part-size wants a size from 5M to 5G, not \"%s\"", a);
 			break;
 		case OPT_PARALLEL:
-			if (parse_uint(a, &co.parallel) || !co.parallel || co.parallel > 64)
+			if (parse_count(a, &co.parallel) || !co.parallel || co.parallel > 64)
 				return usage_error("--parallel wants 1 to 64, not \"%s\"", a);
 			break;
 		case OPT_THRESHOLD:
