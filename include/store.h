@@ -2,7 +2,7 @@
  * store — the on-disk layout of a snapfs STORE directory.
  *
  *   STORE/
- *     SNAPFS-STORE              marker: "snapfs-store\nformat 1\n"
+ *     SNAPFS-STORE              marker: "snapfs-store\nformat 1\ninstance HEX\n"
  *     .lock                     flock()ed by the one process that mounts it
  *     collections/NAME/
  *       live.db                 the compactor's live database (WAL mode)
@@ -37,6 +37,7 @@
 
 #define STORE_FORMAT 1
 #define STORE_NAME_MAX 64
+#define STORE_INSTANCE_LEN 16 /* hex digits of a store's instance id */
 
 typedef struct store store;
 
@@ -68,6 +69,13 @@ void store_close(store *s);
 /* Writes the caller's pid into the lock file again (after a daemon's fork). */
 void store_note_pid(store *s);
 const char *store_root(const store *s);
+/*
+ * The store's instance id: STORE_INSTANCE_LEN random hex digits made
+ * when the store was created (or first opened by a snapfs that knows
+ * them), never changed. A STORE deleted and made again gets a new one,
+ * so names built from it (S3 keys) never collide with an old store's.
+ */
+const char *store_instance(const store *s);
 
 /* Collection names: 1-64 characters of [A-Za-z0-9_-], first one alphanumeric. */
 bool store_name_valid(const char *name);

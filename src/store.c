@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +57,8 @@ struct store {
 
 	pthread_mutex_t seq_mu;
 	uint64_t next_seq; /* next queue sequence number; protected by seq_mu */
+
+	char instance[STORE_INSTANCE_LEN + 1]; /* from the marker; fixed once open */
 
 	pthread_mutex_t mu;   /* next-id files, rejected/ names, latest */
 	unsigned long tmp_nr; /* suffix for .creating-/.removing- names; protected by mu */
@@ -338,10 +341,15 @@ static int root_is_empty(const char *root, bool *empty)
 	return 0;
 }
 
-/* Marker: "snapfs-store\nformat N\n", possibly followed by lines we ignore. */
-static bool marker_parse(const char *text, unsigned long *format)
+/*
+ * Marker: "snapfs-store\nformat N\n", then optionally "instance HEX\n"
+ * (16 lower-case hex digits), then lines we ignore. instance is set to ""
+ * when the line is missing (stores made before it existed).
+ */
+static bool marker_parse(const char *text, unsigned long *format, char *instance)
 {
 	static const char head[] = "snapfs-store\nformat ";
+	static const char inst[] = "instance ";
 	if (strncmp(text, head, sizeof(head) - 1))
 		return false;
 	const char *p = text + sizeof(head) - 1;
@@ -350,7 +358,26 @@ static bool marker_parse(const char *text, unsigned long *format)
 	if (nd == 0 || nd > 9 || p[nd] != '\n' || !parse_u64(p, nd, &v) || v == 0)
 		return false;
 	*format = (unsigned long)v;
+	instance[0] = '\0';
+	p += nd + 1;
+	if (!strncmp(p, inst, sizeof(inst) - 1)) {
+		p += sizeof(inst) - 1;
+		if (strspn(p, "0123456789abcdef") != STORE_INSTANCE_LEN || p[STORE_INSTANCE_LEN] != '\n')
+			return false;
+		memcpy(instance, p, STORE_INSTANCE_LEN);
+		instance[STORE_INSTANCE_LEN] = '\0';
+	}
 	return true;
+}
+
+/* A fresh random instance id: STORE_INSTANCE_LEN hex digits. */
+static int instance_new(char *out)
+{
+	unsigned char r[STORE_INSTANCE_LEN / 2];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return errno ? -errno : -EIO;
+	fsx_hex(r, sizeof(r), out);
+	return 0;
 }
 
 /* Deletes collections/.creating-* and .removing-* left by a crash. */
@@ -511,7 +538,7 @@ int store_open(const char *root, store **out, char *err, size_t errlen)
 		goto out_err;
 	} else {
 		unsigned long format;
-		bool ok = marker_parse(text, &format);
+		bool ok = marker_parse(text, &format, s->instance);
 		free(text);
 		if (!ok) {
 			set_err(err, errlen,
@@ -533,18 +560,30 @@ int store_open(const char *root, store **out, char *err, size_t errlen)
 	if ((rc = store_lock(s, err, errlen)) < 0)
 		goto out_err;
 
-	if (fresh) {
+	if (!s->instance[0]) {
 		/* The marker goes first and durably: a crash after it leaves a
 		 * store that the next open completes; a crash before it leaves a
-		 * directory that still counts as empty. */
-		static const char mtext[] = "snapfs-store\nformat 1\n";
+		 * directory that still counts as empty. A store made before
+		 * instance ids existed gets one now, the same way. */
+		char mtext[64];
 		_Static_assert(STORE_FORMAT == 1, "marker text names the format");
-		if ((rc = fsx_write_atomic(marker, mtext, sizeof(mtext) - 1)) < 0) {
+		if ((rc = instance_new(s->instance)) < 0) {
+			set_err(err, errlen, "%s: cannot make a store instance id: %s", s->root,
+				strerror(-rc));
+			goto out_err;
+		}
+		int mlen = snprintf(mtext, sizeof(mtext), "snapfs-store\nformat 1\ninstance %s\n",
+				    s->instance);
+		if ((rc = fsx_write_atomic(marker, mtext, (size_t)mlen)) < 0) {
 			set_err(err, errlen, "%s: cannot write store marker: %s", marker,
 				strerror(-rc));
 			goto out_err;
 		}
-		log_info("store: initialised a new store in %s", s->root);
+		if (fresh)
+			log_info("store: initialised a new store in %s (instance %s)", s->root,
+				 s->instance);
+		else
+			log_info("store: %s: gave the store its instance id %s", s->root, s->instance);
 	}
 
 	char colls[PATH_MAX];
@@ -606,6 +645,11 @@ void store_close(store *s)
 const char *store_root(const store *s)
 {
 	return s->root;
+}
+
+const char *store_instance(const store *s)
+{
+	return s->instance;
 }
 
 /* ---- names and paths ----------------------------------------------------- */

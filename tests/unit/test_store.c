@@ -97,7 +97,11 @@ static void test_open_create(void)
 	store *s = open_ok(root); /* missing parents too */
 	CHECK(store_root(s)[0] == '/');
 	snprintf(p, sizeof(p), "%s/SNAPFS-STORE", root);
-	CHECK(file_is(p, "snapfs-store\nformat 1\n"));
+	char want[64], inst[STORE_INSTANCE_LEN + 1];
+	snprintf(inst, sizeof(inst), "%s", store_instance(s));
+	CHECK(strlen(inst) == STORE_INSTANCE_LEN && strspn(inst, "0123456789abcdef") == STORE_INSTANCE_LEN);
+	snprintf(want, sizeof(want), "snapfs-store\nformat 1\ninstance %s\n", inst);
+	CHECK(file_is(p, want));
 	snprintf(p, sizeof(p), "%s/collections", root);
 	CHECK(exists(p) && entries(p) == 0);
 	char pid[32];
@@ -105,8 +109,25 @@ static void test_open_create(void)
 	snprintf(p, sizeof(p), "%s/.lock", root);
 	CHECK(file_is(p, pid));
 	store_close(s);
-	s = open_ok(root); /* reopening our own store */
+	s = open_ok(root); /* reopening our own store: same instance */
+	CHECK(strcmp(store_instance(s), inst) == 0);
 	store_close(s);
+
+	/* A store made before instance ids gets one, kept from then on. */
+	snprintf(p, sizeof(p), "%s/SNAPFS-STORE", root);
+	CHECK(fsx_write_atomic(p, "snapfs-store\nformat 1\n", 22) == 0);
+	s = open_ok(root);
+	snprintf(inst, sizeof(inst), "%s", store_instance(s));
+	CHECK(strlen(inst) == STORE_INSTANCE_LEN);
+	snprintf(want, sizeof(want), "snapfs-store\nformat 1\ninstance %s\n", inst);
+	CHECK(file_is(p, want));
+	store_close(s);
+	/* A mangled instance line is not ours to guess at. */
+	CHECK(fsx_write_atomic(p, "snapfs-store\nformat 1\ninstance xyz\n", 35) == 0);
+	store *bad = NULL;
+	char err[512];
+	CHECK(store_open(root, &bad, err, sizeof(err)) == -EINVAL && !bad);
+	CHECK(fsx_write_atomic(p, want, strlen(want)) == 0);
 
 	/* A relative root comes back absolute (daemons chdir to /). */
 	char cwd[PATH_MAX];
