@@ -22,8 +22,20 @@ typedef struct sbuf {
 void sbuf_add(sbuf *b, const void *data, size_t len);
 void sbuf_adds(sbuf *b, const char *s);
 void sbuf_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
+/*
+ * Appends s as a JSON string literal, quotes included, escaping as RFC
+ * 8259 requires; bytes that are not well-formed UTF-8 become U+FFFD, so
+ * the result is always valid JSON whatever bytes a file name holds.
+ */
 void sbuf_add_json_str(sbuf *b, const char *s);
+/*
+ * Appends s as one line of text for a log or a reason: control
+ * characters and bytes that are not well-formed UTF-8 become "\xNN", so
+ * a name can neither forge a line nor carry raw bytes.
+ */
+void sbuf_add_text(sbuf *b, const char *s);
+/* Length of the well-formed UTF-8 sequence (RFC 3629) at p, before end; 0 if none. */
+size_t sbuf_utf8_len(const unsigned char *p, const unsigned char *end);
 /* Returns b->buf, or "" if nothing was appended; never NULL. */
 const char *sbuf_str(const sbuf *b);
 /* Gives the buffer to the caller (who frees it) and resets b. Never NULL. */

@@ -7,6 +7,8 @@
  */
 #include "log.h"
 
+#include "sbuf.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -44,13 +46,18 @@ void log_msg(int level, const char *fmt, ...)
 {
 	if (level > min_level)
 		return;
-	char msg[2048];
+	char raw[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* Names in messages come from users: one line, no raw bytes (sbuf_add_text). */
+	sbuf esc = SBUF_INIT;
+	sbuf_add_text(&esc, raw);
+	const char *msg = sbuf_str(&esc);
 	if (use_syslog) {
 		syslog(level, "%s", msg);
+		sbuf_free(&esc);
 		return;
 	}
 	struct timespec ts;
@@ -60,4 +67,5 @@ void log_msg(int level, const char *fmt, ...)
 	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ snapfs %s: %s\n", tm.tm_year + 1900,
 		tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
 		level_name(level), msg);
+	sbuf_free(&esc);
 }

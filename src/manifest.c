@@ -28,75 +28,13 @@
 
 /* ---- writer ---- */
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
-static size_t manifest_utf8(const unsigned char *p, const unsigned char *end)
-{
-	size_t n;
-	unsigned lo = 0x80, hi = 0xbf;
-	if (*p < 0x80)
-		return 1;
-	if (*p >= 0xc2 && *p <= 0xdf)
-		n = 2;
-	else if (*p >= 0xe0 && *p <= 0xef) {
-		n = 3;
-		if (*p == 0xe0)
-			lo = 0xa0;
-		else if (*p == 0xed)
-			hi = 0x9f; /* no UTF-16 surrogates */
-	} else if (*p >= 0xf0 && *p <= 0xf4) {
-		n = 4;
-		if (*p == 0xf0)
-			lo = 0x90;
-		else if (*p == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if ((size_t)(end - p) < n)
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
-/*
- * A JSON string, or null for a missing one. Names come from users (delta
- * file names are any bytes but '/' and NUL), and JSON text must be UTF-8:
- * each byte that is not part of a well-formed sequence becomes U+FFFD, so
- * the manifest stays valid (and readable by manifest_read_basic).
- */
+/* A JSON string (sbuf_add_json_str keeps it valid UTF-8), or null for a missing one. */
 static void manifest_str(sbuf *out, const char *s)
 {
-	if (!s) {
-		sbuf_adds(out, "null");
-		return;
-	}
-	const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
-	bool valid = true;
-	for (const unsigned char *q = p; q < end && valid;) {
-		size_t n = manifest_utf8(q, end);
-		valid = n > 0;
-		q += n;
-	}
-	if (valid) {
+	if (s)
 		sbuf_add_json_str(out, s);
-		return;
-	}
-	sbuf clean = SBUF_INIT;
-	while (p < end) {
-		size_t n = manifest_utf8(p, end);
-		if (n == 0) {
-			sbuf_adds(&clean, "\xef\xbf\xbd");
-			n = 1;
-		} else {
-			sbuf_add(&clean, p, n);
-		}
-		p += n;
-	}
-	sbuf_add_json_str(out, sbuf_str(&clean));
-	sbuf_free(&clean);
+	else
+		sbuf_adds(out, "null");
 }
 
 static void manifest_time(sbuf *out, time_t t)
@@ -238,7 +176,7 @@ static int mjson_string(struct mjson *j, char *out, size_t cap, bool *fits)
 				return -EINVAL;
 			}
 		} else {
-			size_t len = manifest_utf8((const unsigned char *)j->p, (const unsigned char *)j->end);
+			size_t len = sbuf_utf8_len((const unsigned char *)j->p, (const unsigned char *)j->end);
 			if (len == 0)
 				return -EINVAL;
 			j->p += len;

@@ -59,10 +59,54 @@ void sbuf_addf(sbuf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
+size_t sbuf_utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	size_t n;
+	unsigned lo = 0x80, hi = 0xbf;
+	if (*p < 0x80)
+		return 1;
+	if (*p >= 0xc2 && *p <= 0xdf)
+		n = 2;
+	else if (*p >= 0xe0 && *p <= 0xef) {
+		n = 3;
+		if (*p == 0xe0)
+			lo = 0xa0;
+		else if (*p == 0xed)
+			hi = 0x9f; /* no UTF-16 surrogates */
+	} else if (*p >= 0xf0 && *p <= 0xf4) {
+		n = 4;
+		if (*p == 0xf0)
+			lo = 0x90;
+		else if (*p == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if ((size_t)(end - p) < n)
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
 void sbuf_add_json_str(sbuf *b, const char *s)
 {
+	const unsigned char *end = (const unsigned char *)s + strlen(s);
 	sbuf_add(b, "\"", 1);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p >= 0x80) {
+			/* JSON text is UTF-8: a byte outside a well-formed sequence becomes U+FFFD. */
+			size_t n = sbuf_utf8_len(p, end);
+			if (n == 0)
+				sbuf_adds(b, "\ufffd");
+			else
+				sbuf_add(b, p, n);
+			p += n ? n - 1 : 0;
+			continue;
+		}
 		switch (*p) {
 		case '"':
 			sbuf_adds(b, "\\\"");
@@ -87,6 +131,23 @@ void sbuf_add_json_str(sbuf *b, const char *s)
 		}
 	}
 	sbuf_add(b, "\"", 1);
+}
+
+void sbuf_add_text(sbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *end = (const unsigned char *)s + strlen(s);
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = *p < 0x20 || *p == 0x7f ? 0 : sbuf_utf8_len(p, end);
+		if (n == 0) {
+			char e[4] = {'\\', 'x', hex[*p >> 4], hex[*p & 15]};
+			sbuf_add(b, e, 4);
+			n = 1;
+		} else {
+			sbuf_add(b, p, n);
+		}
+		p += n;
+	}
 }
 
 const char *sbuf_str(const sbuf *b)
