@@ -10,7 +10,11 @@
  *  - a table "_snapfs_delete_T" whose columns are exactly T's primary-key
  *    columns lists keys to delete from T; deletions apply before upserts;
  *  - indexes in a delta are ignored; anything executable (triggers,
- *    views, virtual tables, generated columns) rejects the whole delta.
+ *    views, virtual tables, generated columns, CHECK constraints, DEFAULT
+ *    expressions, expression or partial indexes, collations other than
+ *    BINARY, NOCASE and RTRIM) rejects the whole delta;
+ *  - a delta stays within the LIMITS below, checked before its rows are
+ *    read, and its check within a work budget that grows with its size.
  *
  * Safety: a delta is opened read-only and immutable with
  * SQLITE_DBCONFIG_DEFENSIVE and trusted_schema=OFF; every identifier is
@@ -23,19 +27,58 @@
 #ifndef SNAPFS_DELTA_H
 #define SNAPFS_DELTA_H
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sqlite3.h>
+
+/* Limits of one delta (snapfs(8), LIMITS); past any of them it is rejected. */
+#define DELTA_MAX_TABLES 256   /* ordinary tables, deletion tables included */
+#define DELTA_MAX_INDEXES 512  /* in all tables, those made by constraints included */
+#define DELTA_MAX_COLUMNS 8192 /* in all tables together */
+/*
+ * Work budget of delta_check, in SQLite virtual-machine steps: a base
+ * plus so many per page of the file. A real delta needs 2-800 steps a
+ * page for integrity_check (measured on tables with 0-3 indexes and rows
+ * of 10-6,000 bytes), so the budget is never what stops a real one.
+ */
+#define DELTA_BUDGET_BASE 10000000ull
+#define DELTA_BUDGET_PER_PAGE 100000ull
+
+/* How delta_check may be stopped and how much work it may do. */
+struct delta_ctl {
+	const atomic_bool *cancel;  /* may be NULL; once true, the check stops with -ECANCELED */
+	uint64_t budget_base;       /* 0: DELTA_BUDGET_BASE */
+	uint64_t budget_per_page;   /* 0: DELTA_BUDGET_PER_PAGE */
+};
+
+/* What delta_check returns besides 0, 1 and a negative errno. */
+#define DELTA_RETRY 2 /* failed for a reason of its own that may pass (I/O reading it): try later */
 
 /*
  * Checks the delta at path against the live database: a SQLite file,
- * whole (size matches its page count), passing PRAGMA integrity_check,
- * nothing executable in its schema, a primary key on every table, and
- * no conflict with a same-named table of live (same column names, same
- * primary key). Returns 0 if it may be applied; 1 if it must be
- * rejected, with a one-line reason (no newline) in reason; a negative
- * errno if the check itself could not run (reason says why).
+ * whole (size matches its page count), within the limits, nothing
+ * executable in its schema, passing PRAGMA integrity_check within its
+ * work budget, a primary key on every table, and no conflict with a
+ * same-named table of live (same column names, same primary key).
+ * Returns:
+ *   0                 it may be applied;
+ *   1                 it must be rejected: one-line reason (no newline);
+ *   DELTA_RETRY       reading the file failed (EIO, vanished): the
+ *                     delta's own trouble, but perhaps not for ever;
+ *   -ECANCELED        *ctl->cancel became true (ctl may be NULL);
+ *   another -errno    the live database or the machine failed (reason
+ *                     says why): not the delta's fault.
+ * Anything the delta's content causes on its own connection (a limit,
+ * "out of memory" under the connection's caps, the budget) is a reject.
  */
-int delta_check(sqlite3 *live, const char *path, char *reason, size_t len);
+int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, char *reason, size_t len);
+
+/*
+ * The schema bounds above (limits, nothing that runs an expression), on
+ * a connection to the delta (d). 0, 1 with reason, or as delta_check.
+ */
+int delta_schema_bounds(sqlite3 *d, char *reason, size_t len);
 
 /*
  * Merges a checked delta into live. Must run inside a transaction the

@@ -9,12 +9,16 @@
  *   2. opens the copy with a fresh read-only connection and runs
  *      PRAGMA integrity_check; counts rows per table;
  *   3. writes MANIFEST.json and fsyncs it and staging_dir.
- * Any failure leaves nothing to publish and says why in err. Publishing
+ * Any failure leaves nothing to publish and says why in err; a stop
+ * (req->cancel) ends the copy or the check within a chunk or a few
+ * thousand SQLite steps. Files are created owner-read-only (0400); the
+ * store gives them the STORE's modes when it publishes them. Publishing
  * (rename into snapshots/) is the store's job: store_publish().
  */
 #ifndef SNAPFS_SEAL_H
 #define SNAPFS_SEAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -30,6 +34,7 @@ struct seal_request {
 	int64_t ledger_max;
 	const struct manifest_delta *deltas; /* the deltas new in this snapshot */
 	size_t ndeltas;
+	const atomic_bool *cancel; /* may be NULL; once true, seal_make stops with -ECANCELED */
 };
 
 struct seal_result {

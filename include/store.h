@@ -17,7 +17,8 @@
  *
  * The store knows nothing of FUSE or SQLite. It guarantees:
  *  - a queued delta is on disk (file and both directories fsynced) before
- *    store_queue_add() returns;
+ *    store_queue_add() returns (store_queue_move + store_queue_sync for
+ *    callers whose writer fsynced the file already);
  *  - snapshot ids handed out by store_id_alloc() never repeat, even
  *    across crashes (next-id is advanced durably before the id is used,
  *    and is never below the largest id found on disk);
@@ -38,6 +39,11 @@
 #define STORE_FORMAT 1
 #define STORE_NAME_MAX 64
 #define STORE_INSTANCE_LEN 16 /* hex digits of a store's instance id */
+/* Longest delta name: queue/ names are SEQ (16 digits) "-" NAME, within NAME_MAX (255). */
+#define STORE_DELTA_NAME_MAX 238
+
+/* store_open flags */
+#define STORE_OPEN_GROUP 1u /* the STORE's group may read it: dirs 0750, sealed files 0440 */
 
 typedef struct store store;
 
@@ -63,8 +69,11 @@ typedef struct store_delta {
  * Refuses, with a message in err: a non-empty directory without the
  * marker (it belongs to something else), a newer format, a store locked
  * by another process (already mounted).
+ * Modes: the store root (and what the store makes) is 0700, sealed
+ * snapshot files 0400, .lock 0600; STORE_OPEN_GROUP lets the group read
+ * (0750, 0440). The root's mode is set at every open.
  */
-int store_open(const char *root, store **out, char *err, size_t errlen);
+int store_open(const char *root, unsigned flags, store **out, char *err, size_t errlen);
 void store_close(store *s);
 /* Writes the caller's pid into the lock file again (after a daemon's fork). */
 void store_note_pid(store *s);
@@ -95,18 +104,29 @@ int store_path(const store *s, const char *coll, enum store_area area, const cha
 	       size_t len);
 
 /*
- * Crash recovery for one collection, run once before the compactor
- * starts on it: empties staging/, removes a stale latest.tmp, moves
- * every non-dot file left in incoming/ into the queue (a file whose
- * writer died midway is queued too; validation rejects it), and raises
- * next-id above every id on disk. Dot-files in incoming/ stay.
+ * Crash recovery for one collection, run before the compactor starts on
+ * it: empties staging/, removes a stale latest.tmp, raises next-id above
+ * every id on disk, gives directories and sealed files the store's modes
+ * and, with incoming (only before anything can write into incoming/),
+ * moves every non-dot file left in incoming/ into the queue (a file
+ * whose writer died midway is queued too; validation rejects it).
+ * Dot-files in incoming/ stay. A file that cannot be queued goes to
+ * rejected/ with the reason (counted in *quarantined): a negative errno
+ * means the collection itself could not be recovered, never one file.
  */
-int store_recover(store *s, const char *coll);
+int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantined);
 
 /*
- * Queues incoming/NAME: fsyncs it, renames it to queue/SEQ-NAME, fsyncs
- * incoming/ and queue/. *seq receives its arrival number.
+ * Queues incoming/NAME: renames it to queue/SEQ-NAME under the next
+ * arrival number (*seq). Only a rename: the caller made the content
+ * durable before (the writer's close fsynced it) and calls
+ * store_queue_sync after, outside its own locks. -ENAMETOOLONG for a name
+ * over STORE_DELTA_NAME_MAX bytes.
  */
+int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq);
+/* fsyncs queue/ and incoming/ of coll: what store_queue_move did is durable. */
+int store_queue_sync(store *s, const char *coll);
+/* fsync of the file, store_queue_move, store_queue_sync: all durable on return. */
 int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq);
 /* The queue in arrival order. Free with store_deltas_free. */
 int store_queue_list(store *s, const char *coll, store_delta **out, size_t *n);
@@ -120,6 +140,8 @@ int store_queue_remove(store *s, const char *coll, const store_delta *d);
 int store_reject(store *s, const char *coll, const store_delta *d, const char *reason);
 /* Number of delta files (not .reason files) in rejected/. */
 int store_rejected_count(store *s, const char *coll, uint64_t *n);
+/* Removes the oldest delta files of rejected/ (with their reasons) beyond max; *removed says how many. */
+int store_rejected_prune(store *s, const char *coll, uint64_t max, uint64_t *removed);
 
 /* Hands out the next snapshot id, advancing next-id durably first. */
 int store_id_alloc(store *s, const char *coll, uint64_t *id);

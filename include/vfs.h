@@ -41,8 +41,9 @@ typedef struct vfs_dir vfs_dir;
 typedef struct vfs_file vfs_file;
 
 struct vfs_config {
-	uint64_t max_delta_size; /* bytes; writes past it fail with EFBIG */
-	unsigned keep;           /* newest snapshots kept per collection */
+	uint64_t max_delta_size;    /* bytes; writes past it fail with EFBIG */
+	unsigned keep;              /* newest snapshots kept per collection */
+	uint64_t stale_dotfiles_ms; /* dot-files in incoming/ older than this go (0: never) */
 };
 
 /* What lookup and friends return: inode, attributes, how long to cache them. */
@@ -91,12 +92,19 @@ void vfs_set_status_hook(vfs *v, vfs_status_fn fn, void *ctx);
 void vfs_destroy(vfs *v);
 /* The compactor's published() event: ctx is the vfs. */
 void vfs_published(void *ctx, const char *coll, uint64_t id);
+/*
+ * Housekeeping of coll, called now and then from the compactor thread:
+ * removes dot-files of incoming/ (temp files of killed rsyncs) that no
+ * handle holds and that were not modified for cfg.stale_dotfiles_ms.
+ */
+void vfs_housekeeping(vfs *v, const char *coll);
 
 int vfs_lookup(vfs *v, uint64_t parent, const char *name, struct vfs_entry *e);
 /* Returns true when the inode is gone (the kernel may not name it again). */
 bool vfs_forget(vfs *v, uint64_t ino, uint64_t nlookup);
 int vfs_getattr(vfs *v, uint64_t ino, struct stat *st, double *timeout);
-int vfs_setattr(vfs *v, uint64_t ino, int to_set, const struct stat *attr, struct stat *out,
+/* f: the handle the kernel names (ftruncate, fchmod...), or NULL: then the name is acted on. */
+int vfs_setattr(vfs *v, uint64_t ino, vfs_file *f, int to_set, const struct stat *attr, struct stat *out,
 		double *timeout);
 int vfs_readlink(vfs *v, uint64_t ino, char *buf, size_t len);
 int vfs_statfs(vfs *v, struct statvfs *out);

@@ -26,6 +26,7 @@
 /* Merge                                                               */
 
 #define ATTACHED "delta" /* schema name of the delta inside live */
+#define UPSERT_ALIAS "_snapfs_target"
 
 static int exec_live(sqlite3 *live, const char *sql, char *err, size_t len, const char *what, const char *table)
 {
@@ -99,9 +100,15 @@ static int delete_keys(sqlite3 *live, const char *dname, const struct table *l, 
 static int upsert_rows(sqlite3 *live, const struct table *t, const struct table *l, char *err, size_t len)
 {
 	sbuf q = SBUF_INIT;
+	/*
+	 * The target is aliased: in DO UPDATE, "excluded.col" would otherwise
+	 * resolve to the target itself for a table named excluded (any case),
+	 * and every update would silently keep the old values. The alias
+	 * starts with _snapfs_, which no collection table may.
+	 */
 	sbuf_adds(&q, "INSERT INTO main.");
 	delta_add_ident(&q, l->name);
-	sbuf_adds(&q, " (");
+	sbuf_adds(&q, " AS " UPSERT_ALIAS " (");
 	add_col_list(&q, t, "");
 	sbuf_adds(&q, ") SELECT ");
 	add_col_list(&q, t, "");

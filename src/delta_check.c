@@ -18,6 +18,9 @@
 
 #include "log.h"
 
+/* The delta connection's progress handler runs every this many virtual-machine steps. */
+#define DELTA_STEPS 1000
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -74,7 +77,7 @@ static const char *encoding_name(uint32_t e)
  * midway leaves a file shorter than its header says, and SQLite would
  * happily read the pages that are there.
  */
-static int check_header(sqlite3 *live, const char *path, char *reason, size_t len)
+static int check_header(sqlite3 *live, const char *path, uint32_t *npages, char *reason, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
@@ -84,7 +87,7 @@ static int check_header(sqlite3 *live, const char *path, char *reason, size_t le
 			return 1;
 		}
 		delta_put(reason, len, "open %s: %s", path, strerror(e));
-		return -e;
+		return DELTA_RETRY;
 	}
 	struct stat st;
 	unsigned char h[100];
@@ -92,7 +95,7 @@ static int check_header(sqlite3 *live, const char *path, char *reason, size_t le
 		int e = errno;
 		delta_put(reason, len, "stat %s: %s", path, strerror(e));
 		close(fd);
-		return -e;
+		return DELTA_RETRY;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
@@ -115,7 +118,7 @@ static int check_header(sqlite3 *live, const char *path, char *reason, size_t le
 	close(fd);
 	if (n != (ssize_t)sizeof(h)) {
 		delta_put(reason, len, "read the header of %s: %s", path, n < 0 ? strerror(e) : "short read");
-		return n < 0 ? -e : -EIO;
+		return DELTA_RETRY;
 	}
 	if (memcmp(h, "SQLite format 3", 16) != 0) {
 		delta_put(reason, len, "not a SQLite database: the file does not start with \"SQLite format 3\"");
@@ -150,6 +153,7 @@ static int check_header(sqlite3 *live, const char *path, char *reason, size_t le
 		delta_put(reason, len, "truncated: file is %lld bytes, not a whole number of %u-byte pages", size, ps);
 		return 1;
 	}
+	*npages = (uint32_t)(size / ps);
 	/* ATTACH refuses a database whose text encoding differs from main's. */
 	uint32_t enc = be32(h + 56);
 	if (enc != 0) {
@@ -247,6 +251,10 @@ struct check {
 	sqlite3 *live; /* the caller's live connection, only read here */
 	char *reason;
 	size_t len;
+	const atomic_bool *cancel; /* the caller's stop flag, or NULL */
+	uint64_t budget;           /* progress-handler calls allowed (each DELTA_STEPS steps) */
+	uint64_t calls;
+	bool over_budget;
 	struct entry *e; /* sqlite_schema rows, in rowid order */
 	size_t ne;
 	struct table *t; /* the delta's upsert tables, once described */
@@ -265,11 +273,39 @@ static int reject(struct check *c, const char *fmt, ...)
 	return 1;
 }
 
-/* An error of the delta's connection: reject, unless it is resources or I/O. */
+/* An error of the delta's connection: the delta's doing (see delta_file_fault), or a stop. */
 static int delta_error(struct check *c, int rc, const char *what)
 {
+	if ((rc & 0xff) == SQLITE_INTERRUPT && c->over_budget)
+		return reject(c, "%s: took more than %llu steps, the work budget of a delta of this size (see LIMITS in "
+			      "snapfs(8))",
+			      what, (unsigned long long)(c->budget * DELTA_STEPS));
+	if ((rc & 0xff) == SQLITE_INTERRUPT) {
+		delta_put(c->reason, c->len, "%s: stopped (snapfs is shutting down)", what);
+		return -ECANCELED;
+	}
+	if ((rc & 0xff) == SQLITE_NOMEM || (rc & 0xff) == SQLITE_TOOBIG)
+		return reject(c, "%s: %s: the delta exceeds what its checks may use (see LIMITS in snapfs(8))", what,
+			      sqlite3_errmsg(c->d));
 	delta_put(c->reason, c->len, "%s: %s", what, sqlite3_errmsg(c->d));
 	return delta_file_fault(rc);
+}
+
+/*
+ * Progress handler of the delta's connection, every DELTA_STEPS virtual
+ * machine steps: stops the statement when the caller is stopping or the
+ * budget is spent. Both end in SQLITE_INTERRUPT, told apart by delta_error.
+ */
+static int check_progress(void *arg)
+{
+	struct check *c = arg;
+	if (c->cancel && atomic_load(c->cancel))
+		return 1;
+	if (++c->calls > c->budget) {
+		c->over_budget = true;
+		return 1;
+	}
+	return 0;
 }
 
 /* An error reading live: never the delta's fault. */
@@ -566,11 +602,7 @@ static int check_delete_table(struct check *c, const char *name)
 
 static int check_schema(struct check *c)
 {
-	int r = load_schema(c);
-	if (!r)
-		r = check_executable(c);
-	if (r)
-		return r;
+	int r = 0;
 	c->t = calloc(c->ne ? c->ne : 1, sizeof(*c->t));
 	if (!c->t)
 		abort();
@@ -594,18 +626,42 @@ static int check_schema(struct check *c)
 	return r;
 }
 
-int delta_check(sqlite3 *live, const char *path, char *reason, size_t len)
+int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, char *reason, size_t len)
 {
 	if (len)
 		reason[0] = '\0';
-	int r = check_header(live, path, reason, len);
+	uint32_t pages = 0;
+	int r = check_header(live, path, &pages, reason, len);
 	if (r)
 		return r;
-	struct check c = {.live = live, .reason = reason, .len = len};
+	struct check c = {.live = live, .reason = reason, .len = len, .cancel = ctl ? ctl->cancel : NULL};
+	uint64_t base = DELTA_BUDGET_BASE, per_page = DELTA_BUDGET_PER_PAGE;
+	if (ctl && ctl->budget_base)
+		base = ctl->budget_base;
+	if (ctl && ctl->budget_per_page)
+		per_page = ctl->budget_per_page;
+	c.budget = (base + per_page * pages) / DELTA_STEPS;
 	r = delta_open_ro(path, &c.d, reason, len);
-	if (r)
+	if (r == -ENOMEM)
 		return r;
-	r = check_integrity(&c);
+	if (r)
+		return DELTA_RETRY;
+	sqlite3_progress_handler(c.d, DELTA_STEPS, check_progress, &c);
+	/*
+	 * Cheapest and most telling first, and nothing that reads rows before
+	 * the schema is known to be bounded and free of expressions: the
+	 * integrity check runs those once per row.
+	 */
+	r = load_schema(&c);
+	if (!r)
+		r = check_executable(&c);
+	if (!r) {
+		r = delta_schema_bounds(c.d, reason, len);
+		if (r == -EINTR) /* the progress handler stopped a pragma */
+			r = delta_error(&c, SQLITE_INTERRUPT, "read the schema");
+	}
+	if (!r)
+		r = check_integrity(&c);
 	if (!r)
 		r = check_schema(&c);
 	for (size_t i = 0; i < c.ne; i++) {
@@ -621,4 +677,3 @@ int delta_check(sqlite3 *live, const char *path, char *reason, size_t len)
 		log_err("delta %s: closing the check connection failed: %s", path, sqlite3_errmsg(c.d));
 	return r;
 }
-

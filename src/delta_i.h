@@ -5,6 +5,7 @@
  *
  *   delta_sql.c    messages, quoting, fault mapping, opening, table descriptions
  *   delta_check.c  delta_check: the header, the schema and integrity checks
+ *   delta_schema.c delta_schema_bounds: limits, no expressions (before rows are read)
  *   delta_apply.c  delta_apply and delta_detach: the merge into live
  *
  * Return convention of the check helpers, as for delta_check: 0 = fine,

@@ -78,22 +78,26 @@ bool delta_has_prefix(const char *s, const char *prefix)
 }
 
 /*
- * Maps a SQLite result code from the delta's connection: resource and
- * I/O failures are ours (negative errno, keep the delta queued); any
- * other error reading the file means the file is bad (reject).
+ * Maps a SQLite result code from the delta's own connection. That
+ * connection reads nothing but the delta, under caps we set (limits,
+ * budget), so whatever goes wrong there is the delta's doing and
+ * rejects it: "out of memory" under SQLITE_LIMIT_VDBE_OP, a value too
+ * big, a corrupt page. Only a failed read of the file (I/O, the file
+ * gone) may pass, so it is retried; and a full temporary disk is the
+ * machine's.
  */
 int delta_file_fault(int rc)
 {
 	switch (rc & 0xff) {
-	case SQLITE_NOMEM:
-		return -ENOMEM;
 	case SQLITE_FULL:
 		return -ENOSPC;
 	case SQLITE_INTERRUPT:
-		return -EINTR;
+		return -EINTR; /* the caller knows whether it was the budget or a stop */
+	case SQLITE_CANTOPEN:
+		return DELTA_RETRY;
 	case SQLITE_IOERR:
 		/* A short read is the file's fault: its size lies. */
-		return rc == SQLITE_IOERR_SHORT_READ ? 1 : -EIO;
+		return rc == SQLITE_IOERR_SHORT_READ ? 1 : DELTA_RETRY;
 	default:
 		return 1;
 	}
@@ -101,8 +105,10 @@ int delta_file_fault(int rc)
 
 /*
  * Maps a SQLite result code from live while merging: a constraint of
- * live's table that the delta's rows break is the delta's fault (1);
- * everything else is the environment's (negative errno).
+ * live's table that the delta's rows break is the delta's fault (1); a
+ * plain error of one of our statements is tied to this delta's shape
+ * (DELTA_RETRY: counted against it); resources, I/O and a corrupt live
+ * database are the machine's (negative errno: no delta is blamed).
  */
 int delta_live_fault(int rc)
 {
@@ -123,6 +129,8 @@ int delta_live_fault(int rc)
 		return -EROFS;
 	case SQLITE_INTERRUPT:
 		return -EINTR;
+	case SQLITE_ERROR:
+		return DELTA_RETRY;
 	default:
 		return -EIO;
 	}

@@ -106,7 +106,7 @@ static void fsops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 			set |= map[i].vfs;
 	struct stat st;
 	double t;
-	int rc = vfs_setattr(V(req), ino, set, attr, &st, &t);
+	int rc = vfs_setattr(V(req), ino, fi ? FH(fi) : NULL, set, attr, &st, &t);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

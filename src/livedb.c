@@ -35,10 +35,27 @@
 /* Waiting this long for a lock means someone else opened live: an error, not a reason to hang. */
 #define LIVEDB_BUSY_MS 1000
 
+/* How often (in virtual-machine steps) the live connection looks at the cancel flag. */
+#define LIVEDB_CANCEL_STEPS 10000
+
 struct livedb {
 	sqlite3 *db; /* owned by the compactor thread that opened it */
 	char *path;
+	const atomic_bool *cancel; /* the compactor's stop flag, or NULL */
 };
+
+/* Progress handler of the live connection: a stop interrupts the statement running. */
+static int livedb_progress(void *arg)
+{
+	const livedb *l = arg;
+	return l->cancel && atomic_load(l->cancel);
+}
+
+/* After a failure: a stop turns into -ECANCELED whatever the statement said. */
+static int livedb_cancelled(const livedb *l, int r)
+{
+	return r < 0 && l->cancel && atomic_load(l->cancel) ? -ECANCELED : r;
+}
 
 static const char ledger_sql[] = "CREATE TABLE IF NOT EXISTS _snapfs_ledger ("
 				 " seq INTEGER PRIMARY KEY,"
@@ -103,7 +120,7 @@ static int run(sqlite3 *db, const char *sql, const char *what, const char *path,
 	return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
 }
 
-int livedb_open(const char *path, livedb **out, char *err, size_t len)
+int livedb_open(const char *path, const atomic_bool *cancel, livedb **out, char *err, size_t len)
 {
 	*out = NULL;
 	if (len)
@@ -176,6 +193,8 @@ int livedb_open(const char *path, livedb **out, char *err, size_t len)
 		return -ENOMEM;
 	}
 	l->db = db;
+	l->cancel = cancel;
+	sqlite3_progress_handler(db, LIVEDB_CANCEL_STEPS, livedb_progress, l);
 	*out = l;
 	return 0;
 }
@@ -212,8 +231,8 @@ static int detach(livedb *l, char *msg, size_t len, int ret)
 	return r;
 }
 
-/* Is sha in the ledger? 1 yes (msg says since when), 0 no, negative errno. */
-static int ledger_has(livedb *l, const char *sha, char *msg, size_t len)
+/* Is sha in the ledger? 1 yes (*seq its row, msg says which), 0 no, negative errno. */
+static int ledger_has(livedb *l, const char *sha, int64_t *seq, char *msg, size_t len)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(l->db, "SELECT seq, name FROM _snapfs_ledger WHERE sha256 = ?1", -1, &st, NULL);
@@ -223,7 +242,8 @@ static int ledger_has(livedb *l, const char *sha, char *msg, size_t len)
 	}
 	int r = 0;
 	if (rc == SQLITE_ROW) {
-		say(msg, len, "already applied: ledger seq %lld, delta %s", (long long)sqlite3_column_int64(st, 0),
+		*seq = sqlite3_column_int64(st, 0);
+		say(msg, len, "already applied: ledger seq %lld, delta %s", (long long)*seq,
 		    (const char *)sqlite3_column_text(st, 1));
 		r = 1;
 	} else if (rc != SQLITE_DONE) {
@@ -235,7 +255,7 @@ static int ledger_has(livedb *l, const char *sha, char *msg, size_t len)
 	return r;
 }
 
-static int ledger_add(livedb *l, const char *sha, const char *name, char *msg, size_t len)
+static int ledger_add(livedb *l, const char *sha, const char *name, int64_t *seq, char *msg, size_t len)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(l->db, "INSERT INTO _snapfs_ledger (sha256, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -247,6 +267,8 @@ static int ledger_add(livedb *l, const char *sha, const char *name, char *msg, s
 		rc = sqlite3_step(st);
 	}
 	int r = 0;
+	if (rc == SQLITE_DONE)
+		*seq = sqlite3_last_insert_rowid(l->db);
 	if (rc != SQLITE_DONE) {
 		say(msg, len, "write the ledger row of %s: %s", name, sqlite3_errmsg(l->db));
 		r = sqlite_errno(sqlite3_extended_errcode(l->db));
@@ -256,11 +278,12 @@ static int ledger_add(livedb *l, const char *sha, const char *name, char *msg, s
 	return r;
 }
 
-int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex, char *msg,
-		 size_t len)
+int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex,
+		 int64_t *seq, char *msg, size_t len)
 {
 	if (len)
 		msg[0] = '\0';
+	*seq = 0;
 	if (!is_sha256_hex(sha256_hex) || !delta_name || !delta_path) {
 		say(msg, len, "apply %s: sha256 must be 64 lower-case hex digits", delta_name ? delta_name : "(null)");
 		return -EINVAL;
@@ -268,23 +291,25 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 	/* IMMEDIATE: take the write lock now, so nothing between the ledger check and the commit can be busy. */
 	int r = run(db->db, "BEGIN IMMEDIATE", "begin a transaction", db->path, msg, len);
 	if (r)
-		return r;
-	r = ledger_has(db, sha256_hex, msg, len);
+		return livedb_cancelled(db, r);
+	r = ledger_has(db, sha256_hex, seq, msg, len);
 	if (r == 1) {
 		rollback(db);
 		return LIVEDB_DUPLICATE;
 	}
 	if (!r)
-		r = delta_check(db->db, delta_path, msg, len);
+		r = delta_check(db->db, delta_path, &(struct delta_ctl){.cancel = db->cancel}, msg, len);
 	if (!r)
 		r = delta_apply(db->db, delta_path, msg, len);
 	if (!r)
-		r = ledger_add(db, sha256_hex, delta_name, msg, len);
+		r = ledger_add(db, sha256_hex, delta_name, seq, msg, len);
 	if (!r)
 		r = run(db->db, "COMMIT", "commit", db->path, msg, len);
 	if (r) {
 		rollback(db);
-		return detach(db, msg, len, r == 1 ? LIVEDB_REJECTED : r);
+		*seq = 0;
+		r = r == 1 ? LIVEDB_REJECTED : r == DELTA_RETRY ? LIVEDB_FAILED : livedb_cancelled(db, r);
+		return detach(db, msg, len, r);
 	}
 	return detach(db, msg, len, LIVEDB_APPLIED);
 }
@@ -486,4 +511,23 @@ int livedb_close(livedb *db, char *err, size_t len)
 	free(db->path);
 	free(db);
 	return ret;
+}
+
+void livedb_abandon(livedb *db)
+{
+	if (!db)
+		return;
+	if (!sqlite3_get_autocommit(db->db))
+		rollback(db);
+	sqlite3_stmt *st;
+	while ((st = sqlite3_next_stmt(db->db, NULL)) != NULL)
+		sqlite3_finalize(st);
+	/* The last close of a WAL database checkpoints it; skip that: a commit is in the -wal already. */
+	sqlite3_db_config(db->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	if (sqlite3_close(db->db) != SQLITE_OK) {
+		log_err("live database %s: close: %s", db->path, sqlite3_errmsg(db->db));
+		sqlite3_close_v2(db->db);
+	}
+	free(db->path);
+	free(db);
 }

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "compactor.h"
@@ -46,7 +47,11 @@ struct snapfs_opts {
 	char *keep;
 	char *max_delta_size;
 	char *loglevel;
-	int passthrough; /* -o passthrough: the kernel reads sealed files directly */
+	char *max_attempts;
+	char *rejected_max;
+	char *stale_dotfiles;
+	int group_access; /* -o group_access: the STORE's group may read it */
+	int passthrough;  /* -o passthrough: the kernel reads sealed files directly */
 	/* S3 (see snapfs(8)); no option takes a credential. */
 	char *s3_bucket;
 	char *s3_prefix;
@@ -70,6 +75,10 @@ static const struct fuse_opt snapfs_opt_spec[] = {
 	SNAPFS_OPT("keep=%s", keep),
 	SNAPFS_OPT("max_delta_size=%s", max_delta_size),
 	SNAPFS_OPT("loglevel=%s", loglevel),
+	SNAPFS_OPT("max_attempts=%s", max_attempts),
+	SNAPFS_OPT("rejected_max=%s", rejected_max),
+	SNAPFS_OPT("stale_dotfiles=%s", stale_dotfiles),
+	SNAPFS_OPT("group_access", group_access),
 	SNAPFS_OPT("passthrough", passthrough),
 	SNAPFS_OPT("s3_bucket=%s", s3_bucket),
 	SNAPFS_OPT("s3_prefix=%s", s3_prefix),
@@ -115,6 +124,14 @@ static void usage(const char *prog)
 	       "    -o keep=N              newest snapshots kept per collection (default 10)\n"
 	       "    -o max_delta_size=SIZE largest delta accepted, K/M/G suffixes (default 1G)\n"
 	       "    -o loglevel=LEVEL      err, warning, info or debug (default info)\n"
+	       "    -o max_attempts=N      a delta that fails N times in a row for reasons of\n"
+	       "                           its own is rejected (default 3)\n"
+	       "    -o rejected_max=N      deltas kept in each rejected/, oldest removed first;\n"
+	       "                           0: no cap (default 1000)\n"
+	       "    -o stale_dotfiles=AGE  dot-files in incoming/ untouched this long and not\n"
+	       "                           open are removed; 0: never (default 1d)\n"
+	       "    -o group_access        the STORE's group may read it (dirs 0750, files\n"
+	       "                           0640, snapshots 0440; default: owner only)\n"
 	       "    -o passthrough         the kernel reads sealed files from the store itself\n"
 	       "                           (Linux >= 6.9; faster copies, slower sqlite3 queries)\n"
 	       "\nS3 upload (credentials only from AWS_* variables or the AWS files):\n"
@@ -281,11 +298,20 @@ static void on_published(void *ctx, const char *coll, uint64_t id)
 		upl_published(f->up, coll, id);
 }
 
+/* The compactor's housekeeping event: the vfs cleans stale dot-files of incoming/. */
+static void on_housekeeping(void *ctx, const char *coll)
+{
+	struct published_fanout *f = ctx;
+	vfs_housekeeping(f->v, coll);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct snapfs_opts o = {0};
-	unsigned batch_delay_ms = 500, batch_max = 1000, keep = 10;
+	unsigned batch_delay_ms = 500, batch_max = 1000, keep = 10, max_attempts = 3,
+		 rejected_max = 1000;
+	uint64_t stale_ms = 86400000;
 	struct fuse_cmdline_opts cmd = {0};
 	struct fuse_session *se = NULL;
 	store *st = NULL;
@@ -324,8 +350,16 @@ int main(int argc, char *argv[])
 	}
 	if (opt_uint("keep", o.keep, 1, 1000000, &keep) < 0 ||
 	    opt_uint("batch_max", o.batch_max, 1, 1000000, &batch_max) < 0 ||
-	    opt_uint("batch_delay", o.batch_delay_ms, 0, 3600000, &batch_delay_ms) < 0)
+	    opt_uint("batch_delay", o.batch_delay_ms, 0, 3600000, &batch_delay_ms) < 0 ||
+	    opt_uint("max_attempts", o.max_attempts, 1, 1000, &max_attempts) < 0 ||
+	    opt_uint("rejected_max", o.rejected_max, 0, 100000000, &rejected_max) < 0)
 		goto out;
+	if (o.stale_dotfiles && parse_duration_ms(o.stale_dotfiles, &stale_ms) < 0) {
+		fprintf(stderr, "snapfs: stale_dotfiles=%s: not a duration (a number with an optional unit "
+				"ms, s, m, h or d; 0 turns the clean-up off)\n",
+			o.stale_dotfiles);
+		goto out;
+	}
 	if (o.max_delta_size && (parse_size(o.max_delta_size, &max_delta) < 0 || max_delta == 0)) {
 		fprintf(stderr,
 			"snapfs: max_delta_size=%s: not a size (a positive number with an optional "
@@ -347,7 +381,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 
-	struct vfs_config vcfg = {.max_delta_size = max_delta, .keep = keep};
+	struct vfs_config vcfg = {.max_delta_size = max_delta, .keep = keep, .stale_dotfiles_ms = stale_ms};
 	if (vfs_create(&vcfg, &v) < 0) {
 		fprintf(stderr, "snapfs: out of memory\n");
 		goto out;
@@ -366,7 +400,13 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	/* The session checked libfuse's options: only now may a missing STORE be created. */
-	if (store_open(o.store, &st, err, sizeof(err)) < 0) {
+	/*
+	 * What the daemon creates (live databases, queued files, records) is
+	 * its owner's alone, or its group's too with group_access; the store
+	 * sets the modes of its directories and sealed files itself.
+	 */
+	umask(o.group_access ? 027 : 077);
+	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &st, err, sizeof(err)) < 0) {
 		fprintf(stderr, "snapfs: %s\n", err);
 		goto out;
 	}
@@ -407,8 +447,16 @@ int main(int argc, char *argv[])
 			 s3.ucfg.enabled ? "on" : "off: s3_upload=off");
 	}
 	struct published_fanout fan = {.v = v, .up = up};
-	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms, .batch_max = batch_max};
-	struct compactor_events ev = {.ctx = &fan, .published = on_published};
+	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms,
+					.batch_max = batch_max,
+					.max_attempts = max_attempts,
+					.rejected_max = rejected_max,
+					/* Look at least twice per stale_dotfiles, at most every 10 min. */
+					.housekeep_ms = stale_ms && stale_ms / 2 < 600000
+								? (unsigned)(stale_ms / 2 > 1000 ? stale_ms / 2 : 1000)
+								: 600000};
+	struct compactor_events ev = {
+		.ctx = &fan, .published = on_published, .housekeeping = on_housekeeping};
 	rc = compactor_start(st, &ccfg, &ev, &comp);
 	if (rc == 0)
 		rc = vfs_start(v, st, comp);
@@ -459,6 +507,9 @@ out:
 	free(o.batch_max);
 	free(o.batch_delay_ms);
 	free(o.loglevel);
+	free(o.max_attempts);
+	free(o.rejected_max);
+	free(o.stale_dotfiles);
 	char **s3o[] = {&o.s3_bucket, &o.s3_prefix, &o.s3_endpoint, &o.s3_region, &o.s3_profile,
 			&o.s3_part_size, &o.s3_parallel, &o.s3_upload, &o.s3_lease_ttl, &o.s3_host_id};
 	for (size_t i = 0; i < sizeof(s3o) / sizeof(s3o[0]); i++)

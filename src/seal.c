@@ -77,6 +77,7 @@
 #define SEAL_CHUNK (8u << 20)     /* copy granularity, and hash hand-off */
 #define SEAL_HASH_BUF (256u << 10) /* stays in L2 between read and hash */
 #define SEAL_CACHE_KIB 262144      /* check connection's page cache */
+#define SEAL_CANCEL_STEPS 10000    /* how often the check looks at the stop flag */
 
 static double seal_now_ms(void)
 {
@@ -210,13 +211,18 @@ static ssize_t seal_copy_slow(int in, int out, uint64_t off, size_t want, unsign
  * after each chunk and starting that chunk's writeback.
  */
 static int seal_copy(int in, int out, uint64_t size, struct seal_hasher *h, char *err, size_t len,
-		     const char *src)
+		     const char *src, const atomic_bool *cancel)
 {
 	bool kernel_copy = true;
 	unsigned char *buf = NULL;
 	uint64_t off = 0;
 	int rc = 0;
 	while (off < size) {
+		if (cancel && atomic_load(cancel)) {
+			rc = -ECANCELED;
+			seal_err(err, len, "copy of %s stopped at byte %" PRIu64 ": snapfs is shutting down", src, off);
+			break;
+		}
 		uint64_t left = size - off;
 		size_t want = left < SEAL_CHUNK ? (size_t)left : SEAL_CHUNK;
 		ssize_t n;
@@ -370,6 +376,12 @@ static int seal_count_rows(sqlite3 *db, struct seal_check *c)
 	return SQLITE_OK;
 }
 
+/* Progress handler of the check connection: a stop interrupts the check. */
+static int seal_check_cancelled(void *arg)
+{
+	return atomic_load((const atomic_bool *)arg);
+}
+
 /*
  * Opens the copy with a fresh read-only connection, requires
  * integrity_check to answer exactly "ok", and reads page size, page count
@@ -392,6 +404,8 @@ static int seal_check_copy(const struct seal_request *req, const char *path, uin
 	}
 	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
 	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	if (req->cancel)
+		sqlite3_progress_handler(db, SEAL_CANCEL_STEPS, seal_check_cancelled, (void *)req->cancel);
 	char *sql = sqlite3_mprintf("PRAGMA mmap_size=%llu; PRAGMA cache_size=-%d;",
 				    (unsigned long long)size, SEAL_CACHE_KIB);
 	if (sql)
@@ -412,7 +426,11 @@ static int seal_check_copy(const struct seal_request *req, const char *path, uin
 	sqlite3_finalize(st);
 	st = NULL;
 	int out = 0;
-	if (rc != SQLITE_DONE || rows != 1 || strcmp(first, "ok") != 0) {
+	if (rc == SQLITE_INTERRUPT && req->cancel && atomic_load(req->cancel)) {
+		seal_err(err, len, "check of snapshot %08" PRIu64 " of %s stopped: snapfs is shutting down", req->id,
+			 req->collection);
+		out = -ECANCELED;
+	} else if (rc != SQLITE_DONE || rows != 1 || strcmp(first, "ok") != 0) {
 		seal_err(err, len, "integrity_check of snapshot %08" PRIu64 " of %s failed: %s", req->id,
 			 req->collection, rows == 0 && rc == SQLITE_DONE ? "no result" : first);
 		out = -EIO;
@@ -439,7 +457,7 @@ static int seal_check_copy(const struct seal_request *req, const char *path, uin
 /* Writes a new MANIFEST.json and fsyncs it; *created says whether the file is ours to remove. */
 static int seal_write_manifest(const char *path, const char *text, size_t n, bool *created)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
 	if (fd < 0)
 		return -errno;
 	*created = true;
@@ -494,7 +512,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 		goto out;
 	}
 	posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
-	h.fd = open(copy, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	h.fd = open(copy, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
 	if (h.fd < 0) {
 		rc = -errno;
 		seal_err(err, len, "seal of %s: create %s: %s", req->collection, copy, strerror(errno));
@@ -505,7 +523,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 
 	/* If no thread can be started, the hash runs after the copy on this one. */
 	hasher_started = pthread_create(&tid, NULL, seal_hasher_run, &h) == 0;
-	rc = seal_copy(in, h.fd, size, &h, err, len, req->live_path);
+	rc = seal_copy(in, h.fd, size, &h, err, len, req->live_path, req->cancel);
 	if (rc == 0 && (fstat(in, &st1) < 0 || !seal_same_file(&st0, &st1))) {
 		rc = -EIO;
 		seal_err(err, len, "seal of %s: %s changed while being copied", req->collection, req->live_path);

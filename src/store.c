@@ -37,6 +37,7 @@
 
 #include "fsx.h"
 #include "log.h"
+#include "sbuf.h"
 
 #define MARKER_NAME "SNAPFS-STORE"
 #define MARKER_TMP MARKER_NAME ".tmp" /* what fsx_write_atomic leaves on a crash */
@@ -49,7 +50,6 @@
 #define REASON_TMP_SUFFIX ".reason.tmp"
 #define SEQ_DIGITS 16
 #define ID_DIGITS 8
-#define DIR_MODE 0755
 
 struct store {
 	char *root;  /* absolute, so paths stay valid after a daemon's chdir("/") */
@@ -59,6 +59,9 @@ struct store {
 	uint64_t next_seq; /* next queue sequence number; protected by seq_mu */
 
 	char instance[STORE_INSTANCE_LEN + 1]; /* from the marker; fixed once open */
+	/* Modes of what the store makes (STORE_OPEN_GROUP adds group read); fixed once open. */
+	mode_t dir_mode;    /* 0700 or 0750 */
+	mode_t sealed_mode; /* published snapshot files: 0400 or 0440 */
 
 	pthread_mutex_t mu;   /* next-id files, rejected/ names, latest */
 	unsigned long tmp_nr; /* suffix for .creating-/.removing- names; protected by mu */
@@ -446,12 +449,15 @@ static int store_lock(store *s, char *err, size_t errlen)
 		set_err(err, errlen, "%s: store path too long", s->root);
 		return rc;
 	}
-	s->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	/* 0600: a lock file others can open lets them hold a shared flock and keep us from starting. */
+	s->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (s->lock_fd < 0) {
 		rc = -errno;
 		set_err(err, errlen, "%s: cannot open lock file: %s", p, strerror(-rc));
 		return rc;
 	}
+	if (fchmod(s->lock_fd, 0600) < 0)
+		log_warn("store: cannot make %s private (mode 0600): %s", p, strerror(errno));
 	/* flock belongs to the open file description: a second store_open of
 	 * the same store, even in this process, is refused. */
 	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
@@ -482,12 +488,13 @@ void store_note_pid(store *s)
 			 strerror(errno));
 }
 
-int store_open(const char *root, store **out, char *err, size_t errlen)
+int store_open(const char *root, unsigned flags, store **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	if (err && errlen)
 		err[0] = '\0';
-	int rc = fsx_mkdir_p(root, DIR_MODE);
+	mode_t dir_mode = flags & STORE_OPEN_GROUP ? 0750 : 0700;
+	int rc = fsx_mkdir_p(root, dir_mode);
 	if (rc < 0) {
 		set_err(err, errlen, "%s: cannot create store directory: %s", root, strerror(-rc));
 		return rc;
@@ -498,6 +505,8 @@ int store_open(const char *root, store **out, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	s->lock_fd = -1;
+	s->dir_mode = dir_mode;
+	s->sealed_mode = flags & STORE_OPEN_GROUP ? 0440 : 0400;
 	pthread_mutex_init(&s->seq_mu, NULL);
 	pthread_mutex_init(&s->mu, NULL);
 	s->next_seq = 1;
@@ -559,6 +568,14 @@ int store_open(const char *root, store **out, char *err, size_t errlen)
 
 	if ((rc = store_lock(s, err, errlen)) < 0)
 		goto out_err;
+	/*
+	 * The STORE holds the data as plain files: only its owner (and, with
+	 * STORE_OPEN_GROUP, its group) may enter it, whatever modes the files
+	 * inside were made with.
+	 */
+	if (chmod(s->root, s->dir_mode) < 0)
+		log_warn("store: cannot set the mode of %s to %04o: %s", s->root, (unsigned)s->dir_mode,
+			 strerror(errno));
 
 	if (!s->instance[0]) {
 		/* The marker goes first and durably: a crash after it leaves a
@@ -593,7 +610,7 @@ int store_open(const char *root, store **out, char *err, size_t errlen)
 	}
 	struct stat st;
 	if (lstat(colls, &st) < 0) {
-		if ((rc = fsx_mkdir_p(colls, DIR_MODE)) < 0 || (rc = fsx_fsync_dir(s->root)) < 0) {
+		if ((rc = fsx_mkdir_p(colls, s->dir_mode)) < 0 || (rc = fsx_fsync_dir(s->root)) < 0) {
 			set_err(err, errlen, "%s: cannot create: %s", colls, strerror(-rc));
 			goto out_err;
 		}
@@ -601,6 +618,9 @@ int store_open(const char *root, store **out, char *err, size_t errlen)
 		set_err(err, errlen, "%s: not a directory", colls);
 		rc = -ENOTDIR;
 		goto out_err;
+	} else if ((st.st_mode & 07777) != s->dir_mode && chmod(colls, s->dir_mode) < 0) {
+		log_warn("store: cannot set the mode of %s to %04o: %s", colls, (unsigned)s->dir_mode,
+			 strerror(errno));
 	}
 	if ((rc = store_sweep_collections(colls)) < 0) {
 		set_err(err, errlen, "%s: cannot clean up interrupted work: %s", colls,
@@ -771,7 +791,7 @@ int store_collection_create(store *s, const char *name)
 
 	/* Build it under a dot-name nobody lists, then rename it into place:
 	 * after a crash the collection is either whole or absent. */
-	if (mkdir(tmp, DIR_MODE) < 0) {
+	if (mkdir(tmp, s->dir_mode) < 0) {
 		rc = -errno;
 		log_err("store: cannot create collection %s: mkdir %s: %s", name, tmp,
 			strerror(-rc));
@@ -780,7 +800,7 @@ int store_collection_create(store *s, const char *name)
 	for (size_t i = 0; i < sizeof(coll_subdirs) / sizeof(coll_subdirs[0]); i++) {
 		if ((rc = fmt_path(sub, sizeof(sub), "%s/%s", tmp, coll_subdirs[i])) < 0)
 			goto out_err;
-		if (mkdir(sub, DIR_MODE) < 0) {
+		if (mkdir(sub, s->dir_mode) < 0) {
 			rc = -errno;
 			log_err("store: cannot create collection %s: mkdir %s: %s", name, sub,
 				strerror(-rc));
@@ -889,46 +909,31 @@ int store_collection_remove(store *s, const char *name)
  * Moves incoming/NAME into the queue. The name comes from a user; it is
  * checked to be one non-dot component and used for nothing but that.
  */
-int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq)
+int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq)
 {
-	char in[PATH_MAX], indir[PATH_MAX], qdir[PATH_MAX], q[PATH_MAX];
+	char in[PATH_MAX], q[PATH_MAX];
 	int rc;
 	if (!delta_name_valid(name)) {
-		log_err("store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll,
-			name);
+		log_err("store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
 		return -EINVAL;
 	}
-	if ((rc = coll_path(s, coll, STORE_AREA_INCOMING, name, in, sizeof(in))) < 0 ||
-	    (rc = coll_path(s, coll, STORE_AREA_INCOMING, NULL, indir, sizeof(indir))) < 0 ||
-	    (rc = coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
-		return rc;
-
-	/* Its content must be on disk before its name says "queued". */
-	int fd = open(in, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		log_err("store: %s: cannot open delta %s: %s", coll, in, strerror(-rc));
-		return rc;
+	if (strlen(name) > STORE_DELTA_NAME_MAX) {
+		log_err("store: %s: cannot queue %s: a delta name has at most %d bytes", coll, name,
+			STORE_DELTA_NAME_MAX);
+		return -ENAMETOOLONG;
 	}
+	if ((rc = coll_path(s, coll, STORE_AREA_INCOMING, name, in, sizeof(in))) < 0)
+		return rc;
 	struct stat st;
-	if (fstat(fd, &st) < 0) {
+	if (lstat(in, &st) < 0) {
 		rc = -errno;
-		log_err("store: %s: cannot stat delta %s: %s", coll, in, strerror(-rc));
-		close(fd);
+		log_err("store: %s: cannot queue delta %s: %s", coll, in, strerror(-rc));
 		return rc;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		log_err("store: %s: not queuing %s: not a regular file", coll, in);
-		close(fd);
 		return -EINVAL;
 	}
-	if (fsync(fd) < 0) {
-		rc = -errno;
-		log_err("store: %s: fsync delta %s: %s", coll, in, strerror(-rc));
-		close(fd);
-		return rc;
-	}
-	close(fd);
 
 	/* Sequence and rename under one lock: a delta visible in queue/ means
 	 * every smaller sequence number is already there (or never will be),
@@ -937,29 +942,68 @@ int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq)
 	uint64_t n = s->next_seq;
 	char leaf[NAME_MAX + 32];
 	snprintf(leaf, sizeof(leaf), "%0*llu-%s", SEQ_DIGITS, (unsigned long long)n, name);
-	if (strlen(leaf) > NAME_MAX) {
-		rc = -ENAMETOOLONG;
-		log_err("store: %s: cannot queue %s: name too long for queue/ (at most %d bytes)",
-			coll, name, NAME_MAX - SEQ_DIGITS - 1);
-	} else if ((rc = coll_path(s, coll, STORE_AREA_QUEUE, leaf, q, sizeof(q))) == 0) {
-		if ((rc = rename_noreplace(in, q)) < 0) {
-			log_err("store: %s: cannot queue delta: rename %s to %s: %s", coll, in, q,
-				strerror(-rc));
-		} else {
+	if ((rc = coll_path(s, coll, STORE_AREA_QUEUE, leaf, q, sizeof(q))) == 0) {
+		if ((rc = rename_noreplace(in, q)) < 0)
+			log_err("store: %s: cannot queue delta: rename %s to %s: %s", coll, in, q, strerror(-rc));
+		else
 			s->next_seq = n + 1;
-		}
 	}
 	pthread_mutex_unlock(&s->seq_mu);
 	if (rc < 0)
-		return rc;
-
-	/* Durable before we return: both directory entries. */
-	if ((rc = sync_dir(qdir)) < 0 || (rc = sync_dir(indir)) < 0)
 		return rc;
 	if (seq)
 		*seq = n;
 	log_debug("store: %s: queued delta %s as %s", coll, name, leaf);
 	return 0;
+}
+
+int store_queue_sync(store *s, const char *coll)
+{
+	char indir[PATH_MAX], qdir[PATH_MAX];
+	int rc;
+	if ((rc = coll_path(s, coll, STORE_AREA_INCOMING, NULL, indir, sizeof(indir))) < 0 ||
+	    (rc = coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
+		return rc;
+	/* queue/ first: if only that is lost to a crash the delta is back in incoming/, never gone. */
+	if ((rc = sync_dir(qdir)) < 0 || (rc = sync_dir(indir)) < 0)
+		return rc;
+	return 0;
+}
+
+int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq)
+{
+	char in[PATH_MAX];
+	int rc;
+	if (!delta_name_valid(name)) {
+		log_err("store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
+		return -EINVAL;
+	}
+	if ((rc = coll_path(s, coll, STORE_AREA_INCOMING, name, in, sizeof(in))) < 0)
+		return rc;
+	/* Its content must be on disk before its name says "queued". */
+	int fd = open(in, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		log_err("store: %s: cannot open delta %s: %s", coll, in, strerror(-rc));
+		return rc;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = fstat(fd, &st) < 0 ? -errno : -EINVAL;
+		log_err("store: %s: not queuing %s: %s", coll, in, rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	if (fsync(fd) < 0) {
+		rc = -errno;
+		log_err("store: %s: fsync delta %s: %s", coll, in, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	close(fd);
+	if ((rc = store_queue_move(s, coll, name, seq)) < 0)
+		return rc;
+	return store_queue_sync(s, coll);
 }
 
 static int cmp_delta(const void *a, const void *b)
@@ -1107,55 +1151,124 @@ static int reject_name(const char *rdir, const char *name, char *out, size_t len
 	return -EEXIST;
 }
 
-int store_reject(store *s, const char *coll, const store_delta *d, const char *reason)
+/*
+ * Moves src (a file of srcdir) to rejected/ under a free name made from
+ * name, and writes its .reason; then fsyncs rejected/ and srcdir. The
+ * reason is one line: control characters and bytes that are not UTF-8
+ * are escaped (sbuf_add_text), so a delta's name cannot forge a line.
+ */
+static int reject_file(store *s, const char *coll, const char *src, const char *srcdir, const char *name,
+		       const char *reason)
 {
-	char q[PATH_MAX], qdir[PATH_MAX], rdir[PATH_MAX], dst[PATH_MAX], rpath[PATH_MAX];
-	char cand[NAME_MAX + 1];
+	char rdir[PATH_MAX], dst[PATH_MAX], rpath[PATH_MAX], cand[NAME_MAX + 1];
 	int rc;
-	if ((rc = queue_file(s, coll, d, q, sizeof(q))) < 0 ||
-	    (rc = coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0 ||
-	    (rc = coll_path(s, coll, STORE_AREA_REJECTED, NULL, rdir, sizeof(rdir))) < 0)
+	if ((rc = coll_path(s, coll, STORE_AREA_REJECTED, NULL, rdir, sizeof(rdir))) < 0)
 		return rc;
-
-	/* One line: a reason that carries newlines (say, an SQLite message
-	 * quoting the delta) is flattened. */
-	size_t rlen = strlen(reason ? reason : "");
-	char *line = malloc(rlen + 2);
-	if (!line)
-		return -ENOMEM;
-	for (size_t i = 0; i < rlen; i++)
-		line[i] = (reason[i] == '\n' || reason[i] == '\r') ? ' ' : reason[i];
-	line[rlen] = '\n';
-	line[rlen + 1] = '\0';
+	sbuf line = SBUF_INIT;
+	sbuf_add_text(&line, reason ? reason : "");
+	sbuf_adds(&line, "\n");
 
 	pthread_mutex_lock(&s->mu);
-	if ((rc = reject_name(rdir, d->name, cand, sizeof(cand))) < 0) {
-		log_err("store: %s: cannot find a free name in %s for delta %s: %s", coll, rdir,
-			d->name, strerror(-rc));
+	if ((rc = reject_name(rdir, name, cand, sizeof(cand))) < 0) {
+		log_err("store: %s: cannot find a free name in %s for delta %s: %s", coll, rdir, name,
+			strerror(-rc));
 		goto out;
 	}
 	if ((rc = fmt_path(dst, sizeof(dst), "%s/%s", rdir, cand)) < 0 ||
 	    (rc = fmt_path(rpath, sizeof(rpath), "%s/%s" REASON_SUFFIX, rdir, cand)) < 0) {
-		log_err("store: %s: cannot reject delta %s: path too long", coll, d->name);
+		log_err("store: %s: cannot reject delta %s: path too long", coll, name);
 		goto out;
 	}
 	/* Delta first, then its reason: a crash in between leaves a rejected
 	 * delta without a reason, never a delta both queued and rejected. */
-	if ((rc = rename_noreplace(q, dst)) < 0) {
-		log_err("store: %s: cannot reject delta: rename %s to %s: %s", coll, q, dst,
-			strerror(-rc));
+	if ((rc = rename_noreplace(src, dst)) < 0) {
+		log_err("store: %s: cannot reject delta: rename %s to %s: %s", coll, src, dst, strerror(-rc));
 		goto out;
 	}
-	if ((rc = fsx_write_atomic(rpath, line, rlen + 1)) < 0) {
+	if ((rc = fsx_write_atomic(rpath, line.buf, line.len)) < 0) {
 		log_err("store: %s: cannot write %s: %s", coll, rpath, strerror(-rc));
 		goto out;
 	}
-	if ((rc = sync_dir(rdir)) < 0 || (rc = sync_dir(qdir)) < 0)
+	if ((rc = sync_dir(rdir)) < 0 || (rc = sync_dir(srcdir)) < 0)
 		goto out;
-	log_info("store: %s: rejected delta %s as %s: %.*s", coll, d->name, cand, (int)rlen, line);
+	log_info("store: %s: rejected delta %s as %s: %.*s", coll, name, cand, (int)line.len - 1, line.buf);
 out:
 	pthread_mutex_unlock(&s->mu);
-	free(line);
+	sbuf_free(&line);
+	return rc;
+}
+
+int store_reject(store *s, const char *coll, const store_delta *d, const char *reason)
+{
+	char q[PATH_MAX], qdir[PATH_MAX];
+	int rc;
+	if ((rc = queue_file(s, coll, d, q, sizeof(q))) < 0 ||
+	    (rc = coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
+		return rc;
+	return reject_file(s, coll, q, qdir, d->name, reason);
+}
+
+struct rejected_file {
+	char *name;
+	struct timespec mtime;
+};
+
+static int cmp_rejected(const void *a, const void *b)
+{
+	const struct rejected_file *x = a, *y = b;
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+	if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+		return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+int store_rejected_prune(store *s, const char *coll, uint64_t max, uint64_t *removed)
+{
+	char rdir[PATH_MAX], p[PATH_MAX];
+	*removed = 0;
+	int rc = coll_path(s, coll, STORE_AREA_REJECTED, NULL, rdir, sizeof(rdir));
+	if (rc < 0)
+		return rc;
+	char **names;
+	size_t cnt;
+	if ((rc = list_dir(rdir, &names, &cnt)) < 0) {
+		log_err("store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
+		return rc;
+	}
+	struct rejected_file *f = calloc(cnt ? cnt : 1, sizeof(*f));
+	size_t k = 0;
+	if (!f) {
+		store_names_free(names, cnt);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		struct stat st;
+		if (names[i][0] == '.' || is_reason_name(names[i]) ||
+		    fmt_path(p, sizeof(p), "%s/%s", rdir, names[i]) < 0 || lstat(p, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		f[k].name = names[i];
+		f[k].mtime = st.st_mtim;
+		k++;
+	}
+	if (k > max) {
+		/* Oldest first (when they were rejected: the rename keeps mtime, so by arrival). */
+		qsort(f, k, sizeof(*f), cmp_rejected);
+		for (size_t i = 0; i < k - max; i++) {
+			if (fmt_path(p, sizeof(p), "%s/%s", rdir, f[i].name) < 0 || unlink(p) < 0)
+				continue;
+			(*removed)++;
+			if (fmt_path(p, sizeof(p), "%s/%s" REASON_SUFFIX, rdir, f[i].name) == 0)
+				unlink(p);
+		}
+		if (*removed) {
+			log_info("store: %s: removed the %llu oldest deltas from rejected/ (rejected_max=%llu)", coll,
+				 (unsigned long long)*removed, (unsigned long long)max);
+			rc = sync_dir(rdir);
+		}
+	}
+	free(f);
+	store_names_free(names, cnt);
 	return rc;
 }
 
@@ -1295,7 +1408,7 @@ int store_staging_create(store *s, const char *coll, uint64_t id, char *buf, siz
 	if ((rc = coll_path(s, coll, STORE_AREA_STAGING, NULL, staging, sizeof(staging))) < 0 ||
 	    (rc = coll_path(s, coll, STORE_AREA_STAGING, name, buf, len)) < 0)
 		return rc;
-	if (mkdir(buf, DIR_MODE) < 0) {
+	if (mkdir(buf, s->dir_mode) < 0) {
 		rc = -errno;
 		log_err("store: %s: cannot create staging directory %s: %s", coll, buf,
 			strerror(-rc));
@@ -1306,8 +1419,11 @@ int store_staging_create(store *s, const char *coll, uint64_t id, char *buf, siz
 
 /* ---- publishing ----------------------------------------------------------- */
 
-/* fsyncs every file in a (flat) snapshot directory, then the directory. */
-static int sync_snapshot_dir(const char *coll, const char *dir)
+/*
+ * Gives every file of a (flat) snapshot directory the sealed mode, fsyncs
+ * it, then fsyncs the directory.
+ */
+static int sync_snapshot_dir(const store *s, const char *coll, const char *dir)
 {
 	char **names;
 	size_t n;
@@ -1324,6 +1440,11 @@ static int sync_snapshot_dir(const char *coll, const char *dir)
 			log_err("store: %s: refusing to publish %s: %s is not a regular file", coll,
 				dir, p);
 			rc = -EINVAL;
+			break;
+		}
+		if (chmod(p, s->sealed_mode) < 0) {
+			rc = -errno;
+			log_err("store: %s: cannot set the mode of %s: %s", coll, p, strerror(-rc));
 			break;
 		}
 		rc = fsync_file(p);
@@ -1391,7 +1512,7 @@ int store_publish(store *s, const char *coll, uint64_t id)
 		return rc;
 
 	/* Content first, then the name: snapshots/ID appears only whole. */
-	if ((rc = sync_snapshot_dir(coll, src)) < 0)
+	if ((rc = sync_snapshot_dir(s, coll, src)) < 0)
 		return rc;
 	if ((rc = rename_noreplace(src, dst)) < 0) {
 		if (rc == -ENOTEMPTY)
@@ -1575,22 +1696,26 @@ static int cmp_incoming(const void *a, const void *b)
 
 /*
  * Queues every non-dot regular file left in incoming/, oldest first. A
- * file whose writer died midway is queued too: validation rejects it.
+ * file whose writer died midway is queued too: validation rejects it. A
+ * file that cannot be queued (its name too long for queue/, EACCES, EIO)
+ * is moved to rejected/ with the reason, so that one file never stops a
+ * start; if even that fails it stays where it is, and is logged.
  */
-static int recover_incoming(store *s, const char *coll, const char *indir)
+static void recover_incoming(store *s, const char *coll, const char *indir, uint64_t *quarantined)
 {
 	char **names;
 	size_t n;
 	int rc = list_dir(indir, &names, &n);
 	if (rc < 0) {
-		log_err("store: %s: cannot list %s: %s", coll, indir, strerror(-rc));
-		return rc;
+		log_err("store: %s: cannot list %s: %s; its files are queued at the next start", coll, indir,
+			strerror(-rc));
+		return;
 	}
 	struct incoming_file *f = calloc(n ? n : 1, sizeof(*f));
 	size_t k = 0;
 	if (!f) {
 		store_names_free(names, n);
-		return -ENOMEM;
+		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		char p[PATH_MAX];
@@ -1608,21 +1733,66 @@ static int recover_incoming(store *s, const char *coll, const char *indir)
 		k++;
 	}
 	qsort(f, k, sizeof(*f), cmp_incoming);
-	int first = 0;
 	for (size_t i = 0; i < k; i++) {
-		log_info("store: %s: queuing %s, left in incoming/ by an earlier run", coll,
-			 f[i].name);
+		log_info("store: %s: queuing %s, left in incoming/ by an earlier run", coll, f[i].name);
 		rc = store_queue_add(s, coll, f[i].name, NULL);
-		if (rc < 0 && !first)
-			first = rc; /* keep going: one bad file must not strand the others */
+		if (rc == 0 || rc == -ENOENT)
+			continue;
+		char p[PATH_MAX], reason[512];
+		if (rc == -ENAMETOOLONG)
+			snprintf(reason, sizeof(reason),
+				 "left in incoming/ by an earlier run and could not be queued: its name is %zu bytes, "
+				 "and a delta name has at most %d",
+				 strlen(f[i].name), STORE_DELTA_NAME_MAX);
+		else
+			snprintf(reason, sizeof(reason),
+				 "left in incoming/ by an earlier run and could not be queued: %s", strerror(-rc));
+		if (fmt_path(p, sizeof(p), "%s/%s", indir, f[i].name) == 0 &&
+		    reject_file(s, coll, p, indir, f[i].name, reason) == 0)
+			(*quarantined)++;
+		else
+			log_err("store: %s: %s stays in incoming/: it can neither be queued nor moved to rejected/",
+				coll, f[i].name);
 	}
 	free(f);
 	store_names_free(names, n);
-	return first;
 }
 
-int store_recover(store *s, const char *coll)
+/* Gives the collection's directories, and its snapshots' files, the store's modes. */
+static void recover_modes(store *s, const char *coll, const char *dir)
 {
+	char sub[PATH_MAX], snaps[PATH_MAX];
+	if (chmod(dir, s->dir_mode) < 0)
+		log_warn("store: %s: cannot set the mode of %s: %s", coll, dir, strerror(errno));
+	for (size_t i = 0; i < sizeof(coll_subdirs) / sizeof(coll_subdirs[0]); i++)
+		if (fmt_path(sub, sizeof(sub), "%s/%s", dir, coll_subdirs[i]) == 0)
+			chmod(sub, s->dir_mode);
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	if (coll_path(s, coll, STORE_AREA_SNAPSHOTS, NULL, snaps, sizeof(snaps)) < 0 ||
+	    store_snapshots(s, coll, &ids, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char name[24], p[PATH_MAX], file[PATH_MAX];
+		store_id_format(ids[i], name, sizeof(name));
+		if (fmt_path(p, sizeof(p), "%s/%s", snaps, name) < 0)
+			continue;
+		chmod(p, s->dir_mode);
+		char **files;
+		size_t nf;
+		if (list_dir(p, &files, &nf) < 0)
+			continue;
+		for (size_t j = 0; j < nf; j++)
+			if (fmt_path(file, sizeof(file), "%s/%s", p, files[j]) == 0)
+				chmod(file, s->sealed_mode);
+		store_names_free(files, nf);
+	}
+	free(ids);
+}
+
+int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantined)
+{
+	*quarantined = 0;
 	char dir[PATH_MAX], sub[PATH_MAX], nid[PATH_MAX], tmp[PATH_MAX], staging[PATH_MAX];
 	char indir[PATH_MAX];
 	int rc;
@@ -1636,7 +1806,7 @@ int store_recover(store *s, const char *coll)
 	for (size_t i = 0; i < sizeof(coll_subdirs) / sizeof(coll_subdirs[0]); i++) {
 		if ((rc = fmt_path(sub, sizeof(sub), "%s/%s", dir, coll_subdirs[i])) < 0)
 			return rc;
-		if ((rc = fsx_mkdir_p(sub, DIR_MODE)) < 0) {
+		if ((rc = fsx_mkdir_p(sub, s->dir_mode)) < 0) {
 			log_err("store: %s: cannot create %s: %s", coll, sub, strerror(-rc));
 			return rc;
 		}
@@ -1644,6 +1814,7 @@ int store_recover(store *s, const char *coll)
 	/* in case a sub-directory was missing and has just been made */
 	if ((rc = sync_dir(dir)) < 0)
 		return rc;
+	recover_modes(s, coll, dir);
 	if ((rc = coll_path(s, coll, STORE_AREA_STAGING, NULL, staging, sizeof(staging))) < 0 ||
 	    (rc = coll_path(s, coll, STORE_AREA_INCOMING, NULL, indir, sizeof(indir))) < 0)
 		return rc;
@@ -1682,5 +1853,7 @@ int store_recover(store *s, const char *coll)
 		return rc;
 	if ((rc = store_seq_raise(s, coll)) < 0)
 		return rc;
-	return recover_incoming(s, coll, indir);
+	if (incoming)
+		recover_incoming(s, coll, indir, quarantined);
+	return 0;
 }

@@ -64,23 +64,47 @@ static int dir_add_backing(vfs *v, vfs_dir *d, const char *coll, enum store_area
 	return rc;
 }
 
+/*
+ * The listing of incoming/ or rejected/ of coll: read from the store
+ * without the namespace lock (a directory of many files must not stall
+ * every other request), then fixed in d.
+ */
+static int backing_listing(vfs *v, uint64_t ino, vfs_dir *d)
+{
+	vfs_lock(v);
+	struct node *n = vfs_node_by_ino(v, ino);
+	enum nkind kind = n ? n->kind : N_ROOT;
+	char coll[STORE_NAME_MAX + 1];
+	snprintf(coll, sizeof(coll), "%s", n ? n->coll : "");
+	vfs_unlock(v);
+	if (kind == N_INCOMING)
+		return dir_add_backing(v, d, coll, STORE_AREA_INCOMING, N_INFILE);
+	if (kind == N_REJECTED)
+		return dir_add_backing(v, d, coll, STORE_AREA_REJECTED, N_REJFILE);
+	return 0;
+}
+
 int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 {
 	vfs_dir *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	*cache_readdir = false;
-	pthread_mutex_lock(&v->mu);
+	int rc = dir_add(d, ".", 0, 0);
+	if (rc == 0)
+		rc = dir_add(d, "..", 0, 0);
+	if (rc == 0)
+		rc = backing_listing(v, ino, d);
+	if (rc < 0) {
+		vfs_dir_free(d);
+		return rc;
+	}
+	vfs_lock(v);
 	struct node *n = vfs_node_by_ino(v, ino);
 	struct vcoll *c = n && n->kind != N_ROOT && n->kind != N_META ? vfs_coll_find(v, n->coll) : NULL;
 	char buf[PATH_MAX];
-	int rc = 0;
 	if (!n || (n->kind != N_ROOT && n->kind != N_META && !c))
 		rc = -ENOENT;
-	if (rc == 0)
-		rc = dir_add(d, ".", 0, 0);
-	if (rc == 0)
-		rc = dir_add(d, "..", 0, 0);
 	if (rc == 0) {
 		switch (n->kind) {
 		case N_ROOT:
@@ -104,11 +128,8 @@ int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 				rc = dir_add(d, "status", N_COLL_STATUS, 0);
 			break;
 		case N_INCOMING:
-			rc = dir_add_backing(v, d, n->coll, STORE_AREA_INCOMING, N_INFILE);
-			break;
 		case N_REJECTED:
-			rc = dir_add_backing(v, d, n->coll, STORE_AREA_REJECTED, N_REJFILE);
-			break;
+			break; /* listed by backing_listing, without the lock */
 		case N_SNAPS:
 			for (size_t i = 0; rc == 0 && i < c->nids; i++) {
 				store_id_format(c->ids[i], buf, sizeof(buf));
@@ -131,7 +152,7 @@ int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 		LIST_PUSH(v->dirs, d);
 		*out = d;
 	}
-	pthread_mutex_unlock(&v->mu);
+	vfs_unlock(v);
 	if (rc < 0)
 		vfs_dir_free(d);
 	return rc;
@@ -149,7 +170,7 @@ int vfs_readdir_entry(vfs *v, vfs_dir *d, size_t i, bool plus, const char **name
 		e->st.st_mode = S_IFDIR;
 		return 0;
 	}
-	pthread_mutex_lock(&v->mu);
+	vfs_lock(v);
 	struct node *n = NULL;
 	double neg;
 	int rc = vfs_resolve(v, d->node, d->ents[i].name, &n, &neg);
@@ -169,7 +190,7 @@ int vfs_readdir_entry(vfs *v, vfs_dir *d, size_t i, bool plus, const char **name
 		e->ino = 0;
 		vfs_node_maybe_free(v, n);
 	}
-	pthread_mutex_unlock(&v->mu);
+	vfs_unlock(v);
 	return rc;
 }
 
@@ -186,10 +207,10 @@ void vfs_releasedir(vfs *v, vfs_dir *d)
 {
 	struct inval iv[3];
 	size_t niv;
-	pthread_mutex_lock(&v->mu);
+	vfs_lock(v);
 	LIST_UNLINK(v->dirs, d);
 	vfs_node_close(v, d->node, iv, 3, &niv);
-	pthread_mutex_unlock(&v->mu);
+	vfs_unlock(v);
 	vfs_send_invals(v, iv, niv);
 	vfs_dir_free(d);
 }

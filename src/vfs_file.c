@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsx.h"
 #include "log.h"
 #include "sbuf.h"
 
@@ -43,7 +44,7 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 	memset(info, 0, sizeof(*info));
 	info->sealed_fd = -1;
 	bool wr = (flags & O_ACCMODE) != O_RDONLY;
-	pthread_mutex_lock(&v->mu);
+	vfs_lock(v);
 	struct node *n = vfs_node_by_ino(v, ino);
 	int rc = n ? 0 : -ENOENT, fd = -1;
 	if (rc == 0) {
@@ -82,9 +83,10 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 			if (rc == 0 && n->kind != N_REJFILE)
 				info->sealed_fd = fd;
 			break;
-		case N_INFILE:
-			if (!n->key) {
-				rc = -ENOENT; /* queued or unlinked meanwhile */
+		case N_INFILE: {
+			struct vcoll *c = vfs_coll_find(v, n->coll);
+			if (!n->key || !c || (wr && c->removing)) {
+				rc = -ENOENT; /* queued, unlinked or its collection going */
 				break;
 			}
 			rc = vfs_node_path(v, n, path, sizeof(path));
@@ -93,12 +95,15 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 				rc = -errno;
 			if (rc == 0 && (rc = file_new(v, n, fd, wr, out)) < 0)
 				close(fd);
+			if (rc == 0 && (flags & O_TRUNC))
+				n->write_error = 0; /* a fresh start: what failed before is gone */
 			break;
+		}
 		default:
 			rc = -EISDIR;
 		}
 	}
-	pthread_mutex_unlock(&v->mu);
+	vfs_unlock(v);
 	return rc;
 }
 
@@ -107,12 +112,13 @@ int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int 
 {
 	char path[PATH_MAX];
 	memset(e, 0, sizeof(*e));
-	pthread_mutex_lock(&v->mu);
+	vfs_lock(v);
 	struct node *p = vfs_node_by_ino(v, parent), *n = NULL;
 	int rc = !p ? -ENOENT : p->kind != N_INCOMING ? -EROFS : 0, fd = -1;
-	if (rc == 0 && !vfs_name_ok(name))
-		rc = -EINVAL;
-	if (rc == 0 && !vfs_coll_find(v, p->coll))
+	if (rc == 0)
+		rc = vfs_incoming_name_check(name);
+	struct vcoll *c = rc == 0 ? vfs_coll_find(v, p->coll) : NULL;
+	if (rc == 0 && (!c || c->removing))
 		rc = -ENOENT;
 	if (rc == 0)
 		rc = store_path(v->st, p->coll, STORE_AREA_INCOMING, name, path, sizeof(path));
@@ -127,13 +133,16 @@ int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int 
 		rc = vfs_fill_entry(v, n, e);
 	if (rc == 0)
 		rc = file_new(v, n, fd, true, out);
-	if (rc == 0)
+	if (rc == 0) {
 		n->nlookup++;
+		if (flags & O_TRUNC)
+			n->write_error = 0;
+	}
 	else if (fd >= 0)
 		close(fd);
 	if (rc < 0 && n)
 		vfs_node_maybe_free(v, n);
-	pthread_mutex_unlock(&v->mu);
+	vfs_unlock(v);
 	return rc;
 }
 
@@ -153,6 +162,19 @@ int vfs_read(vfs *v, vfs_file *f, size_t size, off_t off, const char **mem, size
 	return 0;
 }
 
+/*
+ * Remembers that writing n's file failed: the file is incomplete and must
+ * never be queued (vfs_queue_delta), until it is truncated and written
+ * again. Called without v->mu.
+ */
+static void write_failed(vfs *v, struct node *n, int err)
+{
+	vfs_lock(v);
+	if (!n->write_error)
+		n->write_error = err;
+	vfs_unlock(v);
+}
+
 ssize_t vfs_write(vfs *v, vfs_file *f, const char *buf, size_t size, off_t off)
 {
 	if (!f->writable)
@@ -161,6 +183,7 @@ ssize_t vfs_write(vfs *v, vfs_file *f, const char *buf, size_t size, off_t off)
 		log_warn("collection %s: delta %s exceeds max_delta_size=%llu bytes; write refused",
 			 f->node->coll, f->node->name ? f->node->name : "?",
 			 (unsigned long long)v->cfg.max_delta_size);
+		write_failed(v, f->node, EFBIG);
 		return -EFBIG;
 	}
 	size_t done = 0;
@@ -169,7 +192,9 @@ ssize_t vfs_write(vfs *v, vfs_file *f, const char *buf, size_t size, off_t off)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return done ? (ssize_t)done : -errno;
+			int e = errno;
+			write_failed(v, f->node, e);
+			return done ? (ssize_t)done : -e;
 		}
 		done += (size_t)n;
 	}
@@ -182,21 +207,18 @@ int vfs_flush(vfs *v, vfs_file *f)
 	 * close(2) waits for FLUSH, not RELEASE: make the data durable here
 	 * so that a close that returned 0 means the delta survives a crash
 	 * (it is queued at release, or by store_recover after a restart).
+	 * A failed fsync means the data may not be on disk: the file is then
+	 * never queued (write_failed), and close(2) reports the error.
 	 */
 	if (!f->writable)
 		return 0;
-	if (fsync(f->fd) < 0)
-		return -errno;
+	int rc = fsync(f->fd) < 0 ? -errno : 0;
 	char dir[PATH_MAX];
-	if (store_path(v->st, f->node->coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) == 0) {
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			int rc = fsync(dfd) < 0 ? -errno : 0;
-			close(dfd);
-			return rc;
-		}
-	}
-	return 0;
+	if (rc == 0 && store_path(v->st, f->node->coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) == 0)
+		rc = fsx_fsync_dir(dir);
+	if (rc < 0)
+		write_failed(v, f->node, -rc);
+	return rc;
 }
 
 int vfs_fsync(vfs *v, vfs_file *f, bool datasync)
@@ -210,7 +232,7 @@ void vfs_release(vfs *v, vfs_file *f)
 {
 	struct inval iv[3];
 	size_t niv;
-	pthread_mutex_lock(&v->mu);
+	vfs_lock(v);
 	LIST_UNLINK(v->files, f);
 	struct node *n = f->node;
 	if (f->writable)
@@ -221,7 +243,7 @@ void vfs_release(vfs *v, vfs_file *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	vfs_node_close(v, n, iv, 3, &niv);
-	pthread_mutex_unlock(&v->mu);
+	vfs_unlock(v);
 	vfs_send_invals(v, iv, niv);
 	free(f->mem);
 	free(f);

@@ -59,6 +59,7 @@ struct node {
 	uint64_t nlookup;
 	unsigned opens;   /* open handles, files and directories */
 	unsigned writers; /* open handles with write access (N_INFILE) */
+	int write_error;  /* N_INFILE: errno of a failed write or flush since the file was last truncated */
 	struct node *next_ino, *next_key;
 };
 
@@ -68,7 +69,22 @@ struct vcoll {
 	size_t nids, capids;
 	uint64_t *retired; /* retired but in use */
 	size_t nretired, capretired;
+	bool removing; /* rmdir is removing it: no new file in incoming/ */
 	struct vcoll *next;
+};
+
+/* I/O decided under v->mu and done once it is dropped (vfs_defer, vfs_unlock). */
+enum vfs_work_kind {
+	VFS_WORK_REMOVE_SNAPSHOT, /* store_snapshot_remove(coll, id) */
+	VFS_WORK_QUEUE_SYNC,      /* store_queue_sync(coll): a delta was queued */
+	VFS_WORK_SYNC_INCOMING,   /* fsync incoming/ of coll: a rename there */
+};
+
+struct vfs_work {
+	enum vfs_work_kind kind;
+	char coll[STORE_NAME_MAX + 1];
+	uint64_t id;
+	struct vfs_work *next;
 };
 
 struct vfs {
@@ -93,6 +109,12 @@ struct vfs {
 	 */
 	struct vfs_file *files;
 	struct vfs_dir *dirs;
+	/*
+	 * Slow filesystem work (fsyncs, deleting retired snapshots) decided
+	 * under mu, run by vfs_unlock after mu is dropped, so that no reader
+	 * of the mount waits behind it. Protected by mu.
+	 */
+	struct vfs_work *work;
 };
 
 struct vfs_dentry {
@@ -166,13 +188,21 @@ int vfs_node_path(vfs *v, const struct node *n, char *buf, size_t len);
 int vfs_node_stat(vfs *v, struct node *n, struct stat *st, double *timeout);
 int vfs_fill_entry(vfs *v, struct node *n, struct vfs_entry *e);
 bool vfs_name_ok(const char *name);
+/* A name a file in incoming/ may take: -ENAMETOOLONG past STORE_DELTA_NAME_MAX unless a dot-file. */
+int vfs_incoming_name_check(const char *name);
 const char *vfs_snap_file_name(const struct node *dir, char *buf, size_t len);
 int vfs_resolve(vfs *v, struct node *p, const char *name, struct node **out, double *neg_timeout);
 void vfs_dir_free(vfs_dir *d);
 void vfs_node_close(vfs *v, struct node *n, struct inval *iv, size_t max, size_t *niv);
 void vfs_gen_status(vfs *v, struct node *n, sbuf *b);
-void vfs_queue_delta(vfs *v, struct node *n);
+bool vfs_queue_delta(vfs *v, struct node *n);
 bool vfs_is_retired(vfs *v, const char *coll, uint64_t id);
 void vfs_snap_maybe_delete(vfs *v, const struct node *n);
+/* vfs.c: the namespace lock, and the work done once it is dropped. */
+void vfs_lock(vfs *v);
+/* Drops v->mu, then runs (and frees) the work deferred while it was held. */
+void vfs_unlock(vfs *v);
+/* With v->mu held: adds work for vfs_unlock (out of memory: done at once, still correct). */
+void vfs_defer(vfs *v, enum vfs_work_kind kind, const char *coll, uint64_t id);
 
 #endif

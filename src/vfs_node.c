@@ -232,6 +232,16 @@ bool vfs_name_ok(const char *name)
 	       strcmp(name, "..");
 }
 
+int vfs_incoming_name_check(const char *name)
+{
+	if (!vfs_name_ok(name))
+		return -EINVAL;
+	/* A delta's name must fit in queue/ (SEQ-NAME): refused now, not found unqueueable later. */
+	if (name[0] != '.' && strlen(name) > STORE_DELTA_NAME_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
 const char *vfs_snap_file_name(const struct node *dir, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s.sqlite3", dir->coll);

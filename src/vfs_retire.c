@@ -5,7 +5,10 @@
  * A retired snapshot vanishes from snapshots/ at once; its files are
  * deleted from the store only when no node of it is known to the kernel
  * or open (vfs_snap_in_use), which covers open files and a shell's cwd
- * alike. Functions here run with v->mu held, except vfs_published.
+ * alike. Functions here run with v->mu held, except vfs_published; the
+ * files of a snapshot are deleted by vfs_unlock, after the lock is
+ * dropped (a retired id is already out of every list, so nothing can
+ * find it meanwhile).
  */
 #include "vfs.h"
 #include "vfs_i.h"
@@ -94,10 +97,9 @@ void vfs_snap_maybe_delete(vfs *v, const struct node *n)
 			return;
 		uint64_t id = c->retired[i];
 		vfs_ids_remove_at(c->retired, &c->nretired, i);
-		if (store_snapshot_remove(v->st, c->name, id) == 0)
-			log_info("collection %s: removed retired snapshot %llu (released by its last "
-				 "reader)",
-				 c->name, (unsigned long long)id);
+		log_info("collection %s: retired snapshot %llu released by its last reader", c->name,
+			 (unsigned long long)id);
+		vfs_defer(v, VFS_WORK_REMOVE_SNAPSHOT, c->name, id);
 		return;
 	}
 }
@@ -191,9 +193,9 @@ size_t vfs_retain(vfs *v, struct vcoll *c, uint64_t *inval, size_t max)
 				 c->name, (unsigned long long)id);
 			if (ninval < max)
 				inval[ninval++] = id;
-		} else if (store_snapshot_remove(v->st, c->name, id) == 0) {
-			log_info("collection %s: removed snapshot %llu (keep=%u)", c->name,
-				 (unsigned long long)id, v->cfg.keep);
+		} else {
+			/* Gone from the namespace now; its files go once the lock is dropped. */
+			vfs_defer(v, VFS_WORK_REMOVE_SNAPSHOT, c->name, id);
 		}
 	}
 	return ninval;
@@ -227,13 +229,13 @@ void vfs_published(void *ctx, const char *coll, uint64_t id)
 	uint64_t retired[64];
 	struct inval iv[3 * 64];
 	size_t nretired = 0, niv = 0;
-	pthread_mutex_lock(&v->mu);
+	vfs_lock(v);
 	struct vcoll *c = vfs_coll_find(v, coll);
 	if (c && vfs_ids_push(&c->ids, &c->nids, &c->capids, id) == 0)
 		nretired = vfs_retain(v, c, retired, sizeof(retired) / sizeof(retired[0]));
 	for (size_t i = 0; i < nretired; i++)
 		niv += vfs_retired_names(v, coll, retired[i], iv + niv, sizeof(iv) / sizeof(iv[0]) - niv);
-	pthread_mutex_unlock(&v->mu);
+	vfs_unlock(v);
 	/* Outside the lock: the kernel may call back into us to drop the names. */
 	vfs_send_invals(v, iv, niv);
 }

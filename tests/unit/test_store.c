@@ -69,7 +69,7 @@ static store *open_ok(const char *root)
 {
 	store *s = NULL;
 	char err[512];
-	int rc = store_open(root, &s, err, sizeof(err));
+	int rc = store_open(root, 0, &s, err, sizeof(err));
 	CHECK(rc == 0 && s != NULL);
 	if (rc != 0) {
 		fprintf(stderr, "store_open(%s): %s\n", root, err);
@@ -126,7 +126,7 @@ static void test_open_create(void)
 	CHECK(fsx_write_atomic(p, "snapfs-store\nformat 1\ninstance xyz\n", 35) == 0);
 	store *bad = NULL;
 	char err[512];
-	CHECK(store_open(root, &bad, err, sizeof(err)) == -EINVAL && !bad);
+	CHECK(store_open(root, 0, &bad, err, sizeof(err)) == -EINVAL && !bad);
 	CHECK(fsx_write_atomic(p, want, strlen(want)) == 0);
 
 	/* A relative root comes back absolute (daemons chdir to /). */
@@ -151,6 +151,53 @@ static void test_open_create(void)
 	free(base);
 }
 
+static void make_snapshot(store *s, const char *coll, uint64_t *id);
+
+static mode_t mode_of(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0 ? st.st_mode & 07777 : (mode_t)-1;
+}
+
+/* The STORE is its owner's (or, with STORE_OPEN_GROUP, its group's too): nobody else reads the data. */
+static void test_modes(void)
+{
+	char *base = fresh_dir(), root[PATH_MAX], p[2 * PATH_MAX];
+	snprintf(root, sizeof(root), "%s/store", base);
+	CHECK(mkdir(root, 0755) == 0);
+	snprintf(p, sizeof(p), "%s/.lock", root);
+	FILE *f = fopen(p, "w"); /* a world-readable lock file left by an older snapfs */
+	CHECK(f && fclose(f) == 0);
+	CHECK(chmod(p, 0644) == 0);
+	store *s = open_ok(root);
+	CHECK(mode_of(root) == 0700);
+	CHECK(mode_of(p) == 0600);
+	CHECK(store_collection_create(s, "lines") == 0);
+	uint64_t id;
+	make_snapshot(s, "lines", &id);
+	char name[24];
+	store_id_format(id, name, sizeof(name));
+	snprintf(p, sizeof(p), "%s/collections/lines", root);
+	CHECK(mode_of(p) == 0700);
+	snprintf(p, sizeof(p), "%s/collections/lines/snapshots/%s/lines.sqlite3", root, name);
+	CHECK(mode_of(p) == 0400);
+	store_close(s);
+
+	/* group access: the root, the collection and the sealed files open up to the group */
+	store *g = NULL;
+	char err[256];
+	uint64_t q = 0;
+	CHECK(store_open(root, STORE_OPEN_GROUP, &g, err, sizeof(err)) == 0);
+	CHECK(g && store_recover(g, "lines", true, &q) == 0);
+	CHECK(mode_of(root) == 0750);
+	CHECK(mode_of(p) == 0440);
+	snprintf(p, sizeof(p), "%s/collections/lines", root);
+	CHECK(mode_of(p) == 0750);
+	store_close(g);
+	fsx_rm_rf(base);
+	free(base);
+}
+
 static void test_open_refusals(void)
 {
 	char *base = fresh_dir(), root[PATH_MAX], p[PATH_MAX + 32], err[512];
@@ -161,7 +208,7 @@ static void test_open_refusals(void)
 	CHECK(mkdir(root, 0755) == 0);
 	snprintf(p, sizeof(p), "%s/photos", root);
 	put(p, "x");
-	CHECK(store_open(root, &s, err, sizeof(err)) == -ENOTEMPTY && s == NULL);
+	CHECK(store_open(root, 0, &s, err, sizeof(err)) == -ENOTEMPTY && s == NULL);
 	CHECK(strstr(err, "is not a snapfs store (no SNAPFS-STORE marker) and is not empty; "
 			  "refusing to take it over") != NULL);
 	CHECK(strstr(err, root) != NULL);
@@ -172,18 +219,18 @@ static void test_open_refusals(void)
 	CHECK(mkdir(root, 0755) == 0);
 	snprintf(p, sizeof(p), "%s/SNAPFS-STORE", root);
 	put(p, "snapfs-store\nformat 2\n");
-	CHECK(store_open(root, &s, err, sizeof(err)) < 0 && s == NULL);
+	CHECK(store_open(root, 0, &s, err, sizeof(err)) < 0 && s == NULL);
 	CHECK(strstr(err, "format 2") != NULL && strstr(err, "format 1") != NULL);
 
 	/* A marker that is not ours. */
 	put(p, "something else\n");
-	CHECK(store_open(root, &s, err, sizeof(err)) == -EINVAL && s == NULL);
+	CHECK(store_open(root, 0, &s, err, sizeof(err)) == -EINVAL && s == NULL);
 	CHECK(strstr(err, "not a snapfs store") != NULL);
 
 	/* A store can be open once: flock is per open file description. */
 	snprintf(root, sizeof(root), "%s/locked", base);
 	store *first = open_ok(root);
-	CHECK(store_open(root, &s, err, sizeof(err)) == -EBUSY && s == NULL);
+	CHECK(store_open(root, 0, &s, err, sizeof(err)) == -EBUSY && s == NULL);
 	char want[64];
 	snprintf(want, sizeof(want), "already mounted by another snapfs process (pid %ld)",
 		 (long)getpid());
@@ -195,7 +242,7 @@ static void test_open_refusals(void)
 	/* A store path that is a file. */
 	snprintf(root, sizeof(root), "%s/file", base);
 	put(root, "x");
-	CHECK(store_open(root, &s, err, sizeof(err)) < 0 && s == NULL && err[0]);
+	CHECK(store_open(root, 0, &s, err, sizeof(err)) < 0 && s == NULL && err[0]);
 	fsx_rm_rf(base);
 	free(base);
 }
@@ -476,9 +523,9 @@ static void test_reject(void)
 	      file_is(p, "not a SQLite database\n"));
 	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, "bad.1.reason", p, sizeof(p)) == 0 &&
 	      file_is(p, "integrity_check failed\n"));
-	/* one line, always */
+	/* one line, always: a newline inside is escaped */
 	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, "bad.2.reason", p, sizeof(p)) == 0 &&
-	      file_is(p, "table t: primary key differs\n"));
+	      file_is(p, "table t: primary key\\x0adiffers\n"));
 	CHECK(exists_in(s, "lines", STORE_AREA_REJECTED, "bad.2"));
 	CHECK(store_path(s, "lines", STORE_AREA_QUEUE, NULL, p, sizeof(p)) == 0 && entries(p) == 0);
 	uint64_t cnt;
@@ -496,6 +543,34 @@ static void test_reject(void)
 	CHECK(exists_in(s, "lines", STORE_AREA_REJECTED, "x.reason.1"));
 	CHECK(exists_in(s, "lines", STORE_AREA_REJECTED, "x.reason.1.reason"));
 	CHECK(store_rejected_count(s, "lines", &cnt) == 0 && cnt == 4);
+
+	/* a reason is one line of text: control bytes and bytes that are not UTF-8 are escaped */
+	putf(s, "lines", STORE_AREA_INCOMING, "esc", "x");
+	CHECK(store_queue_add(s, "lines", "esc", NULL) == 0);
+	CHECK(store_queue_list(s, "lines", &d, &n) == 0 && n == 1);
+	if (n == 1)
+		CHECK(store_reject(s, "lines", &d[0], "name \"a\nb\x1b[31m\xff\" caf\xc3\xa9") == 0);
+	store_deltas_free(d, n);
+	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, "esc.reason", p, sizeof(p)) == 0 &&
+	      file_is(p, "name \"a\\x0ab\\x1b[31m\\xff\" caf\xc3\xa9\n"));
+
+	/* pruning keeps the newest max, reasons go with their deltas */
+	uint64_t removed = 0;
+	CHECK(store_rejected_count(s, "lines", &cnt) == 0 && cnt == 5);
+	CHECK(store_rejected_prune(s, "lines", 10, &removed) == 0 && removed == 0);
+	CHECK(store_rejected_prune(s, "lines", 2, &removed) == 0 && removed == 3);
+	CHECK(store_rejected_count(s, "lines", &cnt) == 0 && cnt == 2);
+	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, NULL, p, sizeof(p)) == 0 && entries(p) == 4);
+
+	/* a delta name must fit in queue/ */
+	char longname[240];
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	putf(s, "lines", STORE_AREA_INCOMING, longname, "x");
+	CHECK(store_queue_move(s, "lines", longname, NULL) == -ENAMETOOLONG);
+	longname[STORE_DELTA_NAME_MAX] = '\0';
+	putf(s, "lines", STORE_AREA_INCOMING, longname, "x");
+	CHECK(store_queue_move(s, "lines", longname, NULL) == 0);
 
 	/* rejecting a delta that is no longer queued fails and creates nothing */
 	store_delta ghost = {99, (char *)"ghost", (char *)"/nowhere"};
@@ -667,6 +742,7 @@ static void test_publish(void)
 static void test_recover(void)
 {
 	char *base = fresh_dir(), p[PATH_MAX];
+	uint64_t quarantined = 0;
 	store *s = open_ok(base);
 	CHECK(store_collection_create(s, "lines") == 0);
 	uint64_t a, id;
@@ -685,13 +761,27 @@ static void test_recover(void)
 	usleep(20000);
 	putf(s, "lines", STORE_AREA_INCOMING, "second", "2");
 	putf(s, "lines", STORE_AREA_INCOMING, ".partial", "p");
+	/* A name too long for queue/ (16 digits + "-" + name > 255): quarantined, not fatal. */
+	char longname[251];
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	putf(s, "lines", STORE_AREA_INCOMING, longname, "long");
 	/* a snapshot renamed into place before latest moved */
 	CHECK(store_path(s, "lines", STORE_AREA_SNAPSHOTS, "00000002", p, sizeof(p)) == 0);
 	CHECK(mkdir(p, 0755) == 0);
 	store_close(s);
 
 	s = open_ok(base);
-	CHECK(store_recover(s, "lines") == 0);
+	CHECK(store_recover(s, "lines", true, &quarantined) == 0);
+	CHECK(quarantined == 1);
+	uint64_t nrej = 0;
+	CHECK(store_rejected_count(s, "lines", &nrej) == 0 && nrej == 1);
+	char reason[512];
+	/* rejected/ names keep room for ".N" and ".reason.tmp": the first 233 bytes */
+	snprintf(reason, sizeof(reason), "%.233s.reason", longname);
+	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, reason, p, sizeof(p)) == 0 &&
+	      file_is(p, "left in incoming/ by an earlier run and could not be queued: its name is 250 bytes, "
+			 "and a delta name has at most 238\n"));
 	CHECK(store_path(s, "lines", STORE_AREA_STAGING, NULL, p, sizeof(p)) == 0 &&
 	      entries(p) == 0);
 	CHECK(!exists_in(s, "lines", STORE_AREA_COLLECTION, "latest.tmp"));
@@ -710,17 +800,17 @@ static void test_recover(void)
 	      file_is(p, "91\n"));
 	CHECK(store_id_alloc(s, "lines", &id) == 0 && id == 91);
 	/* running it again changes nothing */
-	CHECK(store_recover(s, "lines") == 0);
+	CHECK(store_recover(s, "lines", true, &quarantined) == 0 && quarantined == 0);
 	CHECK(store_queue_list(s, "lines", &d, &n) == 0 && n == 2);
 	store_deltas_free(d, n);
-	CHECK(store_recover(s, "nope") == -ENOENT);
-	CHECK(store_recover(s, "../x") == -EINVAL);
+	CHECK(store_recover(s, "nope", true, &quarantined) == -ENOENT);
+	CHECK(store_recover(s, "../x", true, &quarantined) == -EINVAL);
 
 	/* no snapshot left: a dangling latest goes */
 	CHECK(store_collection_create(s, "words") == 0);
 	CHECK(store_path(s, "words", STORE_AREA_COLLECTION, "latest", p, sizeof(p)) == 0);
 	CHECK(symlink("snapshots/00000004", p) == 0);
-	CHECK(store_recover(s, "words") == 0);
+	CHECK(store_recover(s, "words", true, &quarantined) == 0);
 	CHECK(!exists(p));
 	store_close(s);
 	fsx_rm_rf(base);
@@ -730,6 +820,7 @@ static void test_recover(void)
 int main(void)
 {
 	test_open_create();
+	test_modes();
 	test_open_refusals();
 	test_names();
 	test_paths();
