@@ -6,10 +6,12 @@
  * Configured by the environment, read once:
  *   SNAPFS_FAULTS        rules separated by ';', each
  *                        OP:PATTERN:ERRNO[:COUNT[:DELAY_MS]]
- *                        OP       open, fsync, rename or mkdir (open covers
- *                                 open/openat and their 64 forms; fsync also
- *                                 fdatasync; rename also renameat/renameat2,
- *                                 matched on the source and the target)
+ *                        OP       open, fsync, rename, mkdir or opendir (open
+ *                                 covers open/openat and their 64 forms;
+ *                                 fsync also fdatasync; rename also
+ *                                 renameat/renameat2, matched on the source
+ *                                 and the target; opendir: glibc opens the
+ *                                 directory internally, past open)
  *                        PATTERN  fnmatch(3) pattern on the path ('*' also
  *                                 matches '/'); an fd's path comes from
  *                                 /proc/self/fd
@@ -20,7 +22,7 @@
  *                        DELAY_MS sleep this long before answering
  *   SNAPFS_FAULTS_GATE   a path: rules apply only while it exists, so a
  *                        test lifts the fault by removing it
- *   SNAPFS_FAULTS_TRACE  a path: every call of the four kinds is appended
+ *   SNAPFS_FAULTS_TRACE  a path: every call of these kinds is appended
  *                        to it as "OP PATH" (one write per line)
  *   SNAPFS_FAULTS_MARK   a path prefix: a delayed call creates PREFIX.start
  *                        before its sleep and PREFIX.end after it
@@ -29,6 +31,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -46,8 +49,8 @@
 
 #define MAX_RULES 16
 
-enum op { OP_OPEN, OP_FSYNC, OP_RENAME, OP_MKDIR };
-static const char *const op_names[] = {"open", "fsync", "rename", "mkdir"};
+enum op { OP_OPEN, OP_FSYNC, OP_RENAME, OP_MKDIR, OP_OPENDIR };
+static const char *const op_names[] = {"open", "fsync", "rename", "mkdir", "opendir"};
 
 struct rule {
 	enum op op;
@@ -70,6 +73,7 @@ static int (*real_rename)(const char *, const char *);
 static int (*real_renameat)(int, const char *, int, const char *);
 static int (*real_renameat2)(int, const char *, int, const char *, unsigned);
 static int (*real_mkdir)(const char *, mode_t);
+static DIR *(*real_opendir)(const char *);
 
 static int errno_of(const char *s)
 {
@@ -94,6 +98,7 @@ static void setup(void)
 	real_renameat = (int (*)(int, const char *, int, const char *))dlsym(RTLD_NEXT, "renameat");
 	real_renameat2 = (int (*)(int, const char *, int, const char *, unsigned))dlsym(RTLD_NEXT, "renameat2");
 	real_mkdir = (int (*)(const char *, mode_t))dlsym(RTLD_NEXT, "mkdir");
+	real_opendir = (DIR * (*)(const char *)) dlsym(RTLD_NEXT, "opendir");
 	gate = getenv("SNAPFS_FAULTS_GATE");
 	trace = getenv("SNAPFS_FAULTS_TRACE");
 	mark = getenv("SNAPFS_FAULTS_MARK");
@@ -114,7 +119,7 @@ static void setup(void)
 			continue;
 		struct rule *ru = &rules[nrules];
 		ru->op = OP_OPEN;
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < 5; i++)
 			if (!strcmp(f[0], op_names[i]))
 				ru->op = (enum op)i;
 		snprintf(ru->pattern, sizeof(ru->pattern), "%s", f[1]);
@@ -268,4 +273,14 @@ int mkdir(const char *path, mode_t mode)
 {
 	int e = fault(OP_MKDIR, path);
 	return e ? fail(e) : real_mkdir(path, mode);
+}
+
+DIR *opendir(const char *path)
+{
+	int e = fault(OP_OPENDIR, path);
+	if (e) {
+		errno = e;
+		return NULL;
+	}
+	return real_opendir(path);
 }
