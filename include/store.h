@@ -110,7 +110,9 @@ int store_path(const store *s, const char *coll, enum store_area area, const cha
  * and, with incoming (only before anything can write into incoming/),
  * moves every non-dot file left in incoming/ into the queue (a file
  * whose writer died midway is queued too; validation rejects it).
- * Dot-files in incoming/ stay. A file that cannot be queued goes to
+ * Dot-files in incoming/ stay. rejected/ is repaired: a reason whose
+ * delta never arrived (a crash between the two) and fsx crumbs are
+ * removed, a delta without a reason gets one. A file that cannot be queued goes to
  * rejected/ with the reason (counted in *quarantined): a negative errno
  * means the collection itself could not be recovered, never one file.
  */

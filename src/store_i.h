@@ -83,6 +83,8 @@ int store_next_id_read(const char *path, uint64_t *v);
 int store_next_id_write(const char *path, uint64_t v);
 int store_id_floor(store *s, const char *coll, uint64_t *floor, char *nid, size_t nidlen);
 bool store_is_reason_name(const char *name);
+/* store_queue.c: after a crash, every delta in rejected/ has its reason and no reason is orphaned. */
+void store_recover_rejected(store *s, const char *coll);
 /* store.c */
 int store_seq_raise(store *s, const char *coll);
 

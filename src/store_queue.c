@@ -301,14 +301,20 @@ int store_reject_file(store *s, const char *coll, const char *src, const char *s
 		log_err("store: %s: cannot reject delta %s: path too long", coll, name);
 		goto out;
 	}
-	/* Delta first, then its reason: a crash in between leaves a rejected
-	 * delta without a reason, never a delta both queued and rejected. */
-	if ((rc = store_rename_noreplace(src, dst)) < 0) {
-		log_err("store: %s: cannot reject delta: rename %s to %s: %s", coll, src, dst, strerror(-rc));
-		goto out;
-	}
+	/*
+	 * Reason first (durably), then the delta. A crash in between leaves
+	 * the delta where it was (queued: rejected again, the same reason
+	 * found again) and a reason without its delta, which recovery removes
+	 * (store_recover_rejected). The other order left, after a kill, a
+	 * rejected delta whose reason was lost for good.
+	 */
 	if ((rc = fsx_write_atomic(rpath, line.buf, line.len)) < 0) {
 		log_err("store: %s: cannot write %s: %s", coll, rpath, strerror(-rc));
+		goto out;
+	}
+	if ((rc = store_rename_noreplace(src, dst)) < 0) {
+		log_err("store: %s: cannot reject delta: rename %s to %s: %s", coll, src, dst, strerror(-rc));
+		unlink(rpath);
 		goto out;
 	}
 	if ((rc = store_sync_dir(rdir)) < 0 || (rc = store_sync_dir(srcdir)) < 0)
@@ -318,6 +324,46 @@ out:
 	pthread_mutex_unlock(&s->mu);
 	sbuf_free(&line);
 	return rc;
+}
+
+void store_recover_rejected(store *s, const char *coll)
+{
+	char rdir[PATH_MAX], p[PATH_MAX], q[PATH_MAX];
+	char **names;
+	size_t n;
+	if (store_coll_path(s, coll, STORE_AREA_REJECTED, NULL, rdir, sizeof(rdir)) < 0 ||
+	    store_list_dir(rdir, &names, &n) < 0)
+		return;
+	bool changed = false;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = names[i];
+		size_t len = strlen(name);
+		struct stat st;
+		if (store_fmt_path(p, sizeof(p), "%s/%s", rdir, name) < 0)
+			continue;
+		if (store_has_suffix(name, REASON_TMP_SUFFIX)) {
+			/* fsx_write_atomic's crumb: the reason it was writing is written again, or was not needed. */
+			changed |= unlink(p) == 0;
+		} else if (store_has_suffix(name, REASON_SUFFIX)) {
+			/* A reason whose delta never got here (a crash between the two): the delta is still queued. */
+			if (store_fmt_path(q, sizeof(q), "%s/%.*s", rdir, (int)(len - strlen(REASON_SUFFIX)), name) == 0 &&
+			    lstat(q, &st) < 0 && errno == ENOENT) {
+				log_info("store: %s: removing %s: its delta was not rejected after all (a crash in between)",
+					 coll, p);
+				changed |= unlink(p) == 0;
+			}
+		} else if (name[0] != '.' && store_fmt_path(q, sizeof(q), "%s/%s" REASON_SUFFIX, rdir, name) == 0 &&
+			   lstat(q, &st) < 0 && errno == ENOENT) {
+			/* Left by a snapfs that moved the delta first: say so rather than leave it unexplained. */
+			static const char lost[] = "rejected, but its reason was lost when snapfs stopped in the middle of "
+						   "writing it; the log of that run says why\n";
+			if (fsx_write_atomic(q, lost, sizeof(lost) - 1) == 0)
+				changed = true;
+		}
+	}
+	store_names_free(names, n);
+	if (changed)
+		store_sync_dir(rdir);
 }
 
 int store_reject(store *s, const char *coll, const store_delta *d, const char *reason)

@@ -262,6 +262,7 @@ int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantin
 		return rc;
 	if ((rc = store_seq_raise(s, coll)) < 0)
 		return rc;
+	store_recover_rejected(s, coll);
 	if (incoming)
 		recover_incoming(s, coll, indir, quarantined);
 	return 0;

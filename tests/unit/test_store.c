@@ -572,6 +572,24 @@ static void test_reject(void)
 	putf(s, "lines", STORE_AREA_INCOMING, longname, "x");
 	CHECK(store_queue_move(s, "lines", longname, NULL) == 0);
 
+	/*
+	 * Crash states of a rejection, repaired by recovery: a reason whose
+	 * delta never came (the delta is still queued), the crumb of a reason
+	 * being written, and a delta without its reason (the order of older
+	 * versions).
+	 */
+	putf(s, "lines", STORE_AREA_REJECTED, "orphan.db.reason", "why\n");
+	putf(s, "lines", STORE_AREA_REJECTED, "w.db.reason.tmp", "wh");
+	putf(s, "lines", STORE_AREA_REJECTED, "lost.db", "junk");
+	uint64_t quarantined;
+	CHECK_EQ(store_recover(s, "lines", false, &quarantined), 0);
+	CHECK(!exists_in(s, "lines", STORE_AREA_REJECTED, "orphan.db.reason"));
+	CHECK(!exists_in(s, "lines", STORE_AREA_REJECTED, "w.db.reason.tmp"));
+	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, "lost.db.reason", p, sizeof(p)) == 0 &&
+	      file_is(p, "rejected, but its reason was lost when snapfs stopped in the middle of writing it; the log "
+			 "of that run says why\n"));
+	CHECK(store_rejected_count(s, "lines", &cnt) == 0 && cnt == 3);
+
 	/* rejecting a delta that is no longer queued fails and creates nothing */
 	store_delta ghost = {99, (char *)"ghost", (char *)"/nowhere"};
 	CHECK(store_reject(s, "lines", &ghost, "gone") == -ENOENT);
