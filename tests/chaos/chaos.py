@@ -93,6 +93,7 @@ Exit status: 0 all counters clean, 1 a failure, 2 usage, 77 FUSE unusable
 """
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -173,6 +174,22 @@ class Delta:
 
     def __repr__(self):
         return f"{self.coll}/{self.name}"
+
+
+class Resend:
+    """The same bytes as an earlier acknowledged delta, sent again under a
+    new name: a duplicate, which must never be applied (nor its name land
+    in the ledger)."""
+
+    def __init__(self, orig, name):
+        self.orig, self.name, self.coll, self.path, self.sha = orig, name, orig.coll, orig.path, orig.sha
+        self.acked = False
+        self.attempts = 0
+        self.corrupt = False
+        self.resend = True
+
+    def __repr__(self):
+        return f"{self.coll}/{self.name} (re-send of {self.orig.name})"
 
 
 class Corrupt:
@@ -362,7 +379,9 @@ class State:
         self.workdir = workdir
         self.t0 = now()
         self.c = {k: 0 for k in FAIL_KEYS}
-        self.c.update(kills=0, restarts=0, acked=0, corrupt_acked=0, unacked_attempts=0,
+        self.resends = {}     # sha -> [Resend] acknowledged
+        self.c.update(kills=0, restarts=0, acked=0, corrupt_acked=0, resends_acked=0, unacked_attempts=0,
+                      reads_slow_outlived=0,
                       abandoned=0, reads_ok=0, reads_interrupted=0, reads_retired=0,
                       reads_raced=0, reads_nolatest=0)
         self.reads_by_mode = {}
@@ -397,7 +416,10 @@ class State:
     def ack(self, d, method):
         with self.lock:
             d.acked = True
-            if d.corrupt:
+            if getattr(d, "resend", False):
+                self.c["resends_acked"] += 1
+                self.resends.setdefault(d.orig.sha, []).append(d)
+            elif d.corrupt:
                 self.c["corrupt_acked"] += 1
             else:
                 self.c["acked"] += 1
@@ -535,10 +557,24 @@ class Writer(threading.Thread):
             self.st.inc("abandoned")
         return False
 
+    def next_resend(self):
+        """An acknowledged delta of this writer at least 3 deltas old (its
+        queueing long done), to send again under a new name; or None."""
+        old = [d for h in self.history.values() for d in h[:-3] if d.acked]
+        if not old:
+            return None
+        d = self.rng.choice(old)
+        self.resent = getattr(self, "resent", 0) + 1
+        return Resend(d, f"{self.label}-again{self.resent:05d}-{d.name}")
+
     def run(self):
         try:
             while not self.ch.stop_writers.is_set():
-                d = self.next_corrupt() if self.corrupt else self.next_good()
+                d = None
+                if not self.corrupt and self.rng.random() < self.ch.args.resend:
+                    d = self.next_resend()
+                if d is None:
+                    d = self.next_corrupt() if self.corrupt else self.next_good()
                 self.submit(d)
                 pause = self.rng.uniform(0, self.ch.args.pace * (3 if self.corrupt else 1))
                 self.ch.stop_writers.wait(pause)
@@ -575,7 +611,7 @@ class Reader(threading.Thread):
 
     def read_once(self):
         coll = self.rng.choice(self.ch.colls)
-        mode = self.rng.choice(("cp-latest", "cp-id", "sqlite3"))
+        mode = self.rng.choices(("cp-latest", "cp-id", "sqlite3", "slow"), weights=(3, 3, 3, 1))[0]
         e0, alive0 = self.ch.life.get()
         fs = self.ch.fs
         sid = None
@@ -594,6 +630,11 @@ class Reader(threading.Thread):
                     return
             elif mode == "cp-id":
                 res = self.check_copy(coll, sid, sdir, mode)
+            elif mode == "slow":
+                res = self.check_slow(coll, sid, sdir, e0)
+                if res == "interrupted":
+                    self.st.inc("reads_interrupted")
+                    return
             else:
                 res = self.check_sqlite3(coll, sid, sdir)
         except (OSError, ReadFailed) as e:
@@ -661,6 +702,43 @@ class Reader(threading.Thread):
             with open(os.path.join(keep, "MANIFEST.json"), "w") as f:
                 json.dump(m, f)
             return "; ".join(problems) + f" (copy kept in {keep})"
+        return None
+
+    def check_slow(self, coll, sid, d, e0):
+        """Opens the database, then reads it in chunks over a random while
+        (long enough for retention to retire the snapshot when keep is
+        small): an open snapshot must keep reading whole. Errors before
+        the open are the caller's; after it, only a kill excuses them."""
+        m = self.read_manifest(d)
+        self.st.see_id(coll, m.get("id"), m.get("sha256"), f"manifest read by {self.name}")
+        f = open(os.path.join(d, coll + ".sqlite3"), "rb")
+        try:
+            size = m.get("size") or 1
+            chunk = max(4096, size // self.rng.randint(2, 8))
+            h = hashlib.sha256()
+            total = 0
+            try:
+                while True:
+                    b = f.read(chunk)
+                    if not b:
+                        break
+                    h.update(b)
+                    total += len(b)
+                    time.sleep(self.rng.uniform(0, 0.15))  # chaos: a slow reader
+            except OSError as e:
+                e1, _ = self.ch.life.get()
+                if e1 != e0 or not self.ch.fs_alive():
+                    return "interrupted"
+                listed = "%08d" % sid in _listdir(self.ch.fs.path(coll, "snapshots"))
+                self.st.finding("read_errors", f"slow read of {coll} snapshot {sid:08d} failed after the "
+                                               f"open, daemon up, snapshot {'listed' if listed else 'retired'}: {e}")
+                return "interrupted"
+        finally:
+            f.close()
+        if "%08d" % sid not in _listdir(self.ch.fs.path(coll, "snapshots")):
+            self.st.inc("reads_slow_outlived")
+        if h.hexdigest() != m.get("sha256") or total != m.get("size"):
+            return f"read {total} bytes with sha256 {h.hexdigest()}, manifest says {m.get('size')} / {m.get('sha256')}"
         return None
 
     def check_sqlite3(self, coll, sid, d):
@@ -1225,8 +1303,11 @@ class Chaos:
                 if x.coll == coll and x.sha not in rej and x.sha not in self.st.lost_at_kill:
                     self.st.finding("lost", f"corrupt {x} (acknowledged) is not in rejected/")
             partials = 0
+            good_names = {d.name for d in self.st.good if d.coll == coll}
+            good_names |= {r.name for lst in self.st.resends.values() for r in lst if r.coll == coll}
             for s, names in rej.items():
                 d = self.st.by_sha.get(s)
+                partials += sum(1 for n in names if re.sub(r"\.\d+$", "", n) in good_names)
                 if d is not None and not d.corrupt:
                     reason = harness._read(os.path.join(cdir, "rejected", names[0] + ".reason")).strip()
                     if d.acked and d.sha not in a["ledger"]:
@@ -1234,8 +1315,6 @@ class Chaos:
                         self.st.finding("lost", f"good delta {d} was rejected: {reason}", count=False)
                     else:
                         self.st.finding("wrong", f"good delta {d} (complete, valid) was rejected: {reason}")
-                elif d is None:
-                    partials += len(names)
             self.final.setdefault("partials_rejected", {})[coll] = partials
             # live ledger = ledger of latest (all applied work published)
             live = self.live_ledger(coll)
@@ -1281,7 +1360,13 @@ class Chaos:
                     self.st.finding("wrong", f"{coll}: ledger seq {seq} is {d} of another collection")
                     continue
                 if name != d.name:
-                    self.st.finding("wrong", f"{coll}: ledger seq {seq} names {name}, delta was written as {d.name}")
+                    again = [r.name for r in self.st.resends.get(d.sha, [])]
+                    if name in again:
+                        self.st.finding("lost", f"{coll}: {d} never got into the ledger under its own name; its "
+                                                f"re-send {name} did (seq {seq})")
+                    else:
+                        self.st.finding("wrong", f"{coll}: ledger seq {seq} names {name}, delta was written as "
+                                                 f"{d.name}")
                 order.append((seq, d))
             present, reg, marks, wstate, seq_of = {}, {}, {}, {}, {}
             for seq, d in order:
@@ -1389,12 +1474,14 @@ class Chaos:
         print(f"  good deltas: written {len(self.st.good)}, acknowledged {c['acked']} "
               f"({', '.join(f'{k} {v}' for k, v in sorted(self.st.acked_by_method.items()))}), "
               f"applied {f.get('applied', '-')}, applied without acknowledgement {f.get('unacked_applied', '-')}, "
-              f"failed attempts {c['unacked_attempts']}, abandoned {c['abandoned']}")
+              f"failed attempts {c['unacked_attempts']}, abandoned {c['abandoned']}; "
+              f"re-sent duplicates acknowledged {c['resends_acked']}")
         print(f"  corrupt deltas: written {len(self.st.bad)}, acknowledged {c['corrupt_acked']}; "
-              f"rejected/ holds {f.get('rejected', '-')} (torn partials {sum(f.get('partials_rejected', {}).values())})")
+              f"rejected/ holds {f.get('rejected', '-')} (of which torn partials of good deltas, "
+              f"left by killed writes: {sum(f.get('partials_rejected', {}).values())})")
         print(f"  reads: ok {c['reads_ok']} ({', '.join(f'{k} {v}' for k, v in sorted(self.st.reads_by_mode.items()))}), "
               f"interrupted by a kill {c['reads_interrupted']}, snapshot retired {c['reads_retired']}, "
-              f"latest moved {c['reads_raced']}")
+              f"latest moved {c['reads_raced']}; slow reads that outlived their snapshot {c['reads_slow_outlived']}")
         print(f"  stale rsync/mv dot-files left in incoming/: {sum(f.get('stale_dot_files', {}).values())}")
         if self.st.log_errors:
             print(f"  error lines in daemon logs: {len(self.st.log_errors)}; first: {self.st.log_errors[:3]}")
@@ -1463,6 +1550,8 @@ def parse_args(argv):
     p.add_argument("--collections", type=int, default=2, help="collections written to (2)")
     p.add_argument("--interval", type=float, default=1.2,
                    help="longest random wait before a kill, seconds (1.2)")
+    p.add_argument("--resend", type=float, default=0.05,
+                   help="chance that a good writer sends an old acknowledged delta again, new name (0.05)")
     p.add_argument("--pace", type=float, default=0.1, help="longest pause of a writer between deltas, s (0.1)")
     p.add_argument("--read-pace", type=float, default=0.2, help="longest pause of a reader between reads, s (0.2)")
     p.add_argument("--workdir", default=None, help="STORE, mount, deltas and logs go here (default: a new temp dir)")
