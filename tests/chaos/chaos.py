@@ -620,8 +620,9 @@ class Reader(threading.Thread):
             last = self.last_latest.get(coll, 0)
             if sid < last:
                 e1, _ = self.ch.life.get()
+                kill = "a kill in between" if e1 != e0 else "no kill"
                 self.st.finding("id_errors", f"{coll}: latest went back from {last:08d} to {sid:08d} "
-                                             f"(reader {self.name}; {'a kill in between' if e1 != e0 else 'no kill'})")
+                                             f"(reader {self.name}; {kill})")
             self.last_latest[coll] = max(last, sid)
             sdir = fs.path(coll, "snapshots", "%08d" % sid)
             if mode == "cp-latest":
@@ -730,15 +731,17 @@ class Reader(threading.Thread):
                 if e1 != e0 or not self.ch.fs_alive():
                     return "interrupted"
                 listed = "%08d" % sid in _listdir(self.ch.fs.path(coll, "snapshots"))
+                state = "listed" if listed else "retired"
                 self.st.finding("read_errors", f"slow read of {coll} snapshot {sid:08d} failed after the "
-                                               f"open, daemon up, snapshot {'listed' if listed else 'retired'}: {e}")
+                                               f"open, daemon up, snapshot {state}: {e}")
                 return "interrupted"
         finally:
             f.close()
         if "%08d" % sid not in _listdir(self.ch.fs.path(coll, "snapshots")):
             self.st.inc("reads_slow_outlived")
         if h.hexdigest() != m.get("sha256") or total != m.get("size"):
-            return f"read {total} bytes with sha256 {h.hexdigest()}, manifest says {m.get('size')} / {m.get('sha256')}"
+            return (f"read {total} bytes with sha256 {h.hexdigest()}, "
+                    f"manifest says {m.get('size')} / {m.get('sha256')}")
         return None
 
     def check_sqlite3(self, coll, sid, d):
@@ -876,7 +879,8 @@ class Chaos:
         if not self.fs_alive():
             rc = self.fs.proc.returncode if self.fs.proc else None
             self.life.down()
-            self.st.finding("daemon_died", f"snapfs exited {rc} by itself before kill {self.st.c['kills'] + 1}; "
+            self.st.finding("daemon_died", f"snapfs exited {rc} by itself before kill "
+                                           f"{self.st.c['kills'] + 1}; "
                                            f"log {self.fs.logs[-1] if self.fs.logs else '-'}:\n"
                                            + harness._read(self.fs.logs[-1])[-2000:])
             self.fs.kill9()  # detaches the dead mount
@@ -1047,7 +1051,8 @@ class Chaos:
             ledger = self.live_ledger(coll)
             shas = [s for _, s, _ in ledger]
             if len(shas) != len(set(shas)):
-                self.st.finding("twice", f"{coll}: live ledger holds a sha256 twice at kill {self.st.c['kills']}")
+                self.st.finding("twice", f"{coll}: live ledger holds a sha256 twice at kill "
+                                         f"{self.st.c['kills']}")
             in_ledger = set(shas)
             where = {}
             for area in ("queue", "incoming", "rejected"):
@@ -1067,7 +1072,8 @@ class Chaos:
                     continue
                 if d.sha in in_ledger:
                     applied += 1
-                elif not (where.get(d.sha, set()) & {"queue", "incoming"}) and d.sha not in self.st.lost_at_kill:
+                elif not (where.get(d.sha, set()) & {"queue", "incoming"}) \
+                        and d.sha not in self.st.lost_at_kill:
                     self.st.lost_at_kill.add(d.sha)
                     self.st.finding("lost", f"{d} (sha256 {d.sha}, acknowledged, {d.method}) is at kill "
                                             f"{self.st.c['kills']} neither in the live ledger nor in queue/ "
@@ -1078,7 +1084,8 @@ class Chaos:
                 if x.sha in in_ledger:
                     if x.sha not in self.st.lost_at_kill:
                         self.st.lost_at_kill.add(x.sha)
-                        self.st.finding("corrupt_applied", f"{x} is in the live ledger at kill {self.st.c['kills']}")
+                        self.st.finding("corrupt_applied", f"{x} is in the live ledger at kill "
+                                                           f"{self.st.c['kills']}")
                 elif not where.get(x.sha) and x.sha not in self.st.lost_at_kill:
                     self.st.lost_at_kill.add(x.sha)
                     self.st.finding("lost", f"corrupt {x} (acknowledged) is at kill {self.st.c['kills']} in "
@@ -1093,7 +1100,8 @@ class Chaos:
                 continue
             left = c.staging & set(_listdir(self.fs.store_path(coll, "staging")))
             if left:
-                self.st.finding("leftover", f"{coll}: half-made staging work survived the restart: {sorted(left)}")
+                self.st.finding("leftover", f"{coll}: half-made staging work survived the restart: "
+                                            f"{sorted(left)}")
             if c.snapshots:
                 try:
                     now_latest = int(os.path.basename(os.readlink(self.fs.path(coll, "latest"))))
@@ -1266,7 +1274,8 @@ class Chaos:
             except OSError:
                 latest = None
             if not ids or latest != ids[-1]:
-                self.st.finding("id_errors", f"{coll}: latest -> {latest}, newest snapshot {ids[-1] if ids else None}")
+                newest = ids[-1] if ids else None
+                self.st.finding("id_errors", f"{coll}: latest -> {latest}, newest snapshot {newest}")
                 if latest not in ids:
                     continue
             # ids and manifests over the whole run
@@ -1317,11 +1326,11 @@ class Chaos:
                         self.st.finding("wrong", f"good delta {d} (complete, valid) was rejected: {reason}")
             self.final.setdefault("partials_rejected", {})[coll] = partials
             # live ledger = ledger of latest (all applied work published)
-            live = self.live_ledger(coll)
-            if max((s for s, _, _ in live), default=0) != max(a["ledger"].values(), default=0):
-                self.st.finding("lost", f"{coll}: live ledger reaches seq {max((s for s, _, _ in live), default=0)} "
-                                        f"but latest only {max(a['ledger'].values(), default=0)}: applied, never published",
-                                count=False)
+            live_max = max((s for s, _, _ in self.live_ledger(coll)), default=0)
+            latest_max = max(a["ledger"].values(), default=0)
+            if live_max != latest_max:
+                self.st.finding("lost", f"{coll}: live ledger reaches seq {live_max} but latest only "
+                                        f"{latest_max}: applied, never published", count=False)
         self.final.update(applied=applied_total, rejected=rejected_total, unacked_applied=unacked_applied)
 
     def audit_ledger_and_tables(self, coll, db, good, bad):
@@ -1334,7 +1343,8 @@ class Chaos:
             for seq, sha, name in rows:
                 sha = sha.lower()
                 if sha in ledger:
-                    self.st.finding("twice", f"{coll}: ledger holds sha256 {sha} ({name}) at seq {ledger[sha]} and {seq}")
+                    self.st.finding("twice", f"{coll}: ledger holds sha256 {sha} ({name}) at seq "
+                                             f"{ledger[sha]} and {seq}")
                 ledger.setdefault(sha, seq)
             byname = {}
             for seq, sha, name in rows:
@@ -1413,7 +1423,8 @@ class Chaos:
             # items: each delta's range holds all its rows (right values) or none
             known_total = 0
             for d in [d for d in self.st.good if d.coll == coll] + [x for x in self.st.bad if x.coll == coll]:
-                got = c.execute("SELECT count(*) FROM items WHERE id >= ? AND id < ?", (d.lo, d.lo + d.n)).fetchone()[0]
+                got = c.execute("SELECT count(*) FROM items WHERE id >= ? AND id < ?",
+                                (d.lo, d.lo + d.n)).fetchone()[0]
                 want = d.n if present.get(d) else 0
                 known_total += got
                 if got == want:
@@ -1441,7 +1452,8 @@ class Chaos:
             odd = tables - TABLES - {"_snapfs_ledger"}
             if odd:
                 self.st.finding("corrupt_applied", f"{coll}: tables no good delta has: {sorted(odd)}")
-            others = c.execute("SELECT type, name FROM sqlite_master WHERE type IN ('view', 'trigger')").fetchall()
+            others = c.execute("SELECT type, name FROM sqlite_master "
+                               "WHERE type IN ('view', 'trigger')").fetchall()
             if others:
                 self.st.finding("corrupt_applied", f"{coll}: {others} in the collection")
         finally:
@@ -1453,7 +1465,8 @@ class Chaos:
             if d.sha in ledger:
                 applied += 1
             elif d.sha not in self.st.lost_at_kill:
-                self.st.finding("lost", f"{d} (sha256 {d.sha}, acknowledged, {d.method}, {d.attempts} attempt(s)) "
+                self.st.finding("lost", f"{d} (sha256 {d.sha}, acknowledged, {d.method}, "
+                                        f"{d.attempts} attempt(s)) "
                                         f"is not in the ledger of the last snapshot")
         for d in self.st.good:
             if d.coll == coll and not d.acked and d.sha in ledger:
@@ -1473,15 +1486,18 @@ class Chaos:
         print(f"  kills by moment: {modes}")
         print(f"  good deltas: written {len(self.st.good)}, acknowledged {c['acked']} "
               f"({', '.join(f'{k} {v}' for k, v in sorted(self.st.acked_by_method.items()))}), "
-              f"applied {f.get('applied', '-')}, applied without acknowledgement {f.get('unacked_applied', '-')}, "
+              f"applied {f.get('applied', '-')}, "
+              f"applied without acknowledgement {f.get('unacked_applied', '-')}, "
               f"failed attempts {c['unacked_attempts']}, abandoned {c['abandoned']}; "
               f"re-sent duplicates acknowledged {c['resends_acked']}")
         print(f"  corrupt deltas: written {len(self.st.bad)}, acknowledged {c['corrupt_acked']}; "
               f"rejected/ holds {f.get('rejected', '-')} (of which torn partials of good deltas, "
               f"left by killed writes: {sum(f.get('partials_rejected', {}).values())})")
-        print(f"  reads: ok {c['reads_ok']} ({', '.join(f'{k} {v}' for k, v in sorted(self.st.reads_by_mode.items()))}), "
+        by_mode = ", ".join(f"{k} {v}" for k, v in sorted(self.st.reads_by_mode.items()))
+        print(f"  reads: ok {c['reads_ok']} ({by_mode}), "
               f"interrupted by a kill {c['reads_interrupted']}, snapshot retired {c['reads_retired']}, "
-              f"latest moved {c['reads_raced']}; slow reads that outlived their snapshot {c['reads_slow_outlived']}")
+              f"latest moved {c['reads_raced']}; "
+              f"slow reads that outlived their snapshot {c['reads_slow_outlived']}")
         print(f"  stale rsync/mv dot-files left in incoming/: {sum(f.get('stale_dot_files', {}).values())}")
         if self.st.log_errors:
             print(f"  error lines in daemon logs: {len(self.st.log_errors)}; first: {self.st.log_errors[:3]}")
@@ -1543,7 +1559,8 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Counters and method: see the module docstring, or RELIABILITY.md.")
     p.add_argument("--kills", type=int, default=30, help="SIGKILLs before the final check (30)")
-    p.add_argument("--seed", type=int, default=None, help="seed of every random choice (default: from the clock)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of every random choice (default: a random one, printed)")
     p.add_argument("--writers", type=int, default=3, help="good writers; they take cp, rsync, mv in turn (3)")
     p.add_argument("--corrupt-writers", type=int, default=1, help="writers of corrupt deltas (1)")
     p.add_argument("--readers", type=int, default=2, help="readers of latest (2)")
@@ -1553,8 +1570,10 @@ def parse_args(argv):
     p.add_argument("--resend", type=float, default=0.05,
                    help="chance that a good writer sends an old acknowledged delta again, new name (0.05)")
     p.add_argument("--pace", type=float, default=0.1, help="longest pause of a writer between deltas, s (0.1)")
-    p.add_argument("--read-pace", type=float, default=0.2, help="longest pause of a reader between reads, s (0.2)")
-    p.add_argument("--workdir", default=None, help="STORE, mount, deltas and logs go here (default: a new temp dir)")
+    p.add_argument("--read-pace", type=float, default=0.2,
+                   help="longest pause of a reader between reads, s (0.2)")
+    p.add_argument("--workdir", default=None,
+                   help="STORE, mount, deltas and logs go here; must be empty (default: a new temp dir)")
     p.add_argument("--snapfs", default=None, help="the snapfs binary (default: $SNAPFS_BIN or build/snapfs)")
     p.add_argument("--keep-workdir", action="store_true",
                    help="keep the workdir after a clean run (it is always kept after a failure)")

@@ -154,12 +154,14 @@ def test_delta_applied_again_after_later_ones(world):
 def test_ledger_row_twice(world):
     ch, st, good, bad = world
     st.batch(good)
-    # a unique index on sha256 would refuse this: drop it the way a broken
-    # ledger would not have it
+    # the UNIQUE on sha256 would refuse a second row: a broken ledger
+    # without it
     st.sql("CREATE TABLE l2 AS SELECT * FROM _snapfs_ledger", "DROP TABLE _snapfs_ledger",
-           "CREATE TABLE _snapfs_ledger(seq INTEGER PRIMARY KEY, sha256 TEXT, name TEXT, applied_at INTEGER)",
+           "CREATE TABLE _snapfs_ledger(seq INTEGER PRIMARY KEY, sha256 TEXT, name TEXT, "
+           "applied_at INTEGER)",
            "INSERT INTO _snapfs_ledger SELECT * FROM l2", "DROP TABLE l2",
-           ("INSERT INTO _snapfs_ledger(sha256, name, applied_at) VALUES(?, ?, 0)", (good[3].sha, good[3].name)))
+           ("INSERT INTO _snapfs_ledger(sha256, name, applied_at) VALUES(?, ?, 0)",
+            (good[3].sha, good[3].name)))
     ch.audit_final()
     assert failures(ch).get("twice", 0) >= 1, failures(ch)
 
@@ -197,7 +199,8 @@ def test_acknowledged_corrupt_delta_not_rejected(world):
 def test_corrupt_delta_in_the_ledger(world):
     ch, st, good, bad = world
     st.batch(good)
-    st.sql(("INSERT INTO _snapfs_ledger(sha256, name, applied_at) VALUES(?, ?, 0)", (bad[0].sha, bad[0].name)))
+    st.sql(("INSERT INTO _snapfs_ledger(sha256, name, applied_at) VALUES(?, ?, 0)",
+            (bad[0].sha, bad[0].name)))
     ch.audit_final()
     assert failures(ch).get("corrupt_applied", 0) >= 1, failures(ch)
 
@@ -206,7 +209,8 @@ def test_unknown_content_in_the_ledger(world):
     """A torn partial of a delta applied: a sha256 no writer completed."""
     ch, st, good, bad = world
     st.batch(good)
-    st.sql(("INSERT INTO _snapfs_ledger(sha256, name, applied_at) VALUES(?, ?, 0)", ("ab" * 32, good[1].name)))
+    st.sql(("INSERT INTO _snapfs_ledger(sha256, name, applied_at) VALUES(?, ?, 0)",
+            ("ab" * 32, good[1].name)))
     ch.audit_final()
     assert failures(ch) == {"corrupt_applied": 1}
 
