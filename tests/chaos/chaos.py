@@ -84,12 +84,23 @@ Counters (all but the first four must be 0; any non-zero one fails the run):
                    stops there)
   SANITIZER        an ASan/UBSan/LSan report in a daemon log
   UNCLEAN EXIT     the final unmount did not end the daemon with status 0
+  S3 ERRORS        (--s3) the pointer went back, names something whose
+                   size, SHA-256 or ETag is not its manifest's or pointer's,
+                   or that fails integrity_check, or is not latest at the
+                   end; multipart uploads left after the clean stop
+
+--s3 starts a throwaway radosgw (tests/s3/radosgw.py) behind the fault
+proxy (tests/s3/faultproxy.py), which now and then answers 503 SlowDown
+or resets a request body; snapfs uploads through it (s3_lease_ttl=15, so
+a lease held by a killed daemon is waited out).
 
 Usage:
   python3 tests/chaos/chaos.py --kills 30 --snapfs build/snapfs
   python3 tests/chaos/chaos.py --kills 1000 --snapfs build/snapfs   # long round
+  python3 tests/chaos/chaos.py --kills 30 --s3 --snapfs build/snapfs
 Exit status: 0 all counters clean, 1 a failure, 2 usage, 77 FUSE unusable
-(SNAPFS_REQUIRE_FUSE=1 makes that 1).
+(SNAPFS_REQUIRE_FUSE=1 makes that 1) or, with --s3, no radosgw
+(SNAPFS_REQUIRE_S3=1 makes that 1).
 """
 
 import argparse
@@ -124,13 +135,13 @@ DELTA_STRIDE = 10 ** 6    # id space per delta (rows per delta stay below it)
 CORRUPT_WRITER = 900      # id space of the corrupt writers (900, 901, ...)
 FAIL_KEYS = ("lost", "twice", "torn", "leftover", "corrupt_applied", "wrong", "bad_snapshots",
              "id_errors", "read_errors", "write_errors", "hangs", "daemon_died",
-             "restart_failed", "sanitizer", "unclean_exit")
+             "restart_failed", "sanitizer", "unclean_exit", "s3")
 LABELS = {"lost": "LOST", "twice": "APPLIED TWICE", "torn": "TORN", "leftover": "LEFTOVER",
           "corrupt_applied": "CORRUPT APPLIED", "wrong": "WRONG MERGE",
           "bad_snapshots": "BAD SNAPSHOT", "id_errors": "ID ERRORS",
           "read_errors": "READ ERRORS", "write_errors": "WRITE ERRORS", "hangs": "HANGS",
           "daemon_died": "DAEMON DIED", "restart_failed": "RESTART FAILED",
-          "sanitizer": "SANITIZER", "unclean_exit": "UNCLEAN EXIT"}
+          "sanitizer": "SANITIZER", "unclean_exit": "UNCLEAN EXIT", "s3": "S3 ERRORS"}
 
 SCHEMA = (
     "CREATE TABLE items(id INTEGER PRIMARY KEY, delta TEXT, n INTEGER, body TEXT)",
@@ -827,6 +838,151 @@ def _listdir(p):
         return []
 
 
+class EnvSnapfs(harness.Snapfs):
+    """harness.Snapfs whose daemon gets an environment of its own (the S3
+    keys of the throwaway server, nothing of the machine's AWS setup)."""
+
+    def __init__(self, workdir, env=None):
+        super().__init__(workdir, opts=())
+        self.env = env
+
+    def spawn(self, opts=None, args=()):
+        if self.env is None:
+            return super().spawn(opts, args)
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.starts += 1
+        log = os.path.join(self.workdir, f"snapfs-{self.starts}.log")
+        self.logs.append(log)
+        cmd = [harness.SNAPFS_BIN, self.store, self.mnt, "-f"]
+        if opts:
+            cmd += ["-o", ",".join(opts)]
+        with open(log, "wb") as lf:
+            self.proc = subprocess.Popen(cmd + list(args), stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
+                                         env=self.env)
+        return self.proc
+
+
+def s3_unavailable():
+    sys.path.insert(0, os.path.join(REPO, "tests", "s3"))
+    import radosgw
+    return radosgw.unavailable_reason()
+
+
+class S3Side:
+    """--s3: a throwaway radosgw (tests/s3/radosgw.py) behind the fault
+    proxy (tests/s3/faultproxy.py); snapfs uploads through the proxy, which
+    now and then answers 503 SlowDown or resets a body mid-way. The
+    pointer is checked (read straight from radosgw) at every kill and at
+    the end: it only moves forward, and it names an object whose size and
+    SHA-256 are its manifest's, that passes integrity_check, and whose id
+    means the same file locally."""
+
+    PREFIX = "snapfs/"
+    HOST = "chaos"
+
+    def __init__(self, ch):
+        sys.path.insert(0, os.path.join(REPO, "tests", "s3"))
+        import faultproxy
+        import radosgw
+        self.ch, self.st = ch, ch.st
+        self.gw = radosgw.RadosGW()
+        self.gw.start()
+        self.bucket = self.gw.create_bucket()
+        port = int(self.gw.endpoint.rsplit(":", 1)[1])
+        self.proxy = faultproxy.FaultProxy(("127.0.0.1", port)).start()
+        self.s3 = self.gw.client()
+        self.gen = {}
+        self.checked = {}
+        self.faults = {"503": 0, "reset": 0}
+
+    def env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(self.gw.env())
+        env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/snapfs-chaos-credentials"
+        env["AWS_CONFIG_FILE"] = "/nonexistent/snapfs-chaos-config"
+        return env
+
+    def opts(self):
+        return [f"s3_bucket={self.bucket}", f"s3_endpoint={self.proxy.url}", f"s3_host_id={self.HOST}",
+                "s3_lease_ttl=15", "s3_part_size=5M"]
+
+    def arm(self, rng):
+        """Maybe a fault for the next requests: a burst of 503s, or a reset."""
+        r = rng.random()
+        with self.proxy._lock:
+            if r < 0.15:
+                self.proxy.fail_first = self.proxy._counts["requests"] + rng.randint(1, 4)
+                self.faults["503"] += 1
+            elif r < 0.35:
+                self.proxy.resets += 1
+                self.faults["reset"] += 1
+
+    def pointer(self, coll):
+        try:
+            r = self.s3.get_object(Bucket=self.bucket, Key=f"{self.PREFIX}{coll}/pointer.json")
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(r["Body"].read())
+
+    def check(self, coll, where, want_id=None):
+        p = self.pointer(coll)
+        if p is None:
+            if want_id is not None:
+                self.st.finding("s3", f"{coll}: no pointer in S3 {where}")
+            return None
+        last = self.gen.get(coll)
+        if last is not None and p["generation"] < last:
+            self.st.finding("s3", f"{coll}: pointer generation went back from {last} to "
+                                  f"{p['generation']} ({where})")
+        self.gen[coll] = max(p["generation"], last or 0)
+        if want_id is not None and p["id"] != want_id:
+            self.st.finding("s3", f"{coll}: pointer names snapshot {p['id']} {where}, latest is {want_id}")
+        if self.checked.get(coll) == p["generation"] and want_id is None:
+            return p
+        self.checked[coll] = p["generation"]
+        try:
+            man = json.loads(self.s3.get_object(Bucket=self.bucket, Key=p["keys"]["manifest"])["Body"].read())
+            path = os.path.join(self.ch.workdir, "inspect", f"s3-{coll}.sqlite3")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            r = self.s3.get_object(Bucket=self.bucket, Key=p["keys"]["db"])
+            h = hashlib.sha256()
+            with open(path, "wb") as f:
+                for chunk in r["Body"].iter_chunks(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+            head = self.s3.head_object(Bucket=self.bucket, Key=p["keys"]["db"])
+        except Exception as e:  # noqa: BLE001 - any failure to fetch what the pointer names
+            self.st.finding("s3", f"{coll}: pointer {p} ({where}): cannot fetch what it names: {e}")
+            return p
+        sha = h.hexdigest()
+        problems = []
+        if not (sha == man.get("sha256") == p["sha256"]):
+            problems.append(f"object sha256 {sha}, manifest {man.get('sha256')}, pointer {p['sha256']}")
+        if not (os.path.getsize(path) == man.get("size") == p["size"]):
+            problems.append(f"object size {os.path.getsize(path)}, manifest {man.get('size')}, "
+                            f"pointer {p['size']}")
+        if head["ETag"].strip('"') != p["etag"]:
+            problems.append(f"object ETag {head['ETag']}, pointer {p['etag']}")
+        ic = harness.integrity(path, immutable=True)
+        if ic != "ok":
+            problems.append(f"integrity_check: {ic[:200]}")
+        if problems:
+            self.st.finding("s3", f"{coll}: pointer generation {p['generation']} ({where}): "
+                                  + "; ".join(problems))
+        else:
+            self.st.see_id(coll, p["id"], sha, "the S3 pointer")
+        os.unlink(path)
+        return p
+
+    def multipart_left(self):
+        r = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=self.PREFIX)
+        return [u["Key"] for u in r.get("Uploads", [])]
+
+    def stop(self):
+        self.proxy.stop()
+        self.gw.stop()
+
+
 class Chaos:
     def __init__(self, args):
         self.args = args
@@ -839,7 +995,8 @@ class Chaos:
         self.stop_readers = threading.Event()
         names = ["lines", "words"] + [f"coll{i}" for i in range(2, args.collections)]
         self.colls = names[:args.collections]
-        self.fs = harness.Snapfs(self.workdir, opts=())
+        self.s3 = S3Side(self) if args.s3 else None
+        self.fs = EnvSnapfs(self.workdir, env=self.s3.env() if self.s3 else None)
         self.writers = []
         self.readers = []
         self.crash = {}           # coll -> Crash at the last kill
@@ -860,10 +1017,14 @@ class Chaos:
         opts = [f"batch_delay={r.choice((10, 50, 50, 200))}",
                 f"batch_max={r.choice((1, 4, 1000, 1000))}",
                 f"keep={r.choice((2, 5, 10))}"]
+        if self.s3:
+            opts += self.s3.opts()
         return opts
 
     def start(self, opts=None):
         opts = opts or self.choose_opts()
+        if self.s3:
+            self.s3.arm(self.rng)
         try:
             self.fs.start(opts=opts, timeout=60)
         except AssertionError as e:
@@ -892,6 +1053,9 @@ class Chaos:
             self.st.kill_modes[mode] = self.st.kill_modes.get(mode, 0) + 1
         self.scan_log(self.fs.logs[-1])
         self.audit_at_kill()
+        if self.s3:
+            for coll in self.colls:
+                self.s3.check(coll, f"at kill {self.st.c['kills']}")
 
     def restart(self):
         """Restarts on the same STORE; sometimes first a start that is
@@ -1139,7 +1303,7 @@ class Chaos:
 
     def setup(self):
         os.makedirs(self.workdir, exist_ok=True)
-        self.start(opts=["batch_delay=50", "keep=10"])
+        self.start(opts=["batch_delay=50", "keep=10"] + (self.s3.opts() if self.s3 else []))
         seeds = []
         for i, coll in enumerate(self.colls):
             self.fs.mkcoll(coll)
@@ -1223,6 +1387,8 @@ class Chaos:
             print(f"!! {e}\n   status: {json.dumps(st)}", flush=True)
         except harness.DaemonDied as e:
             self.st.finding("daemon_died", f"during the final drain: {str(e)[:3000]}")
+        if self.s3:
+            self.wait_uploaded()
         self.stop_readers.set()
         self.join_threads(self.readers, "readers", CMD_TIMEOUT + 30)
         if self.fs_alive():
@@ -1243,6 +1409,32 @@ class Chaos:
         for log in self.fs.logs:
             self.scan_log(log)
         self.audit_final()
+        if self.s3:
+            for coll in self.colls:
+                try:
+                    latest = int(os.path.basename(os.readlink(self.fs.store_path(coll, "latest"))))
+                except OSError:
+                    latest = None
+                self.s3.check(coll, "at the end", want_id=latest)
+            left = self.s3.multipart_left()
+            if left:
+                self.st.finding("s3", f"multipart uploads left in the bucket after a clean stop: {left[:5]}")
+
+    def wait_uploaded(self):
+        """Until every collection's newest snapshot is uploaded and the
+        pointer swapped (upload state idle)."""
+        def done():
+            for coll in self.colls:
+                u = self.fs.status(coll).get("upload") or {}
+                if u.get("state") != "idle" or (u.get("last_uploaded_id") or 0) < (self.fs.latest_id(coll) or 0):
+                    return False
+            return True
+        try:
+            harness.wait_for(done, 300, "every collection's latest snapshot uploaded, pointer swapped",
+                             interval=0.2)
+        except harness.Timeout as e:
+            ups = {c: self.fs.status(c).get("upload") for c in self.colls}
+            self.st.finding("s3", f"{e}; upload status: {json.dumps(ups)}")
 
     def audit_final(self):
         """From the STORE of the stopped daemon and its last snapshots."""
@@ -1499,6 +1691,9 @@ class Chaos:
               f"latest moved {c['reads_raced']}; "
               f"slow reads that outlived their snapshot {c['reads_slow_outlived']}")
         print(f"  stale rsync/mv dot-files left in incoming/: {sum(f.get('stale_dot_files', {}).values())}")
+        if self.s3:
+            print(f"  S3: pointer generations {self.s3.gen}, faults armed {self.s3.faults}, "
+                  f"proxy {self.s3.proxy.stats()}")
         if self.st.log_errors:
             print(f"  error lines in daemon logs: {len(self.st.log_errors)}; first: {self.st.log_errors[:3]}")
         if self.st.odd_output:
@@ -1538,6 +1733,8 @@ class Chaos:
             self.fs.kill9()
         elif self.fs.mounted():
             harness.run(["fusermount3", "-u", "-z", self.fs.mnt], check=False)
+        if self.s3:
+            self.s3.stop()
 
 
 def fuse_unusable():
@@ -1575,6 +1772,8 @@ def parse_args(argv):
     p.add_argument("--workdir", default=None,
                    help="STORE, mount, deltas and logs go here; must be empty (default: a new temp dir)")
     p.add_argument("--snapfs", default=None, help="the snapfs binary (default: $SNAPFS_BIN or build/snapfs)")
+    p.add_argument("--s3", action="store_true",
+                   help="also upload to a throwaway radosgw behind a fault proxy, and check the pointer")
     p.add_argument("--keep-workdir", action="store_true",
                    help="keep the workdir after a clean run (it is always kept after a failure)")
     a = p.parse_args(argv)
@@ -1600,6 +1799,14 @@ def main(argv=None):
             return 1
         print(f"chaos: skipped: FUSE unusable ({why})", flush=True)
         return EXIT_SKIP
+    if args.s3:
+        why = s3_unavailable()
+        if why:
+            if os.environ.get("SNAPFS_REQUIRE_S3") == "1":
+                print(f"chaos: S3 test server unavailable ({why}) but SNAPFS_REQUIRE_S3=1", flush=True)
+                return 1
+            print(f"chaos: skipped: S3 test server unavailable ({why})", flush=True)
+            return EXIT_SKIP
     if not os.access(harness.SNAPFS_BIN, os.X_OK):
         print(f"chaos: snapfs binary not found at {harness.SNAPFS_BIN} (--snapfs or SNAPFS_BIN)", flush=True)
         return 1
@@ -1615,9 +1822,13 @@ def main(argv=None):
     print(f"chaos: seed={args.seed} kills={args.kills} writers={args.writers} "
           f"corrupt-writers={args.corrupt_writers} readers={args.readers} collections={args.collections} "
           f"snapfs={harness.SNAPFS_BIN} workdir={args.workdir}", flush=True)
-    ch = Chaos(args)
-    interrupted = None
     signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        ch = Chaos(args)
+    except Exception:  # noqa: BLE001 - e.g. radosgw did not start
+        traceback.print_exc()
+        return 1
+    interrupted = None
     try:
         ch.run()
     except KeyboardInterrupt:
