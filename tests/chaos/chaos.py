@@ -11,14 +11,17 @@ While it runs:
             failed because the daemon was killed under it is retried, after
             the restart, under the SAME name with the SAME bytes (so a first
             attempt that did land makes the retry a duplicate, which must
-            not be applied twice).
+            not be applied twice). Now and then a writer also re-sends an
+            old acknowledged delta under a new name: a duplicate too.
   corrupt   a writer of deltas that must all be rejected: truncated files,
             random bytes, a zeroed page, an empty file, schema conflicts,
             tables without a primary key, triggers, views, generated columns.
   readers   resolve latest, copy the snapshot (`cp`, via latest/ or via
             snapshots/ID/) or query it in place (`sqlite3 -readonly`), and
             check it against the MANIFEST.json of the same snapshot:
-            sha256, size, PRAGMA integrity_check, ledger_max, row count.
+            sha256, size, PRAGMA integrity_check, ledger_max, row count;
+            a slow reader reads an open snapshot in chunks over a while,
+            so that retention retires it meanwhile.
   killer    SIGKILLs the daemon at random moments, some aimed at "merging"
             or "sealing" (it polls .snapfs/status), some right after a
             start, some before the mount is even up (during recovery);
@@ -63,7 +66,8 @@ Counters (all but the first four must be 0; any non-zero one fails the run):
                    or integrity_check != ok, or ledger_max / row count off
   LEFTOVER         after a restart, staging/ entries the kill left; at the
                    end any entry in staging/ or queue/, a non-dot file in
-                   incoming/, or a *.tmp crumb anywhere in the STORE
+                   incoming/, a *.tmp crumb anywhere in the STORE, or a
+                   rejected delta without its .reason
   CORRUPT APPLIED  a corrupt delta (or a torn partial, or anything of
                    unknown content) in the ledger, its rows or its tables
   WRONG MERGE      tables that differ from the ledger replay otherwise
@@ -72,7 +76,8 @@ Counters (all but the first four must be 0; any non-zero one fails the run):
   BAD SNAPSHOT     a directory in snapshots/ that fails verify_snapshot
   ID ERRORS        a snapshot id reused (new id <= an id used before a
                    crash, or one id seen with two sha256), latest moving
-                   back, ledger_max not increasing with the id
+                   back, ledger_max not increasing with the id, latest
+                   not the newest snapshot at the end
   READ ERRORS      a read that failed while the daemon was up and the
                    snapshot still listed (not ENOTCONN/ENOENT of a kill or
                    of retention)
@@ -1057,10 +1062,11 @@ class Chaos:
             for coll in self.colls:
                 self.s3.check(coll, f"at kill {self.st.c['kills']}")
 
-    def restart(self):
-        """Restarts on the same STORE; sometimes first a start that is
-        killed before or right as it mounts (a kill during recovery)."""
-        if self.st.c["kills"] < self.args.kills and self.rng.random() < 0.08:
+    def restart(self, recovery_kill=True):
+        """Restarts on the same STORE; sometimes (recovery_kill) first a
+        start that is killed before or right as it mounts (a kill during
+        recovery)."""
+        if recovery_kill and self.rng.random() < 0.08:
             self.fs.spawn(opts=self.choose_opts())
             time.sleep(self.rng.uniform(0, 0.02))  # chaos: a random moment of the start
             self.kill("recovery")
@@ -1332,13 +1338,15 @@ class Chaos:
     def run(self):
         self.last_applied = self.last_rejected = 0
         self.setup()
-        while self.st.c["kills"] < self.args.kills:
+        while True:
             self.one_round()
-            if self.st.c["kills"] < self.args.kills:
-                self.restart()
-            else:
-                self.stop_writers.set()  # writers stop; the last restart follows
-                self.restart()
+            if self.st.c["kills"] >= self.args.kills:
+                break
+            # a kill during recovery counts too, but never as the last one
+            self.restart(recovery_kill=self.st.c["kills"] + 1 < self.args.kills)
+        # the last kill was made: writers stop, then the last restart
+        self.stop_writers.set()
+        self.restart(recovery_kill=False)
         self.finish()
 
     def join_threads(self, threads, what, timeout):
@@ -1391,6 +1399,7 @@ class Chaos:
             self.wait_uploaded()
         self.stop_readers.set()
         self.join_threads(self.readers, "readers", CMD_TIMEOUT + 30)
+        self.life.down()  # from here on, nothing that fails is the daemon's fault
         if self.fs_alive():
             p = harness.run(["fusermount3", "-u", self.fs.mnt], check=False)
             try:
@@ -1403,7 +1412,6 @@ class Chaos:
             if rc is not None and rc != 0:
                 self.st.finding("unclean_exit", f"snapfs exited {rc} on unmount; log tail:\n"
                                                 + harness._read(self.fs.logs[-1])[-2000:])
-        self.life.down()
         if self.fs.mounted():
             harness.run(["fusermount3", "-u", "-z", self.fs.mnt], check=False)
         for log in self.fs.logs:
