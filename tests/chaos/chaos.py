@@ -135,6 +135,7 @@ STATUS_TIMEOUT = 10       # a status read that takes longer is a HANG
 MAX_ATTEMPTS = 6          # writes of one delta before it is abandoned
 REG_KEYS = 64
 DELETE_BACK = 4           # each delta deletes the rows of its writer's delta k-4
+KEEP_SOURCES = 64         # a writer keeps the files of its last deltas per collection (re-sends)
 WRITER_STRIDE = 10 ** 12  # id space per writer
 DELTA_STRIDE = 10 ** 6    # id space per delta (rows per delta stay below it)
 CORRUPT_WRITER = 900      # id space of the corrupt writers (900, 901, ...)
@@ -573,10 +574,24 @@ class Writer(threading.Thread):
             self.st.inc("abandoned")
         return False
 
+    def prune(self, d):
+        """Source files are kept only as long as they can be sent again
+        (the catalog keeps what they hold): a long round stays small."""
+        if self.corrupt:
+            os.unlink(d.path)
+            return
+        if getattr(d, "resend", False):
+            return
+        h = self.history[d.coll]
+        if len(h) > KEEP_SOURCES:
+            old = h[-KEEP_SOURCES - 1]
+            if old.path and os.path.exists(old.path):
+                os.unlink(old.path)
+
     def next_resend(self):
         """An acknowledged delta of this writer at least 3 deltas old (its
         queueing long done), to send again under a new name; or None."""
-        old = [d for h in self.history.values() for d in h[:-3] if d.acked]
+        old = [d for h in self.history.values() for d in h[-KEEP_SOURCES:-3] if d.acked]
         if not old:
             return None
         d = self.rng.choice(old)
@@ -592,6 +607,7 @@ class Writer(threading.Thread):
                 if d is None:
                     d = self.next_corrupt() if self.corrupt else self.next_good()
                 self.submit(d)
+                self.prune(d)
                 pause = self.rng.uniform(0, self.ch.args.pace * (3 if self.corrupt else 1))
                 self.ch.stop_writers.wait(pause)
         except Exception:  # noqa: BLE001 - reported, fails the run
