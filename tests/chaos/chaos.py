@@ -1037,7 +1037,10 @@ class Chaos:
         r = self.rng
         opts = [f"batch_delay={r.choice((10, 50, 50, 200))}",
                 f"batch_max={r.choice((1, 4, 1000, 1000))}",
-                f"keep={r.choice((2, 5, 10))}"]
+                f"keep={r.choice((2, 5, 10))}",
+                # The audit checks every corrupt delta in rejected/: no cap (rejected_max
+                # would rightly remove the oldest of a long round).
+                "rejected_max=0"]
         if self.s3:
             opts += self.s3.opts()
         return opts
@@ -1325,7 +1328,7 @@ class Chaos:
 
     def setup(self):
         os.makedirs(self.workdir, exist_ok=True)
-        self.start(opts=["batch_delay=50", "keep=10"] + (self.s3.opts() if self.s3 else []))
+        self.start(opts=["batch_delay=50", "keep=10", "rejected_max=0"] + (self.s3.opts() if self.s3 else []))
         seeds = []
         for i, coll in enumerate(self.colls):
             self.fs.mkcoll(coll)
