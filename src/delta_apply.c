@@ -59,7 +59,27 @@ static void add_key_list(sbuf *b, char *const *pk, size_t npk)
 	}
 }
 
-/* CREATE TABLE from names, declared types and the key: never the delta's SQL text. */
+/* Appends s as a SQL string literal: 'text' with embedded quotes doubled. */
+static void add_string(sbuf *b, const char *s)
+{
+	sbuf_add(b, "'", 1);
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'')
+			sbuf_add(b, "'", 1);
+		sbuf_add(b, p, 1);
+	}
+	sbuf_add(b, "'", 1);
+}
+
+/*
+ * CREATE TABLE from names, declared types and the key: never the delta's
+ * SQL text. A declared type is written as one string token ('INT'),
+ * which SQLite takes as the type name whole: the same declared type, so
+ * the same affinity and the same INTEGER PRIMARY KEY rowid alias, and
+ * nothing in it can become SQL. (Written bare, a type the delta gave as a
+ * string, such as 'INT, evil BLOB, g AS (1)', added columns of its
+ * choosing; found by fuzz_delta.)
+ */
 static int create_table(sqlite3 *live, const struct table *t, char *err, size_t len)
 {
 	sbuf q = SBUF_INIT;
@@ -68,8 +88,10 @@ static int create_table(sqlite3 *live, const struct table *t, char *err, size_t 
 	sbuf_adds(&q, " (");
 	for (size_t i = 0; i < t->ncol; i++) {
 		delta_add_ident(&q, t->col[i].name);
-		if (t->col[i].type[0])
-			sbuf_addf(&q, " %s", t->col[i].type); /* checked against DELTA_SAFE_TYPE_CHARS */
+		if (t->col[i].type[0]) {
+			sbuf_adds(&q, " ");
+			add_string(&q, t->col[i].type);
+		}
 		sbuf_adds(&q, ", ");
 	}
 	sbuf_adds(&q, "PRIMARY KEY (");

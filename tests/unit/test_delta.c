@@ -197,7 +197,7 @@ static void test_good(sqlite3 *live)
 	CHECK(q1(live, "SELECT count(*) FROM lines") == 3);
 	/* Created from names, types and key: a rowid alias, no NOT NULL copied from the delta's SQL. */
 	qs(live, "SELECT sql FROM sqlite_schema WHERE name = 'lines'", buf, sizeof(buf));
-	CHECK(strcmp(buf, "CREATE TABLE \"lines\" (\"id\" INTEGER, \"doc\" TEXT, \"emb\" BLOB, PRIMARY KEY (\"id\"))") == 0);
+	CHECK(strcmp(buf, "CREATE TABLE \"lines\" (\"id\" 'INTEGER', \"doc\" 'TEXT', \"emb\" 'BLOB', PRIMARY KEY (\"id\"))") == 0);
 	CHECK(q1(live, "SELECT count(*) FROM lines WHERE rowid = id") == 3);
 
 	d = at("d2.db");
@@ -454,6 +454,21 @@ static void test_bounds(sqlite3 *live)
 		 " n DEFAULT -1.5e3, b DEFAULT x'00ff', s DEFAULT 'it''s', t DEFAULT CURRENT_TIMESTAMP, z DEFAULT NULL);"
 		 "CREATE INDEX n ON notes(\"check\" COLLATE RTRIM); INSERT INTO notes (id, \"check\", [x check]) VALUES (1, 'CHECK', 'y');");
 	expect_apply(live, ok, "column named check, literal default, built-in collations");
+
+	/*
+	 * A declared type given as a string passes the character filter but
+	 * must stay a type in live: no column, no constraint of its own.
+	 */
+	const char *ty = at("types.db");
+	mkdb(ty, "CREATE TABLE typed(id INTEGER PRIMARY KEY, c 'INT, evil BLOB, g AS (abs(-5))', n 'INT NOT NULL',"
+		 " d 'DECIMAL(10, 5)'); INSERT INTO typed VALUES (1, '7', NULL, 2.5);");
+	expect_apply(live, ty, "declared types that look like SQL");
+	CHECK_EQ(q1(live, "SELECT count(*) FROM pragma_table_xinfo('typed')"), 4);
+	CHECK_EQ(q1(live, "SELECT count(*) FROM pragma_table_xinfo('typed') WHERE name IN ('evil', 'g')"), 0);
+	CHECK_EQ(q1(live, "SELECT count(*) FROM typed WHERE n IS NULL AND typeof(c) = 'integer'"), 1);
+	CHECK_EQ(q1(live, "SELECT count(*) FROM pragma_table_xinfo('typed') WHERE name = 'c' AND "
+			  "type = 'INT, evil BLOB, g AS (abs(-5))'"),
+		 1);
 
 	/* Limits: the check's own program must fit its connection's caps. */
 	sbuf q = SBUF_INIT;
