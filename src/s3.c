@@ -105,6 +105,18 @@ bool s3i_clean_value(const char *v)
 	return true;
 }
 
+void s3i_xml_escape(sbuf *b, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&': sbuf_adds(b, "&amp;"); break;
+		case '<': sbuf_adds(b, "&lt;"); break;
+		case '>': sbuf_adds(b, "&gt;"); break;
+		default: sbuf_add(b, s, 1);
+		}
+	}
+}
+
 bool s3i_clean_token(const char *v)
 {
 	if (!*v)
@@ -294,6 +306,9 @@ int s3_client_new(const struct s3_config *cfg, s3_client **out, char *err, size_
 	c->retry.base_ms = cfg->retry.base_ms ? cfg->retry.base_ms : 200;
 	c->retry.cap_ms = cfg->retry.cap_ms ? cfg->retry.cap_ms : 20000;
 	c->connect_timeout_s = cfg->connect_timeout_s ? (long)cfg->connect_timeout_s : 10;
+	c->timeout_ms = (cfg->timeout_s ? cfg->timeout_s : 60) * 1000u;
+	c->slow_timeout_ms = (cfg->slow_timeout_s ? cfg->slow_timeout_s : 600) * 1000u;
+	atomic_init(&c->cancelled, false);
 	c->low_speed_limit = cfg->low_speed_limit ? (long)cfg->low_speed_limit : 1024;
 	c->low_speed_time_s = cfg->low_speed_time_s ? (long)cfg->low_speed_time_s : 30;
 	*out = c;
@@ -307,8 +322,10 @@ void s3_client_free(s3_client *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->n_idle; i++)
-		curl_easy_cleanup(c->idle[i]);
+	for (size_t i = 0; i < c->n_idle; i++) {
+		curl_multi_cleanup(c->idle[i].m);
+		curl_easy_cleanup(c->idle[i].h);
+	}
 	free(c->idle);
 	sigv4_signer_free(c->signer);
 	pthread_mutex_destroy(&c->mu);
@@ -371,41 +388,57 @@ char *s3_client_url(const s3_client *c, const char *key)
 
 /* ---- curl handle pool --------------------------------------------------- */
 
-static CURL *handle_get(s3_client *c)
+static struct s3i_conn conn_get(s3_client *c)
 {
-	CURL *h = NULL;
+	struct s3i_conn k = {NULL, NULL};
 	pthread_mutex_lock(&c->mu);
 	if (c->n_idle)
-		h = c->idle[--c->n_idle];
+		k = c->idle[--c->n_idle];
 	pthread_mutex_unlock(&c->mu);
-	if (!h && !(h = curl_easy_init()))
+	if (!k.h && (!(k.h = curl_easy_init()) || !(k.m = curl_multi_init())))
 		s3i_oom();
-	return h;
+	return k;
 }
 
-static void handle_put(s3_client *c, CURL *h)
+static void conn_put(s3_client *c, struct s3i_conn k)
 {
-	/* reset drops the options (and our pointers in them) but keeps the connections. */
-	curl_easy_reset(h);
+	/* reset drops the options (and our pointers in them); the multi handle keeps the connections. */
+	curl_easy_reset(k.h);
 	pthread_mutex_lock(&c->mu);
 	if (c->n_idle == c->cap_idle) {
 		size_t cap = c->cap_idle ? c->cap_idle * 2 : 8;
-		CURL **n = realloc(c->idle, cap * sizeof(*n));
+		struct s3i_conn *n = realloc(c->idle, cap * sizeof(*n));
 		if (!n)
 			s3i_oom();
 		c->idle = n;
 		c->cap_idle = cap;
 	}
-	c->idle[c->n_idle++] = h;
+	c->idle[c->n_idle++] = k;
 	pthread_mutex_unlock(&c->mu);
 }
 
-static bool cancelled(const struct req *rq)
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void s3_client_cancel(s3_client *c, unsigned linger_ms)
+{
+	if (atomic_load(&c->cancelled))
+		return;
+	c->cancel_end = mono_s() + (double)linger_ms / 1000.0;
+	atomic_store(&c->cancelled, true); /* seq_cst: cancel_end is visible to whoever sees this */
+}
+
+/* Should rq stop now? Its own flags, or the client's cancel (unless rq began after it). */
+static bool cancelled(s3_client *c, const struct req *rq)
 {
 	for (int i = 0; i < 2; i++)
 		if (rq->cancel[i] && atomic_load(rq->cancel[i]))
 			return true;
-	return false;
+	return !rq->after_cancel && atomic_load(&c->cancelled);
 }
 
 void s3i_resp_clear(struct resp *rs)
@@ -595,14 +628,6 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *ud)
 	return len;
 }
 
-static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
-{
-	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-	struct xfer *x = ud;
-	return cancelled(x->rq) ? 1 : 0;
-}
-
 /* MD5 as base64 for Content-MD5. */
 static void md5_b64(const unsigned char md5[16], char out[32])
 {
@@ -676,9 +701,61 @@ out:
 	return rc;
 }
 
-/* One attempt. 0 on a 2xx answer; else e says why and the result is negative. */
-static int attempt(s3_client *c, CURL *h, struct req *rq, struct resp *rs, struct s3_error *e)
+/* A body streams through this request: the low-speed limit applies and the deadline grows. */
+static bool streams_body(const struct req *rq)
 {
+	return rq->body.kind == BODY_FD || rq->sink.kind == SINK_FD;
+}
+
+/*
+ * Runs the transfer on k's multi handle, waking at least every 100 ms to
+ * look at the cancel flags and the deadline (curl_easy_perform would
+ * only look at them through the progress callback, about once a second
+ * on an idle connection). *stop says why it was left unfinished: 0 done,
+ * 'c' cancelled, 'd' deadline.
+ */
+static CURLcode perform(s3_client *c, struct s3i_conn k, const struct req *rq, int *stop)
+{
+	CURLcode cc = CURLE_OK;
+	int running = 1;
+	*stop = 0;
+	if (curl_multi_add_handle(k.m, k.h) != CURLM_OK)
+		return CURLE_OUT_OF_MEMORY;
+	for (;;) {
+		if (curl_multi_perform(k.m, &running) != CURLM_OK) {
+			cc = CURLE_OUT_OF_MEMORY;
+			break;
+		}
+		if (!running) {
+			int q;
+			CURLMsg *msg;
+			while ((msg = curl_multi_info_read(k.m, &q)))
+				if (msg->msg == CURLMSG_DONE && msg->easy_handle == k.h)
+					cc = msg->data.result;
+			break;
+		}
+		if (cancelled(c, rq)) {
+			*stop = 'c';
+			break;
+		}
+		double left = rq->deadline - mono_s();
+		if (left <= 0) {
+			*stop = 'd';
+			break;
+		}
+		int wait = left < 0.1 ? (int)(left * 1000) + 1 : 100;
+		curl_multi_poll(k.m, NULL, 0, wait, NULL);
+	}
+	/* Removing an unfinished transfer closes its connection: nothing half-sent is reused. */
+	curl_multi_remove_handle(k.m, k.h);
+	return cc;
+}
+
+/* One attempt. 0 on a 2xx answer; else e says why and the result is negative. */
+static int attempt(s3_client *c, struct s3i_conn k, struct req *rq, struct resp *rs,
+		   struct s3_error *e)
+{
+	CURL *h = k.h;
 	sbuf host = SBUF_INIT, raw = SBUF_INIT, url = SBUF_INIT, line = SBUF_INIT;
 	struct curl_slist *list = NULL;
 	sigv4_signed *sig = NULL;
@@ -739,9 +816,11 @@ static int attempt(s3_client *c, CURL *h, struct req *rq, struct resp *rs, struc
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, rq->slow_answer ? 1L : c->low_speed_limit);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
-			 rq->slow_answer && c->low_speed_time_s < 600 ? 600L : c->low_speed_time_s);
+	if (streams_body(rq)) {
+		/* A body that stops moving mid-transfer is a stall; an answer being thought about is not. */
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, c->low_speed_limit);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->low_speed_time_s);
+	}
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, (long)IO_BUF);
@@ -750,9 +829,6 @@ static int attempt(s3_client *c, CURL *h, struct req *rq, struct resp *rs, struc
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
 	if (c->ca_bundle)
 		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_bundle);
 	if (strcmp(rq->method, "HEAD") == 0) {
@@ -772,7 +848,8 @@ static int attempt(s3_client *c, CURL *h, struct req *rq, struct resp *rs, struc
 	}
 
 	atomic_fetch_add(&c->requests, 1);
-	CURLcode cc = curl_easy_perform(h);
+	int stop;
+	CURLcode cc = perform(c, k, rq, &stop);
 	curl_off_t dl = 0;
 	curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &dl);
 	atomic_fetch_add(&c->bytes_received, (uint64_t)(dl > 0 ? dl : 0));
@@ -780,9 +857,11 @@ static int attempt(s3_client *c, CURL *h, struct req *rq, struct resp *rs, struc
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	rs->status = status;
 
-	if (cc == CURLE_ABORTED_BY_CALLBACK && cancelled(rq)) {
+	if (stop == 'c') {
 		s3i_copy(e->transport, sizeof(e->transport), "cancelled");
 		rc = -ECANCELED;
+	} else if (stop == 'd') {
+		rc = -ETIMEDOUT;
 	} else if (cc == CURLE_READ_ERROR && rq->body.read_errno) {
 		e->sys_errno = rq->body.read_errno;
 		s3i_copy(e->transport, sizeof(e->transport),
@@ -809,8 +888,9 @@ static int attempt(s3_client *c, CURL *h, struct req *rq, struct resp *rs, struc
 		if (rq->body.kind != BODY_NONE)
 			atomic_fetch_add(&c->bytes_sent, rq->body.len);
 	}
-	log_debug("s3: %s %s%s%s -> %ld%s%s", rq->method, c->bucket, rq->key ? "/" : "",
-		  rq->key ? rq->key : "", status, cc ? " " : "", cc ? curl_easy_strerror(cc) : "");
+	log_debug("s3: %s %s%s%s -> %ld%s%s%s", rq->method, c->bucket, rq->key ? "/" : "",
+		  rq->key ? rq->key : "", status, cc ? " " : "", cc ? curl_easy_strerror(cc) : "",
+		  stop == 'c' ? " cancelled" : stop == 'd' ? " deadline" : "");
 out:
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
@@ -843,17 +923,43 @@ static unsigned backoff_ms(const struct s3_retry *r, unsigned attempt)
 }
 
 /* Sleeps ms, waking early (false) if the request is cancelled. */
-static bool pause_ms(const struct req *rq, unsigned ms)
+static bool pause_ms(s3_client *c, const struct req *rq, unsigned ms)
 {
 	while (ms) {
-		if (cancelled(rq))
+		if (cancelled(c, rq))
 			return false;
 		unsigned step = ms < 50 ? ms : 50;
 		struct timespec ts = {0, (long)step * 1000000L};
 		nanosleep(&ts, NULL);
 		ms -= step;
 	}
-	return !cancelled(rq);
+	return !cancelled(c, rq);
+}
+
+/* The call's total deadline, in ms, when the caller did not give one. */
+static unsigned timeout_of(const s3_client *c, const struct req *rq)
+{
+	if (rq->timeout_ms)
+		return rq->timeout_ms;
+	if (rq->slow)
+		return c->slow_timeout_ms;
+	if (!streams_body(rq))
+		return c->timeout_ms;
+	uint64_t bytes = rq->body.kind == BODY_FD ? rq->body.len : 0;
+	if (rq->sink.kind == SINK_FD)
+		bytes += 1ull << 30; /* the size of a download is not known before: allow 1 GiB */
+	uint64_t ms = c->timeout_ms + bytes * 1000 / S3_MIN_RATE;
+	return ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms;
+}
+
+/* Which of the deadlines above, for the message that says it expired. */
+static const char *timeout_kind(const struct req *rq)
+{
+	if (rq->after_cancel)
+		return "stopping";
+	if (rq->slow)
+		return "slow-call";
+	return streams_body(rq) ? "transfer" : "call";
 }
 
 static void sink_reset(struct sink *s)
@@ -882,7 +988,16 @@ void s3i_error_init(s3_client *c, const struct req *rq, struct s3_error *e)
 int s3i_request(s3_client *c, struct req *rq, struct resp *rs, struct s3_error *err)
 {
 	struct s3_error e;
-	CURL *h = handle_get(c);
+	unsigned timeout = timeout_of(c, rq);
+	double t0 = mono_s();
+	rq->deadline = t0 + (double)timeout / 1000.0;
+	rq->after_cancel = atomic_load(&c->cancelled);
+	if (rq->after_cancel && c->cancel_end < rq->deadline) {
+		/* Clean-up while stopping: it gets what is left of the linger, no more. */
+		rq->deadline = c->cancel_end;
+		timeout = c->cancel_end > t0 ? (unsigned)((c->cancel_end - t0) * 1000) : 0;
+	}
+	struct s3i_conn k = conn_get(c);
 	int rc;
 	for (unsigned n = 1;; n++) {
 		s3i_error_init(c, rq, &e);
@@ -890,26 +1005,37 @@ int s3i_request(s3_client *c, struct req *rq, struct resp *rs, struct s3_error *
 		rq->body.pos = 0;
 		rq->body.read_errno = 0;
 		sink_reset(&rq->sink);
-		rc = cancelled(rq) ? -ECANCELED : attempt(c, h, rq, rs, &e);
+		rc = cancelled(c, rq) ? -ECANCELED : attempt(c, k, rq, rs, &e);
 		if (rc == 0 && rq->check)
 			rc = rq->check(rs, rq->check_arg, &e);
 		e.attempts = n;
-		if (rc == 0 || rc == -ECANCELED || !s3_error_retryable(&e) || n >= c->retry.max_attempts)
+		if (rc == -ECANCELED && !e.transport[0])
+			s3i_copy(e.transport, sizeof(e.transport), "cancelled");
+		if (rc == 0 || rc == -ECANCELED || rc == -ETIMEDOUT || !s3_error_retryable(&e) ||
+		    n >= c->retry.max_attempts)
 			break;
 		unsigned ms = backoff_ms(&c->retry, n);
+		if (mono_s() + (double)ms / 1000.0 >= rq->deadline)
+			break; /* no time left for another attempt: this error is the answer */
 		char msg[1024];
 		s3_error_format(&e, msg, sizeof(msg));
 		log_warn("%s; retrying in %u ms (attempt %u of %u)", msg, ms, n + 1,
 			 c->retry.max_attempts);
 		rq->retries++;
 		atomic_fetch_add(&c->retries, 1);
-		if (!pause_ms(rq, ms)) {
+		if (!pause_ms(c, rq, ms)) {
 			rc = -ECANCELED;
 			s3i_copy(e.transport, sizeof(e.transport), "cancelled");
 			break;
 		}
 	}
-	handle_put(c, h);
+	conn_put(c, k);
+	if (rc == -ETIMEDOUT) {
+		e.deadline_ms = timeout;
+		snprintf(e.transport, sizeof(e.transport),
+			 "the %s deadline of %.1f s for this call passed without an answer",
+			 timeout_kind(rq), (double)timeout / 1000.0);
+	}
 	if (rc == -EIO)
 		rc = s3i_error_rc(&e);
 	if (rc && rc != -ECANCELED)

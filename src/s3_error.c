@@ -35,6 +35,7 @@ static const char *status_code_name(int status)
 	case 502: return "BadGateway";
 	case 503: return "ServiceUnavailable";
 	case 504: return "GatewayTimeout";
+	case 507: return "InsufficientStorage";
 	default: return "HTTPError";
 	}
 }
@@ -45,6 +46,19 @@ static bool in_list(const char *s, const char *const *list)
 		if (strcmp(s, *list) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * "The server is full, or this account or bucket is over its quota":
+ * asking again at once cannot help, freeing space can.
+ */
+static const char *const no_space[] = {
+	"QuotaExceeded", "InsufficientStorage", "InsufficientCapacity", "XMinioStorageFull",
+	"StorageFull", NULL};
+
+bool s3_error_no_space(const struct s3_error *e)
+{
+	return (e->code[0] && in_list(e->code, no_space)) || e->http_status == 507;
 }
 
 bool s3_error_retryable(const struct s3_error *e)
@@ -87,7 +101,7 @@ bool s3_error_retryable(const struct s3_error *e)
 			return false;
 		}
 	}
-	if (e->precondition_failed)
+	if (e->precondition_failed || s3_error_no_space(e))
 		return false;
 	if (e->code[0] && in_list(e->code, never))
 		return false;
@@ -165,6 +179,8 @@ static const char *code_hint(const char *code)
 		{"BadDigest", "the body did not match its Content-MD5"},
 		{"XAmzContentSHA256Mismatch", "the body did not match its x-amz-content-sha256"},
 		{"SlowDown", "the server asks to slow down"},
+		{"QuotaExceeded", "the bucket or the account is over its storage quota"},
+		{"InsufficientStorage", "the server has no space left"},
 	};
 	for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++)
 		if (strcmp(code, hints[i][0]) == 0)

@@ -40,15 +40,34 @@ struct s3_client {
 	char *user_agent;
 	struct s3_retry retry;
 	long connect_timeout_s;
+	unsigned timeout_ms;      /* a call that moves little data, all attempts */
+	unsigned slow_timeout_ms; /* Complete/Abort, DeleteObjects */
 	long low_speed_limit;
 	long low_speed_time_s;
 	sigv4_signer *signer; /* immutable: signs from any thread */
 
 	pthread_mutex_t mu;
-	CURL **idle; /* handles not in use; protected by mu */
+	struct s3i_conn *idle; /* handles not in use; protected by mu */
 	size_t n_idle, cap_idle;
 
+	/*
+	 * s3_client_cancel: cancel_end (monotonic seconds) is written before
+	 * cancelled is set, and read only once cancelled was seen set.
+	 */
+	atomic_bool cancelled;
+	double cancel_end;
+
 	atomic_uint_fast64_t requests, retries, failures, bytes_sent, bytes_received;
+};
+
+/*
+ * A pooled connection: an easy handle and the multi handle that runs it
+ * (and keeps its connections open between requests). One thread at a
+ * time, the one that took it from the pool.
+ */
+struct s3i_conn {
+	CURL *h;
+	CURLM *m;
 };
 
 enum body_kind { BODY_NONE, BODY_MEM, BODY_FD };
@@ -110,9 +129,16 @@ struct req {
 	bool want_meta;
 	const atomic_bool *cancel[2];
 	check_fn *check; /* NULL, or vets a 2xx answer (a 200 can carry an error) */
-	bool slow_answer; /* the server may think for minutes, sending a byte now and then */
 	void *check_arg;
+	void *check_out; /* where check puts what it found, if anything */
+	/* The server may work on it for long without answering (Complete, Abort, DeleteObjects). */
+	bool slow;
+	/* Total deadline of the call, all attempts; 0: by its kind (see s3.h). */
+	unsigned timeout_ms;
 	unsigned retries; /* out: attempts beyond the first */
+	/* Set by s3i_request for its attempts. */
+	double deadline;      /* monotonic seconds */
+	bool after_cancel;    /* started after s3_client_cancel: bounded, not cancelled */
 };
 /* ---- s3.c: helpers ---- */
 
@@ -129,6 +155,8 @@ bool s3i_clean_value(const char *v);
 /* A token of [A-Za-z0-9._-], not empty. */
 bool s3i_clean_token(const char *v);
 bool s3i_ends_with(const char *s, const char *suffix);
+/* Appends s with &, < and > escaped, for an XML request body. */
+void s3i_xml_escape(sbuf *b, const char *s);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void s3i_hex(const unsigned char *in, size_t n, char *out);
 

@@ -56,7 +56,24 @@ int s3i_put_headers(s3_client *c, struct req *rq, const struct s3_put_opts *o, s
 	return 0;
 }
 
-#define S3I_META_MAX 32
+/*
+ * After a create-only PUT found key taken: does the object there hold
+ * these very bytes (its size, and the MD5 of the body as its ETag)?
+ * etag receives its ETag if so.
+ */
+static bool same_bytes(s3_client *c, const char *key, const struct body *b, char etag[S3_ETAG_MAX])
+{
+	struct s3_object_info info;
+	char md5hex[33];
+	if (s3_head(c, key, &info, NULL) < 0)
+		return false;
+	s3i_hex(b->md5, 16, md5hex);
+	bool same = info.size == b->len && strcmp(info.etag, md5hex) == 0;
+	if (same)
+		s3i_copy(etag, S3_ETAG_MAX, info.etag);
+	s3_object_info_free(&info);
+	return same;
+}
 
 int s3i_put_body(s3_client *c, const char *key, struct body *body, const struct s3_put_opts *o,
 		 struct s3_put_result *res, unsigned char md5[16], struct s3_error *err)
@@ -80,13 +97,18 @@ int s3i_put_body(s3_client *c, const char *key, struct body *body, const struct 
 	}
 	if (!rc) {
 		s3i_add_header(&rq, "content-md5", rq.body.md5_b64);
+		rq.timeout_ms = o ? o->timeout_ms : 0;
 		rc = s3i_request(c, &rq, &rs, err);
 	}
+	char same_etag[S3_ETAG_MAX] = "";
+	if (rc == -ESTALE && o && o->if_none_match && o->identical_ok &&
+	    same_bytes(c, key, &rq.body, same_etag))
+		rc = 0;
 	if (res) {
 		memset(res, 0, sizeof(*res));
 		res->retries = rq.retries;
 		if (!rc)
-			s3i_copy(res->etag, sizeof(res->etag), rs.etag);
+			s3i_copy(res->etag, sizeof(res->etag), same_etag[0] ? same_etag : rs.etag);
 	}
 	if (md5 && !rc)
 		memcpy(md5, rq.body.md5, 16);
@@ -262,6 +284,96 @@ int s3_delete(s3_client *c, const char *key, struct s3_error *err)
 		rc = s3i_request(c, &rq, &rs, err);
 	s3i_resp_clear(&rs);
 	s3i_req_free(&rq);
+	return rc;
+}
+
+/* A 200 DeleteObjects answer lists the keys it could not delete. */
+static int check_delete(struct resp *rs, void *arg, struct s3_error *e)
+{
+	struct req *rq = arg;
+	struct s3xml_delete d;
+	char why[256];
+	if (s3xml_parse_delete(rq->sink.mem.buf, rq->sink.mem.len, &d, why, sizeof(why))) {
+		e->http_status = (int)rs->status;
+		s3i_copy(e->transport, sizeof(e->transport), why);
+		return -EPROTO;
+	}
+	size_t *failed = rq->check_out;
+	*failed = 0;
+	for (size_t i = 0; i < d.n; i++) {
+		if (strcmp(d.errors[i].code, "NoSuchKey") == 0)
+			continue; /* gone either way */
+		if (!*failed) {
+			/* The first one tells the story: its key, the server's code and words. */
+			s3i_copy(e->key, sizeof(e->key), d.errors[i].key);
+			s3i_copy(e->code, sizeof(e->code), d.errors[i].code);
+			s3i_copy(e->message, sizeof(e->message), d.errors[i].message);
+			e->http_status = (int)rs->status;
+		}
+		(*failed)++;
+	}
+	s3xml_delete_free(&d);
+	return 0;
+}
+
+int s3_delete_objects(s3_client *c, const char *const *keys, size_t n, size_t *failed,
+		      struct s3_error *err)
+{
+	struct req rq;
+	struct resp rs = {0};
+	sbuf xml = SBUF_INIT;
+	size_t nfailed = 0;
+	if (failed)
+		*failed = 0;
+	int rc = s3i_req_init(c, &rq, "POST", NULL, err);
+	if (rc)
+		return rc;
+	rq.detail = "DeleteObjects";
+	if (!n || n > S3_DELETE_MAX)
+		return s3i_bad_arg(c, &rq, err, "DeleteObjects takes 1 to 1000 keys");
+	sbuf_adds(&xml, "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>");
+	for (size_t i = 0; i < n; i++) {
+		if (!keys[i][0] || strlen(keys[i]) > S3_KEY_MAX || !s3i_clean_value(keys[i])) {
+			sbuf_free(&xml);
+			return s3i_bad_arg(c, &rq, err, "a key is empty, too long or not printable");
+		}
+		sbuf_adds(&xml, "<Object><Key>");
+		s3i_xml_escape(&xml, keys[i]);
+		sbuf_adds(&xml, "</Key></Object>");
+	}
+	sbuf_adds(&xml, "</Delete>");
+	rq.query = "delete=";
+	rq.body.kind = BODY_MEM;
+	rq.body.mem = (const unsigned char *)xml.buf;
+	rq.body.len = xml.len;
+	s3i_add_header(&rq, "content-type", "application/xml");
+	struct s3_error e;
+	s3i_error_init(c, &rq, &e);
+	rc = s3i_body_digest(&rq.body, NULL, &e);
+	if (rc) {
+		if (err)
+			*err = e;
+	} else {
+		s3i_add_header(&rq, "content-md5", rq.body.md5_b64);
+		rq.check = check_delete;
+		rq.check_arg = &rq;
+		rq.check_out = &nfailed;
+		/* The server deletes every key before it answers. */
+		rq.slow = true;
+		rq.timeout_ms = c->slow_timeout_ms + (unsigned)n * 10u;
+		rc = s3i_request(c, &rq, &rs, &e);
+		if (!rc && nfailed) {
+			rc = -EIO;
+			atomic_fetch_add(&c->failures, 1);
+		}
+		if (rc && err)
+			*err = e;
+	}
+	if (failed)
+		*failed = rc == -EIO && nfailed ? nfailed : rc ? n : 0;
+	s3i_resp_clear(&rs);
+	s3i_req_free(&rq);
+	sbuf_free(&xml);
 	return rc;
 }
 

@@ -150,18 +150,6 @@ static int check_complete(struct resp *rs, void *arg, struct s3_error *e)
 	return 0;
 }
 
-static void xml_escape(sbuf *b, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '&': sbuf_adds(b, "&amp;"); break;
-		case '<': sbuf_adds(b, "&lt;"); break;
-		case '>': sbuf_adds(b, "&gt;"); break;
-		default: sbuf_add(b, s, 1);
-		}
-	}
-}
-
 int s3_multipart_complete(s3_client *c, const char *key, const char *upload_id,
 			  const struct s3_part *parts, size_t n, char etag[S3_ETAG_MAX],
 			  struct s3_error *err)
@@ -186,7 +174,7 @@ int s3_multipart_complete(s3_client *c, const char *key, const char *upload_id,
 		char bare[S3_ETAG_MAX];
 		s3i_etag_copy(bare, parts[i].etag, strlen(parts[i].etag));
 		sbuf_addf(&xml, "<Part><PartNumber>%u</PartNumber><ETag>\"", parts[i].number);
-		xml_escape(&xml, bare);
+		s3i_xml_escape(&xml, bare);
 		sbuf_adds(&xml, "\"</ETag></Part>");
 	}
 	sbuf_adds(&xml, "</CompleteMultipartUpload>");
@@ -206,8 +194,13 @@ int s3_multipart_complete(s3_client *c, const char *key, const char *upload_id,
 		s3i_add_header(&rq, "content-md5", rq.body.md5_b64);
 		rq.check = check_complete;
 		rq.check_arg = &rq;
-		/* S3 may take minutes to assemble a large object, sending spaces meanwhile. */
-		rq.slow_answer = true;
+		/*
+		 * S3 may take minutes to assemble a large object, sending spaces
+		 * meanwhile or nothing at all: no low-speed cut-off, a deadline
+		 * that grows with the number of parts.
+		 */
+		rq.slow = true;
+		rq.timeout_ms = c->slow_timeout_ms + (unsigned)n * 100u;
 		rc = s3i_request(c, &rq, &rs, err);
 	}
 	if (!rc)
@@ -231,6 +224,7 @@ int s3_multipart_abort(s3_client *c, const char *key, const char *upload_id, str
 	rq.detail = "AbortMultipartUpload";
 	if (!upload_id || !*upload_id)
 		return s3i_bad_arg(c, &rq, err, "no upload id");
+	rq.slow = true; /* the server frees every part before it answers */
 	s3i_query_add(&q, "uploadId", upload_id);
 	rq.query = sbuf_str(&q);
 	rc = s3i_request(c, &rq, &rs, &e);
@@ -431,6 +425,8 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 			*err = ce;
 		return rc;
 	}
+	if (o->started)
+		o->started(o->started_arg, upload_id);
 
 	struct upload u = {.c = c, .key = key, .upload_id = upload_id, .fd = fd, .size = size,
 			   .part_size = part_size, .opts = o};
@@ -534,7 +530,8 @@ int s3_upload_file(s3_client *c, const char *key, const char *path,
 	int rc;
 	if (size <= threshold) {
 		struct s3_put_opts po = {.content_type = o.content_type, .meta = o.meta,
-					 .n_meta = o.n_meta, .cancel = o.cancel};
+					 .n_meta = o.n_meta, .cancel = o.cancel,
+					 .if_none_match = o.create_only, .identical_ok = o.create_only};
 		struct body b = {.kind = BODY_FD, .fd = fd, .off = 0, .len = size};
 		struct s3_put_result pr;
 		unsigned char md5[16];

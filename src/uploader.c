@@ -1051,8 +1051,7 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 	struct s3_config ctl = *cfg->s3;
 	ctl.retry = (struct s3_retry){.max_attempts = 3, .base_ms = 200, .cap_ms = 2000};
 	ctl.connect_timeout_s = 5;
-	ctl.low_speed_limit = 1;
-	ctl.low_speed_time_s = 5;
+	ctl.timeout_s = 10; /* a lease or pointer call, retries included: well inside the margin */
 	if ((rc = s3_client_new(cfg->s3, &u->data, err, errlen)) < 0 ||
 	    (rc = s3_client_new(&ctl, &u->ctl, err, errlen)) < 0) {
 		upl_stop(u);
