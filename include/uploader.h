@@ -3,15 +3,18 @@
  * collection's pointer.
  *
  * Knows collections and the store, not FUSE. Bucket layout under PREFIX
- * (default "snapfs/"):
+ * (default "snapfs/"), see layout.h:
  *
- *   PREFIX/COLL/snapshots/ID-HOST/COLL.sqlite3   the sealed database
- *   PREFIX/COLL/snapshots/ID-HOST/MANIFEST.json  its manifest
- *   PREFIX/COLL/pointer.json                     the newest snapshot (lease.h)
- *   PREFIX/COLL/lease.json                       the per-collection lease
+ *   PREFIX/COLL/snapshots/ID-HOST-INST/COLL.sqlite3   the sealed database
+ *   PREFIX/COLL/snapshots/ID-HOST-INST/MANIFEST.json  its manifest
+ *   PREFIX/COLL/pointer.json                          the newest snapshot (lease.h)
+ *   PREFIX/COLL/lease.json                            the per-collection lease
  *
- * ID is the local 8-digit snapshot id, HOST the mount's host id: two hosts
- * never write the same snapshot key.
+ * ID is the local 8-digit snapshot id, HOST the mount's host id, INST the
+ * STORE's instance id (store_instance): no two hosts, and no two STOREs
+ * of one host, ever write the same snapshot key, so an upload can never
+ * replace the object the pointer names. Single-PUT objects (manifests,
+ * small databases) are also sent create-only (If-None-Match: *).
  *
  * For each snapshot: read the pointer (its ETag, or "absent") before
  * uploading; upload the database (parallel multipart, verified by HEAD)
@@ -24,7 +27,7 @@
  *
  * The thread uploads every published snapshot in order, but when it is
  * behind it skips to the newest of each collection. At start it aborts
- * multipart uploads of this host left under PREFIX/COLL/snapshots/ID-HOST/
+ * multipart uploads of this host left under PREFIX/COLL/snapshots/
  * in every collection, and redoes the newest snapshot if upload.json does
  * not say it was handled.
  * Failures are retried with backoff (errors that cannot go away, such as
@@ -46,33 +49,17 @@
 #include "sbuf.h"
 #include "store.h"
 
-#define UPL_HOST_ID_MAX 64
-#define UPL_PREFIX_MAX 512
-
 typedef struct upl upl;
 
 struct upl_config {
 	const struct s3_config *s3; /* endpoint, region, bucket, keys: copied */
 	const char *prefix;         /* NULL: "snapfs/"; a '/' is added if missing; "" allowed */
-	const char *host_id;        /* required: upl_host_id_valid */
+	const char *host_id;        /* required: layout_host_id_valid */
 	uint64_t part_size;         /* 0: 16 MiB */
 	unsigned parallel;          /* 0: 4 */
 	unsigned lease_ttl_s;       /* 0: 60 */
 	bool enabled;               /* false: status says "off", nothing is sent */
 };
-
-/* 1-64 characters of [A-Za-z0-9._-], first one alphanumeric. */
-bool upl_host_id_valid(const char *id);
-/* prefix as the uploader uses it ("" or ending in '/'); -ENAMETOOLONG or -EINVAL if unusable. */
-int upl_prefix_normalize(const char *prefix, char *buf, size_t len);
-/*
- * Keys of the layout above, for a normalized prefix: leaf NULL gives
- * PREFIX/COLL/snapshots/ID-HOST/ (the snapshot's "directory").
- */
-int upl_snapshot_key(const char *prefix, const char *coll, uint64_t id, const char *host,
-		     const char *leaf, char *buf, size_t len);
-int upl_pointer_key(const char *prefix, const char *coll, char *buf, size_t len);
-int upl_lease_key(const char *prefix, const char *coll, char *buf, size_t len);
 
 /*
  * Makes the S3 clients and, if enabled, starts the thread (after any

@@ -30,6 +30,7 @@
 
 #include "compactor.h"
 #include "fsops.h"
+#include "layout.h"
 #include "log.h"
 #include "parse.h"
 #include "passthrough.h"
@@ -163,7 +164,7 @@ struct s3_setup {
 	struct s3cred cred;
 	struct s3_config cfg;
 	struct upl_config ucfg;
-	char host[UPL_HOST_ID_MAX + 1];
+	char host[LAYOUT_HOST_ID_MAX + 1];
 };
 
 static bool s3_option_given(const struct snapfs_opts *o)
@@ -186,7 +187,7 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 {
 	unsigned parallel = 4, ttl = 60;
 	uint64_t part = 16ull << 20;
-	char pfx[UPL_PREFIX_MAX];
+	char pfx[LAYOUT_PREFIX_MAX];
 	memset(s, 0, sizeof(*s));
 	s->ucfg.enabled = true;
 	if (!o->s3_bucket[0]) {
@@ -214,7 +215,7 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 			return -1;
 		}
 	}
-	if (upl_prefix_normalize(o->s3_prefix, pfx, sizeof(pfx)) < 0) {
+	if (layout_prefix_normalize(o->s3_prefix, pfx, sizeof(pfx)) < 0) {
 		snprintf(err, errlen,
 			 "s3_prefix=%s: not usable (no leading '/', no \"//\", no control characters)",
 			 o->s3_prefix);
@@ -227,7 +228,7 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 		return -1;
 	}
 	s->host[sizeof(s->host) - 1] = '\0';
-	if (!upl_host_id_valid(s->host) || (o->s3_host_id && strlen(o->s3_host_id) >= sizeof(s->host))) {
+	if (!layout_host_id_valid(s->host) || (o->s3_host_id && strlen(o->s3_host_id) >= sizeof(s->host))) {
 		snprintf(err, errlen, "%s%s: not a valid host id (1-64 characters of A-Z a-z 0-9 . _ -, "
 				      "first one alphanumeric)%s",
 			 o->s3_host_id ? "s3_host_id=" : "hostname ", s->host,

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "layout.h"
 #include "lease.h"
 #include "log.h"
 #include "manifest.h"
@@ -219,7 +220,7 @@ static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
 	struct lease_pointer p;
 	struct s3_error e;
 	bool present;
-	if (upl_pointer_key(prefix, coll, key, sizeof(key)) < 0) {
+	if (layout_pointer_key(prefix, coll, key, sizeof(key)) < 0) {
 		fprintf(stderr, "snapfs-ctl: collection name too long\n");
 		return CTL_USAGE;
 	}
@@ -258,7 +259,7 @@ static int ctl_restore(s3_client *c, const char *prefix, const char *coll, const
 		return CTL_USAGE;
 	}
 	if (from_pointer) {
-		if (upl_pointer_key(prefix, coll, ptr_key, sizeof(ptr_key)) < 0)
+		if (layout_pointer_key(prefix, coll, ptr_key, sizeof(ptr_key)) < 0)
 			return CTL_USAGE;
 		if (lease_pointer_get(c, ptr_key, &p, NULL, &present, &e) < 0) {
 			ctl_s3_error("reading the pointer", &e);
@@ -272,13 +273,14 @@ static int ctl_restore(s3_client *c, const char *prefix, const char *coll, const
 		snprintf(db_key, sizeof(db_key), "%s", p.db_key);
 		snprintf(man_key, sizeof(man_key), "%s", p.manifest_key);
 	} else {
-		if (!*snap || strchr(snap, '/') || strcmp(snap, "..") == 0 || strcmp(snap, ".") == 0 ||
-		    snprintf(db_key, sizeof(db_key), "%s%s/snapshots/%s/%s.sqlite3", prefix, coll, snap,
-			     coll) >= (int)sizeof(db_key) ||
-		    snprintf(man_key, sizeof(man_key), "%s%s/snapshots/%s/MANIFEST.json", prefix, coll,
-			     snap) >= (int)sizeof(man_key)) {
-			fprintf(stderr, "snapfs-ctl: \"%s\" is not a snapshot name (ID-HOST, as in the "
-					"bucket)\n",
+		struct layout_snap ls;
+		char leaf[STORE_NAME_MAX + 16];
+		snprintf(leaf, sizeof(leaf), "%s.sqlite3", coll);
+		if (!layout_parse_dir(snap, &ls) ||
+		    layout_snapshot_key(prefix, coll, snap, leaf, db_key, sizeof(db_key)) < 0 ||
+		    layout_snapshot_key(prefix, coll, snap, "MANIFEST.json", man_key, sizeof(man_key)) < 0) {
+			fprintf(stderr, "snapfs-ctl: \"%s\" is not a snapshot name (ID-HOST-INST, as in "
+					"the bucket)\n",
 				snap);
 			return CTL_USAGE;
 		}
@@ -455,8 +457,8 @@ int main(int argc, char **argv)
 		ctl_usage(stderr);
 		return CTL_USAGE;
 	}
-	char prefix[UPL_PREFIX_MAX];
-	if (upl_prefix_normalize(o.prefix, prefix, sizeof(prefix)) < 0) {
+	char prefix[LAYOUT_PREFIX_MAX];
+	if (layout_prefix_normalize(o.prefix, prefix, sizeof(prefix)) < 0) {
 		fprintf(stderr, "snapfs-ctl: --prefix %s: not usable\n", o.prefix);
 		return CTL_USAGE;
 	}

@@ -41,11 +41,11 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "layout.h"
 #include "lease.h"
 #include "log.h"
 #include "manifest.h"
 
-#define UPL_DEFAULT_PREFIX "snapfs/"
 #define UPL_DEFAULT_PART (16ull << 20)
 #define UPL_DEFAULT_PARALLEL 4
 #define UPL_DEFAULT_TTL 60
@@ -87,8 +87,8 @@ struct upl {
 	store *st;
 	s3_client *data;
 	s3_client *ctl;
-	char prefix[UPL_PREFIX_MAX];
-	char host_id[UPL_HOST_ID_MAX + 1];
+	char prefix[LAYOUT_PREFIX_MAX];
+	char host_id[LAYOUT_HOST_ID_MAX + 1];
 	char owner[LEASE_OWNER_MAX];
 	uint64_t part_size;
 	unsigned parallel;
@@ -121,38 +121,7 @@ static void upl_copy(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
-/* ---- names and keys ---- */
-
-bool upl_host_id_valid(const char *id)
-{
-	size_t n = id ? strlen(id) : 0;
-	if (n < 1 || n > UPL_HOST_ID_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = id[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
-int upl_prefix_normalize(const char *prefix, char *buf, size_t len)
-{
-	if (!prefix)
-		prefix = UPL_DEFAULT_PREFIX;
-	size_t n = strlen(prefix);
-	if (prefix[0] == '/' || strstr(prefix, "//"))
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)prefix[i] < 0x20 || prefix[i] == 0x7f)
-			return -EINVAL;
-	bool slash = n == 0 || prefix[n - 1] == '/';
-	if (n + 2 > len || n + 2 > UPL_PREFIX_MAX)
-		return -ENAMETOOLONG;
-	snprintf(buf, len, "%s%s", prefix, slash ? "" : "/");
-	return 0;
-}
+/* ---- paths ---- */
 
 static int upl_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int upl_fmt(char *buf, size_t len, const char *fmt, ...)
@@ -162,24 +131,6 @@ static int upl_fmt(char *buf, size_t len, const char *fmt, ...)
 	int n = vsnprintf(buf, len, fmt, ap);
 	va_end(ap);
 	return n < 0 || (size_t)n >= len || (size_t)n > S3_KEY_MAX ? -ENAMETOOLONG : 0;
-}
-
-int upl_snapshot_key(const char *prefix, const char *coll, uint64_t id, const char *host,
-		     const char *leaf, char *buf, size_t len)
-{
-	char ids[24];
-	store_id_format(id, ids, sizeof(ids));
-	return upl_fmt(buf, len, "%s%s/snapshots/%s-%s/%s", prefix, coll, ids, host, leaf ? leaf : "");
-}
-
-int upl_pointer_key(const char *prefix, const char *coll, char *buf, size_t len)
-{
-	return upl_fmt(buf, len, "%s%s/pointer.json", prefix, coll);
-}
-
-int upl_lease_key(const char *prefix, const char *coll, char *buf, size_t len)
-{
-	return upl_fmt(buf, len, "%s%s/lease.json", prefix, coll);
 }
 
 /* ---- collections ---- */
@@ -502,30 +453,20 @@ static void upl_fail(upl *u, struct ucoll *c, const char *what, const struct s3_
 /* Aborts multipart uploads of this host under PREFIX/COLL/snapshots/ (left by a crash). */
 static int upl_abort_stale(upl *u, struct ucoll *c, struct s3_error *err)
 {
-	char pfx[S3_KEY_MAX + 1], suffix[UPL_HOST_ID_MAX + 3];
-	int rc = upl_fmt(pfx, sizeof(pfx), "%s%s/snapshots/", u->prefix, c->name);
+	char pfx[S3_KEY_MAX + 1];
+	int rc = layout_snapshots_prefix(u->prefix, c->name, pfx, sizeof(pfx));
 	if (rc < 0)
 		return rc;
-	snprintf(suffix, sizeof(suffix), "-%s/", u->host_id);
 	struct s3_multipart *mp = NULL;
 	size_t n = 0, aborted = 0;
 	/* On the control client: short, bounded retries, so that a stop is not held up. */
 	if ((rc = s3_multipart_list(u->ctl, pfx, &mp, &n, err)) < 0)
 		return rc;
-	size_t plen = strlen(pfx), slen = strlen(suffix);
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		const char *rest = mp[i].key + plen;
-		const char *slash = strchr(rest, '/');
-		if (strncmp(mp[i].key, pfx, plen) != 0 || !slash)
-			continue;
-		/* DIGITS-HOSTID/ exactly: another host's uploads are never ours to abort. */
-		size_t dlen = (size_t)(slash + 1 - rest);
-		if (dlen <= slen || strncmp(slash + 1 - slen, suffix, slen) != 0)
-			continue;
-		bool digits = true;
-		for (const char *p = rest; p < slash + 1 - slen; p++)
-			digits = digits && *p >= '0' && *p <= '9';
-		if (!digits)
+		struct layout_snap s;
+		/* A snapshot key of this host: another host's uploads are never ours to abort. */
+		if (!layout_parse_snapshot_key(u->prefix, c->name, mp[i].key, &s) ||
+		    strcmp(s.host, u->host_id) != 0)
 			continue;
 		rc = s3_multipart_abort(u->ctl, mp[i].key, mp[i].upload_id, err);
 		if (rc == 0)
@@ -610,7 +551,7 @@ static void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 {
 	struct s3_error e;
 	char dir[PATH_MAX], dbpath[PATH_MAX], mpath[PATH_MAX], ids[24], leaf[STORE_NAME_MAX + 16];
-	char ptr_key[S3_KEY_MAX + 1];
+	char ptr_key[S3_KEY_MAX + 1], sdir[LAYOUT_DIR_MAX];
 	struct lease_pointer cur, p = {0};
 	char cur_etag[S3_ETAG_MAX];
 	bool cur_present;
@@ -633,11 +574,11 @@ static void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 	if ((rc = store_path(u->st, c->name, STORE_AREA_SNAPSHOTS, ids, dir, sizeof(dir))) < 0 ||
 	    (rc = upl_fmt(dbpath, sizeof(dbpath), "%s/%s", dir, leaf)) < 0 ||
 	    (rc = upl_fmt(mpath, sizeof(mpath), "%s/MANIFEST.json", dir)) < 0 ||
-	    (rc = upl_snapshot_key(u->prefix, c->name, id, u->host_id, leaf, p.db_key,
-				   sizeof(p.db_key))) < 0 ||
-	    (rc = upl_snapshot_key(u->prefix, c->name, id, u->host_id, "MANIFEST.json",
-				   p.manifest_key, sizeof(p.manifest_key))) < 0 ||
-	    (rc = upl_pointer_key(u->prefix, c->name, ptr_key, sizeof(ptr_key))) < 0) {
+	    (rc = layout_snapshot_dir(id, u->host_id, store_instance(u->st), sdir, sizeof(sdir))) < 0 ||
+	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, leaf, p.db_key, sizeof(p.db_key))) < 0 ||
+	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, "MANIFEST.json", p.manifest_key,
+				      sizeof(p.manifest_key))) < 0 ||
+	    (rc = layout_pointer_key(u->prefix, c->name, ptr_key, sizeof(ptr_key))) < 0) {
 		upl_fail(u, c, "snapshot path or key too long", NULL, rc);
 		return;
 	}
@@ -710,6 +651,7 @@ static void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 		.progress = upl_on_progress,
 		.progress_arg = &prog,
 		.cancel = &u->cancel,
+		.create_only = true,
 	};
 	struct s3_upload_result res = {0};
 	rc = s3_upload_file(u->data, p.db_key, fdpath, &uo, &res, &e);
@@ -735,7 +677,10 @@ static void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 		upl_fail(u, c, what, NULL, -EIO);
 		goto out;
 	}
-	struct s3_put_opts po = {.content_type = "application/json", .cancel = &u->cancel};
+	/* Create-only: the key is this snapshot's for good (layout.h); a re-upload
+	 * after a crash finds the same bytes there, which counts as written. */
+	struct s3_put_opts po = {.content_type = "application/json", .cancel = &u->cancel,
+				 .if_none_match = true, .identical_ok = true};
 	struct s3_put_result pr;
 	if ((rc = s3_put_buf(u->data, p.manifest_key, mdoc, mlen, &po, &pr, &e)) < 0) {
 		if (!atomic_load(&u->cancel))
@@ -806,8 +751,8 @@ static void upl_swap(upl *u, struct ucoll *c)
 	upl_copy(if_match, sizeof(if_match), c->swap_if_match);
 	pthread_mutex_unlock(&u->mu);
 
-	if ((rc = upl_pointer_key(u->prefix, c->name, ptr_key, sizeof(ptr_key))) < 0 ||
-	    (rc = upl_lease_key(u->prefix, c->name, lease_key, sizeof(lease_key))) < 0) {
+	if ((rc = layout_pointer_key(u->prefix, c->name, ptr_key, sizeof(ptr_key))) < 0 ||
+	    (rc = layout_lease_key(u->prefix, c->name, lease_key, sizeof(lease_key))) < 0) {
 		upl_fail(u, c, "pointer key too long", NULL, rc);
 		return;
 	}
@@ -1001,7 +946,7 @@ static void *upl_main(void *arg)
 int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	if (!upl_host_id_valid(cfg->host_id)) {
+	if (!layout_host_id_valid(cfg->host_id)) {
 		snprintf(err, errlen, "host id \"%s\" is not valid (1-64 characters of A-Z a-z 0-9 . _ -)",
 			 cfg->host_id ? cfg->host_id : "");
 		return -EINVAL;
@@ -1011,11 +956,11 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	int rc = upl_prefix_normalize(cfg->prefix, u->prefix, sizeof(u->prefix));
+	int rc = layout_prefix_normalize(cfg->prefix, u->prefix, sizeof(u->prefix));
 	if (rc < 0) {
 		snprintf(err, errlen, "prefix \"%s\" is not usable (no leading '/', no \"//\", no "
 				      "control characters, at most %d bytes)",
-			 cfg->prefix, UPL_PREFIX_MAX - 2);
+			 cfg->prefix, LAYOUT_PREFIX_MAX - 2);
 		free(u);
 		return rc;
 	}

@@ -44,7 +44,7 @@ def test_kill9_mid_upload_then_restart(make_s3fs, s3, bucket, tmp_path):
 
     # The dead process left its multipart upload in progress, and the pointer as it was.
     left = uh.multipart_uploads(s3, bucket)
-    assert [k for k, _ in left] == [uh.snap_key(c, sid, "h1")], left
+    assert [k for k, _ in left] == [fs.snap_key(c, sid)], left
     assert uh.pointer(s3, bucket, c)[0] == p1
     rec = uh.json.load(open(fs.store_path(c, "upload.json")))
     assert rec["id"] == small
@@ -105,7 +105,7 @@ def test_start_aborts_only_our_own_stale_multipart_uploads(make_s3fs, s3, bucket
     fs = make_s3fs(bucket)
     c = fs.mkcoll("c")
     fs.unmount()
-    ours = uh.snap_key(c, 99, "h1")
+    ours = fs.snap_key(c, 99)
     theirs = uh.snap_key(c, 99, "h2")
     lookalike = f"{uh.PREFIX}{c}/snapshots/x99-h1/{c}.sqlite3"  # not ID-HOST
     for k in (ours, theirs, lookalike):

@@ -1,8 +1,7 @@
 /*
  * Unit tests for lease (no network): the strict JSON object reader, the
- * pointer document's round trip and refusals, the uploader's key layout
- * and its names. The protocol itself runs against radosgw in
- * tests/s3/test_upload*.py.
+ * pointer document's round trip and refusals. The protocol itself runs
+ * against radosgw in tests/s3/test_upload*.py.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -13,7 +12,6 @@
 #include "lease.h"
 #include "sbuf.h"
 #include "tap.h"
-#include "uploader.h"
 
 #define SHA_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -111,40 +109,6 @@ static void test_pointer_roundtrip(void)
 	CHECK(strcmp(q.db_key, "a") == 0 && q.generation == 1);
 }
 
-static void test_layout(void)
-{
-	char buf[S3_KEY_MAX + 1];
-	CHECK(upl_prefix_normalize(NULL, buf, sizeof(buf)) == 0 && strcmp(buf, "snapfs/") == 0);
-	CHECK(upl_prefix_normalize("", buf, sizeof(buf)) == 0 && strcmp(buf, "") == 0);
-	CHECK(upl_prefix_normalize("a/b", buf, sizeof(buf)) == 0 && strcmp(buf, "a/b/") == 0);
-	CHECK(upl_prefix_normalize("a/b/", buf, sizeof(buf)) == 0 && strcmp(buf, "a/b/") == 0);
-	CHECK(upl_prefix_normalize("/a", buf, sizeof(buf)) == -EINVAL);
-	CHECK(upl_prefix_normalize("a//b", buf, sizeof(buf)) == -EINVAL);
-	CHECK(upl_prefix_normalize("a\nb", buf, sizeof(buf)) == -EINVAL);
-
-	CHECK(upl_snapshot_key("p/", "lines", 42, "h1", "lines.sqlite3", buf, sizeof(buf)) == 0);
-	CHECK(strcmp(buf, "p/lines/snapshots/00000042-h1/lines.sqlite3") == 0);
-	CHECK(upl_snapshot_key("", "c", 123456789, "h", NULL, buf, sizeof(buf)) == 0);
-	CHECK(strcmp(buf, "c/snapshots/123456789-h/") == 0);
-	CHECK(upl_pointer_key("p/", "c", buf, sizeof(buf)) == 0 && strcmp(buf, "p/c/pointer.json") == 0);
-	CHECK(upl_lease_key("p/", "c", buf, sizeof(buf)) == 0 && strcmp(buf, "p/c/lease.json") == 0);
-	char small[8];
-	CHECK(upl_pointer_key("p/", "collection", small, sizeof(small)) == -ENAMETOOLONG);
-
-	CHECK(upl_host_id_valid("h1"));
-	CHECK(upl_host_id_valid("web-01.example.com"));
-	CHECK(!upl_host_id_valid(""));
-	CHECK(!upl_host_id_valid("-h"));
-	CHECK(!upl_host_id_valid("a/b"));
-	CHECK(!upl_host_id_valid("a b"));
-	char longid[80];
-	memset(longid, 'a', 65);
-	longid[65] = '\0';
-	CHECK(!upl_host_id_valid(longid));
-	longid[64] = '\0';
-	CHECK(upl_host_id_valid(longid));
-}
-
 /* Without the lease (never taken, or run out) the pointer is not written: nothing is sent. */
 static void test_no_pointer_without_lease(void)
 {
@@ -191,6 +155,5 @@ int main(void)
 	test_json_reader();
 	test_no_pointer_without_lease();
 	test_pointer_roundtrip();
-	test_layout();
 	return tap_done();
 }
