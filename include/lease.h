@@ -116,31 +116,4 @@ int lease_pointer_get(s3_client *c, const char *key, struct lease_pointer *p,
 int lease_pointer_swap(lease *l, const char *key, struct lease_pointer *p, const char *if_match,
 		       double margin_s, char new_etag[S3_ETAG_MAX], struct s3_error *err);
 
-/* ---- the small strict JSON object reader both documents use ---- */
-
-enum lease_jtype {
-	LEASE_J_STR, /* dst: char[cap] */
-	LEASE_J_U64, /* dst: uint64_t; a non-negative integer */
-	LEASE_J_I64, /* dst: int64_t */
-	LEASE_J_OBJ, /* sub: fields of the nested object */
-};
-
-struct lease_jfield {
-	const char *name;
-	enum lease_jtype type;
-	void *dst;
-	size_t cap;
-	const struct lease_jfield *sub;
-	size_t nsub;
-	bool optional;
-};
-
-/*
- * Reads a JSON document whose top level is an object, filling the named
- * fields (unknown keys are checked and skipped). -EINVAL if the document
- * is malformed, a field has the wrong type or does not fit, a key is
- * repeated, or a field that is not optional is missing.
- */
-int lease_json_read(const char *json, const struct lease_jfield *fields, size_t n);
-
 #endif

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "jread.h"
 
 struct lease {
 	s3_client *c;
@@ -49,349 +49,19 @@ static void lease_copy(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
-/* ---- strict JSON reader ---- */
-
-#define LEASE_JSON_DEPTH 16
-
-struct ljson {
-	const char *p;
-};
-
-static void ljson_ws(struct ljson *j)
-{
-	while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')
-		j->p++;
-}
-
-static int ljson_hex4(const char *p, unsigned *out)
-{
-	unsigned v = 0;
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (unsigned)(c - 'A' + 10);
-		else
-			return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
-/* Appends byte b to out (cap bytes with the NUL); *n counts; overflow sets *fits false. */
-static void ljson_put(char *out, size_t cap, size_t *n, char b, bool *fits)
-{
-	if (out && *n + 1 < cap)
-		out[*n] = b;
-	else
-		*fits = false;
-	(*n)++;
-}
-
-/* A string at j->p (the opening quote) into out (may be NULL: skip). */
-static int ljson_string(struct ljson *j, char *out, size_t cap, bool *fits)
-{
-	size_t n = 0;
-	*fits = true;
-	if (*j->p != '"')
-		return -EINVAL;
-	j->p++;
-	for (;;) {
-		unsigned char c = (unsigned char)*j->p;
-		if (c == '"') {
-			j->p++;
-			break;
-		}
-		if (c < 0x20) /* control bytes and the terminating NUL */
-			return -EINVAL;
-		if (c != '\\') {
-			ljson_put(out, cap, &n, (char)c, fits);
-			j->p++;
-			continue;
-		}
-		char e = j->p[1];
-		j->p += 2;
-		switch (e) {
-		case '"':
-		case '\\':
-		case '/':
-			ljson_put(out, cap, &n, e, fits);
-			break;
-		case 'b':
-			ljson_put(out, cap, &n, '\b', fits);
-			break;
-		case 'f':
-			ljson_put(out, cap, &n, '\f', fits);
-			break;
-		case 'n':
-			ljson_put(out, cap, &n, '\n', fits);
-			break;
-		case 'r':
-			ljson_put(out, cap, &n, '\r', fits);
-			break;
-		case 't':
-			ljson_put(out, cap, &n, '\t', fits);
-			break;
-		case 'u': {
-			unsigned cp, lo;
-			if (ljson_hex4(j->p, &cp) < 0)
-				return -EINVAL;
-			j->p += 4;
-			if (cp >= 0xdc00 && cp <= 0xdfff)
-				return -EINVAL;
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (j->p[0] != '\\' || j->p[1] != 'u' || ljson_hex4(j->p + 2, &lo) < 0 ||
-				    lo < 0xdc00 || lo > 0xdfff)
-					return -EINVAL;
-				j->p += 6;
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			}
-			if (cp == 0)
-				return -EINVAL; /* would cut the C string short */
-			if (cp < 0x80) {
-				ljson_put(out, cap, &n, (char)cp, fits);
-			} else if (cp < 0x800) {
-				ljson_put(out, cap, &n, (char)(0xc0 | (cp >> 6)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | (cp & 0x3f)), fits);
-			} else if (cp < 0x10000) {
-				ljson_put(out, cap, &n, (char)(0xe0 | (cp >> 12)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | ((cp >> 6) & 0x3f)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | (cp & 0x3f)), fits);
-			} else {
-				ljson_put(out, cap, &n, (char)(0xf0 | (cp >> 18)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | ((cp >> 12) & 0x3f)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | ((cp >> 6) & 0x3f)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | (cp & 0x3f)), fits);
-			}
-			break;
-		}
-		default:
-			return -EINVAL;
-		}
-	}
-	if (out && cap)
-		out[n < cap ? n : cap - 1] = '\0';
-	return 0;
-}
-
-/*
- * A number at j->p. *is_int: an integer that fits *iv (signed 64-bit);
- * fractions and exponents are valid JSON but not integers.
- */
-static int ljson_number(struct ljson *j, int64_t *iv, bool *is_int)
-{
-	const char *s = j->p;
-	bool neg = false, overflow = false;
-	uint64_t v = 0;
-	*is_int = true;
-	if (*s == '-') {
-		neg = true;
-		s++;
-	}
-	if (*s == '0') {
-		s++;
-	} else if (*s >= '1' && *s <= '9') {
-		while (*s >= '0' && *s <= '9') {
-			unsigned d = (unsigned)(*s - '0');
-			if (v > (UINT64_MAX - d) / 10)
-				overflow = true;
-			else
-				v = v * 10 + d;
-			s++;
-		}
-	} else {
-		return -EINVAL;
-	}
-	if (*s == '.') {
-		*is_int = false;
-		s++;
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		while (*s >= '0' && *s <= '9')
-			s++;
-	}
-	if (*s == 'e' || *s == 'E') {
-		*is_int = false;
-		s++;
-		if (*s == '+' || *s == '-')
-			s++;
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		while (*s >= '0' && *s <= '9')
-			s++;
-	}
-	j->p = s;
-	if (overflow || v > (uint64_t)INT64_MAX)
-		*is_int = false;
-	if (*is_int)
-		*iv = neg ? -(int64_t)v : (int64_t)v;
-	return 0;
-}
-
-static int ljson_literal(struct ljson *j, const char *word)
-{
-	size_t n = strlen(word);
-	if (strncmp(j->p, word, n) != 0)
-		return -EINVAL;
-	j->p += n;
-	return 0;
-}
-
-static int ljson_object(struct ljson *j, const struct lease_jfield *fields, size_t n, int depth);
-
-/* Checks and skips any value. */
-static int ljson_skip(struct ljson *j, int depth)
-{
-	bool fits;
-	int64_t iv;
-	bool is_int;
-	if (depth > LEASE_JSON_DEPTH)
-		return -EINVAL;
-	switch (*j->p) {
-	case '"':
-		return ljson_string(j, NULL, 0, &fits);
-	case '{':
-		return ljson_object(j, NULL, 0, depth + 1);
-	case '[':
-		j->p++;
-		ljson_ws(j);
-		if (*j->p == ']') {
-			j->p++;
-			return 0;
-		}
-		for (;;) {
-			ljson_ws(j);
-			if (ljson_skip(j, depth + 1) < 0)
-				return -EINVAL;
-			ljson_ws(j);
-			if (*j->p == ']') {
-				j->p++;
-				return 0;
-			}
-			if (*j->p != ',')
-				return -EINVAL;
-			j->p++;
-		}
-	case 't':
-		return ljson_literal(j, "true");
-	case 'f':
-		return ljson_literal(j, "false");
-	case 'n':
-		return ljson_literal(j, "null");
-	default:
-		return ljson_number(j, &iv, &is_int);
-	}
-}
-
-static int ljson_field(struct ljson *j, const struct lease_jfield *f, int depth)
-{
-	bool fits, is_int;
-	int64_t iv;
-	switch (f->type) {
-	case LEASE_J_STR:
-		if (ljson_string(j, f->dst, f->cap, &fits) < 0 || !fits)
-			return -EINVAL;
-		return 0;
-	case LEASE_J_U64:
-		if (ljson_number(j, &iv, &is_int) < 0 || !is_int || iv < 0)
-			return -EINVAL;
-		*(uint64_t *)f->dst = (uint64_t)iv;
-		return 0;
-	case LEASE_J_I64:
-		if (ljson_number(j, &iv, &is_int) < 0 || !is_int)
-			return -EINVAL;
-		*(int64_t *)f->dst = iv;
-		return 0;
-	case LEASE_J_OBJ:
-		if (*j->p != '{')
-			return -EINVAL;
-		return ljson_object(j, f->sub, f->nsub, depth + 1);
-	}
-	return -EINVAL;
-}
-
-/* An object at j->p; fields NULL: check and skip. */
-static int ljson_object(struct ljson *j, const struct lease_jfield *fields, size_t n, int depth)
-{
-	uint64_t seen = 0;
-	char key[64];
-	bool fits;
-	if (depth > LEASE_JSON_DEPTH || n > 64 || *j->p != '{')
-		return -EINVAL;
-	j->p++;
-	ljson_ws(j);
-	if (*j->p == '}') {
-		j->p++;
-		goto check;
-	}
-	for (;;) {
-		ljson_ws(j);
-		if (ljson_string(j, key, sizeof(key), &fits) < 0)
-			return -EINVAL;
-		ljson_ws(j);
-		if (*j->p != ':')
-			return -EINVAL;
-		j->p++;
-		ljson_ws(j);
-		size_t i = n;
-		if (fits)
-			for (i = 0; i < n; i++)
-				if (strcmp(fields[i].name, key) == 0)
-					break;
-		if (i < n) {
-			if (seen & (1ull << i))
-				return -EINVAL; /* repeated */
-			seen |= 1ull << i;
-			if (ljson_field(j, &fields[i], depth) < 0)
-				return -EINVAL;
-		} else if (ljson_skip(j, depth) < 0) {
-			return -EINVAL;
-		}
-		ljson_ws(j);
-		if (*j->p == '}') {
-			j->p++;
-			break;
-		}
-		if (*j->p != ',')
-			return -EINVAL;
-		j->p++;
-	}
-check:
-	for (size_t i = 0; i < n; i++)
-		if (!(seen & (1ull << i)) && !fields[i].optional)
-			return -EINVAL;
-	return 0;
-}
-
-int lease_json_read(const char *json, const struct lease_jfield *fields, size_t n)
-{
-	if (!json)
-		return -EINVAL;
-	struct ljson j = {.p = json};
-	ljson_ws(&j);
-	if (ljson_object(&j, fields, n, 0) < 0)
-		return -EINVAL;
-	ljson_ws(&j);
-	return *j.p ? -EINVAL : 0;
-}
-
 /* ---- the lease ---- */
 
 static int lease_state_parse(const char *json, struct lease_state *st)
 {
 	memset(st, 0, sizeof(*st));
-	const struct lease_jfield f[] = {
-		{"owner", LEASE_J_STR, st->owner, sizeof(st->owner), NULL, 0, false},
-		{"token", LEASE_J_U64, &st->token, 0, NULL, 0, false},
-		{"expires", LEASE_J_I64, &st->expires, 0, NULL, 0, false},
-		{"acquired_at", LEASE_J_I64, &st->acquired_at, 0, NULL, 0, true},
-		{"ttl", LEASE_J_U64, &st->ttl, 0, NULL, 0, true},
+	const struct jread_field f[] = {
+		{"owner", JREAD_STR, st->owner, sizeof(st->owner), NULL, 0, false},
+		{"token", JREAD_U64, &st->token, 0, NULL, 0, false},
+		{"expires", JREAD_I64, &st->expires, 0, NULL, 0, false},
+		{"acquired_at", JREAD_I64, &st->acquired_at, 0, NULL, 0, true},
+		{"ttl", JREAD_U64, &st->ttl, 0, NULL, 0, true},
 	};
-	return lease_json_read(json, f, sizeof(f) / sizeof(f[0]));
+	return jread_object(json, f, sizeof(f) / sizeof(f[0]));
 }
 
 static void lease_state_json(const struct lease_state *st, sbuf *out)
@@ -641,22 +311,22 @@ static bool lease_is_sha_hex(const char *s)
 int lease_pointer_parse(const char *json, struct lease_pointer *p)
 {
 	memset(p, 0, sizeof(*p));
-	const struct lease_jfield keys[] = {
-		{"db", LEASE_J_STR, p->db_key, sizeof(p->db_key), NULL, 0, false},
-		{"manifest", LEASE_J_STR, p->manifest_key, sizeof(p->manifest_key), NULL, 0, false},
+	const struct jread_field keys[] = {
+		{"db", JREAD_STR, p->db_key, sizeof(p->db_key), NULL, 0, false},
+		{"manifest", JREAD_STR, p->manifest_key, sizeof(p->manifest_key), NULL, 0, false},
 	};
-	const struct lease_jfield f[] = {
-		{"generation", LEASE_J_U64, &p->generation, 0, NULL, 0, false},
-		{"id", LEASE_J_U64, &p->id, 0, NULL, 0, false},
-		{"host", LEASE_J_STR, p->host, sizeof(p->host), NULL, 0, false},
-		{"keys", LEASE_J_OBJ, NULL, 0, keys, 2, false},
-		{"sha256", LEASE_J_STR, p->sha256, sizeof(p->sha256), NULL, 0, false},
-		{"size", LEASE_J_U64, &p->size, 0, NULL, 0, false},
-		{"etag", LEASE_J_STR, p->etag, sizeof(p->etag), NULL, 0, false},
-		{"lease_token", LEASE_J_U64, &p->lease_token, 0, NULL, 0, false},
-		{"written_at", LEASE_J_I64, &p->written_at, 0, NULL, 0, false},
+	const struct jread_field f[] = {
+		{"generation", JREAD_U64, &p->generation, 0, NULL, 0, false},
+		{"id", JREAD_U64, &p->id, 0, NULL, 0, false},
+		{"host", JREAD_STR, p->host, sizeof(p->host), NULL, 0, false},
+		{"keys", JREAD_OBJ, NULL, 0, keys, 2, false},
+		{"sha256", JREAD_STR, p->sha256, sizeof(p->sha256), NULL, 0, false},
+		{"size", JREAD_U64, &p->size, 0, NULL, 0, false},
+		{"etag", JREAD_STR, p->etag, sizeof(p->etag), NULL, 0, false},
+		{"lease_token", JREAD_U64, &p->lease_token, 0, NULL, 0, false},
+		{"written_at", JREAD_I64, &p->written_at, 0, NULL, 0, false},
 	};
-	if (lease_json_read(json, f, sizeof(f) / sizeof(f[0])) < 0 || !lease_is_sha_hex(p->sha256) ||
+	if (jread_object(json, f, sizeof(f) / sizeof(f[0])) < 0 || !lease_is_sha_hex(p->sha256) ||
 	    !p->db_key[0] || !p->manifest_key[0]) {
 		memset(p, 0, sizeof(*p));
 		return -EINVAL;

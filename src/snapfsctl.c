@@ -37,6 +37,7 @@
 
 #include "fsx.h"
 #include "layout.h"
+#include "jread.h"
 #include "lease.h"
 #include "log.h"
 #include "manifest.h"
@@ -130,8 +131,8 @@ static int ctl_verify(const char *dir)
 		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, mpath, strerror(-rc));
 		return CTL_FAIL;
 	}
-	const struct lease_jfield f[] = {{"file", LEASE_J_STR, file, sizeof(file), NULL, 0, false}};
-	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || lease_json_read(doc, f, 1) < 0 ||
+	const struct jread_field f[] = {{"file", JREAD_STR, file, sizeof(file), NULL, 0, false}};
+	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || jread_object(doc, f, 1) < 0 ||
 	    !file[0] || strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0) {
 		free(doc);
 		fprintf(stderr, "snapfs-ctl: verify %s: %s is not a snapfs manifest (file, size, sha256, id)\n",

@@ -42,6 +42,7 @@
 
 #include "fsx.h"
 #include "layout.h"
+#include "jread.h"
 #include "lease.h"
 #include "log.h"
 #include "manifest.h"
@@ -245,20 +246,20 @@ static int upl_record_read(upl *u, const char *coll, struct lease_pointer *p, bo
 	if ((rc = fsx_read_all(path, &doc, &len)) < 0)
 		return rc;
 	memset(p, 0, sizeof(*p));
-	const struct lease_jfield f[] = {
-		{"format", LEASE_J_U64, &format, 0, NULL, 0, false},
-		{"pointer", LEASE_J_STR, pointer, sizeof(pointer), NULL, 0, false},
-		{"pointer_generation", LEASE_J_U64, generation, 0, NULL, 0, false},
-		{"id", LEASE_J_U64, &p->id, 0, NULL, 0, false},
-		{"host", LEASE_J_STR, p->host, sizeof(p->host), NULL, 0, false},
-		{"key", LEASE_J_STR, p->db_key, sizeof(p->db_key), NULL, 0, false},
-		{"manifest_key", LEASE_J_STR, p->manifest_key, sizeof(p->manifest_key), NULL, 0, false},
-		{"size", LEASE_J_U64, &p->size, 0, NULL, 0, false},
-		{"etag", LEASE_J_STR, p->etag, sizeof(p->etag), NULL, 0, false},
-		{"sha256", LEASE_J_STR, p->sha256, sizeof(p->sha256), NULL, 0, false},
-		{"at", LEASE_J_I64, &p->written_at, 0, NULL, 0, false},
+	const struct jread_field f[] = {
+		{"format", JREAD_U64, &format, 0, NULL, 0, false},
+		{"pointer", JREAD_STR, pointer, sizeof(pointer), NULL, 0, false},
+		{"pointer_generation", JREAD_U64, generation, 0, NULL, 0, false},
+		{"id", JREAD_U64, &p->id, 0, NULL, 0, false},
+		{"host", JREAD_STR, p->host, sizeof(p->host), NULL, 0, false},
+		{"key", JREAD_STR, p->db_key, sizeof(p->db_key), NULL, 0, false},
+		{"manifest_key", JREAD_STR, p->manifest_key, sizeof(p->manifest_key), NULL, 0, false},
+		{"size", JREAD_U64, &p->size, 0, NULL, 0, false},
+		{"etag", JREAD_STR, p->etag, sizeof(p->etag), NULL, 0, false},
+		{"sha256", JREAD_STR, p->sha256, sizeof(p->sha256), NULL, 0, false},
+		{"at", JREAD_I64, &p->written_at, 0, NULL, 0, false},
 	};
-	rc = lease_json_read(doc, f, sizeof(f) / sizeof(f[0]));
+	rc = jread_object(doc, f, sizeof(f) / sizeof(f[0]));
 	free(doc);
 	if (rc < 0 || format != 1) {
 		log_warn("upload: %s: %s is not an upload record; the newest snapshot will be uploaded "

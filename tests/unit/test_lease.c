@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jread.h"
 #include "lease.h"
 #include "sbuf.h"
 #include "tap.h"
@@ -21,25 +22,25 @@ static void test_json_reader(void)
 	uint64_t u = 0;
 	int64_t i = 0;
 	char inner[8] = "";
-	const struct lease_jfield sub[] = {{"x", LEASE_J_STR, inner, sizeof(inner), NULL, 0, false}};
-	const struct lease_jfield f[] = {
-		{"s", LEASE_J_STR, s, sizeof(s), NULL, 0, false},
-		{"u", LEASE_J_U64, &u, 0, NULL, 0, false},
-		{"i", LEASE_J_I64, &i, 0, NULL, 0, true},
-		{"o", LEASE_J_OBJ, NULL, 0, sub, 1, true},
+	const struct jread_field sub[] = {{"x", JREAD_STR, inner, sizeof(inner), NULL, 0, false}};
+	const struct jread_field f[] = {
+		{"s", JREAD_STR, s, sizeof(s), NULL, 0, false},
+		{"u", JREAD_U64, &u, 0, NULL, 0, false},
+		{"i", JREAD_I64, &i, 0, NULL, 0, true},
+		{"o", JREAD_OBJ, NULL, 0, sub, 1, true},
 	};
 	size_t n = sizeof(f) / sizeof(f[0]);
 
-	CHECK(lease_json_read("{\"s\": \"a\\\"b\\u00e9\", \"u\": 7, \"i\": -3, \"o\": {\"x\": \"y\"}, "
+	CHECK(jread_object("{\"s\": \"a\\\"b\\u00e9\", \"u\": 7, \"i\": -3, \"o\": {\"x\": \"y\"}, "
 			      "\"other\": [1, {\"s\": 2}, null, true, 1.5e3]}",
 			      f, n) == 0);
 	CHECK(strcmp(s, "a\"b\xc3\xa9") == 0);
 	CHECK(u == 7 && i == -3 && strcmp(inner, "y") == 0);
 	/* A nested "s" inside an unknown key is not the top-level one. */
-	CHECK(lease_json_read("{\"z\": {\"s\": \"no\"}, \"s\": \"yes\", \"u\": 1}", f, n) == 0);
+	CHECK(jread_object("{\"z\": {\"s\": \"no\"}, \"s\": \"yes\", \"u\": 1}", f, n) == 0);
 	CHECK(strcmp(s, "yes") == 0);
 	/* Surrogate pair. */
-	CHECK(lease_json_read("{\"s\": \"\\ud83d\\ude00\", \"u\": 0}", f, n) == 0);
+	CHECK(jread_object("{\"s\": \"\\ud83d\\ude00\", \"u\": 0}", f, n) == 0);
 	CHECK(strcmp(s, "\xf0\x9f\x98\x80") == 0);
 
 	static const char *bad[] = {
@@ -68,12 +69,12 @@ static void test_json_reader(void)
 		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
 	};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-		int rc = lease_json_read(bad[k], f, n);
+		int rc = jread_object(bad[k], f, n);
 		if (rc != -EINVAL)
 			fprintf(stderr, "accepted: %s\n", bad[k]);
 		CHECK(rc == -EINVAL);
 	}
-	CHECK(lease_json_read(NULL, f, n) == -EINVAL);
+	CHECK(jread_object(NULL, f, n) == -EINVAL);
 }
 
 static void test_pointer_roundtrip(void)
