@@ -20,6 +20,14 @@ enum jread_type {
 	JREAD_U64, /* dst: uint64_t; a non-negative integer */
 	JREAD_I64, /* dst: int64_t */
 	JREAD_OBJ, /* sub: fields of the nested object */
+	/*
+	 * An array of objects: each element is read with sub into their dst
+	 * (each element must have every field that is not optional), then
+	 * each(each_arg) is called to take the values; a negative return
+	 * refuses the document. Optional fields an element lacks keep the
+	 * previous element's values: each() should reset them.
+	 */
+	JREAD_ARR,
 };
 
 struct jread_field {
@@ -30,6 +38,8 @@ struct jread_field {
 	const struct jread_field *sub;
 	size_t nsub;
 	bool optional;
+	int (*each)(void *each_arg); /* JREAD_ARR */
+	void *each_arg;
 };
 
 /*

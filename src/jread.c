@@ -270,6 +270,30 @@ static int jread_field(struct jread_cur *j, const struct jread_field *f, int dep
 		if (*j->p != '{')
 			return -EINVAL;
 		return jread_obj(j, f->sub, f->nsub, depth + 1);
+	case JREAD_ARR:
+		if (*j->p != '[' || depth + 1 > JREAD_DEPTH)
+			return -EINVAL;
+		j->p++;
+		jread_ws(j);
+		if (*j->p == ']') {
+			j->p++;
+			return 0;
+		}
+		for (;;) {
+			jread_ws(j);
+			if (*j->p != '{' || jread_obj(j, f->sub, f->nsub, depth + 2) < 0)
+				return -EINVAL;
+			if (f->each && f->each(f->each_arg) < 0)
+				return -EINVAL;
+			jread_ws(j);
+			if (*j->p == ']') {
+				j->p++;
+				return 0;
+			}
+			if (*j->p != ',')
+				return -EINVAL;
+			j->p++;
+		}
 	}
 	return -EINVAL;
 }

@@ -131,7 +131,7 @@ static int ctl_verify(const char *dir)
 		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, mpath, strerror(-rc));
 		return CTL_FAIL;
 	}
-	const struct jread_field f[] = {{"file", JREAD_STR, file, sizeof(file), NULL, 0, false}};
+	const struct jread_field f[] = {{"file", JREAD_STR, file, sizeof(file), NULL, 0, false, NULL, NULL}};
 	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || jread_object(doc, f, 1) < 0 ||
 	    !file[0] || strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0) {
 		free(doc);
@@ -225,7 +225,7 @@ static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
 		fprintf(stderr, "snapfs-ctl: collection name too long\n");
 		return CTL_USAGE;
 	}
-	if (lease_pointer_get(c, key, &p, etag, &present, &e) < 0) {
+	if (lease_pointer_get(c, key, &p, NULL, etag, &present, &e) < 0) {
 		ctl_s3_error("reading the pointer", &e);
 		return CTL_FAIL;
 	}
@@ -239,7 +239,7 @@ static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
 	sbuf_adds(&out, ", \"etag\": ");
 	sbuf_add_json_str(&out, etag);
 	sbuf_adds(&out, ", \"pointer\": ");
-	lease_pointer_json(&p, &out);
+	lease_pointer_json(&p, NULL, &out);
 	out.buf[out.len - 1] = '}'; /* the pointer's newline becomes our closing brace */
 	sbuf_adds(&out, "\n");
 	fputs(sbuf_str(&out), stdout);
@@ -262,7 +262,7 @@ static int ctl_restore(s3_client *c, const char *prefix, const char *coll, const
 	if (from_pointer) {
 		if (layout_pointer_key(prefix, coll, ptr_key, sizeof(ptr_key)) < 0)
 			return CTL_USAGE;
-		if (lease_pointer_get(c, ptr_key, &p, NULL, &present, &e) < 0) {
+		if (lease_pointer_get(c, ptr_key, &p, NULL, NULL, &present, &e) < 0) {
 			ctl_s3_error("reading the pointer", &e);
 			return CTL_FAIL;
 		}

@@ -16,10 +16,10 @@ head the client sends, and either forwards the request or injects a fault:
   rules        a list of Rule(method, contains, action, seconds, count):
                requests whose method is `method` (None: any) and whose
                target (path and query) contains `contains` either
-               "stall" (as above) or are forwarded at once with their
-               answer held back `seconds` ("delay": a server that works
-               that long without sending a byte), for the first `count`
-               matches (None: all). Rules are looked at first, in order;
+               "stall" (as above), get "503" (as fail_first does), or are
+               forwarded at once with their answer held back `seconds`
+               ("delay": a server that works that long without sending a
+               byte), for the first `count` matches (None: all). Rules are looked at first, in order;
                p.set_rules([...]) replaces them while it runs.
 
 Answers are copied back byte for byte; bodies are never changed (a
@@ -64,7 +64,7 @@ def _rst(writer):
 
 class Rule:
     def __init__(self, method, contains, action, seconds=0.0, count=None):
-        assert action in ("stall", "delay")
+        assert action in ("stall", "delay", "503")
         self.method, self.contains, self.action = method, contains, action
         self.seconds, self.count = seconds, count
         self.matched = 0
@@ -134,6 +134,9 @@ class FaultProxy:
                     if r.action == "stall":
                         self._counts["injected_stalls"] += 1
                         return "stall"
+                    if r.action == "503":
+                        self._counts["injected_503"] += 1
+                        return "503"
                     self._counts["injected_delays"] += 1
                     return ("delay", r.seconds)
             if self.stall_method and method == self.stall_method:
