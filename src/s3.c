@@ -1045,6 +1045,25 @@ int s3i_request(s3_client *c, struct req *rq, struct resp *rs, struct s3_error *
 	return rc;
 }
 
+int s3i_request_xml(s3_client *c, struct req *rq, const sbuf *xml, struct resp *rs,
+		    struct s3_error *err)
+{
+	rq->body.kind = BODY_MEM;
+	rq->body.mem = (const unsigned char *)sbuf_str(xml);
+	rq->body.len = xml->len;
+	s3i_add_header(rq, "content-type", "application/xml");
+	struct s3_error e;
+	s3i_error_init(c, rq, &e);
+	int rc = s3i_body_digest(&rq->body, NULL, &e);
+	if (rc) {
+		if (err)
+			*err = e;
+		return rc;
+	}
+	s3i_add_header(rq, "content-md5", rq->body.md5_b64);
+	return s3i_request(c, rq, rs, err);
+}
+
 /* Sets up rq for method on key, and fails early on a key S3 cannot take. */
 int s3i_req_init(s3_client *c, struct req *rq, const char *method, const char *key,
 		 struct s3_error *err)

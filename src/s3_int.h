@@ -181,6 +181,12 @@ void s3i_error_init(s3_client *c, const struct req *rq, struct s3_error *e);
  * clears it) and, on failure, *err the last error.
  */
 int s3i_request(s3_client *c, struct req *rq, struct resp *rs, struct s3_error *err);
+/*
+ * Runs rq (a POST set up but for its body: check, slow, timeout) with
+ * the XML document xml as its body, its digests and Content-MD5.
+ */
+int s3i_request_xml(s3_client *c, struct req *rq, const sbuf *xml, struct resp *rs,
+		    struct s3_error *err);
 /* An invalid-argument failure found before any request was sent. */
 int s3i_bad_arg(s3_client *c, const struct req *rq, struct s3_error *err, const char *why);
 

@@ -343,32 +343,20 @@ int s3_delete_objects(s3_client *c, const char *const *keys, size_t n, size_t *f
 	}
 	sbuf_adds(&xml, "</Delete>");
 	rq.query = "delete=";
-	rq.body.kind = BODY_MEM;
-	rq.body.mem = (const unsigned char *)xml.buf;
-	rq.body.len = xml.len;
-	s3i_add_header(&rq, "content-type", "application/xml");
+	rq.check = check_delete;
+	rq.check_arg = &rq;
+	rq.check_out = &nfailed;
+	/* The server deletes every key before it answers. */
+	rq.slow = true;
+	rq.timeout_ms = c->slow_timeout_ms + (unsigned)n * 10u;
 	struct s3_error e;
-	s3i_error_init(c, &rq, &e);
-	rc = s3i_body_digest(&rq.body, NULL, &e);
-	if (rc) {
-		if (err)
-			*err = e;
-	} else {
-		s3i_add_header(&rq, "content-md5", rq.body.md5_b64);
-		rq.check = check_delete;
-		rq.check_arg = &rq;
-		rq.check_out = &nfailed;
-		/* The server deletes every key before it answers. */
-		rq.slow = true;
-		rq.timeout_ms = c->slow_timeout_ms + (unsigned)n * 10u;
-		rc = s3i_request(c, &rq, &rs, &e);
-		if (!rc && nfailed) {
-			rc = -EIO;
-			atomic_fetch_add(&c->failures, 1);
-		}
-		if (rc && err)
-			*err = e;
+	rc = s3i_request_xml(c, &rq, &xml, &rs, &e);
+	if (!rc && nfailed) {
+		rc = -EIO;
+		atomic_fetch_add(&c->failures, 1);
 	}
+	if (rc && err)
+		*err = e;
 	if (failed)
 		*failed = rc == -EIO && nfailed ? nfailed : rc ? n : 0;
 	s3i_resp_clear(&rs);

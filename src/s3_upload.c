@@ -180,29 +180,16 @@ int s3_multipart_complete(s3_client *c, const char *key, const char *upload_id,
 	sbuf_adds(&xml, "</CompleteMultipartUpload>");
 	s3i_query_add(&q, "uploadId", upload_id);
 	rq.query = sbuf_str(&q);
-	rq.body.kind = BODY_MEM;
-	rq.body.mem = (const unsigned char *)xml.buf;
-	rq.body.len = xml.len;
-	s3i_add_header(&rq, "content-type", "application/xml");
-	struct s3_error e;
-	s3i_error_init(c, &rq, &e);
-	rc = s3i_body_digest(&rq.body, NULL, &e);
-	if (rc) {
-		if (err)
-			*err = e;
-	} else {
-		s3i_add_header(&rq, "content-md5", rq.body.md5_b64);
-		rq.check = check_complete;
-		rq.check_arg = &rq;
-		/*
-		 * S3 may take minutes to assemble a large object, sending spaces
-		 * meanwhile or nothing at all: no low-speed cut-off, a deadline
-		 * that grows with the number of parts.
-		 */
-		rq.slow = true;
-		rq.timeout_ms = c->slow_timeout_ms + (unsigned)n * 100u;
-		rc = s3i_request(c, &rq, &rs, err);
-	}
+	rq.check = check_complete;
+	rq.check_arg = &rq;
+	/*
+	 * S3 may take minutes to assemble a large object, sending spaces
+	 * meanwhile or nothing at all: no low-speed cut-off, a deadline that
+	 * grows with the number of parts.
+	 */
+	rq.slow = true;
+	rq.timeout_ms = c->slow_timeout_ms + (unsigned)n * 100u;
+	rc = s3i_request_xml(c, &rq, &xml, &rs, err);
 	if (!rc)
 		s3i_copy(etag, S3_ETAG_MAX, rs.etag);
 	s3i_resp_clear(&rs);

@@ -104,6 +104,16 @@ static void upl_fail(upl *u, struct ucoll *c, const char *what, const struct s3_
 	upl_fail_doc(u, c, what, e, rc, NULL);
 }
 
+/* With u->mu held: the pointer names what we uploaded: nothing is wrong any more. */
+static void upl_all_clear(struct ucoll *c)
+{
+	c->state = "idle";
+	c->last_error[0] = c->error_code[0] = '\0';
+	c->server_full = false;
+	c->corrupt = NULL;
+	c->failures_in_row = 0;
+}
+
 struct upl_hash {
 	int fd;
 	const atomic_bool *cancel;
@@ -282,11 +292,7 @@ void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 		c->last = cur;
 		c->pointer_generation = cur.generation;
 		upl_coll_trim(c, id);
-		c->state = "idle";
-		c->last_error[0] = c->error_code[0] = '\0';
-		c->server_full = false;
-		c->corrupt = NULL;
-		c->failures_in_row = 0;
+		upl_all_clear(c);
 		pthread_mutex_unlock(&u->mu);
 		goto out;
 	}
@@ -501,11 +507,7 @@ static void upl_swap_once(upl *u, struct ucoll *c)
 		pthread_mutex_lock(&u->mu);
 		c->pointer_generation = p.generation;
 		c->swap_pending = false;
-		c->state = "idle";
-		c->last_error[0] = c->error_code[0] = '\0';
-		c->server_full = false;
-		c->corrupt = NULL;
-		c->failures_in_row = 0;
+		upl_all_clear(c);
 		pthread_mutex_unlock(&u->mu);
 		log_info("upload: %s: pointer s3://%s/%s now names snapshot %08" PRIu64
 			 " of %s (generation %" PRIu64 ", lease token %" PRIu64 ")",
