@@ -182,6 +182,10 @@ def test_prefix_and_two_collections(make_s3fs, s3, bucket, tmp_path):
     ("s3_parallel=0", "s3_parallel=0"),
     ("s3_lease_ttl=-5", "s3_lease_ttl=-5"),
     ("s3_prefix=/abs", "s3_prefix=/abs"),
+    ("s3_keep=0", "s3_keep=0"),
+    ("s3_keep=101", "s3_keep=101"),
+    ("s3_grace=forever", "s3_grace=forever"),
+    ("s3_grace=31d", "s3_grace=31d"),
 ])
 def test_bad_s3_options_refused_before_mounting(make_s3fs, bucket, opt, msg):
     fs = make_s3fs(bucket, opts=[opt], start=False)

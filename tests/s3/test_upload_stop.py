@@ -7,9 +7,12 @@ answers is waited out, once, not cut off and asked again; the abort,
 which is housekeeping, does not hold the upload of a new snapshot up."""
 
 import os
+import signal
 import sys
 import time
 import urllib.parse
+
+import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import upload_helpers as uh  # noqa: E402
@@ -26,13 +29,18 @@ def upstream(rgw):
     return (u.hostname, u.port)
 
 
-def unmount_timed(fs, what):
+def unmount_timed(fs, what, how="unmount"):
+    """fusermount3 -u (or SIGTERM): the daemon must exit 0 within 2 s."""
     t0 = time.monotonic()
-    uh.run(["fusermount3", "-u", fs.mnt])
+    if how == "unmount":
+        uh.run(["fusermount3", "-u", fs.mnt])
+    else:
+        fs.proc.send_signal(signal.SIGTERM)
     fs.wait_exit(30, expect=0)
     took = time.monotonic() - t0
-    print(f"\nunmount during {what} against a stalled server: daemon exited 0 in {took:.2f} s")
-    assert took < EXIT_WITHIN_S, f"unmount during {what} took {took:.2f} s"
+    print(f"\n{how} during {what} against a stalled server: daemon exited 0 in {took:.2f} s")
+    assert took < EXIT_WITHIN_S, f"{how} during {what} took {took:.2f} s"
+    uh.wait_for(lambda: not fs.mounted(), 10, "the mount to go away")
     return took
 
 
@@ -42,14 +50,15 @@ def restart_direct(fs, rgw):
     fs.start()
 
 
-def test_unmount_during_upload(make_s3fs, rgw, s3, bucket):
+@pytest.mark.parametrize("how", ["unmount", "SIGTERM"])
+def test_unmount_during_upload(make_s3fs, rgw, s3, bucket, how):
     with FaultProxy(upstream(rgw), rules=[Rule("PUT", "partNumber=", "stall")]) as proxy:
         fs = make_s3fs(bucket, opts=[f"s3_endpoint={proxy.url}", "s3_part_size=5M", "s3_parallel=2"])
         c = fs.mkcoll("c")
         sid = fs.publish(c, big_rows=170_000)
         uh.wait_for(lambda: proxy.stats()["injected_stalls"] >= 2 and fs.upload(c)["state"] == "uploading",
                     60, "parts stalled mid-upload")
-        unmount_timed(fs, "an upload")
+        unmount_timed(fs, "an upload", how)
     restart_direct(fs, rgw)
     fs.wait_upload(c, sid, timeout=300)
     uh.wait_for(lambda: uh.multipart_uploads(s3, bucket) == [], 30, "no multipart upload left")
