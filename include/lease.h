@@ -98,8 +98,8 @@ int lease_hold(lease *l, double min_left_s, struct lease_state *holder, struct s
  */
 int lease_drop(lease *l, struct s3_error *err);
 /* Seconds of the lease left by the local clock; <= 0 when not held. */
-double lease_remaining(const lease *l);
-uint64_t lease_token(const lease *l);
+double lease_remaining(lease *l);
+uint64_t lease_token(lease *l);
 /*
  * For a repair (snapfs-ctl): takes the lease by replacing whatever is at
  * its key, the object with ETag etag (say, one that is not a lease

@@ -333,21 +333,19 @@ int lease_drop(lease *l, struct s3_error *err)
 	return rc;
 }
 
-double lease_remaining(const lease *l)
+double lease_remaining(lease *l)
 {
-	lease *m = (lease *)l; /* the mutex only: the state is read, not changed */
-	pthread_mutex_lock(&m->mu);
+	pthread_mutex_lock(&l->mu);
 	double left = lease_remaining_locked(l);
-	pthread_mutex_unlock(&m->mu);
+	pthread_mutex_unlock(&l->mu);
 	return left;
 }
 
-uint64_t lease_token(const lease *l)
+uint64_t lease_token(lease *l)
 {
-	lease *m = (lease *)l;
-	pthread_mutex_lock(&m->mu);
+	pthread_mutex_lock(&l->mu);
 	uint64_t token = l->token;
-	pthread_mutex_unlock(&m->mu);
+	pthread_mutex_unlock(&l->mu);
 	return token;
 }
 
