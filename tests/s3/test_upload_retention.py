@@ -136,3 +136,56 @@ def test_reader_of_the_pointer_can_download_within_the_grace(make_s3fs, s3, buck
     uh.wait_for(lambda: k2 not in uh.keys(s3, bucket), 30, "S2 deleted after the grace")
     assert uh.now() >= t3 + grace - 1
     assert set(dirs(s3, bucket, c)) == {fs.snap_name(s3_)}
+
+
+def plant(s3, bucket, coll, src_dir, name):
+    """A copy of a snapshot's objects under another directory of our layout:
+    a snapshot no pointer ever named (as a race lost or a crash leaves)."""
+    for leaf in (f"{coll}.sqlite3", "MANIFEST.json"):
+        s3.copy_object(Bucket=bucket, Key=f"{uh.PREFIX}{coll}/snapshots/{name}/{leaf}",
+                       CopySource={"Bucket": bucket, "Key": f"{uh.PREFIX}{coll}/snapshots/{src_dir}/{leaf}"})
+
+
+def next_second():
+    t = int(uh.time.time())
+    uh.wait_for(lambda: int(uh.time.time()) > t, 5, "the next second")
+
+
+def test_orphans_go_after_the_grace_newer_ones_wait_for_the_pointer(make_s3fs, rgw, s3, bucket):
+    """An orphan older than the pointer's snapshot goes once the grace has
+    passed, and is counted once; one uploaded after it (it could be about
+    to be swapped in) stays until the pointer moves past it."""
+    grace = 3
+    fs = make_s3fs(bucket, opts=["s3_keep=2", f"s3_grace={grace}s"])
+    c = fs.mkcoll("c")
+    s1 = fs.publish(c, rows=[(1, "one")])
+    fs.wait_upload(c, s1)
+    old_orphan = f"00000090-gone-{'a' * 16}"
+    plant(s3, bucket, c, fs.snap_name(s1), old_orphan)
+    next_second()
+    s2 = fs.publish(c, rows=[(2, "two")])
+    fs.wait_upload(c, s2)
+    next_second()
+    newer = f"00000091-racer-{'b' * 16}"
+    plant(s3, bucket, c, fs.snap_name(s1), newer)
+    t_newer = uh.now()
+
+    uh.wait_for(lambda: old_orphan not in dirs(s3, bucket, c), 30, "the old orphan deleted")
+    assert uh.now() >= t_newer + grace - 2  # not before the grace (seconds, clocks)
+    b = fs.upload(c)["bucket"]
+    assert b["orphans_found_total"] == 1 and b["newer_than_pointer"] == 1
+    assert fs.metric("snapfs_s3_orphans_found_total", c) == 1
+    # The newer one waits for the pointer, however long: even with no grace
+    # at all the rule keeps it (snapfs-ctl ls applies the daemon's rule).
+    assert newer in dirs(s3, bucket, c)
+    ls = json.loads(uh.ctl(rgw, "ls", "--bucket", bucket, "--keep", "2", "--grace", "0s", c).stdout)
+    role = {s["snapshot"]: (s["role"], s["action"]) for s in ls["collections"][0]["snapshots"]}
+    assert role[newer] == ("newer", "keep"), role
+    # Once the pointer moves past it, it is an orphan like any: it goes after the grace.
+    s3_ = fs.publish(c, rows=[(3, "three")])
+    fs.wait_upload(c, s3_)
+    uh.wait_for(lambda: newer not in dirs(s3, bucket, c), 30, "the passed-over upload deleted")
+    assert fs.upload(c)["bucket"]["orphans_found_total"] == 2
+    # And S1, out of the keep window since S3, goes after its grace too.
+    uh.wait_for(lambda: set(dirs(s3, bucket, c)) == {fs.snap_name(s2), fs.snap_name(s3_)}, 30,
+                "the pointer's snapshot and the one before it, nothing else")

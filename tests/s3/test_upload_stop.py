@@ -29,8 +29,11 @@ def upstream(rgw):
     return (u.hostname, u.port)
 
 
-def unmount_timed(fs, what, how="unmount"):
-    """fusermount3 -u (or SIGTERM): the daemon must exit 0 within 2 s."""
+def unmount_timed(fs, proxy, what, how="unmount"):
+    """The whole server stalls from now on (the clean-up on the way out, an
+    abort or the lease's release, too); fusermount3 -u (or SIGTERM): the
+    daemon must exit 0 within 2 s."""
+    proxy.set_rules([Rule(None, "", "stall")])
     t0 = time.monotonic()
     if how == "unmount":
         uh.run(["fusermount3", "-u", fs.mnt])
@@ -58,7 +61,7 @@ def test_unmount_during_upload(make_s3fs, rgw, s3, bucket, how):
         sid = fs.publish(c, big_rows=170_000)
         uh.wait_for(lambda: proxy.stats()["injected_stalls"] >= 2 and fs.upload(c)["state"] == "uploading",
                     60, "parts stalled mid-upload")
-        unmount_timed(fs, "an upload", how)
+        unmount_timed(fs, proxy, "an upload", how)
     restart_direct(fs, rgw)
     fs.wait_upload(c, sid, timeout=300)
     uh.wait_for(lambda: uh.multipart_uploads(s3, bucket) == [], 30, "no multipart upload left")
@@ -67,15 +70,16 @@ def test_unmount_during_upload(make_s3fs, rgw, s3, bucket, how):
 
 def test_unmount_during_swap(make_s3fs, rgw, s3, bucket, tmp_path):
     with FaultProxy(upstream(rgw), rules=[Rule("PUT", "pointer.json", "stall")]) as proxy:
-        fs = make_s3fs(bucket, opts=[f"s3_endpoint={proxy.url}"])
+        fs = make_s3fs(bucket, opts=[f"s3_endpoint={proxy.url}", "s3_lease_ttl=15"])
         c = fs.mkcoll("c")
         sid = fs.publish(c)
         uh.wait_for(lambda: proxy.stats()["injected_stalls"] >= 1 and fs.upload(c)["state"] == "swapping",
                     60, "the pointer's PUT stalled")
-        unmount_timed(fs, "a swap")
-    # The lease was released on the way out (or expires): the next start swaps.
+        unmount_timed(fs, proxy, "a swap")
+    # The lease could not be released on the way out: it expires (15 s), and
+    # the next start swaps then.
     restart_direct(fs, rgw)
-    fs.wait_upload(c, sid, timeout=120)
+    fs.wait_upload(c, sid, timeout=60)
     p, _ = uh.pointer(s3, bucket, c)
     assert p["id"] == sid
     uh.check_pointer_target(s3, bucket, p, tmp_path)
@@ -83,7 +87,8 @@ def test_unmount_during_swap(make_s3fs, rgw, s3, bucket, tmp_path):
 
 def test_unmount_during_sweep(make_s3fs, rgw, s3, bucket):
     with FaultProxy(upstream(rgw), rules=[Rule("POST", "?delete", "stall")]) as proxy:
-        fs = make_s3fs(bucket, opts=[f"s3_endpoint={proxy.url}", "s3_keep=1", "s3_grace=0s"])
+        fs = make_s3fs(bucket, opts=[f"s3_endpoint={proxy.url}", "s3_keep=1", "s3_grace=0s",
+                                     "s3_lease_ttl=15"])
         c = fs.mkcoll("c")
         s1 = fs.publish(c, rows=[(1, "one")])
         fs.wait_upload(c, s1)
@@ -92,7 +97,9 @@ def test_unmount_during_sweep(make_s3fs, rgw, s3, bucket):
         uh.wait_for(lambda: proxy.requests("POST", "?delete") >= 1
                     and fs.upload(c)["bucket"]["sweep"]["state"] == "sweeping",
                     60, "the sweep's DeleteObjects stalled")
-        unmount_timed(fs, "a sweep")
+        unmount_timed(fs, proxy, "a sweep")
+    # The sweep's hold on the lease could not be released: the next start's
+    # sweep waits for it to expire (15 s), then deletes.
     restart_direct(fs, rgw)
     uh.wait_for(lambda: fs.snap_key(c, s1) not in uh.keys(s3, bucket), 60, "S1 swept after the restart")
     assert uh.pointer(s3, bucket, c)[0]["id"] == s2
