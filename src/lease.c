@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "jread.h"
+#include "mono.h"
 
 struct lease {
 	s3_client *c;
@@ -40,13 +41,6 @@ struct lease {
 	char etag[S3_ETAG_MAX]; /* of our last write of the lease object */
 	double deadline;        /* monotonic seconds: held until then */
 };
-
-static double lease_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Copies src into dst[cap], cut short if it does not fit. */
 static void lease_copy(char *dst, size_t cap, const char *src)
@@ -220,7 +214,7 @@ static int lease_put(lease *l, uint64_t token, int64_t expires, const char *if_m
 	else
 		po.if_none_match = true;
 	struct s3_put_result pr;
-	double t0 = lease_mono();
+	double t0 = mono_now();
 	int rc = s3_put_buf(l->c, l->key, b.buf, b.len, &po, &pr, err);
 	sbuf_free(&b);
 	if (rc == -ESTALE) {
@@ -291,7 +285,7 @@ static int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *
 
 static double lease_remaining_locked(const lease *l)
 {
-	return l->held ? l->deadline - lease_mono() : 0;
+	return l->held ? l->deadline - mono_now() : 0;
 }
 
 int lease_hold(lease *l, double min_left_s, struct lease_state *holder, struct s3_error *err)

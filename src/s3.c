@@ -19,6 +19,7 @@
 
 #include "errbuf.h"
 #include "log.h"
+#include "mono.h"
 #include "s3_int.h"
 #include "sbuf.h"
 #include "sigv4.h"
@@ -417,18 +418,11 @@ static void conn_put(s3_client *c, struct s3i_conn k)
 	pthread_mutex_unlock(&c->mu);
 }
 
-static double mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void s3_client_cancel(s3_client *c, unsigned linger_ms)
 {
 	if (atomic_load(&c->cancelled))
 		return;
-	c->cancel_end = mono_s() + (double)linger_ms / 1000.0;
+	c->cancel_end = mono_now() + (double)linger_ms / 1000.0;
 	atomic_store(&c->cancelled, true); /* seq_cst: cancel_end is visible to whoever sees this */
 }
 
@@ -738,7 +732,7 @@ static CURLcode perform(s3_client *c, struct s3i_conn k, const struct req *rq, i
 			*stop = 'c';
 			break;
 		}
-		double left = rq->deadline - mono_s();
+		double left = rq->deadline - mono_now();
 		if (left <= 0) {
 			*stop = 'd';
 			break;
@@ -989,7 +983,7 @@ int s3i_request(s3_client *c, struct req *rq, struct resp *rs, struct s3_error *
 {
 	struct s3_error e;
 	unsigned timeout = timeout_of(c, rq);
-	double t0 = mono_s();
+	double t0 = mono_now();
 	rq->deadline = t0 + (double)timeout / 1000.0;
 	rq->after_cancel = atomic_load(&c->cancelled);
 	if (rq->after_cancel && c->cancel_end < rq->deadline) {
@@ -1015,7 +1009,7 @@ int s3i_request(s3_client *c, struct req *rq, struct resp *rs, struct s3_error *
 		    n >= c->retry.max_attempts)
 			break;
 		unsigned ms = backoff_ms(&c->retry, n);
-		if (mono_s() + (double)ms / 1000.0 >= rq->deadline)
+		if (mono_now() + (double)ms / 1000.0 >= rq->deadline)
 			break; /* no time left for another attempt: this error is the answer */
 		char msg[1024];
 		s3_error_format(&e, msg, sizeof(msg));

@@ -21,6 +21,7 @@
 
 #include "layout.h"
 #include "log.h"
+#include "mono.h"
 #include "store.h"
 
 #define SWEEPER_PERIOD_S 600.0  /* a pass at least this often */
@@ -61,13 +62,6 @@ struct sweeper {
 	bool started;
 };
 
-static double sweeper_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* With s->mu held. */
 static struct scoll *sweeper_find(sweeper *s, const char *name)
 {
@@ -106,7 +100,7 @@ void sweeper_kick(sweeper *s, const char *coll)
 	/* A failing sweep keeps its backoff: a kick must not turn it into a loop. */
 	if (c && !c->failures_in_row) {
 		c->kicked = true;
-		double at = sweeper_mono() + SWEEPER_KICK_DELAY_S;
+		double at = mono_now() + SWEEPER_KICK_DELAY_S;
 		if (at < c->next_pass)
 			c->next_pass = at;
 		pthread_cond_broadcast(&s->cv);
@@ -158,7 +152,7 @@ static void sweeper_fail(sweeper *s, struct scoll *c, const char *what, const st
 	double wait = SWEEPER_BACKOFF_MIN_S * (double)(1u << k);
 	if (wait > SWEEPER_BACKOFF_MAX_S)
 		wait = SWEEPER_BACKOFF_MAX_S;
-	c->next_pass = sweeper_mono() + wait;
+	c->next_pass = mono_now() + wait;
 	pthread_mutex_unlock(&s->mu);
 	log_warn("sweep: %s: %s; trying again in %.0f s", c->name, msg, wait);
 }
@@ -256,7 +250,7 @@ static void sweeper_pass(sweeper *s, struct scoll *c)
 		c->last_at = (int64_t)time(NULL);
 		c->last_error[0] = '\0';
 		c->failures_in_row = 0;
-		c->next_pass = sweeper_mono() + wait;
+		c->next_pass = mono_now() + wait;
 	}
 	pthread_mutex_unlock(&s->mu);
 
@@ -289,7 +283,7 @@ static struct scoll *sweeper_next(sweeper *s, double *wait_s)
 		*wait_s = -1;
 		return NULL;
 	}
-	*wait_s = best->next_pass - sweeper_mono();
+	*wait_s = best->next_pass - mono_now();
 	return *wait_s <= 0 ? best : NULL;
 }
 
@@ -301,22 +295,13 @@ static void *sweeper_main(void *arg)
 		double wait;
 		struct scoll *c = sweeper_next(s, &wait);
 		if (!c) {
-			if (wait < 0) {
-				pthread_cond_wait(&s->cv, &s->mu);
-			} else {
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + wait;
-				ts.tv_sec = (time_t)t;
-				ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-				pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-			}
+			mono_cond_wait(&s->cv, &s->mu, wait);
 			continue;
 		}
 		c->state = "sweeping";
 		c->kicked = false;
 		/* Until the pass says otherwise: never straight back to the same collection. */
-		c->next_pass = sweeper_mono() + SWEEPER_PERIOD_S;
+		c->next_pass = mono_now() + SWEEPER_PERIOD_S;
 		pthread_mutex_unlock(&s->mu);
 		sweeper_pass(s, c);
 		pthread_mutex_lock(&s->mu);
@@ -343,11 +328,7 @@ int sweeper_start(const struct sweeper_config *cfg, sweeper **out, char *err, si
 		s->cfg.rules.host_id = s->host_id;
 	}
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	mono_cond_init(&s->cv);
 	int rc = pthread_create(&s->thread, NULL, sweeper_main, s);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot start the sweeper thread: %s", strerror(rc));

@@ -26,6 +26,7 @@
 
 #include "fsx.h"
 #include "log.h"
+#include "mono.h"
 #include "manifest.h"
 
 #define UPL_SLOW_RETRY_S 60.0 /* errors that cannot go away by themselves */
@@ -93,7 +94,7 @@ static void upl_fail_doc(upl *u, struct ucoll *c, const char *what, const struct
 	}
 	if (wait > UPL_MAX_BACKOFF_S)
 		wait = UPL_MAX_BACKOFF_S;
-	c->next_try = upl_mono() + wait;
+	c->next_try = mono_now() + wait;
 	pthread_mutex_unlock(&u->mu);
 	log_warn("upload: %s: %s; %s in %.0f s", c->name, msg,
 		 permanent ? "this will not go away by itself: trying again" : "retrying", wait);
@@ -219,7 +220,7 @@ void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 	size_t mlen = 0;
 	int fd = -1, rc;
 	uint64_t retries0 = upl_retries_now(u);
-	double t0 = upl_mono();
+	double t0 = mono_now();
 	memset(&e, 0, sizeof(e));
 
 	pthread_mutex_lock(&u->mu);
@@ -356,7 +357,7 @@ void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 		goto out;
 	}
 
-	double secs = upl_mono() - t0;
+	double secs = mono_now() - t0;
 	p.id = id;
 	upl_copy(p.host, sizeof(p.host), u->host_id);
 	upl_copy(p.sha256, sizeof(p.sha256), msha);
@@ -428,7 +429,7 @@ static void upl_lease_busy(upl *u, struct ucoll *c, const struct lease_state *ho
 		 "lease %s (token %" PRIu64 "); pointer not written, snapshot %08" PRIu64
 		 " waits for the lease",
 		 msg, holder->token, id);
-	c->next_try = upl_mono() + wait;
+	c->next_try = mono_now() + wait;
 	pthread_mutex_unlock(&u->mu);
 	log_info("upload: %s: lease %s; pointer not written, trying again in %.1f s", c->name, msg, wait);
 }

@@ -40,6 +40,7 @@
 
 #include "fsx.h"
 #include "log.h"
+#include "mono.h"
 
 #define UPL_DEFAULT_PART (16ull << 20)
 #define UPL_DEFAULT_PARALLEL 4
@@ -48,13 +49,6 @@
 #define UPL_LINGER_MS 700    /* clean-up allowed once a stop has cancelled the calls */
 
 /* ---- helpers ---- */
-
-double upl_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void upl_copy(char *dst, size_t cap, const char *src)
 {
@@ -200,7 +194,7 @@ void upl_published(void *ctx, const char *coll, uint64_t id)
 /* With u->mu held: the next collection with work due, round robin; *wait_s if none. */
 static struct ucoll *upl_next_job(upl *u, double *wait_s)
 {
-	double now = upl_mono(), soonest = -1;
+	double now = mono_now(), soonest = -1;
 	struct ucoll *start = u->served && u->served->next ? u->served->next : u->colls;
 	struct ucoll *c = start;
 	if (!c)
@@ -227,16 +221,7 @@ static void *upl_main(void *arg)
 		double wait;
 		struct ucoll *c = upl_next_job(u, &wait);
 		if (!c) {
-			if (wait < 0) {
-				pthread_cond_wait(&u->cv, &u->mu);
-			} else {
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + wait;
-				ts.tv_sec = (time_t)t;
-				ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-				pthread_cond_timedwait(&u->cv, &u->mu, &ts);
-			}
+			mono_cond_wait(&u->cv, &u->mu, wait);
 			continue;
 		}
 		u->served = c;
@@ -306,11 +291,7 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 	u->enabled = cfg->enabled;
 	atomic_init(&u->cancel, false);
 	pthread_mutex_init(&u->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&u->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	mono_cond_init(&u->cv);
 	upl_make_owner(u);
 
 	struct s3_config ctl = *cfg->s3;

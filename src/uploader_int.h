@@ -88,7 +88,6 @@ struct upl {
 	pthread_t thread;
 };
 
-double upl_mono(void);
 /* Copies src into dst[cap], cut short if it does not fit. */
 void upl_copy(char *dst, size_t cap, const char *src);
 /* "2026-01-02T03:04:05Z" */
