@@ -14,11 +14,22 @@
  *    and ETag are the ones the upload produced.
  *  - Bodies stream from the file descriptor: memory use does not grow
  *    with the object (one read buffer per request in flight).
- *  - Transient failures (timeouts, resets and other transport errors,
- *    5xx, 429/SlowDown, RequestTimeout, a stalled connection) are retried
- *    with capped exponential backoff and full jitter, every request (and
- *    every part) on its own, re-signed and re-read each attempt. Errors
- *    that cannot go away (403, 404, 412, most 4xx) fail at once.
+ *  - Transient failures (resets and other transport errors, 5xx,
+ *    429/SlowDown, RequestTimeout, a transfer that stalls mid-body) are
+ *    retried with capped exponential backoff and full jitter, every
+ *    request (and every part) on its own, re-signed and re-read each
+ *    attempt. Errors that cannot go away (403, 404, 412, most 4xx, a full
+ *    or over-quota server) fail at once.
+ *  - Every call ends by a total deadline, all attempts included, sized to
+ *    its work: timeout_s for calls that move little data, slow_timeout_s
+ *    for calls the server may work on for long without sending a byte
+ *    (CompleteMultipartUpload, AbortMultipartUpload, DeleteObjects), and
+ *    timeout_s plus the time to move the body at S3_MIN_RATE for PUTs,
+ *    parts and downloads into a file. Only those body transfers are also
+ *    cut off by the low-speed limit: a server that thinks before it
+ *    answers is waited out, never abandoned and asked again. A call whose
+ *    deadline passed fails with -ETIMEDOUT and says which deadline.
+ *  - s3_client_cancel() ends every call in flight within 100 ms.
  *  - Secrets (secret key, session token) are never in an error, a log
  *    line or a URL; credentials reach the client only through s3_config.
  *  - Conditional PUTs: If-None-Match: * and If-Match: ETAG. If-Match is
@@ -32,7 +43,8 @@
  *
  * Errors: functions return 0 or a negative errno and fill *err (may be
  * NULL): -ENOENT (404), -EACCES (403), -ESTALE (a condition failed: 412,
- * or 404 for an If-Match PUT), -ECANCELED (the cancel flag was set),
+ * or 404 for an If-Match PUT), -ECANCELED (the cancel flag was set, or
+ * the client was cancelled), -ETIMEDOUT (the call's deadline passed),
  * -EINVAL (bad arguments), -EPROTO (an answer that does not parse),
  * another -errno for a local file, -EIO for every other S3 or transport
  * failure. ETags handed out are without their quotes.
@@ -57,6 +69,8 @@ typedef struct s3_client s3_client;
 #define S3_MIN_PART_SIZE (5ull << 20)
 #define S3_MAX_PART_SIZE (5ull << 30)
 #define S3_MAX_PARTS 10000u
+/* A body transfer's deadline allows this rate (bytes/s) on top of timeout_s. */
+#define S3_MIN_RATE (64u << 10)
 
 enum s3_addressing {
 	S3_ADDRESSING_AUTO = 0, /* path-style for IP addresses, localhost and dotted buckets */
@@ -81,7 +95,15 @@ struct s3_config {
 	const char *ca_bundle;         /* NULL: the system's CAs */
 	struct s3_retry retry;
 	unsigned connect_timeout_s; /* 0: 10 */
-	/* A transfer slower than low_speed_limit bytes/s for low_speed_time_s is abandoned (and retried). */
+	/* Total deadline, all attempts, of a call that moves little data; 0: 60. */
+	unsigned timeout_s;
+	/* ... of Complete/AbortMultipartUpload and DeleteObjects; 0: 600. */
+	unsigned slow_timeout_s;
+	/*
+	 * A body transfer (PUT, part, GET into a file) slower than
+	 * low_speed_limit bytes/s for low_speed_time_s is abandoned (and
+	 * retried). Other calls are bounded by their deadline only.
+	 */
 	unsigned low_speed_limit; /* 0: 1024 */
 	unsigned low_speed_time_s; /* 0: 30 */
 	const char *user_agent;    /* NULL: "snapfs/VERSION" */
@@ -106,12 +128,15 @@ struct s3_error {
 	int sys_errno;         /* a local failure (reading the file, ...), 0 if none */
 	unsigned attempts;     /* tries made */
 	bool precondition_failed; /* 412, or a 404 answering an If-Match PUT */
+	unsigned deadline_ms;  /* when the call's deadline passed: that deadline, else 0 */
 };
 
 /* "PUT s3://bucket/key: 403 SignatureDoesNotMatch: The request ... (request id X, 3 attempts)". */
 void s3_error_format(const struct s3_error *e, char *buf, size_t len);
 /* Would trying the same request again possibly succeed? (The retry rule, exposed for tests.) */
 bool s3_error_retryable(const struct s3_error *e);
+/* Did the server say it is full or the account over quota (QuotaExceeded, 507, ...)? */
+bool s3_error_no_space(const struct s3_error *e);
 
 /* Counters since the client was made; read without locking, may be slightly behind. */
 struct s3_stats {
@@ -126,6 +151,14 @@ struct s3_stats {
 int s3_client_new(const struct s3_config *cfg, s3_client **out, char *err, size_t errlen);
 /* Only once no call on c is running. */
 void s3_client_free(s3_client *c);
+/*
+ * For a stop: every call in flight on c, and every retry of it, ends
+ * within 100 ms with -ECANCELED. Calls started afterwards still run
+ * but end at the latest linger_ms after this call: the clean-up a
+ * stopping caller still wants (abort an upload, release a lease) gets
+ * that long and no longer. Cannot be undone; safe from any thread.
+ */
+void s3_client_cancel(s3_client *c, unsigned linger_ms);
 void s3_client_stats(s3_client *c, struct s3_stats *out);
 const char *s3_client_bucket(const s3_client *c);
 /* The URL a request for key goes to (bucket-level if key is NULL): malloc'd. */
@@ -139,11 +172,18 @@ struct s3_meta {
 
 struct s3_put_opts {
 	bool if_none_match;   /* If-None-Match: *: create only */
+	/*
+	 * With if_none_match: an object already there with the same size and
+	 * the MD5 of these bytes as its ETag counts as written (a repeated
+	 * upload of the same bytes). Only unencrypted objects have such ETags.
+	 */
+	bool identical_ok;
 	const char *if_match; /* ETag (quotes optional): replace only that version; NULL: none */
 	const char *content_type;            /* NULL: none sent */
 	const struct s3_meta *meta;
 	size_t n_meta;
 	const atomic_bool *cancel;           /* NULL, or set to abandon the request */
+	unsigned timeout_ms;                 /* total deadline; 0: the client's for the call */
 };
 
 struct s3_put_result {
@@ -191,6 +231,16 @@ int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int f
 	      char *sha256_hex, struct s3_object_info *info, struct s3_error *err);
 /* DELETE; a missing key is success, as S3 answers. */
 int s3_delete(s3_client *c, const char *key, struct s3_error *err);
+
+#define S3_DELETE_MAX 1000u /* keys per DeleteObjects */
+/*
+ * DeleteObjects: n (1..1000) keys in one request. A missing key counts
+ * as deleted. -EIO if some could not be deleted: *failed (may be NULL)
+ * says how many, and err names the first (its key and the server's
+ * code); any other failure of the request leaves all n counted failed.
+ */
+int s3_delete_objects(s3_client *c, const char *const *keys, size_t n, size_t *failed,
+		      struct s3_error *err);
 
 struct s3_object {
 	const char *key;
@@ -260,6 +310,20 @@ struct s3_upload_opts {
 	s3_progress_fn *progress; /* NULL: none */
 	void *progress_arg;
 	const atomic_bool *cancel; /* NULL, or set to abandon the upload (it is then aborted) */
+	/*
+	 * A single PUT is sent with If-None-Match: * and identical_ok (see
+	 * s3_put_opts): it never replaces other bytes under key. A multipart
+	 * upload cannot be made create-only everywhere (radosgw 16 ignores
+	 * If-None-Match on CompleteMultipartUpload): its key must be unique.
+	 */
+	bool create_only;
+	/*
+	 * Called with the upload id once a multipart upload is created, before
+	 * any part is sent: the caller's housekeeping can then tell this upload
+	 * (its own, in flight) from uploads left by a crash.
+	 */
+	void (*started)(void *arg, const char *upload_id);
+	void *started_arg;
 };
 
 struct s3_upload_result {
@@ -273,7 +337,9 @@ struct s3_upload_result {
 
 /*
  * Uploads the file at path to key: one PUT up to the threshold, else a
- * multipart upload with parallel parts, aborted if it fails. Then HEADs
+ * multipart upload with parallel parts, aborted if it fails (after a
+ * cancel, within the client's linger: an abort that cannot be made then
+ * leaves the upload for the caller's housekeeping). Then HEADs
  * key and fails with -EIO unless size and ETag match. The file must not
  * change meanwhile (if it does, the server sees a digest mismatch and
  * the upload fails).

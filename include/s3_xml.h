@@ -91,6 +91,24 @@ int s3xml_parse_uploads(const char *body, size_t len, struct s3xml_uploads *out,
 			size_t errlen);
 void s3xml_uploads_free(struct s3xml_uploads *u);
 
+/* One <Error> of a DeleteObjects answer: a key that was not deleted. */
+struct s3xml_delete_error {
+	char *key;
+	char code[64];
+	char message[512];
+};
+
+/* A <DeleteResult>: how many <Deleted> entries, and the errors. */
+struct s3xml_delete {
+	size_t deleted;
+	struct s3xml_delete_error *errors;
+	size_t n;
+};
+
+int s3xml_parse_delete(const char *body, size_t len, struct s3xml_delete *out, char *err,
+		       size_t errlen);
+void s3xml_delete_free(struct s3xml_delete *d);
+
 /*
  * "2009-10-12T17:50:30.000Z" (ISO 8601, UTC, optional fraction) to
  * seconds since the epoch. 0, or -EINVAL if s is not such a time.

@@ -9,36 +9,38 @@
  *    renewal or release keeps it;
  *  - the local deadline is taken before the acquiring PUT is sent, so it
  *    can only be earlier than the expiry other hosts go by;
- *  - the pointer is never written without the lease and a margin left.
+ *  - the pointer is never written without the lease and a margin left,
+ *    and its PUT is bounded by what is left of the lease;
+ *  - l->mu protects the lease's state (held, token, etag, deadline,
+ *    holds) and is held across the S3 calls that change it, so that two
+ *    threads of the process never race each other on the object.
  */
 #include "lease.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "jread.h"
+#include "mono.h"
 
 struct lease {
 	s3_client *c;
 	char *key;
 	char owner[LEASE_OWNER_MAX];
 	unsigned ttl_s;
+	pthread_mutex_t mu;
+	/* Protected by mu. */
 	bool held;
+	unsigned holds;         /* users in this process (lease_hold) */
 	uint64_t token;
 	char etag[S3_ETAG_MAX]; /* of our last write of the lease object */
 	double deadline;        /* monotonic seconds: held until then */
 };
-
-static double lease_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Copies src into dst[cap], cut short if it does not fit. */
 static void lease_copy(char *dst, size_t cap, const char *src)
@@ -49,349 +51,19 @@ static void lease_copy(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
-/* ---- strict JSON reader ---- */
-
-#define LEASE_JSON_DEPTH 16
-
-struct ljson {
-	const char *p;
-};
-
-static void ljson_ws(struct ljson *j)
-{
-	while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')
-		j->p++;
-}
-
-static int ljson_hex4(const char *p, unsigned *out)
-{
-	unsigned v = 0;
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (unsigned)(c - 'A' + 10);
-		else
-			return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
-/* Appends byte b to out (cap bytes with the NUL); *n counts; overflow sets *fits false. */
-static void ljson_put(char *out, size_t cap, size_t *n, char b, bool *fits)
-{
-	if (out && *n + 1 < cap)
-		out[*n] = b;
-	else
-		*fits = false;
-	(*n)++;
-}
-
-/* A string at j->p (the opening quote) into out (may be NULL: skip). */
-static int ljson_string(struct ljson *j, char *out, size_t cap, bool *fits)
-{
-	size_t n = 0;
-	*fits = true;
-	if (*j->p != '"')
-		return -EINVAL;
-	j->p++;
-	for (;;) {
-		unsigned char c = (unsigned char)*j->p;
-		if (c == '"') {
-			j->p++;
-			break;
-		}
-		if (c < 0x20) /* control bytes and the terminating NUL */
-			return -EINVAL;
-		if (c != '\\') {
-			ljson_put(out, cap, &n, (char)c, fits);
-			j->p++;
-			continue;
-		}
-		char e = j->p[1];
-		j->p += 2;
-		switch (e) {
-		case '"':
-		case '\\':
-		case '/':
-			ljson_put(out, cap, &n, e, fits);
-			break;
-		case 'b':
-			ljson_put(out, cap, &n, '\b', fits);
-			break;
-		case 'f':
-			ljson_put(out, cap, &n, '\f', fits);
-			break;
-		case 'n':
-			ljson_put(out, cap, &n, '\n', fits);
-			break;
-		case 'r':
-			ljson_put(out, cap, &n, '\r', fits);
-			break;
-		case 't':
-			ljson_put(out, cap, &n, '\t', fits);
-			break;
-		case 'u': {
-			unsigned cp, lo;
-			if (ljson_hex4(j->p, &cp) < 0)
-				return -EINVAL;
-			j->p += 4;
-			if (cp >= 0xdc00 && cp <= 0xdfff)
-				return -EINVAL;
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (j->p[0] != '\\' || j->p[1] != 'u' || ljson_hex4(j->p + 2, &lo) < 0 ||
-				    lo < 0xdc00 || lo > 0xdfff)
-					return -EINVAL;
-				j->p += 6;
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			}
-			if (cp == 0)
-				return -EINVAL; /* would cut the C string short */
-			if (cp < 0x80) {
-				ljson_put(out, cap, &n, (char)cp, fits);
-			} else if (cp < 0x800) {
-				ljson_put(out, cap, &n, (char)(0xc0 | (cp >> 6)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | (cp & 0x3f)), fits);
-			} else if (cp < 0x10000) {
-				ljson_put(out, cap, &n, (char)(0xe0 | (cp >> 12)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | ((cp >> 6) & 0x3f)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | (cp & 0x3f)), fits);
-			} else {
-				ljson_put(out, cap, &n, (char)(0xf0 | (cp >> 18)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | ((cp >> 12) & 0x3f)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | ((cp >> 6) & 0x3f)), fits);
-				ljson_put(out, cap, &n, (char)(0x80 | (cp & 0x3f)), fits);
-			}
-			break;
-		}
-		default:
-			return -EINVAL;
-		}
-	}
-	if (out && cap)
-		out[n < cap ? n : cap - 1] = '\0';
-	return 0;
-}
-
-/*
- * A number at j->p. *is_int: an integer that fits *iv (signed 64-bit);
- * fractions and exponents are valid JSON but not integers.
- */
-static int ljson_number(struct ljson *j, int64_t *iv, bool *is_int)
-{
-	const char *s = j->p;
-	bool neg = false, overflow = false;
-	uint64_t v = 0;
-	*is_int = true;
-	if (*s == '-') {
-		neg = true;
-		s++;
-	}
-	if (*s == '0') {
-		s++;
-	} else if (*s >= '1' && *s <= '9') {
-		while (*s >= '0' && *s <= '9') {
-			unsigned d = (unsigned)(*s - '0');
-			if (v > (UINT64_MAX - d) / 10)
-				overflow = true;
-			else
-				v = v * 10 + d;
-			s++;
-		}
-	} else {
-		return -EINVAL;
-	}
-	if (*s == '.') {
-		*is_int = false;
-		s++;
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		while (*s >= '0' && *s <= '9')
-			s++;
-	}
-	if (*s == 'e' || *s == 'E') {
-		*is_int = false;
-		s++;
-		if (*s == '+' || *s == '-')
-			s++;
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		while (*s >= '0' && *s <= '9')
-			s++;
-	}
-	j->p = s;
-	if (overflow || v > (uint64_t)INT64_MAX)
-		*is_int = false;
-	if (*is_int)
-		*iv = neg ? -(int64_t)v : (int64_t)v;
-	return 0;
-}
-
-static int ljson_literal(struct ljson *j, const char *word)
-{
-	size_t n = strlen(word);
-	if (strncmp(j->p, word, n) != 0)
-		return -EINVAL;
-	j->p += n;
-	return 0;
-}
-
-static int ljson_object(struct ljson *j, const struct lease_jfield *fields, size_t n, int depth);
-
-/* Checks and skips any value. */
-static int ljson_skip(struct ljson *j, int depth)
-{
-	bool fits;
-	int64_t iv;
-	bool is_int;
-	if (depth > LEASE_JSON_DEPTH)
-		return -EINVAL;
-	switch (*j->p) {
-	case '"':
-		return ljson_string(j, NULL, 0, &fits);
-	case '{':
-		return ljson_object(j, NULL, 0, depth + 1);
-	case '[':
-		j->p++;
-		ljson_ws(j);
-		if (*j->p == ']') {
-			j->p++;
-			return 0;
-		}
-		for (;;) {
-			ljson_ws(j);
-			if (ljson_skip(j, depth + 1) < 0)
-				return -EINVAL;
-			ljson_ws(j);
-			if (*j->p == ']') {
-				j->p++;
-				return 0;
-			}
-			if (*j->p != ',')
-				return -EINVAL;
-			j->p++;
-		}
-	case 't':
-		return ljson_literal(j, "true");
-	case 'f':
-		return ljson_literal(j, "false");
-	case 'n':
-		return ljson_literal(j, "null");
-	default:
-		return ljson_number(j, &iv, &is_int);
-	}
-}
-
-static int ljson_field(struct ljson *j, const struct lease_jfield *f, int depth)
-{
-	bool fits, is_int;
-	int64_t iv;
-	switch (f->type) {
-	case LEASE_J_STR:
-		if (ljson_string(j, f->dst, f->cap, &fits) < 0 || !fits)
-			return -EINVAL;
-		return 0;
-	case LEASE_J_U64:
-		if (ljson_number(j, &iv, &is_int) < 0 || !is_int || iv < 0)
-			return -EINVAL;
-		*(uint64_t *)f->dst = (uint64_t)iv;
-		return 0;
-	case LEASE_J_I64:
-		if (ljson_number(j, &iv, &is_int) < 0 || !is_int)
-			return -EINVAL;
-		*(int64_t *)f->dst = iv;
-		return 0;
-	case LEASE_J_OBJ:
-		if (*j->p != '{')
-			return -EINVAL;
-		return ljson_object(j, f->sub, f->nsub, depth + 1);
-	}
-	return -EINVAL;
-}
-
-/* An object at j->p; fields NULL: check and skip. */
-static int ljson_object(struct ljson *j, const struct lease_jfield *fields, size_t n, int depth)
-{
-	uint64_t seen = 0;
-	char key[64];
-	bool fits;
-	if (depth > LEASE_JSON_DEPTH || n > 64 || *j->p != '{')
-		return -EINVAL;
-	j->p++;
-	ljson_ws(j);
-	if (*j->p == '}') {
-		j->p++;
-		goto check;
-	}
-	for (;;) {
-		ljson_ws(j);
-		if (ljson_string(j, key, sizeof(key), &fits) < 0)
-			return -EINVAL;
-		ljson_ws(j);
-		if (*j->p != ':')
-			return -EINVAL;
-		j->p++;
-		ljson_ws(j);
-		size_t i = n;
-		if (fits)
-			for (i = 0; i < n; i++)
-				if (strcmp(fields[i].name, key) == 0)
-					break;
-		if (i < n) {
-			if (seen & (1ull << i))
-				return -EINVAL; /* repeated */
-			seen |= 1ull << i;
-			if (ljson_field(j, &fields[i], depth) < 0)
-				return -EINVAL;
-		} else if (ljson_skip(j, depth) < 0) {
-			return -EINVAL;
-		}
-		ljson_ws(j);
-		if (*j->p == '}') {
-			j->p++;
-			break;
-		}
-		if (*j->p != ',')
-			return -EINVAL;
-		j->p++;
-	}
-check:
-	for (size_t i = 0; i < n; i++)
-		if (!(seen & (1ull << i)) && !fields[i].optional)
-			return -EINVAL;
-	return 0;
-}
-
-int lease_json_read(const char *json, const struct lease_jfield *fields, size_t n)
-{
-	if (!json)
-		return -EINVAL;
-	struct ljson j = {.p = json};
-	ljson_ws(&j);
-	if (ljson_object(&j, fields, n, 0) < 0)
-		return -EINVAL;
-	ljson_ws(&j);
-	return *j.p ? -EINVAL : 0;
-}
-
 /* ---- the lease ---- */
 
 static int lease_state_parse(const char *json, struct lease_state *st)
 {
 	memset(st, 0, sizeof(*st));
-	const struct lease_jfield f[] = {
-		{"owner", LEASE_J_STR, st->owner, sizeof(st->owner), NULL, 0, false},
-		{"token", LEASE_J_U64, &st->token, 0, NULL, 0, false},
-		{"expires", LEASE_J_I64, &st->expires, 0, NULL, 0, false},
-		{"acquired_at", LEASE_J_I64, &st->acquired_at, 0, NULL, 0, true},
-		{"ttl", LEASE_J_U64, &st->ttl, 0, NULL, 0, true},
+	const struct jread_field f[] = {
+		{"owner", JREAD_STR, st->owner, sizeof(st->owner), NULL, 0, false, NULL, NULL},
+		{"token", JREAD_U64, &st->token, 0, NULL, 0, false, NULL, NULL},
+		{"expires", JREAD_I64, &st->expires, 0, NULL, 0, false, NULL, NULL},
+		{"acquired_at", JREAD_I64, &st->acquired_at, 0, NULL, 0, true, NULL, NULL},
+		{"ttl", JREAD_U64, &st->ttl, 0, NULL, 0, true, NULL, NULL},
 	};
-	return lease_json_read(json, f, sizeof(f) / sizeof(f[0]));
+	return jread_object(json, f, sizeof(f) / sizeof(f[0]));
 }
 
 static void lease_state_json(const struct lease_state *st, sbuf *out)
@@ -420,6 +92,7 @@ int lease_new(s3_client *c, const char *key, const char *owner, unsigned ttl_s, 
 	l->c = c;
 	lease_copy(l->owner, sizeof(l->owner), owner);
 	l->ttl_s = ttl_s;
+	pthread_mutex_init(&l->mu, NULL);
 	*out = l;
 	return 0;
 }
@@ -428,12 +101,18 @@ void lease_free(lease *l)
 {
 	if (!l)
 		return;
+	pthread_mutex_destroy(&l->mu);
 	free(l->key);
 	free(l);
 }
 
-/* Fills err (if any) for a document that is not what it should be. */
-static void lease_bad_doc(s3_client *c, const char *key, const char *what, struct s3_error *err)
+/*
+ * Fills err (if any) for a document that is not what it should be: what
+ * it should be, and the start of what is there (escaped: it may be any
+ * bytes), so that an operator sees what went wrong with which key.
+ */
+static void lease_bad_doc(s3_client *c, const char *key, const char *what, const char *doc,
+			  struct s3_error *err)
 {
 	if (!err)
 		return;
@@ -441,7 +120,16 @@ static void lease_bad_doc(s3_client *c, const char *key, const char *what, struc
 	lease_copy(err->method, sizeof(err->method), "GET");
 	lease_copy(err->bucket, sizeof(err->bucket), s3_client_bucket(c));
 	lease_copy(err->key, sizeof(err->key), key);
-	snprintf(err->transport, sizeof(err->transport), "%s", what);
+	sbuf b = SBUF_INIT;
+	sbuf_adds(&b, what);
+	if (doc) {
+		char start[49];
+		lease_copy(start, sizeof(start), doc);
+		sbuf_adds(&b, "; it begins ");
+		sbuf_add_json_str(&b, start);
+	}
+	lease_copy(err->transport, sizeof(err->transport), sbuf_str(&b));
+	sbuf_free(&b);
 }
 
 /* GETs a small document: 0 with *doc (malloc'd) and etag, or *present false. */
@@ -460,21 +148,31 @@ static int lease_get_doc(s3_client *c, const char *key, char **doc, char etag[S3
 	/* Only a missing key is "absent": a missing bucket (also 404) is an error. */
 	if (rc == -ENOENT && (!strcmp(e.code, "NoSuchKey") || !strcmp(e.code, "NotFound") || !e.code[0]))
 		return 0;
+	if (rc == -EFBIG) {
+		/* Not one of our documents; its ETag all the same, for a repair. */
+		*present = true;
+		if (etag && s3_head(c, key, &info, NULL) == 0) {
+			lease_copy(etag, S3_ETAG_MAX, info.etag);
+			s3_object_info_free(&info);
+		}
+		lease_bad_doc(c, key, "larger than 1 MiB: not a lease or pointer document", NULL, err);
+		return -EPROTO;
+	}
 	if (rc < 0) {
 		if (err)
 			*err = e;
 		return rc;
 	}
+	*present = true;
 	if (etag)
 		lease_copy(etag, S3_ETAG_MAX, info.etag);
 	s3_object_info_free(&info);
 	if (strlen(data) != len) { /* a NUL inside */
+		lease_bad_doc(c, key, "not a JSON document (NUL byte)", data, err);
 		free(data);
-		lease_bad_doc(c, key, "not a JSON document (NUL byte)", err);
 		return -EPROTO;
 	}
 	*doc = data;
-	*present = true;
 	return 0;
 }
 
@@ -487,17 +185,17 @@ int lease_read(s3_client *c, const char *key, struct lease_state *st, char etag[
 	if (rc < 0 || !*present)
 		return rc;
 	rc = lease_state_parse(doc, st);
-	free(doc);
 	if (rc < 0) {
-		lease_bad_doc(c, key, "not a lease document (owner, token, expires)", err);
-		return -EPROTO;
+		lease_bad_doc(c, key, "not a lease document (owner, token, expires)", doc, err);
+		rc = -EPROTO;
 	}
-	return 0;
+	free(doc);
+	return rc;
 }
 
 /*
  * One conditional PUT of our lease document with token; on success the
- * lease is held until the monotonic time taken before sending.
+ * lease is held until the monotonic time taken before sending. With l->mu.
  */
 static int lease_put(lease *l, uint64_t token, int64_t expires, const char *if_match,
 		     struct s3_error *err)
@@ -516,7 +214,7 @@ static int lease_put(lease *l, uint64_t token, int64_t expires, const char *if_m
 	else
 		po.if_none_match = true;
 	struct s3_put_result pr;
-	double t0 = lease_mono();
+	double t0 = mono_now();
 	int rc = s3_put_buf(l->c, l->key, b.buf, b.len, &po, &pr, err);
 	sbuf_free(&b);
 	if (rc == -ESTALE) {
@@ -544,7 +242,8 @@ static int lease_put(lease *l, uint64_t token, int64_t expires, const char *if_m
 	return 0;
 }
 
-int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *err)
+/* Takes the lease or renews ours, as lease.h says. With l->mu. */
+static int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *err)
 {
 	struct lease_state cur;
 	char etag[S3_ETAG_MAX];
@@ -584,35 +283,102 @@ int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *err)
 	return -EBUSY;
 }
 
-double lease_remaining(const lease *l)
+static double lease_remaining_locked(const lease *l)
 {
-	if (!l->held)
-		return 0;
-	return l->deadline - lease_mono();
+	return l->held ? l->deadline - mono_now() : 0;
 }
 
-uint64_t lease_token(const lease *l)
+int lease_hold(lease *l, double min_left_s, struct lease_state *holder, struct s3_error *err)
 {
-	return l->token;
-}
-
-int lease_release(lease *l, struct s3_error *err)
-{
-	if (!l->held && !l->etag[0])
-		return 0;
-	char etag[S3_ETAG_MAX];
-	lease_copy(etag, sizeof(etag), l->etag);
-	int rc = lease_put(l, l->token, 0, etag, err);
-	l->held = false;
-	l->etag[0] = '\0';
-	if (rc == -ESTALE)
-		return 0; /* taken over since: it is not ours to release */
+	int rc = 0;
+	pthread_mutex_lock(&l->mu);
+	if (lease_remaining_locked(l) <= min_left_s)
+		rc = lease_acquire(l, holder, err);
+	if (rc == 0)
+		l->holds++;
+	pthread_mutex_unlock(&l->mu);
 	return rc;
+}
+
+int lease_hold_over(lease *l, const char *etag, uint64_t token, struct s3_error *err)
+{
+	pthread_mutex_lock(&l->mu);
+	int rc = lease_put(l, token, -1, etag, err);
+	if (rc == 0)
+		l->holds++;
+	pthread_mutex_unlock(&l->mu);
+	return rc;
+}
+
+int lease_drop(lease *l, struct s3_error *err)
+{
+	int rc = 0;
+	pthread_mutex_lock(&l->mu);
+	if (l->holds && --l->holds == 0 && (l->held || l->etag[0])) {
+		char etag[S3_ETAG_MAX];
+		lease_copy(etag, sizeof(etag), l->etag);
+		rc = lease_put(l, l->token, 0, etag, err);
+		l->held = false;
+		l->etag[0] = '\0';
+		if (rc == -ESTALE)
+			rc = 0; /* taken over since: it is not ours to release */
+	}
+	pthread_mutex_unlock(&l->mu);
+	return rc;
+}
+
+double lease_remaining(lease *l)
+{
+	pthread_mutex_lock(&l->mu);
+	double left = lease_remaining_locked(l);
+	pthread_mutex_unlock(&l->mu);
+	return left;
+}
+
+uint64_t lease_token(lease *l)
+{
+	pthread_mutex_lock(&l->mu);
+	uint64_t token = l->token;
+	pthread_mutex_unlock(&l->mu);
+	return token;
 }
 
 /* ---- the pointer ---- */
 
-void lease_pointer_json(const struct lease_pointer *p, sbuf *out)
+void lease_history_free(struct lease_history *h)
+{
+	if (!h)
+		return;
+	free(h->prev);
+	h->prev = NULL;
+	h->n = 0;
+}
+
+int lease_history_next(const struct lease_pointer *cur, const struct lease_history *cur_h,
+		       size_t max, struct lease_history *out)
+{
+	out->prev = NULL;
+	out->n = 0;
+	if (max > LEASE_HISTORY_MAX)
+		max = LEASE_HISTORY_MAX;
+	if (!max)
+		return 0;
+	out->prev = calloc(max, sizeof(*out->prev));
+	if (!out->prev)
+		return -ENOMEM;
+	struct lease_prev *p = &out->prev[out->n++];
+	p->generation = cur->generation;
+	lease_copy(p->db_key, sizeof(p->db_key), cur->db_key);
+	lease_copy(p->manifest_key, sizeof(p->manifest_key), cur->manifest_key);
+	p->written_at = cur->written_at;
+	/* Only older generations follow: the history stays strictly descending. */
+	for (size_t i = 0; cur_h && i < cur_h->n && out->n < max; i++)
+		if (cur_h->prev[i].generation < out->prev[out->n - 1].generation)
+			out->prev[out->n++] = cur_h->prev[i];
+	return 0;
+}
+
+void lease_pointer_json(const struct lease_pointer *p, const struct lease_history *h, sbuf *out)
 {
 	sbuf_addf(out, "{\"generation\": %" PRIu64 ", \"id\": %" PRIu64 ", \"host\": ", p->generation,
 		  p->id);
@@ -625,8 +391,21 @@ void lease_pointer_json(const struct lease_pointer *p, sbuf *out)
 	sbuf_add_json_str(out, p->sha256);
 	sbuf_addf(out, ", \"size\": %" PRIu64 ", \"etag\": ", p->size);
 	sbuf_add_json_str(out, p->etag);
-	sbuf_addf(out, ", \"lease_token\": %" PRIu64 ", \"written_at\": %" PRId64 "}\n",
-		  p->lease_token, p->written_at);
+	sbuf_addf(out, ", \"lease_token\": %" PRIu64 ", \"written_at\": %" PRId64, p->lease_token,
+		  p->written_at);
+	if (h) {
+		sbuf_adds(out, ", \"history\": [");
+		for (size_t i = 0; i < h->n; i++) {
+			sbuf_addf(out, "%s{\"generation\": %" PRIu64 ", \"keys\": {\"db\": ", i ? ", " : "",
+				  h->prev[i].generation);
+			sbuf_add_json_str(out, h->prev[i].db_key);
+			sbuf_adds(out, ", \"manifest\": ");
+			sbuf_add_json_str(out, h->prev[i].manifest_key);
+			sbuf_addf(out, "}, \"written_at\": %" PRId64 "}", h->prev[i].written_at);
+		}
+		sbuf_adds(out, "]");
+	}
+	sbuf_adds(out, "}\n");
 }
 
 static bool lease_is_sha_hex(const char *s)
@@ -638,48 +417,105 @@ static bool lease_is_sha_hex(const char *s)
 	return n == 64;
 }
 
-int lease_pointer_parse(const char *json, struct lease_pointer *p)
+/* Reading a history: each element lands in cur, then is appended. */
+struct lease_hist_read {
+	struct lease_prev cur;
+	struct lease_history *h; /* NULL: check only */
+	size_t cap;
+	bool bad;
+};
+
+static int lease_hist_take(void *arg)
+{
+	struct lease_hist_read *r = arg;
+	struct lease_prev *last = r->h && r->h->n ? &r->h->prev[r->h->n - 1] : NULL;
+	if (!r->cur.db_key[0] || !r->cur.manifest_key[0] || (last && r->cur.generation >= last->generation))
+		return -1; /* every entry names its objects; generations strictly descend */
+	if (!r->h)
+		return 0;
+	if (r->h->n == LEASE_HISTORY_MAX)
+		return 0; /* more than any writer keeps: the oldest are dropped */
+	if (r->h->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		struct lease_prev *n = realloc(r->h->prev, cap * sizeof(*n));
+		if (!n) {
+			r->bad = true;
+			return -1;
+		}
+		r->h->prev = n;
+		r->cap = cap;
+	}
+	r->h->prev[r->h->n++] = r->cur;
+	return 0;
+}
+
+int lease_pointer_parse(const char *json, struct lease_pointer *p, struct lease_history *h)
 {
 	memset(p, 0, sizeof(*p));
-	const struct lease_jfield keys[] = {
-		{"db", LEASE_J_STR, p->db_key, sizeof(p->db_key), NULL, 0, false},
-		{"manifest", LEASE_J_STR, p->manifest_key, sizeof(p->manifest_key), NULL, 0, false},
+	struct lease_hist_read hr = {.h = h};
+	if (h) {
+		h->prev = NULL;
+		h->n = 0;
+	}
+	const struct jread_field keys[] = {
+		{"db", JREAD_STR, p->db_key, sizeof(p->db_key), NULL, 0, false, NULL, NULL},
+		{"manifest", JREAD_STR, p->manifest_key, sizeof(p->manifest_key), NULL, 0, false, NULL, NULL},
 	};
-	const struct lease_jfield f[] = {
-		{"generation", LEASE_J_U64, &p->generation, 0, NULL, 0, false},
-		{"id", LEASE_J_U64, &p->id, 0, NULL, 0, false},
-		{"host", LEASE_J_STR, p->host, sizeof(p->host), NULL, 0, false},
-		{"keys", LEASE_J_OBJ, NULL, 0, keys, 2, false},
-		{"sha256", LEASE_J_STR, p->sha256, sizeof(p->sha256), NULL, 0, false},
-		{"size", LEASE_J_U64, &p->size, 0, NULL, 0, false},
-		{"etag", LEASE_J_STR, p->etag, sizeof(p->etag), NULL, 0, false},
-		{"lease_token", LEASE_J_U64, &p->lease_token, 0, NULL, 0, false},
-		{"written_at", LEASE_J_I64, &p->written_at, 0, NULL, 0, false},
+	const struct jread_field hkeys[] = {
+		{"db", JREAD_STR, hr.cur.db_key, sizeof(hr.cur.db_key), NULL, 0, false, NULL, NULL},
+		{"manifest", JREAD_STR, hr.cur.manifest_key, sizeof(hr.cur.manifest_key), NULL, 0, false,
+		 NULL, NULL},
 	};
-	if (lease_json_read(json, f, sizeof(f) / sizeof(f[0])) < 0 || !lease_is_sha_hex(p->sha256) ||
-	    !p->db_key[0] || !p->manifest_key[0]) {
+	const struct jread_field hist[] = {
+		{"generation", JREAD_U64, &hr.cur.generation, 0, NULL, 0, false, NULL, NULL},
+		{"keys", JREAD_OBJ, NULL, 0, hkeys, 2, false, NULL, NULL},
+		{"written_at", JREAD_I64, &hr.cur.written_at, 0, NULL, 0, false, NULL, NULL},
+	};
+	const struct jread_field f[] = {
+		{"generation", JREAD_U64, &p->generation, 0, NULL, 0, false, NULL, NULL},
+		{"id", JREAD_U64, &p->id, 0, NULL, 0, false, NULL, NULL},
+		{"host", JREAD_STR, p->host, sizeof(p->host), NULL, 0, false, NULL, NULL},
+		{"keys", JREAD_OBJ, NULL, 0, keys, 2, false, NULL, NULL},
+		{"sha256", JREAD_STR, p->sha256, sizeof(p->sha256), NULL, 0, false, NULL, NULL},
+		{"size", JREAD_U64, &p->size, 0, NULL, 0, false, NULL, NULL},
+		{"etag", JREAD_STR, p->etag, sizeof(p->etag), NULL, 0, false, NULL, NULL},
+		{"lease_token", JREAD_U64, &p->lease_token, 0, NULL, 0, false, NULL, NULL},
+		{"written_at", JREAD_I64, &p->written_at, 0, NULL, 0, false, NULL, NULL},
+		{"history", JREAD_ARR, NULL, 0, hist, 3, true, lease_hist_take, &hr},
+	};
+	if (jread_object(json, f, sizeof(f) / sizeof(f[0])) < 0 || hr.bad || !lease_is_sha_hex(p->sha256) ||
+	    !p->db_key[0] || !p->manifest_key[0] ||
+	    (h && h->n && h->prev[0].generation >= p->generation)) {
 		memset(p, 0, sizeof(*p));
-		return -EINVAL;
+		lease_history_free(h);
+		return hr.bad ? -ENOMEM : -EINVAL;
 	}
 	return 0;
 }
 
 int lease_pointer_get(s3_client *c, const char *key, struct lease_pointer *p,
-		      char etag[S3_ETAG_MAX], bool *present, struct s3_error *err)
+		      struct lease_history *h, char etag[S3_ETAG_MAX], bool *present,
+		      struct s3_error *err)
 {
 	char *doc;
 	memset(p, 0, sizeof(*p));
+	if (h) {
+		h->prev = NULL;
+		h->n = 0;
+	}
 	int rc = lease_get_doc(c, key, &doc, etag, present, err);
 	if (rc < 0 || !*present)
 		return rc;
-	rc = lease_pointer_parse(doc, p);
-	free(doc);
-	if (rc < 0) {
-		lease_bad_doc(c, key, "not a pointer document (generation, id, host, keys, sha256, ...)",
-			      err);
-		return -EPROTO;
+	rc = lease_pointer_parse(doc, p, h);
+	if (rc == -EINVAL) {
+		lease_bad_doc(c, key,
+			      "not a pointer document (generation, id, host, keys, sha256, size, etag, "
+			      "lease_token, written_at, history)",
+			      doc, err);
+		rc = -EPROTO;
 	}
-	return 0;
+	free(doc);
+	return rc;
 }
 
 static bool lease_pointer_same(const struct lease_pointer *a, const struct lease_pointer *b)
@@ -689,25 +525,32 @@ static bool lease_pointer_same(const struct lease_pointer *a, const struct lease
 	       a->lease_token == b->lease_token && a->written_at == b->written_at;
 }
 
-int lease_pointer_swap(lease *l, const char *key, struct lease_pointer *p, const char *if_match,
-		       double margin_s, char new_etag[S3_ETAG_MAX], struct s3_error *err)
+/* Not written: the PUT would not end safely before the lease does. */
+#define LEASE_SAFETY_S 1.0
+
+int lease_pointer_swap(lease *l, const char *key, struct lease_pointer *p,
+		       const struct lease_history *h, const char *if_match, double margin_s,
+		       char new_etag[S3_ETAG_MAX], struct s3_error *err)
 {
-	if (lease_remaining(l) <= margin_s) {
+	double left = lease_remaining(l);
+	if (left <= margin_s || left <= LEASE_SAFETY_S) {
 		if (err) {
 			memset(err, 0, sizeof(*err));
 			lease_copy(err->method, sizeof(err->method), "PUT");
 			lease_copy(err->bucket, sizeof(err->bucket), s3_client_bucket(l->c));
 			lease_copy(err->key, sizeof(err->key), key);
 			snprintf(err->transport, sizeof(err->transport),
-				 "not written: the lease has %.1f s left, less than the %.1f s margin",
-				 lease_remaining(l), margin_s);
+				 "not written: the lease has %.1f s left, less than the %.1f s margin", left,
+				 margin_s);
 		}
 		return -ENOLCK;
 	}
-	p->lease_token = l->token;
+	p->lease_token = lease_token(l);
 	sbuf b = SBUF_INIT;
-	lease_pointer_json(p, &b);
-	struct s3_put_opts po = {.content_type = "application/json"};
+	lease_pointer_json(p, h, &b);
+	/* The PUT ends before the lease does, or is abandoned. */
+	struct s3_put_opts po = {.content_type = "application/json",
+				 .timeout_ms = (unsigned)((left - LEASE_SAFETY_S) * 1000)};
 	if (if_match && *if_match)
 		po.if_match = if_match;
 	else
@@ -721,7 +564,7 @@ int lease_pointer_swap(lease *l, const char *key, struct lease_pointer *p, const
 		char etag[S3_ETAG_MAX];
 		bool present;
 		struct s3_error e2;
-		if (lease_pointer_get(l->c, key, &now, etag, &present, &e2) == 0 && present &&
+		if (lease_pointer_get(l->c, key, &now, NULL, etag, &present, &e2) == 0 && present &&
 		    lease_pointer_same(&now, p)) {
 			lease_copy(pr.etag, sizeof(pr.etag), etag);
 			rc = 0;

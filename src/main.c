@@ -31,6 +31,7 @@
 
 #include "compactor.h"
 #include "fsops.h"
+#include "layout.h"
 #include "log.h"
 #include "parse.h"
 #include "passthrough.h"
@@ -63,6 +64,8 @@ struct snapfs_opts {
 	char *s3_upload;
 	char *s3_lease_ttl;
 	char *s3_host_id;
+	char *s3_keep;
+	char *s3_grace;
 };
 
 enum { KEY_DISCARD, KEY_HELP, KEY_VERSION };
@@ -90,6 +93,8 @@ static const struct fuse_opt snapfs_opt_spec[] = {
 	SNAPFS_OPT("s3_upload=%s", s3_upload),
 	SNAPFS_OPT("s3_lease_ttl=%s", s3_lease_ttl),
 	SNAPFS_OPT("s3_host_id=%s", s3_host_id),
+	SNAPFS_OPT("s3_keep=%s", s3_keep),
+	SNAPFS_OPT("s3_grace=%s", s3_grace),
 	/* fstab-only options that mount.fuse3 passes through: accepted and dropped. */
 	FUSE_OPT_KEY("auto", KEY_DISCARD),
 	FUSE_OPT_KEY("noauto", KEY_DISCARD),
@@ -146,6 +151,10 @@ static void usage(const char *prog)
 	       "    -o s3_upload=on|off    off: configured but nothing is sent (default on)\n"
 	       "    -o s3_lease_ttl=S      lease lifetime in seconds (default 60)\n"
 	       "    -o s3_host_id=ID       this host in keys and the lease (default hostname)\n"
+	       "    -o s3_keep=N|all       snapshots kept in S3 per collection: the pointer's and\n"
+	       "                           N-1 before it, 1..100; all: no retention (default 4)\n"
+	       "    -o s3_grace=DURATION   how long an object stays after it is no longer needed,\n"
+	       "                           e.g. 90s, 10m, 2h (default 10m)\n"
 	       "    -o auto,noauto,user,nouser,users,_netdev,defaults\n"
 	       "                           accepted and ignored (for /etc/fstab)\n\n",
 	       prog);
@@ -180,13 +189,14 @@ struct s3_setup {
 	struct s3cred cred;
 	struct s3_config cfg;
 	struct upl_config ucfg;
-	char host[UPL_HOST_ID_MAX + 1];
+	char host[LAYOUT_HOST_ID_MAX + 1];
 };
 
 static bool s3_option_given(const struct snapfs_opts *o)
 {
 	return o->s3_prefix || o->s3_endpoint || o->s3_region || o->s3_profile || o->s3_part_size ||
-	       o->s3_parallel || o->s3_upload || o->s3_lease_ttl || o->s3_host_id;
+	       o->s3_parallel || o->s3_upload || o->s3_lease_ttl || o->s3_host_id || o->s3_keep ||
+	       o->s3_grace;
 }
 
 static void s3_setup_clear(struct s3_setup *s)
@@ -201,9 +211,9 @@ static void s3_setup_clear(struct s3_setup *s)
  */
 static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, size_t errlen)
 {
-	unsigned parallel = 4, ttl = 60;
-	uint64_t part = 16ull << 20;
-	char pfx[UPL_PREFIX_MAX];
+	unsigned parallel = 4, ttl = 60, keep = UPL_DEFAULT_KEEP;
+	uint64_t part = 16ull << 20, grace_ms = (uint64_t)UPL_DEFAULT_GRACE_S * 1000;
+	char pfx[LAYOUT_PREFIX_MAX];
 	memset(s, 0, sizeof(*s));
 	s->ucfg.enabled = true;
 	if (!o->s3_bucket[0]) {
@@ -213,6 +223,21 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 	if (opt_uint("s3_parallel", o->s3_parallel, 1, 64, &parallel) < 0 ||
 	    opt_uint("s3_lease_ttl", o->s3_lease_ttl, 15, 86400, &ttl) < 0) {
 		snprintf(err, errlen, "bad S3 option (see above)");
+		return -1;
+	}
+	if (o->s3_keep && strcmp(o->s3_keep, "all") != 0 &&
+	    parse_uint(o->s3_keep, 1, UPL_KEEP_MAX, &keep) < 0) {
+		snprintf(err, errlen, "s3_keep=%s: expected a whole number from 1 to %d, or all",
+			 o->s3_keep, UPL_KEEP_MAX);
+		return -1;
+	}
+	if (o->s3_keep && strcmp(o->s3_keep, "all") == 0)
+		keep = 0;
+	if (o->s3_grace && (parse_duration_ms(o->s3_grace, &grace_ms) < 0 ||
+			    grace_ms / 1000 > 30u * 86400u)) {
+		snprintf(err, errlen,
+			 "s3_grace=%s: expected a duration up to 30d (a number with ms, s, m, h or d)",
+			 o->s3_grace);
 		return -1;
 	}
 	if (o->s3_part_size &&
@@ -231,7 +256,7 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 			return -1;
 		}
 	}
-	if (upl_prefix_normalize(o->s3_prefix, pfx, sizeof(pfx)) < 0) {
+	if (layout_prefix_normalize(o->s3_prefix, pfx, sizeof(pfx)) < 0) {
 		snprintf(err, errlen,
 			 "s3_prefix=%s: not usable (no leading '/', no \"//\", no control characters)",
 			 o->s3_prefix);
@@ -244,7 +269,7 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 		return -1;
 	}
 	s->host[sizeof(s->host) - 1] = '\0';
-	if (!upl_host_id_valid(s->host) || (o->s3_host_id && strlen(o->s3_host_id) >= sizeof(s->host))) {
+	if (!layout_host_id_valid(s->host) || (o->s3_host_id && strlen(o->s3_host_id) >= sizeof(s->host))) {
 		snprintf(err, errlen, "%s%s: not a valid host id (1-64 characters of A-Z a-z 0-9 . _ -, "
 				      "first one alphanumeric)%s",
 			 o->s3_host_id ? "s3_host_id=" : "hostname ", s->host,
@@ -273,6 +298,9 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 	s->ucfg.part_size = part;
 	s->ucfg.parallel = parallel;
 	s->ucfg.lease_ttl_s = ttl;
+	s->ucfg.keep = keep;
+	/* Whole seconds: S3 times are; a grace under 1 s is 0 (delete as soon as unneeded). */
+	s->ucfg.grace_s = (unsigned)(grace_ms / 1000);
 	/* A client made now checks the rest (endpoint URL, bucket name) before mounting. */
 	s3_client *probe;
 	if (s3_client_new(&s->cfg, &probe, cerr, sizeof(cerr)) < 0) {
@@ -442,9 +470,12 @@ int main(int argc, char *argv[])
 			goto out;
 		}
 		vfs_set_status_hook(v, upl_status, up);
-		log_info("uploading snapshots to s3://%s/%s as host %s (%s)", o.s3_bucket,
-			 o.s3_prefix ? o.s3_prefix : "snapfs/", s3.ucfg.host_id,
-			 s3.ucfg.enabled ? "on" : "off: s3_upload=off");
+		char keeps[16];
+		snprintf(keeps, sizeof(keeps), "%u", s3.ucfg.keep);
+		log_info("uploading snapshots to s3://%s/%s as host %s (%s; s3_keep=%s, s3_grace=%us)",
+			 o.s3_bucket, o.s3_prefix ? o.s3_prefix : "snapfs/", s3.ucfg.host_id,
+			 s3.ucfg.enabled ? "on" : "off: s3_upload=off", s3.ucfg.keep ? keeps : "all",
+			 s3.ucfg.grace_s);
 	}
 	struct published_fanout fan = {.v = v, .up = up};
 	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms,
@@ -510,8 +541,9 @@ out:
 	free(o.max_attempts);
 	free(o.rejected_max);
 	free(o.stale_dotfiles);
-	char **s3o[] = {&o.s3_bucket, &o.s3_prefix, &o.s3_endpoint, &o.s3_region, &o.s3_profile,
-			&o.s3_part_size, &o.s3_parallel, &o.s3_upload, &o.s3_lease_ttl, &o.s3_host_id};
+	char **s3o[] = {&o.s3_bucket,	 &o.s3_prefix,	 &o.s3_endpoint,  &o.s3_region,
+			&o.s3_profile,	 &o.s3_part_size, &o.s3_parallel,  &o.s3_upload,
+			&o.s3_lease_ttl, &o.s3_host_id,	 &o.s3_keep,	   &o.s3_grace};
 	for (size_t i = 0; i < sizeof(s3o) / sizeof(s3o[0]); i++)
 		free(*s3o[i]);
 	fuse_opt_free_args(&args);

@@ -633,3 +633,68 @@ int s3xml_parse_uploads(const char *body, size_t len, struct s3xml_uploads *out,
 		s3xml_uploads_free(out);
 	return rc;
 }
+
+/* ---- DeleteResult ---- */
+
+struct delete_state {
+	struct s3xml_delete *d;
+	size_t cap;
+};
+
+static void delete_start(struct walker *w, const char *path)
+{
+	struct delete_state *st = w->arg;
+	struct s3xml_delete *d = st->d;
+	if (strcmp(path, "Error") != 0)
+		return;
+	if (d->n == st->cap) {
+		st->cap = st->cap ? st->cap * 2 : 16;
+		struct s3xml_delete_error *n = realloc(d->errors, st->cap * sizeof(*n));
+		if (!n) {
+			fprintf(stderr, "snapfs: out of memory reading a DeleteObjects answer\n");
+			abort();
+		}
+		d->errors = n;
+	}
+	memset(&d->errors[d->n++], 0, sizeof(d->errors[0]));
+}
+
+static void delete_end(struct walker *w, const char *path, const char *text, size_t len)
+{
+	struct delete_state *st = w->arg;
+	struct s3xml_delete *d = st->d;
+	struct s3xml_delete_error *e = d->n ? &d->errors[d->n - 1] : NULL;
+	if (strcmp(path, "Deleted") == 0) {
+		d->deleted++;
+	} else if (strcmp(path, "Error/Key") == 0) {
+		free(e->key);
+		e->key = xstrndup(text, len);
+	} else if (strcmp(path, "Error/Code") == 0) {
+		copy_field(e->code, sizeof(e->code), text, len);
+	} else if (strcmp(path, "Error/Message") == 0) {
+		copy_field(e->message, sizeof(e->message), text, len);
+	} else if (strcmp(path, "Error") == 0) {
+		if (!e->key || !e->code[0])
+			fail(w, "an <Error> entry lacks Key or Code");
+	}
+}
+
+void s3xml_delete_free(struct s3xml_delete *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->errors[i].key);
+	free(d->errors);
+	memset(d, 0, sizeof(*d));
+}
+
+int s3xml_parse_delete(const char *body, size_t len, struct s3xml_delete *out, char *err,
+		       size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	struct delete_state st = {.d = out};
+	struct walker w = {.root = "DeleteResult", .start = delete_start, .end = delete_end, .arg = &st};
+	int rc = walk(&w, body, len, "DeleteObjects response", err, errlen);
+	if (rc)
+		s3xml_delete_free(out);
+	return rc;
+}

@@ -53,6 +53,7 @@ static void usage(FILE *f)
 		"  get KEY FILE [--range FIRST-LAST]\n"
 		"  head KEY\n"
 		"  rm KEY\n"
+		"  rm-prefix PREFIX            delete every key under PREFIX (DeleteObjects)\n"
 		"  ls [PREFIX]\n"
 		"  upload KEY FILE [--part-size N] [--parallel N] [--threshold N] [--progress]\n"
 		"               [--content-type TYPE] [--meta NAME=VALUE]...\n"
@@ -72,6 +73,9 @@ static void usage(FILE *f)
 		"  --retry-cap-ms N     backoff cap (default 20000)\n"
 		"  --connect-timeout S  (default 10)\n"
 		"  --low-speed-time S   give up (and retry) a transfer stalled this long (default 30)\n"
+		"  --timeout S          deadline of a call that moves little data, retries\n"
+		"                       included (default 60)\n"
+		"  --slow-timeout S     ... of Complete/AbortMultipartUpload, DeleteObjects (default 600)\n"
 		"  -v, --verbose        log every request (never a secret)\n"
 		"  -h, --help, -V, --version\n"
 		"Sizes take K, M, G suffixes (powers of 1024). Credentials: AWS_ACCESS_KEY_ID and\n"
@@ -281,6 +285,43 @@ static int cmd_rm(s3_client *c, const char *key)
 	return 0;
 }
 
+/* Deletes every key under prefix, S3_DELETE_MAX per DeleteObjects. */
+static int cmd_rm_prefix(s3_client *c, const char *prefix)
+{
+	struct s3_error e;
+	struct s3_object *objs = NULL;
+	size_t n = 0, done = 0, calls = 0;
+	int rc = s3_list_all(c, prefix, &objs, &n, &e);
+	if (rc)
+		return fail(&e, rc);
+	const char **keys = calloc(n ? n : 1, sizeof(*keys));
+	if (!keys) {
+		s3_objects_free(objs, n);
+		fprintf(stderr, "snapfs-s3: out of memory\n");
+		return EXIT_FAIL;
+	}
+	for (size_t i = 0; i < n; i++)
+		keys[i] = objs[i].key;
+	while (!rc && done < n) {
+		size_t batch = n - done < S3_DELETE_MAX ? n - done : S3_DELETE_MAX;
+		rc = s3_delete_objects(c, keys + done, batch, NULL, &e);
+		calls++;
+		if (!rc)
+			done += batch;
+	}
+	free(keys);
+	s3_objects_free(objs, n);
+	if (rc)
+		return fail(&e, rc);
+	sbuf j = SBUF_INIT;
+	sbuf_adds(&j, "{\"op\":\"rm-prefix\",\"prefix\":");
+	sbuf_add_json_str(&j, prefix);
+	sbuf_addf(&j, ",\"deleted\":%zu,\"delete_calls\":%zu", done, calls);
+	add_retries(&j, c);
+	emit(&j);
+	return 0;
+}
+
 struct ls_state {
 	sbuf *j;
 	size_t n;
@@ -430,7 +471,7 @@ enum {
 	OPT_ENDPOINT = 256, OPT_REGION, OPT_BUCKET, OPT_PROFILE, OPT_PATH_STYLE, OPT_VHOST,
 	OPT_MAX_ATTEMPTS, OPT_RETRY_BASE, OPT_RETRY_CAP, OPT_CONNECT_TIMEOUT, OPT_LOW_SPEED_TIME,
 	OPT_IF_NONE_MATCH, OPT_IF_MATCH, OPT_CONTENT_TYPE, OPT_RANGE, OPT_PART_SIZE, OPT_PARALLEL,
-	OPT_THRESHOLD, OPT_PROGRESS, OPT_META,
+	OPT_THRESHOLD, OPT_PROGRESS, OPT_META, OPT_TIMEOUT, OPT_SLOW_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -445,6 +486,8 @@ static const struct option long_opts[] = {
 	{"retry-cap-ms", required_argument, NULL, OPT_RETRY_CAP},
 	{"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
 	{"low-speed-time", required_argument, NULL, OPT_LOW_SPEED_TIME},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"slow-timeout", required_argument, NULL, OPT_SLOW_TIMEOUT},
 	{"if-none-match", no_argument, NULL, OPT_IF_NONE_MATCH},
 	{"if-match", required_argument, NULL, OPT_IF_MATCH},
 	{"content-type", required_argument, NULL, OPT_CONTENT_TYPE},
@@ -468,6 +511,7 @@ struct cmd_spec {
 static const struct cmd_spec commands[] = {
 	{"put", 2, 2}, {"get", 2, 2}, {"head", 1, 1},     {"rm", 1, 1},
 	{"ls", 0, 1},  {"upload", 2, 2}, {"uploads", 0, 1}, {"abort", 2, 2},
+	{"rm-prefix", 1, 1},
 };
 
 int main(int argc, char **argv)
@@ -518,6 +562,14 @@ int main(int argc, char **argv)
 		case OPT_LOW_SPEED_TIME:
 			if (parse_count(a, &cfg.low_speed_time_s) || !cfg.low_speed_time_s)
 				return usage_error("--low-speed-time wants seconds, not \"%s\"", a);
+			break;
+		case OPT_TIMEOUT:
+			if (parse_count(a, &cfg.timeout_s) || !cfg.timeout_s)
+				return usage_error("--timeout wants seconds, not \"%s\"", a);
+			break;
+		case OPT_SLOW_TIMEOUT:
+			if (parse_count(a, &cfg.slow_timeout_s) || !cfg.slow_timeout_s)
+				return usage_error("--slow-timeout wants seconds, not \"%s\"", a);
 			break;
 		case OPT_IF_NONE_MATCH: co.if_none_match = true; break;
 		case OPT_IF_MATCH: co.if_match = a; break;
@@ -618,6 +670,8 @@ int main(int argc, char **argv)
 		status = cmd_head(c, a1);
 	else if (strcmp(spec->name, "rm") == 0)
 		status = cmd_rm(c, a1);
+	else if (strcmp(spec->name, "rm-prefix") == 0)
+		status = cmd_rm_prefix(c, a1);
 	else if (strcmp(spec->name, "ls") == 0)
 		status = cmd_ls(c, a1);
 	else if (strcmp(spec->name, "upload") == 0)

@@ -1,5 +1,6 @@
 /*
- * snapfs-ctl — verify a snapshot, restore one from S3, show a pointer.
+ * snapfs-ctl — verify a snapshot, restore one from S3, show a pointer;
+ * list, sweep and repair a collection's part of the bucket (ctl_bucket.c).
  *
  *   snapfs-ctl verify DIR
  *       checks a snapshot directory (a STORE's or the mount's
@@ -7,12 +8,18 @@
  *       SHA-256 against MANIFEST.json, and PRAGMA integrity_check.
  *   snapfs-ctl restore [S3 OPTIONS] COLLECTION [SNAPSHOT] DEST
  *       downloads the snapshot the collection's pointer names (or
- *       SNAPSHOT, a key directory such as 00000042-host1), checks its
+ *       SNAPSHOT: any kept snapshot, by its id, ID-HOST, or its directory
+ *       ID-HOST-INST in the bucket), checks its
  *       size and SHA-256 against its manifest (and the pointer), runs
  *       PRAGMA integrity_check, and only then renames it to DEST: DEST is
  *       either the whole verified database or untouched.
  *   snapfs-ctl pointer [S3 OPTIONS] COLLECTION
  *       prints the pointer object and its ETag.
+ *   snapfs-ctl ls [S3 OPTIONS] [RULES] [COLLECTION...]
+ *   snapfs-ctl sweep [S3 OPTIONS] [RULES] [--dry-run] [COLLECTION...]
+ *   snapfs-ctl repair [S3 OPTIONS] COLLECTION [SNAPSHOT]
+ *       see ctl_bucket.c. RULES: --keep N|all, --grace DURATION,
+ *       --upload-age DURATION (as the daemon's s3_keep and s3_grace).
  *
  * S3 OPTIONS: --bucket NAME (required), --prefix PREFIX (default
  * snapfs/), --endpoint URL, --region REGION, --profile NAME. Credentials
@@ -36,38 +43,48 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "layout.h"
+#include "ctl.h"
+#include "jread.h"
 #include "lease.h"
 #include "log.h"
 #include "manifest.h"
 #include "s3.h"
 #include "s3_cred.h"
+#include "parse.h"
 #include "sbuf.h"
 #include "uploader.h"
 
-#define CTL_OK 0
-#define CTL_FAIL 1
-#define CTL_USAGE 2
-#define CTL_BAD 3
 #define CTL_MANIFEST_MAX (16u << 20)
-
-struct ctl_opts {
-	const char *bucket, *prefix, *endpoint, *region, *profile;
-};
 
 static void ctl_usage(FILE *f)
 {
 	fprintf(f, "usage: snapfs-ctl verify DIR\n"
 		   "       snapfs-ctl restore [S3 OPTIONS] COLLECTION [SNAPSHOT] DEST\n"
 		   "       snapfs-ctl pointer [S3 OPTIONS] COLLECTION\n"
+		   "       snapfs-ctl ls [S3 OPTIONS] [RULES] [COLLECTION...]\n"
+		   "       snapfs-ctl sweep [S3 OPTIONS] [RULES] [--dry-run] [COLLECTION...]\n"
+		   "       snapfs-ctl repair [S3 OPTIONS] COLLECTION [SNAPSHOT]\n"
 		   "\n"
 		   "verify   check a snapshot directory: size and SHA-256 against MANIFEST.json,\n"
 		   "         PRAGMA integrity_check\n"
-		   "restore  download the snapshot the collection's pointer names (or SNAPSHOT,\n"
-		   "         e.g. 00000042-host1), verify it the same way, write it to DEST atomically\n"
+		   "restore  download the snapshot the collection's pointer names (or SNAPSHOT:\n"
+		   "         its id, ID-HOST or ID-HOST-INST as ls shows it), verify it the same\n"
+		   "         way, write it to DEST atomically\n"
 		   "pointer  print the collection's pointer object\n"
+		   "ls       what is in the bucket per collection: the pointer, each snapshot\n"
+		   "         (pointer, kept, newer, expired, orphan) and what the sweep does\n"
+		   "         with it, multipart uploads, keys that are not snapfs's\n"
+		   "sweep    delete what the rules no longer keep, as the daemon does, under the\n"
+		   "         collection's lease; --dry-run: only show it (as ls)\n"
+		   "repair   replace a lease.json or pointer.json that is not a document of its\n"
+		   "         kind (compare-and-swap, holding the lease); the new pointer names\n"
+		   "         SNAPSHOT or the newest whole snapshot in the bucket\n"
 		   "\n"
 		   "S3 OPTIONS: --bucket NAME (required), --prefix PREFIX (default snapfs/),\n"
 		   "            --endpoint URL, --region REGION, --profile NAME\n"
+		   "RULES:      --keep N|all (default 4), --grace DURATION (default 10m),\n"
+		   "            --upload-age DURATION (default 24h): give the daemons' values\n"
 		   "Credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile of\n"
 		   "~/.aws/credentials and ~/.aws/config; never an option.\n"
 		   "Exit status: 0 done, 1 failed, 2 usage, 3 verification failed.\n");
@@ -129,8 +146,8 @@ static int ctl_verify(const char *dir)
 		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, mpath, strerror(-rc));
 		return CTL_FAIL;
 	}
-	const struct lease_jfield f[] = {{"file", LEASE_J_STR, file, sizeof(file), NULL, 0, false}};
-	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || lease_json_read(doc, f, 1) < 0 ||
+	const struct jread_field f[] = {{"file", JREAD_STR, file, sizeof(file), NULL, 0, false, NULL, NULL}};
+	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || jread_object(doc, f, 1) < 0 ||
 	    !file[0] || strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0) {
 		free(doc);
 		fprintf(stderr, "snapfs-ctl: verify %s: %s is not a snapfs manifest (file, size, sha256, id)\n",
@@ -173,13 +190,6 @@ static int ctl_verify(const char *dir)
 
 /* ---- S3 ---- */
 
-static void ctl_s3_error(const char *what, const struct s3_error *e)
-{
-	char buf[1500];
-	s3_error_format(e, buf, sizeof(buf));
-	fprintf(stderr, "snapfs-ctl: %s: %s\n", what, buf);
-}
-
 static int ctl_client(const struct ctl_opts *o, s3_client **c)
 {
 	struct s3cred cred;
@@ -219,11 +229,12 @@ static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
 	struct lease_pointer p;
 	struct s3_error e;
 	bool present;
-	if (upl_pointer_key(prefix, coll, key, sizeof(key)) < 0) {
+	if (layout_pointer_key(prefix, coll, key, sizeof(key)) < 0) {
 		fprintf(stderr, "snapfs-ctl: collection name too long\n");
 		return CTL_USAGE;
 	}
-	if (lease_pointer_get(c, key, &p, etag, &present, &e) < 0) {
+	struct lease_history h;
+	if (lease_pointer_get(c, key, &p, &h, etag, &present, &e) < 0) {
 		ctl_s3_error("reading the pointer", &e);
 		return CTL_FAIL;
 	}
@@ -237,7 +248,8 @@ static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
 	sbuf_adds(&out, ", \"etag\": ");
 	sbuf_add_json_str(&out, etag);
 	sbuf_adds(&out, ", \"pointer\": ");
-	lease_pointer_json(&p, &out);
+	lease_pointer_json(&p, &h, &out);
+	lease_history_free(&h);
 	out.buf[out.len - 1] = '}'; /* the pointer's newline becomes our closing brace */
 	sbuf_adds(&out, "\n");
 	fputs(sbuf_str(&out), stdout);
@@ -245,9 +257,10 @@ static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
 	return CTL_OK;
 }
 
-static int ctl_restore(s3_client *c, const char *prefix, const char *coll, const char *snap,
+static int ctl_restore(s3_client *c, const struct ctl_opts *o, const char *coll, const char *snap,
 		       const char *dest)
 {
+	const char *prefix = o->nprefix;
 	char ptr_key[S3_KEY_MAX + 1], db_key[S3_KEY_MAX + 1], man_key[S3_KEY_MAX + 1];
 	struct lease_pointer p = {0};
 	bool from_pointer = snap == NULL, present;
@@ -258,9 +271,9 @@ static int ctl_restore(s3_client *c, const char *prefix, const char *coll, const
 		return CTL_USAGE;
 	}
 	if (from_pointer) {
-		if (upl_pointer_key(prefix, coll, ptr_key, sizeof(ptr_key)) < 0)
+		if (layout_pointer_key(prefix, coll, ptr_key, sizeof(ptr_key)) < 0)
 			return CTL_USAGE;
-		if (lease_pointer_get(c, ptr_key, &p, NULL, &present, &e) < 0) {
+		if (lease_pointer_get(c, ptr_key, &p, NULL, NULL, &present, &e) < 0) {
 			ctl_s3_error("reading the pointer", &e);
 			return CTL_FAIL;
 		}
@@ -272,16 +285,14 @@ static int ctl_restore(s3_client *c, const char *prefix, const char *coll, const
 		snprintf(db_key, sizeof(db_key), "%s", p.db_key);
 		snprintf(man_key, sizeof(man_key), "%s", p.manifest_key);
 	} else {
-		if (!*snap || strchr(snap, '/') || strcmp(snap, "..") == 0 || strcmp(snap, ".") == 0 ||
-		    snprintf(db_key, sizeof(db_key), "%s%s/snapshots/%s/%s.sqlite3", prefix, coll, snap,
-			     coll) >= (int)sizeof(db_key) ||
-		    snprintf(man_key, sizeof(man_key), "%s%s/snapshots/%s/MANIFEST.json", prefix, coll,
-			     snap) >= (int)sizeof(man_key)) {
-			fprintf(stderr, "snapfs-ctl: \"%s\" is not a snapshot name (ID-HOST, as in the "
-					"bucket)\n",
-				snap);
+		char leaf[STORE_NAME_MAX + 16], dir[LAYOUT_DIR_MAX];
+		snprintf(leaf, sizeof(leaf), "%s.sqlite3", coll);
+		int ret = ctl_find_snapshot(c, o, coll, snap, dir);
+		if (ret != CTL_OK)
+			return ret;
+		if (layout_snapshot_key(prefix, coll, dir, leaf, db_key, sizeof(db_key)) < 0 ||
+		    layout_snapshot_key(prefix, coll, dir, "MANIFEST.json", man_key, sizeof(man_key)) < 0)
 			return CTL_USAGE;
-		}
 	}
 
 	/* The manifest says what the database must be. */
@@ -398,29 +409,65 @@ out:
 	return ret;
 }
 
+enum { OPT_KEEP = 256, OPT_GRACE, OPT_UPLOAD_AGE, OPT_DRY_RUN };
+
+/* One option into o; CTL_OK, or CTL_USAGE with the reason on stderr. */
+static int ctl_option(struct ctl_opts *o, int ch, const char *arg)
+{
+	uint64_t ms;
+	switch (ch) {
+	case 'b': o->bucket = arg; break;
+	case 'p': o->prefix = arg; break;
+	case 'e': o->endpoint = arg; break;
+	case 'r': o->region = arg; break;
+	case 'P': o->profile = arg; break;
+	case OPT_DRY_RUN: o->dry_run = true; break;
+	case OPT_KEEP:
+		if (strcmp(arg, "all") == 0) {
+			o->keep = 0;
+		} else if (parse_uint(arg, 1, UPL_KEEP_MAX, &o->keep) < 0) {
+			fprintf(stderr, "snapfs-ctl: --keep %s: a whole number from 1 to %d, or all\n", arg,
+				UPL_KEEP_MAX);
+			return CTL_USAGE;
+		}
+		break;
+	case OPT_GRACE:
+	case OPT_UPLOAD_AGE:
+		if (parse_duration_ms(arg, &ms) < 0 || ms / 1000 > 365u * 86400u) {
+			fprintf(stderr, "snapfs-ctl: --%s %s: a duration (a number with ms, s, m, h or d)\n",
+				ch == OPT_GRACE ? "grace" : "upload-age", arg);
+			return CTL_USAGE;
+		}
+		if (ch == OPT_GRACE)
+			o->grace_s = (unsigned)(ms / 1000);
+		else
+			o->upload_age_s = (unsigned)(ms / 1000);
+		break;
+	case 'h': ctl_usage(stdout); return -1;
+	default: ctl_usage(stderr); return CTL_USAGE;
+	}
+	return CTL_OK;
+}
+
 int main(int argc, char **argv)
 {
-	struct ctl_opts o = {0};
+	struct ctl_opts o = {.keep = UPL_DEFAULT_KEEP,
+			     .grace_s = UPL_DEFAULT_GRACE_S,
+			     .upload_age_s = SWEEP_DEFAULT_UPLOAD_AGE_S};
 	static const struct option lo[] = {
-		{"bucket", required_argument, NULL, 'b'},  {"prefix", required_argument, NULL, 'p'},
-		{"endpoint", required_argument, NULL, 'e'}, {"region", required_argument, NULL, 'r'},
-		{"profile", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{"bucket", required_argument, NULL, 'b'},    {"prefix", required_argument, NULL, 'p'},
+		{"endpoint", required_argument, NULL, 'e'},  {"region", required_argument, NULL, 'r'},
+		{"profile", required_argument, NULL, 'P'},   {"help", no_argument, NULL, 'h'},
+		{"keep", required_argument, NULL, OPT_KEEP}, {"grace", required_argument, NULL, OPT_GRACE},
+		{"upload-age", required_argument, NULL, OPT_UPLOAD_AGE},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN}, {NULL, 0, NULL, 0},
 	};
-	int ch;
+	int ch, rc;
 	log_init(false, LOG_WARNING);
 	signal(SIGPIPE, SIG_IGN);
-	while ((ch = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'b': o.bucket = optarg; break;
-		case 'p': o.prefix = optarg; break;
-		case 'e': o.endpoint = optarg; break;
-		case 'r': o.region = optarg; break;
-		case 'P': o.profile = optarg; break;
-		case 'h': ctl_usage(stdout); return CTL_OK;
-		default: ctl_usage(stderr); return CTL_USAGE;
-		}
-	}
+	while ((ch = getopt_long(argc, argv, "+h", lo, NULL)) != -1)
+		if ((rc = ctl_option(&o, ch, optarg)) != CTL_OK)
+			return rc < 0 ? CTL_OK : rc;
 	if (optind >= argc) {
 		ctl_usage(stderr);
 		return CTL_USAGE;
@@ -430,17 +477,9 @@ int main(int argc, char **argv)
 	argv += optind;
 	argc -= optind;
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		switch (ch) {
-		case 'b': o.bucket = optarg; break;
-		case 'p': o.prefix = optarg; break;
-		case 'e': o.endpoint = optarg; break;
-		case 'r': o.region = optarg; break;
-		case 'P': o.profile = optarg; break;
-		case 'h': ctl_usage(stdout); return CTL_OK;
-		default: ctl_usage(stderr); return CTL_USAGE;
-		}
-	}
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1)
+		if ((rc = ctl_option(&o, ch, optarg)) != CTL_OK)
+			return rc < 0 ? CTL_OK : rc;
 	char **pos = argv + optind;
 	int npos = argc - optind;
 	if (strcmp(cmd, "verify") == 0) {
@@ -450,24 +489,33 @@ int main(int argc, char **argv)
 		}
 		return ctl_verify(pos[0]);
 	}
-	bool restore = strcmp(cmd, "restore") == 0, pointer = strcmp(cmd, "pointer") == 0;
-	if ((!restore && !pointer) || (restore && (npos < 2 || npos > 3)) || (pointer && npos != 1)) {
+	bool restore = strcmp(cmd, "restore") == 0, pointer = strcmp(cmd, "pointer") == 0,
+	     ls = strcmp(cmd, "ls") == 0, sweep = strcmp(cmd, "sweep") == 0,
+	     repair = strcmp(cmd, "repair") == 0;
+	if ((!restore && !pointer && !ls && !sweep && !repair) ||
+	    (restore && (npos < 2 || npos > 3)) || (pointer && npos != 1) ||
+	    (repair && (npos < 1 || npos > 2))) {
 		ctl_usage(stderr);
 		return CTL_USAGE;
 	}
-	char prefix[UPL_PREFIX_MAX];
-	if (upl_prefix_normalize(o.prefix, prefix, sizeof(prefix)) < 0) {
+	if (layout_prefix_normalize(o.prefix, o.nprefix, sizeof(o.nprefix)) < 0) {
 		fprintf(stderr, "snapfs-ctl: --prefix %s: not usable\n", o.prefix);
 		return CTL_USAGE;
 	}
 	s3_client *c = NULL;
-	int rc = ctl_client(&o, &c);
+	rc = ctl_client(&o, &c);
 	if (rc != CTL_OK)
 		return rc;
 	if (pointer)
-		rc = ctl_pointer(c, prefix, pos[0]);
+		rc = ctl_pointer(c, o.nprefix, pos[0]);
+	else if (restore)
+		rc = ctl_restore(c, &o, pos[0], npos == 3 ? pos[1] : NULL, pos[npos - 1]);
+	else if (ls)
+		rc = ctl_ls(c, &o, pos, npos);
+	else if (sweep)
+		rc = ctl_sweep(c, &o, pos, npos);
 	else
-		rc = ctl_restore(c, prefix, pos[0], npos == 3 ? pos[1] : NULL, pos[npos - 1]);
+		rc = ctl_repair(c, &o, pos[0], npos == 2 ? pos[1] : NULL);
 	s3_client_free(c);
 	return rc;
 }

@@ -457,3 +457,64 @@ def test_memory_stays_flat(rgw, s3, bucket, tmp_path):
     limit_mib = 160 if sanitized() else 32
     assert 0 < up["peak_rss_kib"] < limit_mib * 1024, up
     assert s3.head_object(Bucket=bucket, Key="flat")["ContentLength"] == 512 * MiB
+
+
+# ---------------------------------------------------------------- deadlines and batches
+
+def test_rm_prefix_deletes_in_batches_of_1000(rgw, s3, bucket):
+    keys = [f"gone/{i:05d}" for i in range(1050)] + ["gone/sp ace", "gone/a&b<c>", "gone/üni"]
+
+    def put(k):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        list(ex.map(put, keys))
+    s3.put_object(Bucket=bucket, Key="kept/x", Body=b"x")
+    r = ok(cli(rgw, bucket, "rm-prefix", "gone/"))
+    assert r["deleted"] == len(keys) and r["delete_calls"] == 2, r
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="gone/").get("KeyCount") == 0
+    assert exists(s3, bucket, "kept/x")
+
+
+def test_slow_delete_objects_and_abort_are_waited_out(rgw, s3, bucket):
+    """A server that works 20 s on DeleteObjects and AbortMultipartUpload
+    before it answers, sending nothing: with a low-speed limit of 2 s the
+    calls are still waited out, once each, never cut off and asked again."""
+    from faultproxy import Rule
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"slow/{i}", Body=b"x")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="slow-mp")["UploadId"]
+    port = int(rgw.endpoint.rsplit(":", 1)[1])
+    rules = [Rule("POST", "?delete", "delay", 20), Rule("DELETE", "uploadId=", "delay", 20)]
+    with FaultProxy(("127.0.0.1", port), rules=rules) as proxy:
+        r = ok(cli(rgw, bucket, "--low-speed-time", "2", "--timeout", "5", "rm-prefix", "slow/",
+                   endpoint=proxy.url))
+        assert r["deleted"] == 3
+        ok(cli(rgw, bucket, "--low-speed-time", "2", "--timeout", "5", "abort", "slow-mp", up,
+               endpoint=proxy.url))
+        assert proxy.requests("POST", "?delete") == 1, proxy.seen
+        assert proxy.requests("DELETE", "uploadId=") == 1, proxy.seen
+        assert proxy.stats()["injected_delays"] == 2
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="slow/").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_slow_complete_is_waited_out(rgw, s3, bucket, tmp_path):
+    from faultproxy import Rule
+    src = tmp_path / "f"
+    digest = write_random(src, 11 * MiB)
+    port = int(rgw.endpoint.rsplit(":", 1)[1])
+    with FaultProxy(("127.0.0.1", port), rules=[Rule("POST", "uploadId=", "delay", 20)]) as proxy:
+        r = ok(cli(rgw, bucket, "--low-speed-time", "2", "--timeout", "5", "upload", "k", str(src),
+                   "--part-size", "5M", endpoint=proxy.url))
+        assert proxy.requests("POST", "uploadId=") == 1, proxy.seen  # CompleteMultipartUpload, once
+    assert r["retries"] == 0 and r["parts"] == 3, r
+    assert s3_sha256(s3, bucket, "k") == digest
+
+
+def test_a_stalled_call_ends_at_its_deadline_and_says_which(rgw, bucket):
+    from faultproxy import Rule
+    port = int(rgw.endpoint.rsplit(":", 1)[1])
+    with FaultProxy(("127.0.0.1", port), rules=[Rule("HEAD", "", "stall")]) as proxy:
+        r = cli(rgw, bucket, "--timeout", "3", "head", "k", endpoint=proxy.url)
+        assert proxy.stats()["injected_stalls"] >= 1
+    assert r.rc == 1 and "deadline of 3.0 s for this call passed without an answer" in r.err, r

@@ -1,8 +1,7 @@
 /*
  * Unit tests for lease (no network): the strict JSON object reader, the
- * pointer document's round trip and refusals, the uploader's key layout
- * and its names. The protocol itself runs against radosgw in
- * tests/s3/test_upload*.py.
+ * pointer document's round trip and refusals. The protocol itself runs
+ * against radosgw in tests/s3/test_upload*.py.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -10,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jread.h"
 #include "lease.h"
 #include "sbuf.h"
 #include "tap.h"
-#include "uploader.h"
 
 #define SHA_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -23,25 +22,25 @@ static void test_json_reader(void)
 	uint64_t u = 0;
 	int64_t i = 0;
 	char inner[8] = "";
-	const struct lease_jfield sub[] = {{"x", LEASE_J_STR, inner, sizeof(inner), NULL, 0, false}};
-	const struct lease_jfield f[] = {
-		{"s", LEASE_J_STR, s, sizeof(s), NULL, 0, false},
-		{"u", LEASE_J_U64, &u, 0, NULL, 0, false},
-		{"i", LEASE_J_I64, &i, 0, NULL, 0, true},
-		{"o", LEASE_J_OBJ, NULL, 0, sub, 1, true},
+	const struct jread_field sub[] = {{"x", JREAD_STR, inner, sizeof(inner), NULL, 0, false, NULL, NULL}};
+	const struct jread_field f[] = {
+		{"s", JREAD_STR, s, sizeof(s), NULL, 0, false, NULL, NULL},
+		{"u", JREAD_U64, &u, 0, NULL, 0, false, NULL, NULL},
+		{"i", JREAD_I64, &i, 0, NULL, 0, true, NULL, NULL},
+		{"o", JREAD_OBJ, NULL, 0, sub, 1, true, NULL, NULL},
 	};
 	size_t n = sizeof(f) / sizeof(f[0]);
 
-	CHECK(lease_json_read("{\"s\": \"a\\\"b\\u00e9\", \"u\": 7, \"i\": -3, \"o\": {\"x\": \"y\"}, "
+	CHECK(jread_object("{\"s\": \"a\\\"b\\u00e9\", \"u\": 7, \"i\": -3, \"o\": {\"x\": \"y\"}, "
 			      "\"other\": [1, {\"s\": 2}, null, true, 1.5e3]}",
 			      f, n) == 0);
 	CHECK(strcmp(s, "a\"b\xc3\xa9") == 0);
 	CHECK(u == 7 && i == -3 && strcmp(inner, "y") == 0);
 	/* A nested "s" inside an unknown key is not the top-level one. */
-	CHECK(lease_json_read("{\"z\": {\"s\": \"no\"}, \"s\": \"yes\", \"u\": 1}", f, n) == 0);
+	CHECK(jread_object("{\"z\": {\"s\": \"no\"}, \"s\": \"yes\", \"u\": 1}", f, n) == 0);
 	CHECK(strcmp(s, "yes") == 0);
 	/* Surrogate pair. */
-	CHECK(lease_json_read("{\"s\": \"\\ud83d\\ude00\", \"u\": 0}", f, n) == 0);
+	CHECK(jread_object("{\"s\": \"\\ud83d\\ude00\", \"u\": 0}", f, n) == 0);
 	CHECK(strcmp(s, "\xf0\x9f\x98\x80") == 0);
 
 	static const char *bad[] = {
@@ -70,12 +69,12 @@ static void test_json_reader(void)
 		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
 	};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-		int rc = lease_json_read(bad[k], f, n);
+		int rc = jread_object(bad[k], f, n);
 		if (rc != -EINVAL)
 			fprintf(stderr, "accepted: %s\n", bad[k]);
 		CHECK(rc == -EINVAL);
 	}
-	CHECK(lease_json_read(NULL, f, n) == -EINVAL);
+	CHECK(jread_object(NULL, f, n) == -EINVAL);
 }
 
 static void test_pointer_roundtrip(void)
@@ -92,57 +91,64 @@ static void test_pointer_roundtrip(void)
 	p.lease_token = 9;
 	p.written_at = 1700000000;
 	sbuf b = SBUF_INIT;
-	lease_pointer_json(&p, &b);
+	lease_pointer_json(&p, NULL, &b);
 	CHECK(b.len > 0 && b.buf[b.len - 1] == '\n');
-	CHECK(lease_pointer_parse(b.buf, &q) == 0);
+	struct lease_history h = {(struct lease_prev *)&h, 7};
+	CHECK(lease_pointer_parse(b.buf, &q, &h) == 0);
 	CHECK(memcmp(&p, &q, sizeof(p)) == 0);
+	CHECK(h.n == 0 && h.prev == NULL); /* an older document without a history */
 	sbuf_free(&b);
 
+	/* The history: the replaced pointer first, then its own, newest first, cut at max. */
+	struct lease_history h1 = {0}, h2 = {0}, h3 = {0};
+	struct lease_pointer p2 = p;
+	p2.generation = 43;
+	strcpy(p2.db_key, "snapfs/c/snapshots/00000008-host-1.example/c.sqlite3");
+	p2.written_at = 1700000100;
+	CHECK(lease_history_next(&p, NULL, 3, &h1) == 0 && h1.n == 1);
+	CHECK(h1.prev[0].generation == 42 && strcmp(h1.prev[0].db_key, p.db_key) == 0 &&
+	      h1.prev[0].written_at == 1700000000);
+	CHECK(lease_history_next(&p2, &h1, 3, &h2) == 0 && h2.n == 2 && h2.prev[0].generation == 43 &&
+	      h2.prev[1].generation == 42);
+	struct lease_pointer p3 = p2;
+	p3.generation = 44;
+	CHECK(lease_history_next(&p3, &h2, 2, &h3) == 0 && h3.n == 2 && h3.prev[1].generation == 43);
+	struct lease_pointer p4 = p3;
+	p4.generation = 45;
+	lease_pointer_json(&p4, &h3, &b);
+	CHECK(strstr(b.buf, "\"history\": [{\"generation\": 44") != NULL);
+	struct lease_history back = {0};
+	CHECK(lease_pointer_parse(b.buf, &q, &back) == 0 && back.n == 2);
+	CHECK(back.prev[0].generation == 44 && back.prev[1].generation == 43 &&
+	      strcmp(back.prev[1].db_key, p2.db_key) == 0 && back.prev[1].written_at == 1700000100);
+	CHECK(lease_pointer_parse(b.buf, &q, NULL) == 0); /* the history may be skipped */
+	lease_history_free(&back);
+	sbuf_free(&b);
+	/* A history out of order, or not older than the pointer, is refused. */
+	lease_pointer_json(&p2, &h3, &b); /* generation 43 with a history starting at 44 */
+	CHECK(lease_pointer_parse(b.buf, &q, &back) == -EINVAL && back.n == 0);
+	sbuf_free(&b);
+	CHECK(lease_history_next(&p, NULL, 0, &back) == 0 && back.n == 0);
+	lease_history_free(&h1);
+	lease_history_free(&h2);
+	lease_history_free(&h3);
+
 	/* A pointer without sha256 or keys, or with a bad sha, is refused. */
-	CHECK(lease_pointer_parse("{\"generation\": 1}", &q) == -EINVAL);
+	CHECK(lease_pointer_parse("{\"generation\": 1}", &q, NULL) == -EINVAL);
 	CHECK(lease_pointer_parse("{\"generation\": 1, \"id\": 1, \"host\": \"h\", \"keys\": {\"db\": "
 				  "\"a\", \"manifest\": \"b\"}, \"sha256\": \"XYZ\", \"size\": 1, "
 				  "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1}",
-				  &q) == -EINVAL);
+				  &q, NULL) == -EINVAL);
 	CHECK(lease_pointer_parse("{\"generation\": 1, \"id\": 1, \"host\": \"h\", \"keys\": {\"db\": "
 				  "\"a\", \"manifest\": \"b\"}, \"sha256\": \"" SHA_A "\", \"size\": 1, "
 				  "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1, \"new\": {}}",
-				  &q) == 0);
+				  &q, NULL) == 0);
 	CHECK(strcmp(q.db_key, "a") == 0 && q.generation == 1);
-}
-
-static void test_layout(void)
-{
-	char buf[S3_KEY_MAX + 1];
-	CHECK(upl_prefix_normalize(NULL, buf, sizeof(buf)) == 0 && strcmp(buf, "snapfs/") == 0);
-	CHECK(upl_prefix_normalize("", buf, sizeof(buf)) == 0 && strcmp(buf, "") == 0);
-	CHECK(upl_prefix_normalize("a/b", buf, sizeof(buf)) == 0 && strcmp(buf, "a/b/") == 0);
-	CHECK(upl_prefix_normalize("a/b/", buf, sizeof(buf)) == 0 && strcmp(buf, "a/b/") == 0);
-	CHECK(upl_prefix_normalize("/a", buf, sizeof(buf)) == -EINVAL);
-	CHECK(upl_prefix_normalize("a//b", buf, sizeof(buf)) == -EINVAL);
-	CHECK(upl_prefix_normalize("a\nb", buf, sizeof(buf)) == -EINVAL);
-
-	CHECK(upl_snapshot_key("p/", "lines", 42, "h1", "lines.sqlite3", buf, sizeof(buf)) == 0);
-	CHECK(strcmp(buf, "p/lines/snapshots/00000042-h1/lines.sqlite3") == 0);
-	CHECK(upl_snapshot_key("", "c", 123456789, "h", NULL, buf, sizeof(buf)) == 0);
-	CHECK(strcmp(buf, "c/snapshots/123456789-h/") == 0);
-	CHECK(upl_pointer_key("p/", "c", buf, sizeof(buf)) == 0 && strcmp(buf, "p/c/pointer.json") == 0);
-	CHECK(upl_lease_key("p/", "c", buf, sizeof(buf)) == 0 && strcmp(buf, "p/c/lease.json") == 0);
-	char small[8];
-	CHECK(upl_pointer_key("p/", "collection", small, sizeof(small)) == -ENAMETOOLONG);
-
-	CHECK(upl_host_id_valid("h1"));
-	CHECK(upl_host_id_valid("web-01.example.com"));
-	CHECK(!upl_host_id_valid(""));
-	CHECK(!upl_host_id_valid("-h"));
-	CHECK(!upl_host_id_valid("a/b"));
-	CHECK(!upl_host_id_valid("a b"));
-	char longid[80];
-	memset(longid, 'a', 65);
-	longid[65] = '\0';
-	CHECK(!upl_host_id_valid(longid));
-	longid[64] = '\0';
-	CHECK(upl_host_id_valid(longid));
+	CHECK(lease_pointer_parse("{\"generation\": 2, \"id\": 1, \"host\": \"h\", \"keys\": {\"db\": "
+				  "\"a\", \"manifest\": \"b\"}, \"sha256\": \"" SHA_A "\", \"size\": 1, "
+				  "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1, \"history\": "
+				  "[{\"generation\": 1, \"keys\": {\"db\": \"x\"}, \"written_at\": 1}]}",
+				  &q, NULL) == -EINVAL); /* an entry without its manifest key */
 }
 
 /* Without the lease (never taken, or run out) the pointer is not written: nothing is sent. */
@@ -169,14 +175,14 @@ static void test_no_pointer_without_lease(void)
 	strcpy(p.manifest_key, "m");
 	strcpy(p.sha256, SHA_A);
 	struct s3_error e;
-	CHECK(lease_pointer_swap(l, "p/c/pointer.json", &p, NULL, 20, NULL, &e) == -ENOLCK);
+	CHECK(lease_pointer_swap(l, "p/c/pointer.json", &p, NULL, NULL, 20, NULL, &e) == -ENOLCK);
 	CHECK(strstr(e.transport, "lease") != NULL);
 	CHECK(strcmp(e.key, "p/c/pointer.json") == 0);
 	struct s3_stats st;
 	s3_client_stats(c, &st);
 	CHECK(st.requests == 0);
-	/* Releasing a lease never taken sends nothing either. */
-	CHECK(lease_release(l, &e) == 0);
+	/* Dropping a hold never taken sends nothing either. */
+	CHECK(lease_drop(l, &e) == 0);
 	s3_client_stats(c, &st);
 	CHECK(st.requests == 0);
 	lease_free(l);
@@ -191,6 +197,5 @@ int main(void)
 	test_json_reader();
 	test_no_pointer_without_lease();
 	test_pointer_roundtrip();
-	test_layout();
 	return tap_done();
 }
