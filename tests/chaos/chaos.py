@@ -100,9 +100,9 @@ or resets a request body; snapfs uploads through it (s3_lease_ttl=15, so
 a lease held by a killed daemon is waited out).
 
 Usage:
-  python3 tests/chaos/chaos.py --kills 30 --snapfs build/snapfs
-  python3 tests/chaos/chaos.py --kills 1000 --snapfs build/snapfs   # long round
-  python3 tests/chaos/chaos.py --kills 30 --s3 --snapfs build/snapfs
+  python3 tests/chaos/chaos.py --kills 30 --snapfs build/src/mount/snapfs
+  python3 tests/chaos/chaos.py --kills 1000 --snapfs build/src/mount/snapfs   # long round
+  python3 tests/chaos/chaos.py --kills 30 --s3 --snapfs build/src/mount/snapfs
 Exit status: 0 all counters clean, 1 a failure, 2 usage, 77 FUSE unusable
 (SNAPFS_REQUIRE_FUSE=1 makes that 1) or, with --s3, no radosgw
 (SNAPFS_REQUIRE_S3=1 makes that 1).
@@ -1798,7 +1798,7 @@ def parse_args(argv):
                    help="longest pause of a reader between reads, s (0.2)")
     p.add_argument("--workdir", default=None,
                    help="STORE, mount, deltas and logs go here; must be empty (default: a new temp dir)")
-    p.add_argument("--snapfs", default=None, help="the snapfs binary (default: $SNAPFS_BIN or build/snapfs)")
+    p.add_argument("--snapfs", default=None, help="the snapfs binary (default: $SNAPFS_BIN or build/src/mount/snapfs)")
     p.add_argument("--s3", action="store_true",
                    help="also upload to a throwaway radosgw behind a fault proxy, and check the pointer")
     p.add_argument("--keep-workdir", action="store_true",

@@ -18,7 +18,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-SNAPFS_BIN = os.environ.get("SNAPFS_BIN") or os.path.join(REPO, "build", "snapfs")
+SNAPFS_BIN = os.environ.get("SNAPFS_BIN") or os.path.join(REPO, "build", "src", "mount", "snapfs")
 
 # Markers of sanitizer reports in the daemon's log: any one fails the test.
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")

@@ -1,7 +1,7 @@
 """snapfs's S3 client (through its CLI, snapfs-s3) against a real radosgw.
 
 Every test drives the binary named by SNAPFS_S3_BIN (default
-build/snapfs-s3) as an operator would, with credentials only in the
+build/src/tools/snapfs-s3) as an operator would, with credentials only in the
 environment, and checks what reached the server with boto3 (fixtures in
 conftest.py). Covered: put/get/head/rm/ls (with > 1000 keys, so the
 listing continues), multipart upload read back with boto3, conditional
@@ -25,7 +25,7 @@ from faultproxy import FaultProxy
 MiB = 1 << 20
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BIN = os.environ.get("SNAPFS_S3_BIN", os.path.join(ROOT, "build", "snapfs-s3"))
+BIN = os.environ.get("SNAPFS_S3_BIN", os.path.join(ROOT, "build", "src", "tools", "snapfs-s3"))
 
 
 @pytest.fixture(scope="session", autouse=True)

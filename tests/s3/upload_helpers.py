@@ -30,7 +30,7 @@ import harness  # noqa: E402
 wait_for = harness.wait_for
 run = harness.run
 
-CTL_BIN = os.environ.get("SNAPFS_CTL_BIN") or os.path.join(REPO, "build", "snapfs-ctl")
+CTL_BIN = os.environ.get("SNAPFS_CTL_BIN") or os.path.join(REPO, "build", "src", "tools", "snapfs-ctl")
 PREFIX = "snapfs/"
 
 
