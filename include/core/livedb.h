@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "diag.h"
+
 typedef struct livedb livedb;
 
 enum livedb_outcome {
@@ -39,9 +41,12 @@ typedef struct livedb_entry {
  * Opens (creating) the live database in WAL mode with the ledger table.
  * cancel (may be NULL): once it reads true, whatever runs on the
  * connection stops and fails with -ECANCELED (its transaction rolled
- * back), so that a stop never waits for a long merge.
+ * back), so that a stop never waits for a long merge. diag (may be NULL)
+ * receives what return values cannot carry (a ROLLBACK that failed after
+ * an error, every step of a close that failed).
  */
-int livedb_open(const char *path, const atomic_bool *cancel, livedb **out, char *err, size_t len);
+int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *diag, livedb **out, char *err,
+		size_t len);
 
 /*
  * Applies one delta atomically: in one transaction, checks the ledger,
@@ -60,8 +65,8 @@ int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n
 void livedb_entries_free(livedb_entry *e, size_t n);
 /* Largest ledger seq (0 if empty). */
 int livedb_ledger_max(livedb *db, int64_t *out);
-/* The same for a database file (a sealed snapshot), opened read-only. */
-int livedb_ledger_max_file(const char *path, int64_t *out);
+/* The same for a database file (a sealed snapshot), opened read-only; err says why not. */
+int livedb_ledger_max_file(const char *path, int64_t *out, char *err, size_t len);
 
 /*
  * Checkpoints the WAL with TRUNCATE, closes the connection and checks

@@ -27,7 +27,9 @@
  *
  * Thread safety: all functions may be called from any thread; the store
  * serialises its own state (queue sequence, id counters) internally.
- * Functions return 0 or a negative errno, and log what failed and why.
+ * Functions return 0 or a negative errno; what failed, on what path and
+ * why, and what recovery cleaned up, go to the diag sink given to
+ * store_open (diag.h; NULL: nowhere). The store never logs.
  */
 #ifndef SNAPFS_STORE_H
 #define SNAPFS_STORE_H
@@ -35,6 +37,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "diag.h"
 
 #define STORE_FORMAT 1
 #define STORE_NAME_MAX 64
@@ -73,7 +77,7 @@ typedef struct store_delta {
  * snapshot files 0400, .lock 0600; STORE_OPEN_GROUP lets the group read
  * (0750, 0440). The root's mode is set at every open.
  */
-int store_open(const char *root, unsigned flags, store **out, char *err, size_t errlen);
+int store_open(const char *root, unsigned flags, const struct diag *diag, store **out, char *err, size_t errlen);
 void store_close(store *s);
 /* Writes the caller's pid into the lock file again (after a daemon's fork). */
 void store_note_pid(store *s);

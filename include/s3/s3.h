@@ -56,6 +56,8 @@
 #ifndef SNAPFS_S3_H
 #define SNAPFS_S3_H
 
+#include "diag.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -107,6 +109,8 @@ struct s3_config {
 	unsigned low_speed_limit; /* 0: 1024 */
 	unsigned low_speed_time_s; /* 0: 30 */
 	const char *user_agent;    /* NULL: "snapfs/VERSION" */
+	/* Where retries, each request (debug) and clean-ups that failed are reported; {0}: nowhere. */
+	struct diag diag;
 };
 
 /*

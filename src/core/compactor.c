@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 
 #include "log.h"
 
@@ -288,8 +290,16 @@ int compactor_add(compactor *c, const char *coll)
 	cc->queued = nq;
 	store_rejected_count(c->st, coll, &cc->rejected_now);
 	cc_load_last(c, coll, &cc->last);
-	/* Whether live is ahead of the newest snapshot is the thread's first look (it may take a checkpoint). */
-	cc->check_live = true;
+	/*
+	 * Whether live is ahead of the newest snapshot is the thread's first
+	 * look (it may take a checkpoint); a collection without a live
+	 * database yet (a new one) has nothing to look at, and an rmdir of
+	 * it must not find it busy.
+	 */
+	char live[PATH_MAX];
+	struct stat lst;
+	cc->check_live = store_path(c->st, coll, STORE_AREA_LIVE_DB, NULL, live, sizeof(live)) < 0 ||
+			 stat(live, &lst) == 0;
 	clock_gettime(CLOCK_MONOTONIC, &cc->due);
 	cc->next_housekeep = ts_in_ms(c->cfg.housekeep_ms);
 	pthread_mutex_lock(&c->mu);
@@ -307,11 +317,15 @@ int compactor_remove(compactor *c, const char *coll)
 	pthread_mutex_lock(&c->mu);
 	struct ccoll *cc = ccoll_find(c, coll);
 	int rc = !cc ? -ENOENT : cc->removing ? -EBUSY : 0;
-	/* A collection at work has work left: refuse rather than wait for the thread. */
-	if (rc == 0 && (cc->busy || cc->check_live || cc->recover))
-		rc = -EBUSY;
-	else if (rc == 0 && (cc->queued || cc->needs_seal))
+	/*
+	 * What it holds decides first (snapshots, queued or unsealed deltas:
+	 * ENOTEMPTY, whatever the thread is doing); an empty collection the
+	 * thread is at work on is refused rather than waited for (EBUSY).
+	 */
+	if (rc == 0 && (cc->queued || cc->needs_seal || cc->last.id))
 		rc = -ENOTEMPTY;
+	else if (rc == 0 && (cc->busy || cc->check_live || cc->recover))
+		rc = -EBUSY;
 	if (rc == 0)
 		cc->removing = true; /* the thread leaves it alone from now on */
 	pthread_mutex_unlock(&c->mu);

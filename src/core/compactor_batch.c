@@ -58,9 +58,10 @@ void cc_load_last(compactor *c, const char *coll, struct last_snapshot *ls)
 	}
 	ls->id = ids[n - 1];
 	snprintf(leaf, sizeof(leaf), "%s/%s.sqlite3", idname, coll);
+	char err[512];
 	if (store_path(c->st, coll, STORE_AREA_SNAPSHOTS, leaf, path, sizeof(path)) == 0 &&
-	    livedb_ledger_max_file(path, &ls->ledger_max) < 0)
-		log_warn("collection %s: cannot read the ledger of snapshot %s", coll, idname);
+	    livedb_ledger_max_file(path, &ls->ledger_max, err, sizeof(err)) < 0)
+		log_warn("collection %s: cannot read the ledger of snapshot %s: %s", coll, idname, err);
 	free(ids);
 }
 
@@ -93,7 +94,7 @@ static int check_live(compactor *c, struct ccoll *cc, const char *live)
 		return 0; /* nothing merged yet */
 	char msg[1024];
 	livedb *db = NULL;
-	int rc = livedb_open(live, &c->cancel, &db, msg, sizeof(msg));
+	int rc = livedb_open(live, &c->cancel, &log_sink, &db, msg, sizeof(msg));
 	if (rc < 0) {
 		if (rc != -ECANCELED)
 			cc_error(c, cc, "collection %s: cannot open live database %s: %s", cc->name, live, msg);
@@ -382,7 +383,7 @@ static bool apply_queue(compactor *c, struct ccoll *cc, const char *live, livedb
 	bool need_live = nwork || cc->needs_seal;
 	pthread_mutex_unlock(&c->mu);
 	if (need_live) {
-		rc = livedb_open(live, &c->cancel, dbp, msg, sizeof(msg));
+		rc = livedb_open(live, &c->cancel, &log_sink, dbp, msg, sizeof(msg));
 		if (rc < 0) {
 			if (rc != -ECANCELED)
 				cc_error(c, cc, "collection %s: cannot open live database %s: %s", cc->name, live, msg);

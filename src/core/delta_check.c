@@ -16,7 +16,6 @@
 #include "delta.h"
 #include "delta_i.h"
 
-#include "log.h"
 
 /* The delta connection's progress handler runs every this many virtual-machine steps. */
 #define DELTA_STEPS 1000
@@ -672,8 +671,15 @@ int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, ch
 	for (size_t i = 0; i < c.nt; i++)
 		delta_table_free(&c.t[i]);
 	free(c.t);
-	/* Every statement above is finalized on every path, so this close cannot be busy. */
-	if (sqlite3_close(c.d) != SQLITE_OK)
-		log_err("delta %s: closing the check connection failed: %s", path, sqlite3_errmsg(c.d));
+	/*
+	 * Every statement above is finalized on every path, so this close
+	 * cannot be busy; if it is, that is a bug here, reported as the
+	 * check's own failure rather than logged.
+	 */
+	if (sqlite3_close(c.d) != SQLITE_OK) {
+		delta_put(reason, len, "closing the check connection of %s failed: %s", path, sqlite3_errmsg(c.d));
+		sqlite3_close_v2(c.d);
+		return r < 0 ? r : -EIO;
+	}
 	return r;
 }

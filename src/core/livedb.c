@@ -20,7 +20,7 @@
 #include "livedb.h"
 
 #include "delta.h"
-#include "log.h"
+#include "diag.h"
 #include "sbuf.h"
 
 #include <errno.h>
@@ -42,6 +42,7 @@ struct livedb {
 	sqlite3 *db; /* owned by the compactor thread that opened it */
 	char *path;
 	const atomic_bool *cancel; /* the compactor's stop flag, or NULL */
+	struct diag diag;          /* the owner's sink for what return values cannot carry */
 };
 
 /* Progress handler of the live connection: a stop interrupts the statement running. */
@@ -120,7 +121,8 @@ static int run(sqlite3 *db, const char *sql, const char *what, const char *path,
 	return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
 }
 
-int livedb_open(const char *path, const atomic_bool *cancel, livedb **out, char *err, size_t len)
+int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *diag, livedb **out, char *err,
+		size_t len)
 {
 	*out = NULL;
 	if (len)
@@ -194,6 +196,8 @@ int livedb_open(const char *path, const atomic_bool *cancel, livedb **out, char 
 	}
 	l->db = db;
 	l->cancel = cancel;
+	if (diag)
+		l->diag = *diag;
 	sqlite3_progress_handler(db, LIVEDB_CANCEL_STEPS, livedb_progress, l);
 	*out = l;
 	return 0;
@@ -213,7 +217,8 @@ static void rollback(livedb *l)
 		return; /* SQLite already rolled back (e.g. after SQLITE_FULL) */
 	char *msg = NULL;
 	if (sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, &msg) != SQLITE_OK)
-		log_err("live database %s: ROLLBACK failed: %s", l->path, msg ? msg : sqlite3_errmsg(l->db));
+		diag_say(&l->diag, LOG_ERR, "live database %s: ROLLBACK failed: %s", l->path,
+			 msg ? msg : sqlite3_errmsg(l->db));
 	sqlite3_free(msg);
 }
 
@@ -224,7 +229,7 @@ static int detach(livedb *l, char *msg, size_t len, int ret)
 	int r = delta_detach(l->db, err, sizeof(err));
 	if (r == 0)
 		return ret;
-	log_err("live database %s: %s", l->path, err);
+	diag_say(&l->diag, LOG_ERR, "live database %s: %s", l->path, err);
 	if (ret < 0)
 		return ret;
 	say(msg, len, "%s", err);
@@ -323,7 +328,7 @@ int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n
 				    "SELECT seq, sha256, name, applied_at FROM _snapfs_ledger WHERE seq > ?1 ORDER BY seq",
 				    -1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		log_err("live database %s: read the ledger: %s", db->path, sqlite3_errmsg(db->db));
+		diag_say(&db->diag, LOG_ERR, "live database %s: read the ledger: %s", db->path, sqlite3_errmsg(db->db));
 		return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
 	}
 	sqlite3_bind_int64(st, 1, after);
@@ -351,7 +356,7 @@ int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n
 		cnt++;
 	}
 	if (rc != SQLITE_DONE) {
-		log_err("live database %s: read the ledger: %s", db->path,
+		diag_say(&db->diag, LOG_ERR, "live database %s: read the ledger: %s", db->path,
 			rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db->db));
 		sqlite3_finalize(st);
 		livedb_entries_free(v, cnt);
@@ -370,7 +375,8 @@ void livedb_entries_free(livedb_entry *e, size_t n)
 	free(e);
 }
 
-static int ledger_max(sqlite3 *db, const char *path, int64_t *out)
+/* max(seq) of the ledger of db; on failure err (if not NULL) says why. */
+static int ledger_max(sqlite3 *db, const char *path, int64_t *out, char *err, size_t len)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM _snapfs_ledger", -1, &st, NULL);
@@ -381,7 +387,7 @@ static int ledger_max(sqlite3 *db, const char *path, int64_t *out)
 		sqlite3_finalize(st);
 		return 0;
 	}
-	log_err("database %s: read the ledger: %s", path, sqlite3_errmsg(db));
+	say(err, len, "database %s: read the ledger: %s", path, sqlite3_errmsg(db));
 	rc = sqlite3_extended_errcode(db);
 	sqlite3_finalize(st);
 	return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
@@ -389,27 +395,28 @@ static int ledger_max(sqlite3 *db, const char *path, int64_t *out)
 
 int livedb_ledger_max(livedb *db, int64_t *out)
 {
+	char err[512];
 	*out = 0;
-	return ledger_max(db->db, db->path, out);
+	int r = ledger_max(db->db, db->path, out, err, sizeof(err));
+	if (r < 0)
+		diag_say(&db->diag, LOG_ERR, "%s", err);
+	return r;
 }
 
-int livedb_ledger_max_file(const char *path, int64_t *out)
+int livedb_ledger_max_file(const char *path, int64_t *out, char *err, size_t len)
 {
 	*out = 0;
-	char err[512];
 	sqlite3 *db = NULL;
 	/* Read-only and immutable: a sealed file gets no -wal or -shm beside it. */
-	int r = delta_open_ro(path, &db, err, sizeof(err));
-	if (r) {
-		log_err("%s", err);
+	int r = delta_open_ro(path, &db, err, len);
+	if (r)
 		return r;
-	}
-	r = ledger_max(db, path, out);
+	r = ledger_max(db, path, out, err, len);
 	sqlite3_close(db);
 	return r;
 }
 
-/* Keeps the first error for the caller; logs every one. */
+/* Keeps the first error for the caller; reports every one to the sink. */
 static int close_fail(livedb *l, int *ret, char *err, size_t len, int code, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 static int close_fail(livedb *l, int *ret, char *err, size_t len, int code, const char *fmt, ...)
@@ -419,7 +426,7 @@ static int close_fail(livedb *l, int *ret, char *err, size_t len, int code, cons
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	log_err("close live database %s: %s", l->path, buf);
+	diag_say(&l->diag, LOG_ERR, "close live database %s: %s", l->path, buf);
 	if (*ret == 0) {
 		say(err, len, "close live database %s: %s", l->path, buf);
 		*ret = code;
@@ -525,7 +532,7 @@ void livedb_abandon(livedb *db)
 	/* The last close of a WAL database checkpoints it; skip that: a commit is in the -wal already. */
 	sqlite3_db_config(db->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	if (sqlite3_close(db->db) != SQLITE_OK) {
-		log_err("live database %s: close: %s", db->path, sqlite3_errmsg(db->db));
+		diag_say(&db->diag, LOG_ERR, "live database %s: close: %s", db->path, sqlite3_errmsg(db->db));
 		sqlite3_close_v2(db->db);
 	}
 	free(db->path);

@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #include "fsx.h"
-#include "log.h"
 #include "sbuf.h"
 
 const char *const store_coll_subdirs[5] = {"incoming", "queue", "staging", "snapshots", "rejected"};
@@ -58,8 +57,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /*
- * store_open reports through err, which its caller prints once; it logs
- * only when there is no err buffer, so a refusal is never silent.
+ * store_open reports through err, which its caller prints once.
  */
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -70,8 +68,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 	if (err && errlen)
 		snprintf(err, errlen, "%s", tmp);
-	else
-		log_err("%s", tmp);
 }
 
 /* A directory is empty for us if it holds nothing but our own crumbs. */
@@ -130,13 +126,13 @@ static int instance_new(char *out)
 }
 
 /* Deletes collections/.creating-* and .removing-* left by a crash. */
-static int store_sweep_collections(const char *dir)
+static int store_sweep_collections(const store *s, const char *dir)
 {
 	char **names;
 	size_t n;
 	int rc = store_list_dir(dir, &names, &n);
 	if (rc < 0) {
-		log_err("store: cannot list %s: %s", dir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
 		return rc;
 	}
 	bool removed = false;
@@ -146,14 +142,14 @@ static int store_sweep_collections(const char *dir)
 		char p[PATH_MAX];
 		if ((rc = store_fmt_path(p, sizeof(p), "%s/%s", dir, names[i])) < 0)
 			break;
-		log_info("store: removing %s, left over from an interrupted create or remove", p);
+		store_say(s, LOG_INFO, "store: removing %s, left over from an interrupted create or remove", p);
 		if ((rc = fsx_rm_rf(p)) < 0)
-			log_err("store: cannot remove %s: %s", p, strerror(-rc));
+			store_say(s, LOG_ERR, "store: cannot remove %s: %s", p, strerror(-rc));
 		removed = true;
 	}
 	store_names_free(names, n);
 	if (rc == 0 && removed)
-		rc = store_sync_dir(dir);
+		rc = store_sync_dir(s, dir);
 	return rc;
 }
 
@@ -170,7 +166,7 @@ int store_seq_raise(store *s, const char *coll)
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0) {
-		log_err("store: cannot list %s: %s", q, strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot list %s: %s", q, strerror(-rc));
 		return rc;
 	}
 	pthread_mutex_lock(&s->seq_mu);
@@ -203,7 +199,7 @@ static int store_lock(store *s, char *err, size_t errlen)
 		return rc;
 	}
 	if (fchmod(s->lock_fd, 0600) < 0)
-		log_warn("store: cannot make %s private (mode 0600): %s", p, strerror(errno));
+		store_say(s, LOG_WARNING, "store: cannot make %s private (mode 0600): %s", p, strerror(errno));
 	/* flock belongs to the open file description: a second store_open of
 	 * the same store, even in this process, is refused. */
 	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
@@ -230,11 +226,11 @@ void store_note_pid(store *s)
 	char pid[32];
 	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, pid, (size_t)len, 0) != len)
-		log_warn("store: cannot write our pid into %s/%s: %s", s->root, LOCK_NAME,
+		store_say(s, LOG_WARNING, "store: cannot write our pid into %s/%s: %s", s->root, LOCK_NAME,
 			 strerror(errno));
 }
 
-int store_open(const char *root, unsigned flags, store **out, char *err, size_t errlen)
+int store_open(const char *root, unsigned flags, const struct diag *diag, store **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	if (err && errlen)
@@ -251,6 +247,8 @@ int store_open(const char *root, unsigned flags, store **out, char *err, size_t 
 		return -ENOMEM;
 	}
 	s->lock_fd = -1;
+	if (diag)
+		s->diag = *diag;
 	s->dir_mode = dir_mode;
 	s->sealed_mode = flags & STORE_OPEN_GROUP ? 0440 : 0400;
 	pthread_mutex_init(&s->seq_mu, NULL);
@@ -320,7 +318,7 @@ int store_open(const char *root, unsigned flags, store **out, char *err, size_t 
 	 * inside were made with.
 	 */
 	if (chmod(s->root, s->dir_mode) < 0)
-		log_warn("store: cannot set the mode of %s to %04o: %s", s->root, (unsigned)s->dir_mode,
+		store_say(s, LOG_WARNING, "store: cannot set the mode of %s to %04o: %s", s->root, (unsigned)s->dir_mode,
 			 strerror(errno));
 
 	if (!s->instance[0]) {
@@ -343,10 +341,10 @@ int store_open(const char *root, unsigned flags, store **out, char *err, size_t 
 			goto out_err;
 		}
 		if (fresh)
-			log_info("store: initialised a new store in %s (instance %s)", s->root,
+			store_say(s, LOG_INFO, "store: initialised a new store in %s (instance %s)", s->root,
 				 s->instance);
 		else
-			log_info("store: %s: gave the store its instance id %s", s->root, s->instance);
+			store_say(s, LOG_INFO, "store: %s: gave the store its instance id %s", s->root, s->instance);
 	}
 
 	char colls[PATH_MAX];
@@ -365,10 +363,10 @@ int store_open(const char *root, unsigned flags, store **out, char *err, size_t 
 		rc = -ENOTDIR;
 		goto out_err;
 	} else if ((st.st_mode & 07777) != s->dir_mode && chmod(colls, s->dir_mode) < 0) {
-		log_warn("store: cannot set the mode of %s to %04o: %s", colls, (unsigned)s->dir_mode,
+		store_say(s, LOG_WARNING, "store: cannot set the mode of %s to %04o: %s", colls, (unsigned)s->dir_mode,
 			 strerror(errno));
 	}
-	if ((rc = store_sweep_collections(colls)) < 0) {
+	if ((rc = store_sweep_collections(s, colls)) < 0) {
 		set_err(err, errlen, "%s: cannot clean up interrupted work: %s", colls,
 			strerror(-rc));
 		goto out_err;
@@ -455,7 +453,7 @@ int store_path(const store *s, const char *coll, enum store_area area, const cha
 	else
 		rc = store_fmt_path(buf, len, "%s/" COLLECTIONS "/%s", s->root, coll);
 	if (rc < 0)
-		log_err("store: path for collection %s (%s%s%s) is longer than %zu bytes", coll,
+		store_say(s, LOG_ERR, "store: path for collection %s (%s%s%s) is longer than %zu bytes", coll,
 			a ? a : "", a && leaf ? "/" : "", leaf ? leaf : "", len);
 	return rc;
 }
@@ -466,7 +464,7 @@ int store_coll_path(const store *s, const char *coll, enum store_area area, cons
 {
 	int rc = store_path(s, coll, area, leaf, buf, len);
 	if (rc == -EINVAL)
-		log_err("store: refusing collection name \"%s\"%s%s%s: not a valid name",
+		store_say(s, LOG_ERR, "store: refusing collection name \"%s\"%s%s%s: not a valid name",
 			coll ? coll : "", leaf ? " with entry \"" : "", leaf ? leaf : "",
 			leaf ? "\"" : "");
 	return rc;
@@ -492,7 +490,7 @@ int store_collections(store *s, char ***names, size_t *n)
 	char **all;
 	size_t cnt;
 	if ((rc = store_list_dir(dir, &all, &cnt)) < 0) {
-		log_err("store: cannot list %s: %s", dir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
 		return rc;
 	}
 	/* Only valid names: this hides .creating-/.removing- work in progress. */
@@ -513,7 +511,7 @@ int store_collections(store *s, char ***names, size_t *n)
 int store_collection_create(store *s, const char *name)
 {
 	if (!store_name_valid(name)) {
-		log_err("store: cannot create collection \"%s\": not a valid name (1-%d characters of "
+		store_say(s, LOG_ERR, "store: cannot create collection \"%s\": not a valid name (1-%d characters of "
 			"[A-Za-z0-9_-], first one alphanumeric)",
 			name ? name : "", STORE_NAME_MAX);
 		return -EINVAL;
@@ -531,7 +529,7 @@ int store_collection_create(store *s, const char *name)
 	if ((rc = store_fmt_path(colls, sizeof(colls), "%s/" COLLECTIONS, s->root)) < 0 ||
 	    (rc = store_fmt_path(tmp, sizeof(tmp), "%s/.creating-%s-%ld-%lu", colls, name, (long)getpid(),
 			   nr)) < 0) {
-		log_err("store: cannot create collection %s: path too long", name);
+		store_say(s, LOG_ERR, "store: cannot create collection %s: path too long", name);
 		return rc;
 	}
 
@@ -539,7 +537,7 @@ int store_collection_create(store *s, const char *name)
 	 * after a crash the collection is either whole or absent. */
 	if (mkdir(tmp, s->dir_mode) < 0) {
 		rc = -errno;
-		log_err("store: cannot create collection %s: mkdir %s: %s", name, tmp,
+		store_say(s, LOG_ERR, "store: cannot create collection %s: mkdir %s: %s", name, tmp,
 			strerror(-rc));
 		return rc;
 	}
@@ -548,24 +546,24 @@ int store_collection_create(store *s, const char *name)
 			goto out_err;
 		if (mkdir(sub, s->dir_mode) < 0) {
 			rc = -errno;
-			log_err("store: cannot create collection %s: mkdir %s: %s", name, sub,
+			store_say(s, LOG_ERR, "store: cannot create collection %s: mkdir %s: %s", name, sub,
 				strerror(-rc));
 			goto out_err;
 		}
 	}
-	if ((rc = store_sync_dir(tmp)) < 0)
+	if ((rc = store_sync_dir(s, tmp)) < 0)
 		goto out_err;
 	if ((rc = store_rename_noreplace(tmp, final)) < 0) {
 		if (rc != -EEXIST && rc != -ENOTEMPTY)
-			log_err("store: cannot create collection %s: rename %s to %s: %s", name,
+			store_say(s, LOG_ERR, "store: cannot create collection %s: rename %s to %s: %s", name,
 				tmp, final, strerror(-rc));
 		else
 			rc = -EEXIST;
 		goto out_err;
 	}
-	if ((rc = store_sync_dir(colls)) < 0)
+	if ((rc = store_sync_dir(s, colls)) < 0)
 		return rc;
-	log_info("store: created collection %s", name);
+	store_say(s, LOG_INFO, "store: created collection %s", name);
 	return 0;
 
 out_err:
@@ -574,7 +572,7 @@ out_err:
 }
 
 /* -ENOTEMPTY if dir holds any entry; a missing dir is empty. */
-static int dir_check_empty(const char *dir)
+static int dir_check_empty(const store *s, const char *dir)
 {
 	char **names;
 	size_t n;
@@ -582,7 +580,7 @@ static int dir_check_empty(const char *dir)
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0) {
-		log_err("store: cannot list %s: %s", dir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
 		return rc;
 	}
 	store_names_free(names, n);
@@ -594,7 +592,7 @@ int store_collection_remove(store *s, const char *name)
 	char dir[PATH_MAX], snaps[PATH_MAX], queue[PATH_MAX], colls[PATH_MAX], gone[PATH_MAX];
 	int rc;
 	if (!store_name_valid(name)) {
-		log_err("store: cannot remove collection \"%s\": not a valid name",
+		store_say(s, LOG_ERR, "store: cannot remove collection \"%s\": not a valid name",
 			name ? name : "");
 		return -EINVAL;
 	}
@@ -614,10 +612,10 @@ int store_collection_remove(store *s, const char *name)
 	unsigned long nr = s->tmp_nr++;
 	pthread_mutex_unlock(&s->mu);
 	/* staging/ is not checked: it only ever holds half-made work. */
-	if ((rc = dir_check_empty(snaps)) < 0 || (rc = dir_check_empty(queue)) < 0) {
+	if ((rc = dir_check_empty(s, snaps)) < 0 || (rc = dir_check_empty(s, queue)) < 0) {
 		pthread_mutex_unlock(&s->seq_mu);
 		if (rc == -ENOTEMPTY)
-			log_info("store: not removing collection %s: it holds snapshots or "
+			store_say(s, LOG_INFO, "store: not removing collection %s: it holds snapshots or "
 				 "queued deltas",
 				 name);
 		return rc;
@@ -625,7 +623,7 @@ int store_collection_remove(store *s, const char *name)
 	if ((rc = store_fmt_path(gone, sizeof(gone), "%s/.removing-%s-%ld-%lu", colls, name,
 			   (long)getpid(), nr)) < 0) {
 		pthread_mutex_unlock(&s->seq_mu);
-		log_err("store: cannot remove collection %s: path too long", name);
+		store_say(s, LOG_ERR, "store: cannot remove collection %s: path too long", name);
 		return rc;
 	}
 	/* Rename it away first, durably: a crash during rm_rf then leaves a
@@ -634,18 +632,18 @@ int store_collection_remove(store *s, const char *name)
 	rc = store_rename_noreplace(dir, gone);
 	pthread_mutex_unlock(&s->seq_mu);
 	if (rc < 0) {
-		log_err("store: cannot remove collection %s: rename %s to %s: %s", name, dir, gone,
+		store_say(s, LOG_ERR, "store: cannot remove collection %s: rename %s to %s: %s", name, dir, gone,
 			strerror(-rc));
 		return rc;
 	}
-	if ((rc = store_sync_dir(colls)) < 0)
+	if ((rc = store_sync_dir(s, colls)) < 0)
 		return rc;
 	if ((rc = fsx_rm_rf(gone)) < 0) {
-		log_err("store: collection %s removed, but deleting %s failed: %s", name, gone,
+		store_say(s, LOG_ERR, "store: collection %s removed, but deleting %s failed: %s", name, gone,
 			strerror(-rc));
 		return 0; /* the collection is gone; the next open finishes the job */
 	}
-	log_info("store: removed collection %s", name);
+	store_say(s, LOG_INFO, "store: removed collection %s", name);
 	return 0;
 }
 

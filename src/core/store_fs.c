@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "fsx.h"
-#include "log.h"
 #include "sbuf.h"
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -93,28 +92,28 @@ bool store_delta_name_valid(const char *name)
 	return name[0] && name[0] != '.' && !strchr(name, '/') && strlen(name) <= NAME_MAX;
 }
 
-int store_fsync_file(const char *path)
+int store_fsync_file(const store *s, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		int rc = -errno;
-		log_err("store: cannot open %s to fsync it: %s", path, strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot open %s to fsync it: %s", path, strerror(-rc));
 		return rc;
 	}
 	int rc = 0;
 	if (fsync(fd) < 0) {
 		rc = -errno;
-		log_err("store: fsync %s: %s", path, strerror(-rc));
+		store_say(s, LOG_ERR, "store: fsync %s: %s", path, strerror(-rc));
 	}
 	close(fd);
 	return rc;
 }
 
-int store_sync_dir(const char *dir)
+int store_sync_dir(const store *s, const char *dir)
 {
 	int rc = fsx_fsync_dir(dir);
 	if (rc < 0)
-		log_err("store: fsync directory %s: %s", dir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: fsync directory %s: %s", dir, strerror(-rc));
 	return rc;
 }
 
@@ -211,7 +210,7 @@ bool store_is_reg_at(const char *dir, const char *name)
 }
 
 /* Largest snapshot id among the entries of dir; *found false if none. */
-int store_max_id_in(const char *dir, uint64_t *max, bool *found)
+int store_max_id_in(const store *s, const char *dir, uint64_t *max, bool *found)
 {
 	char **names;
 	size_t n;
@@ -219,7 +218,7 @@ int store_max_id_in(const char *dir, uint64_t *max, bool *found)
 	*max = 0;
 	int rc = store_list_dir(dir, &names, &n);
 	if (rc < 0) {
-		log_err("store: cannot list %s: %s", dir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
 		return rc;
 	}
 	for (size_t i = 0; i < n; i++) {

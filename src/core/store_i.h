@@ -21,7 +21,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "diag.h"
 #include "store.h"
+
+/* What the store reports besides its return values goes to its owner's sink (diag.h). */
+#define store_say(s, level, ...) diag_say(&(s)->diag, level, __VA_ARGS__)
 
 #define MARKER_NAME "SNAPFS-STORE"
 #define MARKER_TMP MARKER_NAME ".tmp" /* what fsx_write_atomic leaves on a crash */
@@ -47,6 +51,8 @@ struct store {
 	mode_t dir_mode;    /* 0700 or 0750 */
 	mode_t sealed_mode; /* published snapshot files: 0400 or 0440 */
 
+	struct diag diag; /* the owner's sink, from store_open; fixed once open */
+
 	pthread_mutex_t mu;   /* next-id files, rejected/ names, latest */
 	unsigned long tmp_nr; /* suffix for .creating-/.removing- names; protected by mu */
 };
@@ -63,15 +69,15 @@ bool store_all_digits(const char *s, size_t n);
 bool store_parse_u64(const char *s, size_t n, uint64_t *out);
 bool store_leaf_valid(const char *leaf);
 bool store_delta_name_valid(const char *name);
-int store_fsync_file(const char *path);
-int store_sync_dir(const char *dir);
+int store_fsync_file(const store *s, const char *path);
+int store_sync_dir(const store *s, const char *dir);
 int store_rename_noreplace(const char *from, const char *to);
 int store_list_dir(const char *dir, char ***out, size_t *n);
 int store_cmp_str(const void *a, const void *b);
 int store_cmp_u64(const void *a, const void *b);
 bool store_is_dir_at(const char *dir, const char *name);
 bool store_is_reg_at(const char *dir, const char *name);
-int store_max_id_in(const char *dir, uint64_t *max, bool *found);
+int store_max_id_in(const store *s, const char *dir, uint64_t *max, bool *found);
 bool store_queue_name_parse(const char *fname, uint64_t *seq, const char **name);
 int store_coll_path(const store *s, const char *coll, enum store_area area, const char *leaf,
 		     char *buf, size_t len);
@@ -79,8 +85,8 @@ int store_reject_file(store *s, const char *coll, const char *src, const char *s
 		       const char *reason);
 bool store_latest_target(const char *latest, uint64_t *id);
 int store_latest_set(store *s, const char *coll, uint64_t id);
-int store_next_id_read(const char *path, uint64_t *v);
-int store_next_id_write(const char *path, uint64_t v);
+int store_next_id_read(const store *s, const char *path, uint64_t *v);
+int store_next_id_write(const store *s, const char *path, uint64_t v);
 int store_id_floor(store *s, const char *coll, uint64_t *floor, char *nid, size_t nidlen);
 bool store_is_reason_name(const char *name);
 /* store_queue.c: after a crash, every delta in rejected/ has its reason and no reason is orphaned. */

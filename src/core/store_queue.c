@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "fsx.h"
-#include "log.h"
 #include "sbuf.h"
 
 /* ---- queue ---------------------------------------------------------------- */
@@ -36,11 +35,11 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 	char in[PATH_MAX], q[PATH_MAX];
 	int rc;
 	if (!store_delta_name_valid(name)) {
-		log_err("store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
+		store_say(s, LOG_ERR, "store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
 		return -EINVAL;
 	}
 	if (strlen(name) > STORE_DELTA_NAME_MAX) {
-		log_err("store: %s: cannot queue %s: a delta name has at most %d bytes", coll, name,
+		store_say(s, LOG_ERR, "store: %s: cannot queue %s: a delta name has at most %d bytes", coll, name,
 			STORE_DELTA_NAME_MAX);
 		return -ENAMETOOLONG;
 	}
@@ -49,11 +48,11 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 	struct stat st;
 	if (lstat(in, &st) < 0) {
 		rc = -errno;
-		log_err("store: %s: cannot queue delta %s: %s", coll, in, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot queue delta %s: %s", coll, in, strerror(-rc));
 		return rc;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		log_err("store: %s: not queuing %s: not a regular file", coll, in);
+		store_say(s, LOG_ERR, "store: %s: not queuing %s: not a regular file", coll, in);
 		return -EINVAL;
 	}
 
@@ -66,7 +65,7 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 	snprintf(leaf, sizeof(leaf), "%0*llu-%s", SEQ_DIGITS, (unsigned long long)n, name);
 	if ((rc = store_coll_path(s, coll, STORE_AREA_QUEUE, leaf, q, sizeof(q))) == 0) {
 		if ((rc = store_rename_noreplace(in, q)) < 0)
-			log_err("store: %s: cannot queue delta: rename %s to %s: %s", coll, in, q, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot queue delta: rename %s to %s: %s", coll, in, q, strerror(-rc));
 		else
 			s->next_seq = n + 1;
 	}
@@ -75,7 +74,7 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 		return rc;
 	if (seq)
 		*seq = n;
-	log_debug("store: %s: queued delta %s as %s", coll, name, leaf);
+	store_say(s, LOG_DEBUG, "store: %s: queued delta %s as %s", coll, name, leaf);
 	return 0;
 }
 
@@ -87,7 +86,7 @@ int store_queue_sync(store *s, const char *coll)
 	    (rc = store_coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
 		return rc;
 	/* queue/ first: if only that is lost to a crash the delta is back in incoming/, never gone. */
-	if ((rc = store_sync_dir(qdir)) < 0 || (rc = store_sync_dir(indir)) < 0)
+	if ((rc = store_sync_dir(s, qdir)) < 0 || (rc = store_sync_dir(s, indir)) < 0)
 		return rc;
 	return 0;
 }
@@ -97,7 +96,7 @@ int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq)
 	char in[PATH_MAX];
 	int rc;
 	if (!store_delta_name_valid(name)) {
-		log_err("store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
+		store_say(s, LOG_ERR, "store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
 		return -EINVAL;
 	}
 	if ((rc = store_coll_path(s, coll, STORE_AREA_INCOMING, name, in, sizeof(in))) < 0)
@@ -106,19 +105,19 @@ int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq)
 	int fd = open(in, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		log_err("store: %s: cannot open delta %s: %s", coll, in, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot open delta %s: %s", coll, in, strerror(-rc));
 		return rc;
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		rc = fstat(fd, &st) < 0 ? -errno : -EINVAL;
-		log_err("store: %s: not queuing %s: %s", coll, in, rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: not queuing %s: %s", coll, in, rc == -EINVAL ? "not a regular file" : strerror(-rc));
 		close(fd);
 		return rc;
 	}
 	if (fsync(fd) < 0) {
 		rc = -errno;
-		log_err("store: %s: fsync delta %s: %s", coll, in, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: fsync delta %s: %s", coll, in, strerror(-rc));
 		close(fd);
 		return rc;
 	}
@@ -145,7 +144,7 @@ int store_queue_list(store *s, const char *coll, store_delta **out, size_t *n)
 	char **names;
 	size_t cnt;
 	if ((rc = store_list_dir(qdir, &names, &cnt)) < 0) {
-		log_err("store: %s: cannot list queue %s: %s", coll, qdir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot list queue %s: %s", coll, qdir, strerror(-rc));
 		return rc;
 	}
 	store_delta *d = calloc(cnt ? cnt : 1, sizeof(*d));
@@ -182,7 +181,7 @@ out:
 		store_deltas_free(d, k);
 	store_names_free(names, cnt);
 	if (rc < 0)
-		log_err("store: %s: cannot list queue %s: %s", coll, qdir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot list queue %s: %s", coll, qdir, strerror(-rc));
 	return rc;
 }
 
@@ -202,7 +201,7 @@ static int queue_file(const store *s, const char *coll, const store_delta *d, ch
 {
 	char leaf[NAME_MAX + 32];
 	if (!d->name || !store_delta_name_valid(d->name)) {
-		log_err("store: %s: not a queued delta name: \"%s\"", coll, d->name ? d->name : "");
+		store_say(s, LOG_ERR, "store: %s: not a queued delta name: \"%s\"", coll, d->name ? d->name : "");
 		return -EINVAL;
 	}
 	if (store_fmt_path(leaf, sizeof(leaf), "%0*llu-%s", SEQ_DIGITS, (unsigned long long)d->seq,
@@ -220,10 +219,10 @@ int store_queue_remove(store *s, const char *coll, const store_delta *d)
 		return rc;
 	if (unlink(q) < 0) {
 		rc = -errno;
-		log_err("store: %s: cannot remove queued delta %s: %s", coll, q, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot remove queued delta %s: %s", coll, q, strerror(-rc));
 		return rc;
 	}
-	return store_sync_dir(qdir);
+	return store_sync_dir(s, qdir);
 }
 
 /* rejected/ names that belong to reasons, never to deltas. */
@@ -292,13 +291,13 @@ int store_reject_file(store *s, const char *coll, const char *src, const char *s
 
 	pthread_mutex_lock(&s->mu);
 	if ((rc = reject_name(rdir, name, cand, sizeof(cand))) < 0) {
-		log_err("store: %s: cannot find a free name in %s for delta %s: %s", coll, rdir, name,
+		store_say(s, LOG_ERR, "store: %s: cannot find a free name in %s for delta %s: %s", coll, rdir, name,
 			strerror(-rc));
 		goto out;
 	}
 	if ((rc = store_fmt_path(dst, sizeof(dst), "%s/%s", rdir, cand)) < 0 ||
 	    (rc = store_fmt_path(rpath, sizeof(rpath), "%s/%s" REASON_SUFFIX, rdir, cand)) < 0) {
-		log_err("store: %s: cannot reject delta %s: path too long", coll, name);
+		store_say(s, LOG_ERR, "store: %s: cannot reject delta %s: path too long", coll, name);
 		goto out;
 	}
 	/*
@@ -309,17 +308,17 @@ int store_reject_file(store *s, const char *coll, const char *src, const char *s
 	 * rejected delta whose reason was lost for good.
 	 */
 	if ((rc = fsx_write_atomic(rpath, line.buf, line.len)) < 0) {
-		log_err("store: %s: cannot write %s: %s", coll, rpath, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot write %s: %s", coll, rpath, strerror(-rc));
 		goto out;
 	}
 	if ((rc = store_rename_noreplace(src, dst)) < 0) {
-		log_err("store: %s: cannot reject delta: rename %s to %s: %s", coll, src, dst, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot reject delta: rename %s to %s: %s", coll, src, dst, strerror(-rc));
 		unlink(rpath);
 		goto out;
 	}
-	if ((rc = store_sync_dir(rdir)) < 0 || (rc = store_sync_dir(srcdir)) < 0)
+	if ((rc = store_sync_dir(s, rdir)) < 0 || (rc = store_sync_dir(s, srcdir)) < 0)
 		goto out;
-	log_info("store: %s: rejected delta %s as %s: %.*s", coll, name, cand, (int)line.len - 1, line.buf);
+	store_say(s, LOG_INFO, "store: %s: rejected delta %s as %s: %.*s", coll, name, cand, (int)line.len - 1, line.buf);
 out:
 	pthread_mutex_unlock(&s->mu);
 	sbuf_free(&line);
@@ -348,7 +347,7 @@ void store_recover_rejected(store *s, const char *coll)
 			/* A reason whose delta never got here (a crash between the two): the delta is still queued. */
 			if (store_fmt_path(q, sizeof(q), "%s/%.*s", rdir, (int)(len - strlen(REASON_SUFFIX)), name) == 0 &&
 			    lstat(q, &st) < 0 && errno == ENOENT) {
-				log_info("store: %s: removing %s: its delta was not rejected after all (a crash in between)",
+				store_say(s, LOG_INFO, "store: %s: removing %s: its delta was not rejected after all (a crash in between)",
 					 coll, p);
 				changed |= unlink(p) == 0;
 			}
@@ -363,7 +362,7 @@ void store_recover_rejected(store *s, const char *coll)
 	}
 	store_names_free(names, n);
 	if (changed)
-		store_sync_dir(rdir);
+		store_sync_dir(s, rdir);
 }
 
 int store_reject(store *s, const char *coll, const store_delta *d, const char *reason)
@@ -401,7 +400,7 @@ int store_rejected_prune(store *s, const char *coll, uint64_t max, uint64_t *rem
 	char **names;
 	size_t cnt;
 	if ((rc = store_list_dir(rdir, &names, &cnt)) < 0) {
-		log_err("store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
 		return rc;
 	}
 	struct rejected_file *f = calloc(cnt ? cnt : 1, sizeof(*f));
@@ -430,9 +429,9 @@ int store_rejected_prune(store *s, const char *coll, uint64_t max, uint64_t *rem
 				unlink(p);
 		}
 		if (*removed) {
-			log_info("store: %s: removed the %llu oldest deltas from rejected/ (rejected_max=%llu)", coll,
+			store_say(s, LOG_INFO, "store: %s: removed the %llu oldest deltas from rejected/ (rejected_max=%llu)", coll,
 				 (unsigned long long)*removed, (unsigned long long)max);
-			rc = store_sync_dir(rdir);
+			rc = store_sync_dir(s, rdir);
 		}
 	}
 	free(f);
@@ -450,7 +449,7 @@ int store_rejected_count(store *s, const char *coll, uint64_t *n)
 	char **names;
 	size_t cnt;
 	if ((rc = store_list_dir(rdir, &names, &cnt)) < 0) {
-		log_err("store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
 		return rc;
 	}
 	for (size_t i = 0; i < cnt; i++)

@@ -22,31 +22,30 @@
 #include <unistd.h>
 
 #include "fsx.h"
-#include "log.h"
 #include "sbuf.h"
 
 /* ---- recovery ------------------------------------------------------------- */
 
 /* Empties staging/ (entries only; the directory stays). */
-static int recover_staging(const char *coll, const char *staging)
+static int recover_staging(const store *s, const char *coll, const char *staging)
 {
 	char **names;
 	size_t n;
 	int rc = store_list_dir(staging, &names, &n);
 	if (rc < 0) {
-		log_err("store: %s: cannot list %s: %s", coll, staging, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, staging, strerror(-rc));
 		return rc;
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char p[PATH_MAX];
 		if ((rc = store_fmt_path(p, sizeof(p), "%s/%s", staging, names[i])) < 0)
 			break;
-		log_info("store: %s: removing half-made %s", coll, p);
+		store_say(s, LOG_INFO, "store: %s: removing half-made %s", coll, p);
 		if ((rc = fsx_rm_rf(p)) < 0)
-			log_err("store: %s: cannot remove %s: %s", coll, p, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, p, strerror(-rc));
 	}
 	store_names_free(names, n);
-	return rc < 0 ? rc : (n ? store_sync_dir(staging) : 0);
+	return rc < 0 ? rc : (n ? store_sync_dir(s, staging) : 0);
 }
 
 /*
@@ -67,19 +66,19 @@ static int recover_latest(store *s, const char *coll)
 	pthread_mutex_lock(&s->mu);
 	bool has = store_latest_target(latest, &cur);
 	if (n && (!has || cur != ids[n - 1])) {
-		log_info("store: %s: pointing latest at snapshot %llu", coll,
+		store_say(s, LOG_INFO, "store: %s: pointing latest at snapshot %llu", coll,
 			 (unsigned long long)ids[n - 1]);
 		rc = store_latest_set(s, coll, ids[n - 1]);
 	} else if (!n) {
 		struct stat st;
 		if (lstat(latest, &st) == 0) {
-			log_info("store: %s: removing latest: there is no snapshot", coll);
+			store_say(s, LOG_INFO, "store: %s: removing latest: there is no snapshot", coll);
 			if (unlink(latest) < 0) {
 				rc = -errno;
-				log_err("store: %s: cannot remove %s: %s", coll, latest,
+				store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, latest,
 					strerror(-rc));
 			} else {
-				rc = store_sync_dir(dir);
+				rc = store_sync_dir(s, dir);
 			}
 		}
 	}
@@ -116,7 +115,7 @@ static void recover_incoming(store *s, const char *coll, const char *indir, uint
 	size_t n;
 	int rc = store_list_dir(indir, &names, &n);
 	if (rc < 0) {
-		log_err("store: %s: cannot list %s: %s; its files are queued at the next start", coll, indir,
+		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s; its files are queued at the next start", coll, indir,
 			strerror(-rc));
 		return;
 	}
@@ -134,7 +133,7 @@ static void recover_incoming(store *s, const char *coll, const char *indir, uint
 		if (store_fmt_path(p, sizeof(p), "%s/%s", indir, names[i]) < 0 || lstat(p, &st) < 0)
 			continue;
 		if (!S_ISREG(st.st_mode)) {
-			log_warn("store: %s: leaving %s in incoming/: not a regular file", coll, p);
+			store_say(s, LOG_WARNING, "store: %s: leaving %s in incoming/: not a regular file", coll, p);
 			continue;
 		}
 		f[k].name = names[i];
@@ -143,7 +142,7 @@ static void recover_incoming(store *s, const char *coll, const char *indir, uint
 	}
 	qsort(f, k, sizeof(*f), cmp_incoming);
 	for (size_t i = 0; i < k; i++) {
-		log_info("store: %s: queuing %s, left in incoming/ by an earlier run", coll, f[i].name);
+		store_say(s, LOG_INFO, "store: %s: queuing %s, left in incoming/ by an earlier run", coll, f[i].name);
 		rc = store_queue_add(s, coll, f[i].name, NULL);
 		if (rc == 0 || rc == -ENOENT)
 			continue;
@@ -160,7 +159,7 @@ static void recover_incoming(store *s, const char *coll, const char *indir, uint
 		    store_reject_file(s, coll, p, indir, f[i].name, reason) == 0)
 			(*quarantined)++;
 		else
-			log_err("store: %s: %s stays in incoming/: it can neither be queued nor moved to rejected/",
+			store_say(s, LOG_ERR, "store: %s: %s stays in incoming/: it can neither be queued nor moved to rejected/",
 				coll, f[i].name);
 	}
 	free(f);
@@ -172,7 +171,7 @@ static void recover_modes(store *s, const char *coll, const char *dir)
 {
 	char sub[PATH_MAX], snaps[PATH_MAX];
 	if (chmod(dir, s->dir_mode) < 0)
-		log_warn("store: %s: cannot set the mode of %s: %s", coll, dir, strerror(errno));
+		store_say(s, LOG_WARNING, "store: %s: cannot set the mode of %s: %s", coll, dir, strerror(errno));
 	for (size_t i = 0; i < sizeof(store_coll_subdirs) / sizeof(store_coll_subdirs[0]); i++)
 		if (store_fmt_path(sub, sizeof(sub), "%s/%s", dir, store_coll_subdirs[i]) == 0)
 			chmod(sub, s->dir_mode);
@@ -209,19 +208,19 @@ int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantin
 		return rc;
 	struct stat st;
 	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		log_err("store: cannot recover collection %s: %s is not a directory", coll, dir);
+		store_say(s, LOG_ERR, "store: cannot recover collection %s: %s is not a directory", coll, dir);
 		return -ENOENT;
 	}
 	for (size_t i = 0; i < sizeof(store_coll_subdirs) / sizeof(store_coll_subdirs[0]); i++) {
 		if ((rc = store_fmt_path(sub, sizeof(sub), "%s/%s", dir, store_coll_subdirs[i])) < 0)
 			return rc;
 		if ((rc = fsx_mkdir_p(sub, s->dir_mode)) < 0) {
-			log_err("store: %s: cannot create %s: %s", coll, sub, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot create %s: %s", coll, sub, strerror(-rc));
 			return rc;
 		}
 	}
 	/* in case a sub-directory was missing and has just been made */
-	if ((rc = store_sync_dir(dir)) < 0)
+	if ((rc = store_sync_dir(s, dir)) < 0)
 		return rc;
 	recover_modes(s, coll, dir);
 	if ((rc = store_coll_path(s, coll, STORE_AREA_STAGING, NULL, staging, sizeof(staging))) < 0 ||
@@ -234,17 +233,17 @@ int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantin
 	pthread_mutex_lock(&s->mu);
 	rc = store_id_floor(s, coll, &floor, nid, sizeof(nid));
 	if (rc == 0)
-		rc = store_next_id_read(nid, &cur);
+		rc = store_next_id_read(s, nid, &cur);
 	if (rc == 0 && cur < floor)
-		rc = store_next_id_write(nid, floor);
+		rc = store_next_id_write(s, nid, floor);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
-		log_err("store: %s: cannot raise next-id above the ids on disk: %s", coll,
+		store_say(s, LOG_ERR, "store: %s: cannot raise next-id above the ids on disk: %s", coll,
 			strerror(-rc));
 		return rc;
 	}
 
-	if ((rc = recover_staging(coll, staging)) < 0)
+	if ((rc = recover_staging(s, coll, staging)) < 0)
 		return rc;
 
 	/* Crumbs of an interrupted latest or next-id replacement. */
@@ -254,7 +253,7 @@ int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantin
 			return rc;
 		if (unlink(tmp) < 0 && errno != ENOENT) {
 			rc = -errno;
-			log_err("store: %s: cannot remove %s: %s", coll, tmp, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, tmp, strerror(-rc));
 			return rc;
 		}
 	}

@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "fsx.h"
-#include "log.h"
 #include "sbuf.h"
 
 /* ---- snapshot ids --------------------------------------------------------- */
@@ -47,7 +46,7 @@ bool store_id_parse(const char *name, uint64_t *id)
 }
 
 /* Reads next-id; 0 if the file does not exist yet. */
-int store_next_id_read(const char *path, uint64_t *v)
+int store_next_id_read(const store *s, const char *path, uint64_t *v)
 {
 	char *text;
 	size_t len;
@@ -56,7 +55,7 @@ int store_next_id_read(const char *path, uint64_t *v)
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0) {
-		log_err("store: cannot read %s: %s", path, strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot read %s: %s", path, strerror(-rc));
 		return rc;
 	}
 	size_t nd = strspn(text, "0123456789");
@@ -65,19 +64,19 @@ int store_next_id_read(const char *path, uint64_t *v)
 	free(text);
 	if (!ok) {
 		/* Never guess: a wrong guess could hand out an id twice. */
-		log_err("store: %s does not hold a snapshot id; fix or remove it by hand", path);
+		store_say(s, LOG_ERR, "store: %s does not hold a snapshot id; fix or remove it by hand", path);
 		return -EINVAL;
 	}
 	return 0;
 }
 
-int store_next_id_write(const char *path, uint64_t v)
+int store_next_id_write(const store *s, const char *path, uint64_t v)
 {
 	char text[32];
 	int len = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)v);
 	int rc = fsx_write_atomic(path, text, (size_t)len);
 	if (rc < 0)
-		log_err("store: cannot write %s: %s", path, strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot write %s: %s", path, strerror(-rc));
 	return rc;
 }
 
@@ -95,13 +94,13 @@ int store_id_floor(store *s, const char *coll, uint64_t *floor, char *nid, size_
 		return rc;
 	uint64_t v, m;
 	bool found;
-	if ((rc = store_next_id_read(nid, &v)) < 0)
+	if ((rc = store_next_id_read(s, nid, &v)) < 0)
 		return rc;
 	if (v == 0)
 		v = 1; /* ids start at 1 */
 	const char *dirs[] = {snaps, staging};
 	for (size_t i = 0; i < 2; i++) {
-		if ((rc = store_max_id_in(dirs[i], &m, &found)) < 0)
+		if ((rc = store_max_id_in(s, dirs[i], &m, &found)) < 0)
 			return rc;
 		if (found && m == UINT64_MAX)
 			return -EOVERFLOW;
@@ -123,10 +122,10 @@ int store_id_alloc(store *s, const char *coll, uint64_t *id)
 	/* next-id moves past v on disk before anyone sees v: after a crash
 	 * the same id can never be handed out again. */
 	if (rc == 0)
-		rc = store_next_id_write(nid, v + 1);
+		rc = store_next_id_write(s, nid, v + 1);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
-		log_err("store: %s: cannot allocate a snapshot id: %s", coll, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot allocate a snapshot id: %s", coll, strerror(-rc));
 		return rc;
 	}
 	*id = v;
@@ -143,11 +142,11 @@ int store_staging_create(store *s, const char *coll, uint64_t id, char *buf, siz
 		return rc;
 	if (mkdir(buf, s->dir_mode) < 0) {
 		rc = -errno;
-		log_err("store: %s: cannot create staging directory %s: %s", coll, buf,
+		store_say(s, LOG_ERR, "store: %s: cannot create staging directory %s: %s", coll, buf,
 			strerror(-rc));
 		return rc;
 	}
-	return store_sync_dir(staging);
+	return store_sync_dir(s, staging);
 }
 
 /* ---- publishing ----------------------------------------------------------- */
@@ -162,7 +161,7 @@ static int sync_snapshot_dir(const store *s, const char *coll, const char *dir)
 	size_t n;
 	int rc = store_list_dir(dir, &names, &n);
 	if (rc < 0) {
-		log_err("store: %s: cannot list %s: %s", coll, dir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, dir, strerror(-rc));
 		return rc;
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -170,20 +169,20 @@ static int sync_snapshot_dir(const store *s, const char *coll, const char *dir)
 		if ((rc = store_fmt_path(p, sizeof(p), "%s/%s", dir, names[i])) < 0)
 			break;
 		if (!store_is_reg_at(dir, names[i])) {
-			log_err("store: %s: refusing to publish %s: %s is not a regular file", coll,
+			store_say(s, LOG_ERR, "store: %s: refusing to publish %s: %s is not a regular file", coll,
 				dir, p);
 			rc = -EINVAL;
 			break;
 		}
 		if (chmod(p, s->sealed_mode) < 0) {
 			rc = -errno;
-			log_err("store: %s: cannot set the mode of %s: %s", coll, p, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot set the mode of %s: %s", coll, p, strerror(-rc));
 			break;
 		}
-		rc = store_fsync_file(p);
+		rc = store_fsync_file(s, p);
 	}
 	store_names_free(names, n);
-	return rc < 0 ? rc : store_sync_dir(dir);
+	return rc < 0 ? rc : store_sync_dir(s, dir);
 }
 
 /* The id latest points at; false if it is missing or not ours. */
@@ -214,21 +213,21 @@ int store_latest_set(store *s, const char *coll, uint64_t id)
 	snprintf(target, sizeof(target), "snapshots/%s", name);
 	if (unlink(tmp) < 0 && errno != ENOENT) {
 		rc = -errno;
-		log_err("store: %s: cannot remove %s: %s", coll, tmp, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, tmp, strerror(-rc));
 		return rc;
 	}
 	if (symlink(target, tmp) < 0) {
 		rc = -errno;
-		log_err("store: %s: cannot create symlink %s: %s", coll, tmp, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot create symlink %s: %s", coll, tmp, strerror(-rc));
 		return rc;
 	}
 	if (rename(tmp, latest) < 0) {
 		rc = -errno;
-		log_err("store: %s: cannot rename %s to %s: %s", coll, tmp, latest, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot rename %s to %s: %s", coll, tmp, latest, strerror(-rc));
 		unlink(tmp);
 		return rc;
 	}
-	return store_sync_dir(dir);
+	return store_sync_dir(s, dir);
 }
 
 int store_publish(store *s, const char *coll, uint64_t id)
@@ -250,11 +249,11 @@ int store_publish(store *s, const char *coll, uint64_t id)
 	if ((rc = store_rename_noreplace(src, dst)) < 0) {
 		if (rc == -ENOTEMPTY)
 			rc = -EEXIST;
-		log_err("store: %s: cannot publish snapshot %s: rename %s to %s: %s", coll, name,
+		store_say(s, LOG_ERR, "store: %s: cannot publish snapshot %s: rename %s to %s: %s", coll, name,
 			src, dst, strerror(-rc));
 		return rc;
 	}
-	if ((rc = store_sync_dir(snaps)) < 0 || (rc = store_sync_dir(staging)) < 0)
+	if ((rc = store_sync_dir(s, snaps)) < 0 || (rc = store_sync_dir(s, staging)) < 0)
 		return rc;
 
 	/* latest only moves forward, should publishes ever finish out of order. */
@@ -272,7 +271,7 @@ int store_publish(store *s, const char *coll, uint64_t id)
 	rc = newer ? 0 : store_latest_set(s, coll, id);
 	pthread_mutex_unlock(&s->mu);
 	if (rc == 0)
-		log_info("store: %s: published snapshot %s", coll, name);
+		store_say(s, LOG_INFO, "store: %s: published snapshot %s", coll, name);
 	return rc;
 }
 
@@ -287,7 +286,7 @@ int store_snapshots(store *s, const char *coll, uint64_t **ids, size_t *n)
 	char **names;
 	size_t cnt;
 	if ((rc = store_list_dir(snaps, &names, &cnt)) < 0) {
-		log_err("store: %s: cannot list %s: %s", coll, snaps, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, snaps, strerror(-rc));
 		return rc;
 	}
 	uint64_t *v = malloc((cnt ? cnt : 1) * sizeof(*v));
@@ -326,7 +325,7 @@ int store_snapshot_remove(store *s, const char *coll, uint64_t id)
 	uint64_t cur;
 	if (store_latest_target(latest, &cur) && cur == id) {
 		pthread_mutex_unlock(&s->mu);
-		log_err("store: %s: not removing snapshot %s: latest points to it", coll, name);
+		store_say(s, LOG_ERR, "store: %s: not removing snapshot %s: latest points to it", coll, name);
 		return -EBUSY;
 	}
 	/* Out of snapshots/ in one rename, into staging/ which recovery
@@ -335,17 +334,17 @@ int store_snapshot_remove(store *s, const char *coll, uint64_t id)
 	rc = rename(dir, gone) < 0 ? -errno : 0;
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
-		log_err("store: %s: cannot remove snapshot: rename %s to %s: %s", coll, dir, gone,
+		store_say(s, LOG_ERR, "store: %s: cannot remove snapshot: rename %s to %s: %s", coll, dir, gone,
 			strerror(-rc));
 		return rc;
 	}
-	if ((rc = store_sync_dir(snaps)) < 0 || (rc = store_sync_dir(staging)) < 0)
+	if ((rc = store_sync_dir(s, snaps)) < 0 || (rc = store_sync_dir(s, staging)) < 0)
 		return rc;
 	if ((rc = fsx_rm_rf(gone)) < 0)
-		log_err("store: %s: snapshot %s removed, but deleting %s failed: %s", coll, name,
+		store_say(s, LOG_ERR, "store: %s: snapshot %s removed, but deleting %s failed: %s", coll, name,
 			gone, strerror(-rc));
 	else
-		log_info("store: %s: removed snapshot %s", coll, name);
+		store_say(s, LOG_INFO, "store: %s: removed snapshot %s", coll, name);
 	return 0;
 }
 

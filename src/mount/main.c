@@ -282,6 +282,7 @@ static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, 
 		snprintf(err, errlen, "S3 credentials: %.400s", cerr);
 		return -1;
 	}
+	s->cfg.diag = log_sink; /* the S3 client reports retries and failed clean-ups to the log */
 	s->cfg.bucket = o->s3_bucket;
 	s->cfg.endpoint = o->s3_endpoint ? o->s3_endpoint : s->cred.endpoint;
 	s->cfg.region = o->s3_region ? o->s3_region : s->cred.region;
@@ -434,7 +435,7 @@ int main(int argc, char *argv[])
 	 * sets the modes of its directories and sealed files itself.
 	 */
 	umask(o.group_access ? 027 : 077);
-	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &st, err, sizeof(err)) < 0) {
+	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &log_sink, &st, err, sizeof(err)) < 0) {
 		fprintf(stderr, "snapfs: %s\n", err);
 		goto out;
 	}

@@ -18,7 +18,6 @@
 #include "s3.h"
 
 #include "errbuf.h"
-#include "log.h"
 #include "mono.h"
 #include "s3_int.h"
 #include "sbuf.h"
@@ -303,6 +302,7 @@ int s3_client_new(const struct s3_config *cfg, s3_client **out, char *err, size_
 	c->ca_bundle = cfg->ca_bundle && *cfg->ca_bundle ? s3i_strdup(cfg->ca_bundle) : NULL;
 	c->user_agent = s3i_strdup(cfg->user_agent && *cfg->user_agent ? cfg->user_agent
 								    : "snapfs/" SNAPFS_VERSION);
+	c->diag = cfg->diag;
 	c->retry.max_attempts = cfg->retry.max_attempts ? cfg->retry.max_attempts : 8;
 	c->retry.base_ms = cfg->retry.base_ms ? cfg->retry.base_ms : 200;
 	c->retry.cap_ms = cfg->retry.cap_ms ? cfg->retry.cap_ms : 20000;
@@ -882,7 +882,7 @@ static int attempt(s3_client *c, struct s3i_conn k, struct req *rq, struct resp 
 		if (rq->body.kind != BODY_NONE)
 			atomic_fetch_add(&c->bytes_sent, rq->body.len);
 	}
-	log_debug("s3: %s %s%s%s -> %ld%s%s%s", rq->method, c->bucket, rq->key ? "/" : "",
+	diag_say(&c->diag, LOG_DEBUG, "s3: %s %s%s%s -> %ld%s%s%s", rq->method, c->bucket, rq->key ? "/" : "",
 		  rq->key ? rq->key : "", status, cc ? " " : "", cc ? curl_easy_strerror(cc) : "",
 		  stop == 'c' ? " cancelled" : stop == 'd' ? " deadline" : "");
 out:
@@ -1013,7 +1013,7 @@ int s3i_request(s3_client *c, struct req *rq, struct resp *rs, struct s3_error *
 			break; /* no time left for another attempt: this error is the answer */
 		char msg[1024];
 		s3_error_format(&e, msg, sizeof(msg));
-		log_warn("%s; retrying in %u ms (attempt %u of %u)", msg, ms, n + 1,
+		diag_say(&c->diag, LOG_WARNING, "%s; retrying in %u ms (attempt %u of %u)", msg, ms, n + 1,
 			 c->retry.max_attempts);
 		rq->retries++;
 		atomic_fetch_add(&c->retries, 1);

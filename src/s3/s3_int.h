@@ -38,6 +38,7 @@ struct s3_client {
 	bool path_style;
 	char *ca_bundle;  /* NULL: curl's default */
 	char *user_agent;
+	struct diag diag; /* the owner's sink (s3_config.diag); fixed once made */
 	struct s3_retry retry;
 	long connect_timeout_s;
 	unsigned timeout_ms;      /* a call that moves little data, all attempts */

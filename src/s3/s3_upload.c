@@ -4,7 +4,6 @@
  */
 #include "s3.h"
 
-#include "log.h"
 #include "s3_int.h"
 #include "s3_xml.h"
 #include "sbuf.h"
@@ -451,7 +450,7 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 			 * An earlier attempt completed the upload but its answer was
 			 * lost: the object is there. The HEAD that follows decides.
 			 */
-			log_info("s3: CompleteMultipartUpload of s3://%s/%s answered NoSuchUpload on a retry; "
+			diag_say(&c->diag, LOG_INFO, "s3: CompleteMultipartUpload of s3://%s/%s answered NoSuchUpload on a retry; "
 				 "checking the object", c->bucket, key);
 			complete_etag[0] = '\0';
 			rc = 0;
@@ -465,7 +464,7 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 		if (s3_multipart_abort(c, key, upload_id, &ae)) {
 			char msg[1024];
 			s3_error_format(&ae, msg, sizeof(msg));
-			log_warn("s3: could not abort the unfinished upload %s: %s", upload_id, msg);
+			diag_say(&c->diag, LOG_WARNING, "s3: could not abort the unfinished upload %s: %s", upload_id, msg);
 		}
 	} else {
 		multipart_etag(u.md5, u.n_parts, expect);

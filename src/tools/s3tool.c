@@ -640,6 +640,7 @@ int main(int argc, char **argv)
 	}
 	cfg.endpoint = endpoint ? endpoint : cred.endpoint;
 	cfg.region = region ? region : cred.region;
+	cfg.diag = log_sink;
 	cfg.bucket = bucket;
 	if (cfg.addressing == S3_ADDRESSING_AUTO) {
 		if (cred.addressing == S3CRED_ADDRESSING_PATH)

@@ -205,6 +205,7 @@ static int ctl_client(const struct ctl_opts *o, s3_client **c)
 	struct s3_config cfg = {
 		.endpoint = o->endpoint ? o->endpoint : cred.endpoint,
 		.region = o->region ? o->region : cred.region,
+		.diag = log_sink,
 		.bucket = o->bucket,
 		.addressing = cred.addressing == S3CRED_ADDRESSING_PATH      ? S3_ADDRESSING_PATH
 			      : cred.addressing == S3CRED_ADDRESSING_VIRTUAL ? S3_ADDRESSING_VIRTUAL

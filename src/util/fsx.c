@@ -20,7 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
 
 #define FSX_BUF (1u << 20)
 

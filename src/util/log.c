@@ -69,3 +69,11 @@ void log_msg(int level, const char *fmt, ...)
 		level_name(level), msg);
 	sbuf_free(&esc);
 }
+
+static void log_diag(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	log_msg(level, "%s", msg);
+}
+
+const struct diag log_sink = {log_diag, NULL};

@@ -155,7 +155,7 @@ int main(void)
 	char err[512];
 	livedb *db = NULL;
 
-	CHECK(livedb_open(live, NULL, &db, err, sizeof(err)) == 0);
+	CHECK(livedb_open(live, NULL, NULL, &db, err, sizeof(err)) == 0);
 	CHECK(db != NULL);
 	CHECK(ledger_max(db) == 0);
 
@@ -273,7 +273,7 @@ int main(void)
 	 * so it opens read-only with no -wal or -shm beside it. */
 	copy_file(live, at("copy.sqlite3"));
 	int64_t m = -1;
-	CHECK(livedb_ledger_max_file(at("copy.sqlite3"), &m) == 0);
+	CHECK(livedb_ledger_max_file(at("copy.sqlite3"), &m, err, sizeof(err)) == 0);
 	CHECK(m == 3);
 	CHECK(access(at("copy.sqlite3-wal"), F_OK) != 0 && access(at("copy.sqlite3-shm"), F_OK) != 0);
 	CHECK(peek(at("copy.sqlite3"), "SELECT count(*) FROM lines") == 11);
@@ -282,12 +282,12 @@ int main(void)
 	CHECK(fd >= 0 && read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr));
 	close(fd);
 	CHECK(hdr[18] == 1 && hdr[19] == 1); /* rollback-journal mode */
-	CHECK(livedb_ledger_max_file(at("no-such-file"), &m) < 0);
-	CHECK(livedb_ledger_max_file(at("text.db"), &m) < 0);
-	CHECK(livedb_ledger_max_file(at("a.db"), &m) < 0); /* no ledger */
+	CHECK(livedb_ledger_max_file(at("no-such-file"), &m, err, sizeof(err)) < 0);
+	CHECK(livedb_ledger_max_file(at("text.db"), &m, err, sizeof(err)) < 0);
+	CHECK(livedb_ledger_max_file(at("a.db"), &m, err, sizeof(err)) < 0); /* no ledger */
 
 	/* Reopened: the ledger still knows a and c. */
-	CHECK(livedb_open(live, NULL, &db, err, sizeof(err)) == 0);
+	CHECK(livedb_open(live, NULL, NULL, &db, err, sizeof(err)) == 0);
 	CHECK(ledger_max(db) == 3);
 	apply(db, at("a.db"), "a.db after restart", sha(1), LIVEDB_DUPLICATE);
 	mkdb(at("d.db"), LINES "INSERT INTO lines VALUES (13, 'doc 13', NULL);");
@@ -305,7 +305,7 @@ int main(void)
 	CHECK(sqlite3_close(holder) == SQLITE_OK);
 
 	/* Once the reader is gone, open and close finish the job. */
-	CHECK(livedb_open(live, NULL, &db, err, sizeof(err)) == 0);
+	CHECK(livedb_open(live, NULL, NULL, &db, err, sizeof(err)) == 0);
 	CHECK(ledger_max(db) == 4);
 	CHECK(livedb_close(db, err, sizeof(err)) == 0);
 	CHECK(wal_size(live) == -1);
@@ -314,15 +314,15 @@ int main(void)
 
 	/* A path starting with "file:" is a file name, not a URI. */
 	const char *odd = "file:odd.sqlite3"; /* relative: in the test directory */
-	CHECK(livedb_open(odd, NULL, &db, err, sizeof(err)) == 0);
+	CHECK(livedb_open(odd, NULL, NULL, &db, err, sizeof(err)) == 0);
 	apply(db, at("d.db"), "d.db into file:odd", sha(4), LIVEDB_APPLIED);
 	CHECK(livedb_close(db, err, sizeof(err)) == 0);
 	CHECK(access(at("file:odd.sqlite3"), F_OK) == 0);
 
 	/* Opening where no database can be: an error with a message. */
-	r = livedb_open(at("no/such/dir/live.sqlite3"), NULL, &db, err, sizeof(err));
+	r = livedb_open(at("no/such/dir/live.sqlite3"), NULL, NULL, &db, err, sizeof(err));
 	CHECK(r < 0 && db == NULL && strstr(err, "no/such/dir") != NULL);
-	r = livedb_open(at("text.db"), NULL, &db, err, sizeof(err));
+	r = livedb_open(at("text.db"), NULL, NULL, &db, err, sizeof(err));
 	printf("%s open a text file as live: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
 	CHECK(r < 0 && db == NULL);
 

@@ -16,6 +16,15 @@
 #include "store.h"
 #include "tap.h"
 
+/* The store's reports, on stderr beside the test's own output. */
+static void to_stderr(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "store [%d]: %s\n", level, msg);
+}
+
+static const struct diag test_sink = {to_stderr, NULL};
+
 static char *fresh_dir(void)
 {
 	char *d = strdup(tap_tmpdir()); /* tap_tmpdir reuses one buffer */
@@ -69,7 +78,7 @@ static store *open_ok(const char *root)
 {
 	store *s = NULL;
 	char err[512];
-	int rc = store_open(root, 0, &s, err, sizeof(err));
+	int rc = store_open(root, 0, &test_sink, &s, err, sizeof(err));
 	CHECK(rc == 0 && s != NULL);
 	if (rc != 0) {
 		fprintf(stderr, "store_open(%s): %s\n", root, err);
@@ -126,7 +135,7 @@ static void test_open_create(void)
 	CHECK(fsx_write_atomic(p, "snapfs-store\nformat 1\ninstance xyz\n", 35) == 0);
 	store *bad = NULL;
 	char err[512];
-	CHECK(store_open(root, 0, &bad, err, sizeof(err)) == -EINVAL && !bad);
+	CHECK(store_open(root, 0, &test_sink, &bad, err, sizeof(err)) == -EINVAL && !bad);
 	CHECK(fsx_write_atomic(p, want, strlen(want)) == 0);
 
 	/* A relative root comes back absolute (daemons chdir to /). */
@@ -187,7 +196,7 @@ static void test_modes(void)
 	store *g = NULL;
 	char err[256];
 	uint64_t q = 0;
-	CHECK(store_open(root, STORE_OPEN_GROUP, &g, err, sizeof(err)) == 0);
+	CHECK(store_open(root, STORE_OPEN_GROUP, &test_sink, &g, err, sizeof(err)) == 0);
 	CHECK(g && store_recover(g, "lines", true, &q) == 0);
 	CHECK(mode_of(root) == 0750);
 	CHECK(mode_of(p) == 0440);
@@ -208,7 +217,7 @@ static void test_open_refusals(void)
 	CHECK(mkdir(root, 0755) == 0);
 	snprintf(p, sizeof(p), "%s/photos", root);
 	put(p, "x");
-	CHECK(store_open(root, 0, &s, err, sizeof(err)) == -ENOTEMPTY && s == NULL);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) == -ENOTEMPTY && s == NULL);
 	CHECK(strstr(err, "is not a snapfs store (no SNAPFS-STORE marker) and is not empty; "
 			  "refusing to take it over") != NULL);
 	CHECK(strstr(err, root) != NULL);
@@ -219,18 +228,18 @@ static void test_open_refusals(void)
 	CHECK(mkdir(root, 0755) == 0);
 	snprintf(p, sizeof(p), "%s/SNAPFS-STORE", root);
 	put(p, "snapfs-store\nformat 2\n");
-	CHECK(store_open(root, 0, &s, err, sizeof(err)) < 0 && s == NULL);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) < 0 && s == NULL);
 	CHECK(strstr(err, "format 2") != NULL && strstr(err, "format 1") != NULL);
 
 	/* A marker that is not ours. */
 	put(p, "something else\n");
-	CHECK(store_open(root, 0, &s, err, sizeof(err)) == -EINVAL && s == NULL);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) == -EINVAL && s == NULL);
 	CHECK(strstr(err, "not a snapfs store") != NULL);
 
 	/* A store can be open once: flock is per open file description. */
 	snprintf(root, sizeof(root), "%s/locked", base);
 	store *first = open_ok(root);
-	CHECK(store_open(root, 0, &s, err, sizeof(err)) == -EBUSY && s == NULL);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) == -EBUSY && s == NULL);
 	char want[64];
 	snprintf(want, sizeof(want), "already mounted by another snapfs process (pid %ld)",
 		 (long)getpid());
@@ -242,7 +251,7 @@ static void test_open_refusals(void)
 	/* A store path that is a file. */
 	snprintf(root, sizeof(root), "%s/file", base);
 	put(root, "x");
-	CHECK(store_open(root, 0, &s, err, sizeof(err)) < 0 && s == NULL && err[0]);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) < 0 && s == NULL && err[0]);
 	fsx_rm_rf(base);
 	free(base);
 }

@@ -327,7 +327,7 @@ int main(void)
 {
 	const char *tmp = tap_tmpdir();
 	char err[256];
-	CHECK_EQ(store_open(tmp, 0, &st, err, sizeof(err)), 0);
+	CHECK_EQ(store_open(tmp, 0, NULL, &st, err, sizeof(err)), 0);
 	if (!st)
 		return tap_done();
 	fake.st = st;
