@@ -10,6 +10,7 @@
  */
 #include "delta.h"
 #include "delta_i.h"
+#include "sqlh.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -239,7 +240,7 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 		return -EBUSY;
 	}
 	sbuf uri = SBUF_INIT;
-	delta_add_uri(&uri, path, "?mode=ro&immutable=1");
+	sqlh_add_uri(&uri, path, "?mode=ro&immutable=1");
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(live, "ATTACH ?1 AS " ATTACHED, -1, &st, NULL);
 	if (rc == SQLITE_OK) {

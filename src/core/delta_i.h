@@ -58,8 +58,6 @@ bool delta_has_prefix(const char *s, const char *prefix);
 int delta_file_fault(int rc);
 /* A SQLite code from live while merging: 1 for constraints the delta breaks, else negative errno. */
 int delta_live_fault(int rc);
-/* Appends a "file:" URI for path, percent-encoded, followed by query. */
-void delta_add_uri(sbuf *b, const char *path, const char *query);
 /* strdup that aborts on failure (as sbuf does). */
 char *delta_xstrdup(const char *s);
 /* Describes table name of schema on db (ncol == 0 if missing); a SQLite result code. */

@@ -7,6 +7,7 @@
  */
 #include "delta.h"
 #include "delta_i.h"
+#include "sqlh.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -139,48 +140,13 @@ int delta_live_fault(int rc)
 /* ------------------------------------------------------------------ */
 /* Opening                                                             */
 
-/* "file:" + path, percent-encoding every byte outside [A-Za-z0-9/._~-]. */
-void delta_add_uri(sbuf *b, const char *path, const char *query)
+/*
+ * Caps for hostile schemas, on top of sqlh_harden: our own statements
+ * are short and attach nothing on this connection; a schema entry longer
+ * than 1 MB or a deeper expression than this is not a collection table.
+ */
+static void delta_limits(sqlite3 *db)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	/* "file://" + an absolute path keeps a path starting with "//" from reading as an authority. */
-	sbuf_adds(b, path[0] == '/' ? "file://" : "file:");
-	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-		unsigned char c = *p;
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
-		    c == '.' || c == '_' || c == '~' || c == '-') {
-			sbuf_add(b, p, 1);
-		} else {
-			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-			sbuf_add(b, e, 3);
-		}
-	}
-	sbuf_adds(b, query);
-}
-
-static void harden(sqlite3 *db)
-{
-	sqlite3_extended_result_codes(db, 1);
-	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
-#ifdef SQLITE_DBCONFIG_TRUSTED_SCHEMA
-	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
-#endif
-#ifdef SQLITE_DBCONFIG_ENABLE_TRIGGER
-	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, (int *)NULL);
-#endif
-#ifdef SQLITE_DBCONFIG_ENABLE_VIEW
-	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, (int *)NULL);
-#endif
-#ifdef SQLITE_DBCONFIG_DQS_DDL
-	sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *)NULL);
-	sqlite3_db_config(db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)NULL);
-#endif
-	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, (int *)NULL);
-	/*
-	 * Caps for hostile schemas: our own statements are short and attach
-	 * nothing on this connection; a schema entry longer than 1 MB or a
-	 * deeper expression than this is not a collection table.
-	 */
 	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
 	sqlite3_limit(db, SQLITE_LIMIT_SQL_LENGTH, 1000000);
 	sqlite3_limit(db, SQLITE_LIMIT_EXPR_DEPTH, 100);
@@ -193,33 +159,18 @@ static void harden(sqlite3 *db)
 
 int delta_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
 {
-	*out = NULL;
-	sbuf uri = SBUF_INIT;
-	delta_add_uri(&uri, path, "?mode=ro&immutable=1");
-	int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
-#ifdef SQLITE_OPEN_NOFOLLOW
-	flags |= SQLITE_OPEN_NOFOLLOW;
-#endif
 	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(sbuf_str(&uri), &db, flags, NULL);
-	sbuf_free(&uri);
-	if (rc != SQLITE_OK) {
-		delta_put(err, len, "open %s read-only: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-		sqlite3_close(db);
-		return rc == SQLITE_NOMEM ? -ENOMEM : (rc & 0xff) == SQLITE_CANTOPEN ? -ENOENT : -EIO;
-	}
-	harden(db);
+	int rc = sqlh_open_ro(path, &db, err, len);
+	if (rc < 0)
+		return rc;
+	delta_limits(db);
 	/*
 	 * mmap off: a file truncated under us would raise SIGBUS instead of
 	 * an error. cell_size_check: catch malformed cells while reading,
-	 * not only in integrity_check. query_only: belt and braces over
-	 * mode=ro.
+	 * not only in integrity_check.
 	 */
 	char *msg = NULL;
-	rc = sqlite3_exec(db,
-			  "PRAGMA trusted_schema=OFF; PRAGMA cell_size_check=ON; PRAGMA mmap_size=0;"
-			  " PRAGMA query_only=ON;",
-			  NULL, NULL, &msg);
+	rc = sqlite3_exec(db, "PRAGMA cell_size_check=ON; PRAGMA mmap_size=0;", NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
 		delta_put(err, len, "configure read-only connection to %s: %s", path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);

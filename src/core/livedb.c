@@ -20,6 +20,7 @@
 #include "livedb.h"
 
 #include "delta.h"
+#include "sqlh.h"
 #include "diag.h"
 #include "sbuf.h"
 
@@ -145,20 +146,9 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 		sqlite3_close(db);
 		return sqlite_errno(rc);
 	}
-	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, LIVEDB_BUSY_MS);
-	/* Defensive as for deltas: live has no triggers nor views of its own, and attaches untrusted files. */
-	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
-#ifdef SQLITE_DBCONFIG_TRUSTED_SCHEMA
-	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
-#endif
-#ifdef SQLITE_DBCONFIG_ENABLE_TRIGGER
-	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, (int *)NULL);
-#endif
-#ifdef SQLITE_DBCONFIG_ENABLE_VIEW
-	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, (int *)NULL);
-#endif
-	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, (int *)NULL);
+	/* Hardened as every connection: live has no triggers nor views of its own, and attaches untrusted files. */
+	sqlh_harden(db);
 
 	int r = run(db, "PRAGMA trusted_schema = OFF", "configure live database", path, err, len);
 	/* journal_mode answers with the mode it got: a database that cannot do WAL says so. */
@@ -408,7 +398,7 @@ int livedb_ledger_max_file(const char *path, int64_t *out, char *err, size_t len
 	*out = 0;
 	sqlite3 *db = NULL;
 	/* Read-only and immutable: a sealed file gets no -wal or -shm beside it. */
-	int r = delta_open_ro(path, &db, err, len);
+	int r = sqlh_open_ro(path, &db, err, len);
 	if (r)
 		return r;
 	r = ledger_max(db, path, out, err, len);

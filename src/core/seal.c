@@ -72,6 +72,7 @@
 
 #include "fsx.h"
 #include "manifest.h"
+#include "sqlh.h"
 #include "sbuf.h"
 
 #define SEAL_CHUNK (8u << 20)     /* copy granularity, and hash hand-off */
@@ -295,20 +296,6 @@ static void seal_one_line(char *out, size_t cap, const char *msg)
 	out[n] = '\0';
 }
 
-/* "file:" URI for a path, percent-encoding all but unreserved characters and '/'. */
-static void seal_uri(sbuf *uri, const char *path)
-{
-	sbuf_adds(uri, "file:");
-	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		    strchr("/._~-", *p))
-			sbuf_add(uri, p, 1);
-		else
-			sbuf_addf(uri, "%%%02X", *p);
-	}
-	sbuf_adds(uri, "?mode=ro&immutable=1");
-}
-
 static int seal_pragma_u64(sqlite3 *db, const char *sql, uint64_t *out)
 {
 	sqlite3_stmt *st;
@@ -390,20 +377,14 @@ static int seal_check_cancelled(void *arg)
 static int seal_check_copy(const struct seal_request *req, const char *path, uint64_t size,
 			   struct seal_check *c, char *err, size_t len)
 {
-	sbuf uri = SBUF_INIT;
-	seal_uri(&uri, path);
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_open_v2(sbuf_str(&uri), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
-	sbuf_free(&uri);
-	if (rc != SQLITE_OK) {
-		seal_err(err, len, "open of snapshot %08" PRIu64 " of %s (%s) failed: %s", req->id,
-			 req->collection, path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-		sqlite3_close(db);
+	char oerr[512];
+	int rc = sqlh_open_ro(path, &db, oerr, sizeof(oerr));
+	if (rc < 0) {
+		seal_err(err, len, "open of snapshot %08" PRIu64 " of %s failed: %s", req->id, req->collection, oerr);
 		return -EIO;
 	}
-	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 	if (req->cancel)
 		sqlite3_progress_handler(db, SEAL_CANCEL_STEPS, seal_check_cancelled, (void *)req->cancel);
 	char *sql = sqlite3_mprintf("PRAGMA mmap_size=%llu; PRAGMA cache_size=-%d;",

@@ -49,6 +49,7 @@
 #include "lease.h"
 #include "log.h"
 #include "manifest.h"
+#include "sqlh.h"
 #include "s3.h"
 #include "s3_cred.h"
 #include "parse.h"
@@ -94,17 +95,8 @@ static void ctl_usage(FILE *f)
 static int ctl_integrity(const char *path, char *out, size_t len)
 {
 	sqlite3 *db = NULL;
-	sbuf uri = SBUF_INIT;
-	sbuf_adds(&uri, "file:");
-	for (const char *p = path; *p; p++) {
-		if (*p == '%' || *p == '?' || *p == '#')
-			sbuf_addf(&uri, "%%%02X", (unsigned char)*p);
-		else
-			sbuf_add(&uri, p, 1);
-	}
-	sbuf_adds(&uri, "?mode=ro&immutable=1");
-	int rc = sqlite3_open_v2(sbuf_str(&uri), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
-	sbuf_free(&uri);
+	char oerr[512];
+	int rc = sqlh_open_ro(path, &db, oerr, sizeof(oerr)) == 0 ? SQLITE_OK : SQLITE_CANTOPEN;
 	sqlite3_stmt *st = NULL;
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
@@ -118,7 +110,7 @@ static int ctl_integrity(const char *path, char *out, size_t len)
 		}
 	}
 	if (rc != SQLITE_DONE)
-		snprintf(out, len, "%s", db ? sqlite3_errmsg(db) : "cannot open");
+		snprintf(out, len, "%s", db ? sqlite3_errmsg(db) : oerr);
 	else
 		snprintf(out, len, "%s", sbuf_str(&res));
 	sbuf_free(&res);
