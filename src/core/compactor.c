@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "mono.h"
 
 #define DEFAULT_MAX_ATTEMPTS 3
 
@@ -45,27 +46,10 @@ static struct ccoll *ccoll_find(compactor *c, const char *name)
 	return NULL;
 }
 
-static void ts_add_ms(struct timespec *t, unsigned ms)
+/* mono_now() plus ms milliseconds. */
+static double mono_in_ms(unsigned ms)
 {
-	t->tv_sec += ms / 1000;
-	t->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (t->tv_nsec >= 1000000000L) {
-		t->tv_sec++;
-		t->tv_nsec -= 1000000000L;
-	}
-}
-
-static bool ts_before(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
-static struct timespec ts_in_ms(unsigned ms)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	ts_add_ms(&t, ms);
-	return t;
+	return mono_now() + ms / 1000.0;
 }
 
 void cc_set_state(compactor *c, struct ccoll *cc, enum cstate s)
@@ -100,7 +84,7 @@ void cc_park(compactor *c, struct ccoll *cc)
 	if (cc->backoff_ms > COMPACTOR_BACKOFF_MAX_MS)
 		cc->backoff_ms = COMPACTOR_BACKOFF_MAX_MS;
 	cc->parked = true;
-	cc->not_before = ts_in_ms(cc->backoff_ms);
+	cc->not_before = mono_in_ms(cc->backoff_ms);
 	cc->waits++;
 	unsigned ms = cc->backoff_ms;
 	pthread_mutex_unlock(&c->mu);
@@ -125,26 +109,25 @@ bool cc_stopping(compactor *c)
  * *wake) when the next one will be. Parked collections wait out their
  * backoff whatever they have to do.
  */
-static struct ccoll *next_due(compactor *c, struct timespec *wake, bool *have_wake)
+static struct ccoll *next_due(compactor *c, double *wake, bool *have_wake)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	double now = mono_now();
 	*have_wake = false;
 	for (struct ccoll *cc = c->colls; cc; cc = cc->next) {
 		if (cc->busy || cc->removing)
 			continue;
-		struct timespec at;
-		if (cc->parked && ts_before(&now, &cc->not_before))
+		double at;
+		if (cc->parked && now < cc->not_before)
 			at = cc->not_before;
 		else if (cc->check_live || cc->needs_seal)
 			return cc;
 		else if (cc->queued == 0)
 			continue;
-		else if (!ts_before(&now, &cc->due))
+		else if (now >= cc->due)
 			return cc;
 		else
 			at = cc->due;
-		if (!*have_wake || ts_before(&at, wake)) {
+		if (!*have_wake || at < *wake) {
 			*wake = at;
 			*have_wake = true;
 		}
@@ -153,18 +136,17 @@ static struct ccoll *next_due(compactor *c, struct timespec *wake, bool *have_wa
 }
 
 /* With c->mu held: a collection whose housekeeping is due, or NULL (and *wake lowered). */
-static struct ccoll *housekeeping_due(compactor *c, struct timespec *wake, bool *have_wake)
+static struct ccoll *housekeeping_due(compactor *c, double *wake, bool *have_wake)
 {
 	if (!c->ev.housekeeping)
 		return NULL;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	double now = mono_now();
 	for (struct ccoll *cc = c->colls; cc; cc = cc->next) {
 		if (cc->busy || cc->removing)
 			continue;
-		if (!ts_before(&now, &cc->next_housekeep))
+		if (now >= cc->next_housekeep)
 			return cc;
-		if (!*have_wake || ts_before(&cc->next_housekeep, wake)) {
+		if (!*have_wake || cc->next_housekeep < *wake) {
 			*wake = cc->next_housekeep;
 			*have_wake = true;
 		}
@@ -177,7 +159,7 @@ static void *compactor_main(void *arg)
 	compactor *c = arg;
 	pthread_mutex_lock(&c->mu);
 	while (!c->stopping) {
-		struct timespec wake;
+		double wake = 0;
 		bool have_wake;
 		bool housekeeping = false;
 		struct ccoll *cc = next_due(c, &wake, &have_wake);
@@ -186,15 +168,12 @@ static void *compactor_main(void *arg)
 			housekeeping = cc != NULL;
 		}
 		if (!cc) {
-			if (have_wake)
-				pthread_cond_timedwait(&c->cond, &c->mu, &wake);
-			else
-				pthread_cond_wait(&c->cond, &c->mu);
+			mono_cond_wait(&c->cond, &c->mu, have_wake ? wake - mono_now() : -1);
 			continue;
 		}
 		cc->busy = true;
 		if (housekeeping)
-			cc->next_housekeep = ts_in_ms(c->cfg.housekeep_ms);
+			cc->next_housekeep = mono_in_ms(c->cfg.housekeep_ms);
 		pthread_mutex_unlock(&c->mu);
 		if (housekeeping)
 			c->ev.housekeeping(c->ev.ctx, cc->name);
@@ -225,11 +204,7 @@ int compactor_start(store *st, const struct compactor_config *cfg, const struct 
 		c->ev = *ev;
 	atomic_init(&c->cancel, false);
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	mono_cond_init(&c->cond);
 	int rc = pthread_create(&c->thread, NULL, compactor_main, c);
 	if (rc != 0) {
 		log_err("cannot start the compactor thread: %s", strerror(rc));
@@ -300,8 +275,8 @@ int compactor_add(compactor *c, const char *coll)
 	struct stat lst;
 	cc->check_live = store_path(c->st, coll, STORE_AREA_LIVE_DB, NULL, live, sizeof(live)) < 0 ||
 			 stat(live, &lst) == 0;
-	clock_gettime(CLOCK_MONOTONIC, &cc->due);
-	cc->next_housekeep = ts_in_ms(c->cfg.housekeep_ms);
+	cc->due = mono_now();
+	cc->next_housekeep = mono_in_ms(c->cfg.housekeep_ms);
 	pthread_mutex_lock(&c->mu);
 	cc->next = c->colls;
 	c->colls = cc;
@@ -357,8 +332,7 @@ void compactor_kick(compactor *c, const char *coll)
 	struct ccoll *cc = ccoll_find(c, coll);
 	if (cc) {
 		if (cc->queued == 0) {
-			clock_gettime(CLOCK_MONOTONIC, &cc->due);
-			ts_add_ms(&cc->due, c->cfg.batch_delay_ms);
+			cc->due = mono_in_ms(c->cfg.batch_delay_ms);
 		}
 		cc->queued++;
 		cc->kicks++;

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "seal.h"
+#include "xalloc.h"
 
 void cc_load_last(compactor *c, const char *coll, struct last_snapshot *ls)
 {
@@ -374,10 +375,8 @@ static bool apply_queue(compactor *c, struct ccoll *cc, const char *live, livedb
 		return true;
 	}
 	size_t nwork = nq < c->cfg.batch_max ? nq : c->cfg.batch_max;
-	bool *applied = calloc(nq ? nq : 1, sizeof(bool)), *gone = calloc(nq ? nq : 1, sizeof(bool));
+	bool *applied = xcalloc(nq, sizeof(bool)), *gone = xcalloc(nq, sizeof(bool));
 	bool failed = false, stop = false;
-	if (!applied || !gone)
-		abort(); /* as sbuf: a few bytes we cannot get are not recoverable */
 	char msg[1024];
 	pthread_mutex_lock(&c->mu);
 	bool need_live = nwork || cc->needs_seal;

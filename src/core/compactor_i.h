@@ -50,15 +50,15 @@ struct ccoll {
 	bool needs_seal;     /* live ledger is ahead of the newest snapshot */
 	uint64_t queued;     /* deltas in queue/: as last listed, plus kicks since */
 	uint64_t kicks;      /* kicks since the thread last listed the queue */
-	struct timespec due; /* when the gathered batch should start */
-	/* After a failure: nothing is tried before not_before (CLOCK_MONOTONIC). */
+	double due; /* when the gathered batch should start (mono_now seconds) */
+	/* After a failure: nothing is tried before not_before (mono_now seconds). */
 	bool parked;
-	struct timespec not_before;
+	double not_before;
 	unsigned backoff_ms;
 	/* The queued delta that failed for reasons of its own, and how often in a row. */
 	uint64_t fail_seq;
 	unsigned fail_count;
-	struct timespec next_housekeep;
+	double next_housekeep;
 	uint64_t rejected_now; /* delta files in rejected/ */
 	uint64_t applied_total, duplicate_total, rejected_total, published_total, seal_failures;
 	uint64_t delta_failures, waits;

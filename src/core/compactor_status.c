@@ -8,6 +8,8 @@
  */
 #include "compactor.h"
 #include "compactor_i.h"
+#include "mono.h"
+#include "rfc3339.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -35,21 +37,12 @@ static struct ccoll *find(compactor *c, const char *name)
 	return NULL;
 }
 
-static void time_rfc3339(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Seconds until a parked collection is tried again; negative if it is not parked. */
 static double retry_in_s(const struct ccoll *cc)
 {
 	if (!cc->parked)
 		return -1;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	double s = (double)(cc->not_before.tv_sec - now.tv_sec) + (cc->not_before.tv_nsec - now.tv_nsec) / 1e9;
+	double s = cc->not_before - mono_now();
 	return s > 0 ? s : 0;
 }
 
@@ -80,7 +73,7 @@ int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, 
 	if (cc->last.id) {
 		char idname[24], created[32];
 		store_id_format(cc->last.id, idname, sizeof(idname));
-		time_rfc3339(cc->last.created, created, sizeof(created));
+		rfc3339_format(cc->last.created, created);
 		sbuf_addf(out,
 			  "{\"id\": %llu, \"snapshot\": \"%s\", \"created\": \"%s\", \"size\": %llu, "
 			  "\"sha256\": \"%s\", \"ledger_max\": %lld}",

@@ -11,6 +11,7 @@
 #include "delta.h"
 #include "delta_i.h"
 #include "sqlh.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -191,17 +192,13 @@ static int list_tables(sqlite3 *live, char ***up, size_t *nup, char ***del, size
 			continue; /* delta_check rejects these */
 		if (*nup + *ndel == cap) {
 			cap = cap ? cap * 2 : 16;
-			char **a = realloc(*up, cap * sizeof(*a));
-			char **b = realloc(*del, cap * sizeof(*b));
-			if (!a || !b)
-				abort();
-			*up = a;
-			*del = b;
+			*up = xreallocarray(*up, cap, sizeof(**up));
+			*del = xreallocarray(*del, cap, sizeof(**del));
 		}
 		if (is_del)
-			(*del)[(*ndel)++] = delta_xstrdup(name);
+			(*del)[(*ndel)++] = xstrdup(name);
 		else
-			(*up)[(*nup)++] = delta_xstrdup(name);
+			(*up)[(*nup)++] = xstrdup(name);
 	}
 	int e = rc == SQLITE_DONE ? 0 : delta_live_fault(sqlite3_extended_errcode(live));
 	if (e)
@@ -265,10 +262,8 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 	char **up = NULL, **del = NULL;
 	size_t nup = 0, ndel = 0;
 	int r = list_tables(live, &up, &nup, &del, &ndel, err, len);
-	struct table *dt = calloc(nup ? nup : 1, sizeof(*dt));
-	struct table *lt = calloc(nup ? nup : 1, sizeof(*lt));
-	if (!dt || !lt)
-		abort();
+	struct table *dt = xcalloc(nup, sizeof(*dt));
+	struct table *lt = xcalloc(nup, sizeof(*lt));
 	/* 1. Tables live lacks. */
 	for (size_t i = 0; !r && i < nup; i++) {
 		r = describe(live, ATTACHED, up[i], &dt[i], err, len);

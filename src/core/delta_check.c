@@ -15,6 +15,7 @@
  */
 #include "delta.h"
 #include "delta_i.h"
+#include "xalloc.h"
 
 
 /* The delta connection's progress handler runs every this many virtual-machine steps. */
@@ -346,14 +347,11 @@ static int load_schema(struct check *c)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (c->ne == cap) {
 			cap = cap ? cap * 2 : 16;
-			struct entry *e = realloc(c->e, cap * sizeof(*e));
-			if (!e)
-				abort();
-			c->e = e;
+			c->e = xreallocarray(c->e, cap, sizeof(*c->e));
 		}
 		struct entry *e = &c->e[c->ne++];
-		e->type = delta_xstrdup((const char *)sqlite3_column_text(st, 0));
-		e->name = delta_xstrdup((const char *)sqlite3_column_text(st, 1));
+		e->type = delta_strdup_or_empty((const char *)sqlite3_column_text(st, 0));
+		e->name = delta_strdup_or_empty((const char *)sqlite3_column_text(st, 1));
 		e->kind = sql_kind((const char *)sqlite3_column_text(st, 2));
 	}
 	sqlite3_finalize(st);
@@ -580,9 +578,7 @@ static int check_delete_table(struct check *c, const char *name)
 		}
 		if (!same) {
 			sbuf a = SBUF_INIT, b = SBUF_INIT;
-			char **names = calloc(dt.ncol ? dt.ncol : 1, sizeof(*names));
-			if (!names)
-				abort();
+			char **names = xcalloc(dt.ncol, sizeof(*names));
 			for (size_t i = 0; i < dt.ncol; i++)
 				names[i] = dt.col[i].name;
 			add_name_list(&a, names, dt.ncol);
@@ -602,9 +598,7 @@ static int check_delete_table(struct check *c, const char *name)
 static int check_schema(struct check *c)
 {
 	int r = 0;
-	c->t = calloc(c->ne ? c->ne : 1, sizeof(*c->t));
-	if (!c->t)
-		abort();
+	c->t = xcalloc(c->ne, sizeof(*c->t));
 	char q[QN];
 	/* Upsert tables first: deletion tables are checked against them. */
 	for (size_t i = 0; !r && i < c->ne; i++) {

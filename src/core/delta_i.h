@@ -58,8 +58,8 @@ bool delta_has_prefix(const char *s, const char *prefix);
 int delta_file_fault(int rc);
 /* A SQLite code from live while merging: 1 for constraints the delta breaks, else negative errno. */
 int delta_live_fault(int rc);
-/* strdup that aborts on failure (as sbuf does). */
-char *delta_xstrdup(const char *s);
+/* A copy of a text SQLite gave (NULL: ""); aborts on out of memory (xalloc.h). */
+char *delta_strdup_or_empty(const char *s);
 /* Describes table name of schema on db (ncol == 0 if missing); a SQLite result code. */
 int delta_table_load(sqlite3 *db, const char *schema, const char *name, struct table *t);
 void delta_table_free(struct table *t);

@@ -8,6 +8,7 @@
 #include "delta.h"
 #include "delta_i.h"
 #include "sqlh.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -196,12 +197,9 @@ void delta_table_free(struct table *t)
 	memset(t, 0, sizeof(*t));
 }
 
-char *delta_xstrdup(const char *s)
+char *delta_strdup_or_empty(const char *s)
 {
-	char *d = strdup(s ? s : "");
-	if (!d)
-		abort(); /* as sbuf: a few bytes we cannot get are not recoverable */
-	return d;
+	return xstrdup(s ? s : "");
 }
 
 /*
@@ -211,7 +209,7 @@ char *delta_xstrdup(const char *s)
 int delta_table_load(sqlite3 *db, const char *schema, const char *name, struct table *t)
 {
 	memset(t, 0, sizeof(*t));
-	t->name = delta_xstrdup(name);
+	t->name = delta_strdup_or_empty(name);
 	snprintf(t->kind, sizeof(t->kind), "table");
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db, "SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1, ?2)", -1, &st,
@@ -224,14 +222,11 @@ int delta_table_load(sqlite3 *db, const char *schema, const char *name, struct t
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (t->ncol == cap) {
 			cap = cap ? cap * 2 : 8;
-			struct column *c = realloc(t->col, cap * sizeof(*c));
-			if (!c)
-				abort();
-			t->col = c;
+			t->col = xreallocarray(t->col, cap, sizeof(*t->col));
 		}
 		struct column *c = &t->col[t->ncol++];
-		c->name = delta_xstrdup((const char *)sqlite3_column_text(st, 0));
-		c->type = delta_xstrdup((const char *)sqlite3_column_text(st, 1));
+		c->name = delta_strdup_or_empty((const char *)sqlite3_column_text(st, 0));
+		c->type = delta_strdup_or_empty((const char *)sqlite3_column_text(st, 1));
 		c->pk = sqlite3_column_int(st, 2);
 		c->hidden = sqlite3_column_int(st, 3);
 		if (c->pk > 0)
@@ -242,9 +237,7 @@ int delta_table_load(sqlite3 *db, const char *schema, const char *name, struct t
 		return rc;
 	if (!t->ncol)
 		return SQLITE_OK;
-	t->pk = calloc(t->npk ? t->npk : 1, sizeof(*t->pk));
-	if (!t->pk)
-		abort();
+	t->pk = xcalloc(t->npk, sizeof(*t->pk));
 	for (size_t i = 0; i < t->ncol; i++) {
 		int k = t->col[i].pk;
 		if (k > 0 && (size_t)k <= t->npk)

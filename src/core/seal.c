@@ -72,6 +72,7 @@
 
 #include "fsx.h"
 #include "manifest.h"
+#include "mono.h"
 #include "sqlh.h"
 #include "sbuf.h"
 
@@ -79,13 +80,6 @@
 #define SEAL_HASH_BUF (256u << 10) /* stays in L2 between read and hash */
 #define SEAL_CACHE_KIB 262144      /* check connection's page cache */
 #define SEAL_CANCEL_STEPS 10000    /* how often the check looks at the stop flag */
-
-static double seal_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void seal_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void seal_err(char *err, size_t len, const char *fmt, ...)
@@ -468,7 +462,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 		return -EINVAL;
 	}
 	memset(res, 0, sizeof(*res));
-	double t0 = seal_now_ms();
+	double t0 = (mono_now() * 1e3);
 	char file[PATH_MAX], copy[PATH_MAX], mpath[PATH_MAX];
 	if ((size_t)snprintf(file, sizeof(file), "%s.sqlite3", req->collection) >= sizeof(file) ||
 	    (size_t)snprintf(copy, sizeof(copy), "%s/%s", req->staging_dir, file) >= sizeof(copy) ||
@@ -513,10 +507,10 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	if (!hasher_started)
 		seal_hasher_run(&h);
 
-	double c0 = seal_now_ms();
+	double c0 = (mono_now() * 1e3);
 	if (rc == 0)
 		rc = seal_check_copy(req, copy, size, &check, err, len);
-	double c1 = seal_now_ms();
+	double c1 = (mono_now() * 1e3);
 	res->check_ms = c1 - c0;
 
 	if (rc == 0 && fsync(h.fd) < 0) {
@@ -571,7 +565,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	if (rc < 0)
 		seal_err(err, len, "seal of %s: fsync %s: %s", req->collection, req->staging_dir, strerror(-rc));
 	/* The check overlaps the hash, so copy_ms is "all but the check": the two add up to the seal. */
-	res->copy_ms = seal_now_ms() - t0 - res->check_ms;
+	res->copy_ms = (mono_now() * 1e3) - t0 - res->check_ms;
 
 out:
 	if (hasher_started) {

@@ -20,6 +20,7 @@
 #include "errbuf.h"
 #include "mono.h"
 #include "s3_int.h"
+#include "xalloc.h"
 #include "sbuf.h"
 #include "sigv4.h"
 
@@ -52,8 +53,7 @@
 
 void s3i_oom(void)
 {
-	fprintf(stderr, "snapfs: out of memory\n");
-	abort();
+	xalloc_die("in the S3 client");
 }
 
 void *s3i_calloc(size_t n, size_t size)

@@ -14,6 +14,7 @@
 #include "s3_cred.h"
 
 #include "errbuf.h"
+#include "xalloc.h"
 #include "fsx.h"
 
 #include <errno.h>
@@ -41,21 +42,10 @@ struct profile {
 
 #define seterr(err, errlen, ...) errbuf_set(err, errlen, "s3cred", __VA_ARGS__)
 
-static char *xstrndup(const char *s, size_t n)
+/* NULL stays NULL (an absent value). */
+static char *dup_opt(const char *s)
 {
-	char *d = malloc(n + 1);
-	if (!d) {
-		fprintf(stderr, "snapfs: out of memory\n");
-		abort();
-	}
-	memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
-
-static char *xstrdup(const char *s)
-{
-	return s ? xstrndup(s, strlen(s)) : NULL;
+	return s ? xstrdup(s) : NULL;
 }
 
 static void free_secret(char *s)
@@ -87,11 +77,7 @@ static void profile_set(struct profile *p, const char *name, size_t nlen, const 
 			return;
 		}
 	}
-	struct kv *n = realloc(p->kv, (p->n + 1) * sizeof(*n));
-	if (!n) {
-		fprintf(stderr, "snapfs: out of memory\n");
-		abort();
-	}
+	struct kv *n = xreallocarray(p->kv, p->n + 1, sizeof(*n));
 	p->kv = n;
 	p->kv[p->n].name = xstrndup(name, nlen);
 	for (char *c = p->kv[p->n].name; *c; c++)
@@ -253,11 +239,7 @@ static char *home_path(const char *rest)
 		home = pw && pw->pw_dir ? pw->pw_dir : "/";
 	}
 	size_t n = strlen(home) + strlen(rest) + 2;
-	char *p = malloc(n);
-	if (!p) {
-		fprintf(stderr, "snapfs: out of memory\n");
-		abort();
-	}
+	char *p = xmalloc(n);
 	snprintf(p, n, "%s/%s", home, rest);
 	return p;
 }
@@ -283,9 +265,9 @@ static int load_keys(bool named, const char *pname, const struct profile *cred,
 			       id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
 			return -EINVAL;
 		}
-		out->access_key_id = xstrdup(id);
-		out->secret_access_key = xstrdup(secret);
-		out->session_token = xstrdup(env("AWS_SESSION_TOKEN"));
+		out->access_key_id = dup_opt(id);
+		out->secret_access_key = dup_opt(secret);
+		out->session_token = dup_opt(env("AWS_SESSION_TOKEN"));
 		snprintf(out->source, sizeof(out->source), "environment");
 		return 0;
 	}
@@ -325,9 +307,9 @@ static int load_keys(bool named, const char *pname, const struct profile *cred,
 		       id ? "aws_secret_access_key" : "aws_access_key_id");
 		return -EINVAL;
 	}
-	out->access_key_id = xstrdup(id);
-	out->secret_access_key = xstrdup(secret);
-	out->session_token = xstrdup(lookup(cred, conf, "aws_session_token"));
+	out->access_key_id = dup_opt(id);
+	out->secret_access_key = dup_opt(secret);
+	out->session_token = dup_opt(lookup(cred, conf, "aws_session_token"));
 	snprintf(out->source, sizeof(out->source), "profile \"%s\" (%s)", pname, where);
 	return 0;
 }
@@ -340,7 +322,7 @@ static int load_settings(const char *pname, const struct profile *cred, const st
 		v = env("AWS_DEFAULT_REGION");
 	if (!v)
 		v = lookup(cred, conf, "region");
-	out->region = xstrdup(v);
+	out->region = dup_opt(v);
 
 	v = env("AWS_ENDPOINT_URL_S3");
 	if (!v)
@@ -349,12 +331,12 @@ static int load_settings(const char *pname, const struct profile *cred, const st
 		v = lookup(cred, conf, "s3.endpoint_url");
 	if (!v)
 		v = lookup(cred, conf, "endpoint_url");
-	out->endpoint = xstrdup(v);
+	out->endpoint = dup_opt(v);
 
 	v = env("AWS_CA_BUNDLE");
 	if (!v)
 		v = lookup(cred, conf, "ca_bundle");
-	out->ca_bundle = xstrdup(v);
+	out->ca_bundle = dup_opt(v);
 
 	v = lookup(cred, conf, "s3.addressing_style");
 	if (!v)
@@ -383,8 +365,8 @@ int s3cred_load(const char *profile, struct s3cred *out, char *err, size_t errle
 	if (!pname)
 		pname = "default";
 
-	char *cred_path = xstrdup(env("AWS_SHARED_CREDENTIALS_FILE"));
-	char *conf_path = xstrdup(env("AWS_CONFIG_FILE"));
+	char *cred_path = dup_opt(env("AWS_SHARED_CREDENTIALS_FILE"));
+	char *conf_path = dup_opt(env("AWS_CONFIG_FILE"));
 	if (!cred_path)
 		cred_path = home_path(".aws/credentials");
 	if (!conf_path)

@@ -9,6 +9,7 @@
  * numbers) are enforced here, once, for every document.
  */
 #include "s3_xml.h"
+#include "xalloc.h"
 
 #include "sbuf.h"
 
@@ -70,23 +71,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size ? size : 1);
-	if (!p) {
-		fprintf(stderr, "snapfs: out of memory allocating %zu x %zu bytes\n", n, size);
-		abort();
-	}
-	return p;
-}
-
-static char *xstrndup(const char *s, size_t len)
-{
-	char *d = xcalloc(len + 1, 1);
-	memcpy(d, s, len);
-	return d;
 }
 
 /* The local part of an expat name ("uri\x01Local" or "Local"). */
@@ -195,10 +179,8 @@ static int walk(struct walker *w, const char *body, size_t len, const char *what
 		return -EINVAL;
 	}
 	w->p = XML_ParserCreateNS(NULL, NS_SEP);
-	if (!w->p) {
-		fprintf(stderr, "snapfs: out of memory creating an XML parser\n");
-		abort();
-	}
+	if (!w->p)
+		xalloc_die("creating an XML parser");
 	XML_SetUserData(w->p, w);
 	XML_SetElementHandler(w->p, on_start, on_end);
 	XML_SetCharacterDataHandler(w->p, on_text);
@@ -386,11 +368,7 @@ static struct s3xml_object *list_push(struct list_state *st, bool is_prefix)
 	struct s3xml_list *l = st->l;
 	if (l->n == st->cap) {
 		st->cap = st->cap ? st->cap * 2 : 64;
-		struct s3xml_object *n = realloc(l->items, st->cap * sizeof(*n));
-		if (!n) {
-			fprintf(stderr, "snapfs: out of memory listing objects\n");
-			abort();
-		}
+		struct s3xml_object *n = xreallocarray(l->items, st->cap, sizeof(*n));
 		l->items = n;
 	}
 	struct s3xml_object *o = &l->items[l->n++];
@@ -552,11 +530,7 @@ static void uploads_start(struct walker *w, const char *path)
 		return;
 	if (u->n == st->cap) {
 		st->cap = st->cap ? st->cap * 2 : 16;
-		struct s3xml_upload *n = realloc(u->items, st->cap * sizeof(*n));
-		if (!n) {
-			fprintf(stderr, "snapfs: out of memory listing uploads\n");
-			abort();
-		}
+		struct s3xml_upload *n = xreallocarray(u->items, st->cap, sizeof(*n));
 		u->items = n;
 	}
 	memset(&u->items[u->n++], 0, sizeof(u->items[0]));
@@ -649,11 +623,7 @@ static void delete_start(struct walker *w, const char *path)
 		return;
 	if (d->n == st->cap) {
 		st->cap = st->cap ? st->cap * 2 : 16;
-		struct s3xml_delete_error *n = realloc(d->errors, st->cap * sizeof(*n));
-		if (!n) {
-			fprintf(stderr, "snapfs: out of memory reading a DeleteObjects answer\n");
-			abort();
-		}
+		struct s3xml_delete_error *n = xreallocarray(d->errors, st->cap, sizeof(*n));
 		d->errors = n;
 	}
 	memset(&d->errors[d->n++], 0, sizeof(d->errors[0]));

@@ -14,6 +14,7 @@
 #include "sigv4.h"
 
 #include "errbuf.h"
+#include "xalloc.h"
 #include "fsx.h"
 #include "sbuf.h"
 
@@ -85,24 +86,6 @@ static int ossl_err(char *err, size_t errlen, const char *what)
 	ERR_clear_error();
 	seterr(err, errlen, "OpenSSL %s failed: %s", what, reason);
 	return -EIO;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (!p) {
-		fprintf(stderr, "snapfs: out of memory allocating %zu x %zu bytes\n", n, size);
-		abort();
-	}
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	size_t len = strlen(s) + 1;
-	char *d = xcalloc(len, 1);
-	memcpy(d, s, len);
-	return d;
 }
 
 /* Wipes then frees a NUL-terminated secret. */

@@ -14,6 +14,7 @@
  * uploads older than the upload age, whoever's they are.
  */
 #include "ctl.h"
+#include "rfc3339.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -58,14 +59,6 @@ static void ctl_owner(char *buf, size_t len)
 		memset(rnd, (int)getpid(), sizeof(rnd));
 	snprintf(buf, len, "snapfs-ctl/%s/%ld/%02x%02x%02x%02x%02x%02x", host, (long)getpid(), rnd[0],
 		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
-}
-
-static void ctl_time_iso(int64_t t, char out[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	gmtime_r(&tt, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* ---- the collections under the prefix ---- */
@@ -192,7 +185,7 @@ static void ctl_plan_json(const struct ctl_opts *o, const char *coll, const stru
 	sbuf_addf(out, ", \"pointer_corrupt\": %s, \"snapshots\": [", p->pointer_rc ? "true" : "false");
 	for (size_t i = 0; i < p->nsnaps; i++) {
 		const struct sweep_snap *s = &p->snaps[i];
-		ctl_time_iso(s->newest, when);
+		rfc3339_format(s->newest, when);
 		sbuf_adds(out, i ? ", {\"snapshot\": " : "{\"snapshot\": ");
 		sbuf_add_json_str(out, s->name.dir);
 		sbuf_addf(out, ", \"id\": %" PRIu64 ", \"host\": ", s->name.id);
@@ -217,7 +210,7 @@ static void ctl_plan_json(const struct ctl_opts *o, const char *coll, const stru
 	sbuf_adds(out, "], \"uploads\": [");
 	for (size_t i = 0; i < p->nuploads; i++) {
 		const struct sweep_upload *u = &p->uploads[i];
-		ctl_time_iso(u->initiated, when);
+		rfc3339_format(u->initiated, when);
 		sbuf_adds(out, i ? ", {\"key\": " : "{\"key\": ");
 		sbuf_add_json_str(out, u->key);
 		sbuf_adds(out, ", \"upload_id\": ");
@@ -315,7 +308,7 @@ static int ctl_sweep_one(s3_client *c, const struct ctl_opts *o, const char *col
 	int rc = lease_hold(l, CTL_MARGIN_S, &holder, &e);
 	if (rc == -EBUSY) {
 		char until[32];
-		ctl_time_iso(holder.expires, until);
+		rfc3339_format(holder.expires, until);
 		fprintf(stderr,
 			"snapfs-ctl: %s: the lease is held by %s until %s: only its holder deletes; "
 			"nothing deleted, try again later\n",
@@ -627,7 +620,7 @@ int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const c
 	}
 	if (rc == -EBUSY) {
 		char until[32];
-		ctl_time_iso(holder.expires, until);
+		rfc3339_format(holder.expires, until);
 		fprintf(stderr, "snapfs-ctl: %s: the lease is held by %s until %s; nothing changed, try "
 				"again later\n",
 			coll, holder.owner, until);

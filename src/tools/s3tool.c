@@ -11,7 +11,9 @@
  * cut short that way is aborted on the server before exiting.
  */
 #include "log.h"
+#include "mono.h"
 #include "parse.h"
+#include "rfc3339.h"
 #include "s3.h"
 #include "s3_cred.h"
 #include "sbuf.h"
@@ -104,13 +106,6 @@ static int parse_count(const char *s, unsigned *out)
 		return -1;
 	*out = (unsigned)v;
 	return 0;
-}
-
-static void iso_time(time_t t, char out[32])
-{
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static int fail(const struct s3_error *e, int rc)
@@ -247,7 +242,7 @@ static int cmd_head(s3_client *c, const char *key)
 	if (rc)
 		return fail(&e, rc);
 	char when[32];
-	iso_time(info.last_modified, when);
+	rfc3339_format(info.last_modified, when);
 	sbuf j = SBUF_INIT;
 	sbuf_adds(&j, "{\"op\":\"head\",\"key\":");
 	sbuf_add_json_str(&j, key);
@@ -331,7 +326,7 @@ static int ls_one(void *arg, const struct s3_object *o)
 {
 	struct ls_state *st = arg;
 	char when[32];
-	iso_time(o->last_modified, when);
+	rfc3339_format(o->last_modified, when);
 	sbuf_adds(st->j, st->n++ ? ",{\"key\":" : "{\"key\":");
 	sbuf_add_json_str(st->j, o->key);
 	sbuf_addf(st->j, ",\"size\":%" PRIu64 ",\"etag\":", o->size);
@@ -367,13 +362,6 @@ static void show_progress(void *arg, uint64_t done, uint64_t total)
 		total ? 100.0 * (double)done / (double)total : 100.0);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* This process's peak resident set (VmHWM), in KiB; 0 if unknown. Reset by exec, unlike ru_maxrss. */
 static unsigned long peak_rss_kib(void)
 {
@@ -401,9 +389,9 @@ static int cmd_upload(s3_client *c, const char *key, const char *path, const str
 				    .cancel = &cancel_flag};
 	struct s3_upload_result res;
 	struct s3_error e;
-	double t0 = now_s();
+	double t0 = mono_now();
 	int rc = s3_upload_file(c, key, path, &uo, &res, &e);
-	double dt = now_s() - t0;
+	double dt = mono_now() - t0;
 	if (rc)
 		return fail(&e, rc);
 	sbuf j = SBUF_INIT;
@@ -434,7 +422,7 @@ static int cmd_uploads(s3_client *c, const char *prefix)
 	sbuf_addf(&j, ",\"count\":%zu,\"uploads\":[", n);
 	for (size_t i = 0; i < n; i++) {
 		char when[32];
-		iso_time(u[i].initiated, when);
+		rfc3339_format(u[i].initiated, when);
 		sbuf_adds(&j, i ? ",{\"key\":" : "{\"key\":");
 		sbuf_add_json_str(&j, u[i].key);
 		sbuf_adds(&j, ",\"upload_id\":");

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "sbuf.h"
+#include "xalloc.h"
 
 /* ---- the plan ---- */
 
@@ -34,12 +35,6 @@ const char *sweep_action_name(enum sweep_action a)
 {
 	static const char *const names[] = {"keep", "wait", "delete"};
 	return (unsigned)a < sizeof(names) / sizeof(names[0]) ? names[a] : "?";
-}
-
-static void sweep_oom(void)
-{
-	fprintf(stderr, "snapfs: out of memory planning a sweep\n");
-	abort();
 }
 
 /* The directory of a key under snapshots/ ("" if it is not one of ours). */
@@ -72,9 +67,7 @@ static int sweep_collect_one(void *arg, const struct s3_object *o)
 	if (!last || strcmp(last->name.dir, s.dir) != 0) {
 		if (p->nsnaps == sc->cap) {
 			sc->cap = sc->cap ? sc->cap * 2 : 64;
-			struct sweep_snap *n = realloc(p->snaps, sc->cap * sizeof(*n));
-			if (!n)
-				sweep_oom();
+			struct sweep_snap *n = xreallocarray(p->snaps, sc->cap, sizeof(*n));
 			p->snaps = n;
 		}
 		last = &p->snaps[p->nsnaps++];
@@ -210,9 +203,7 @@ static int sweep_uploads(s3_client *c, const char *pfx, const char *prefix, cons
 	int rc = s3_multipart_list(c, pfx, &mp, &n, err);
 	if (rc < 0)
 		return rc;
-	p->uploads = calloc(n ? n : 1, sizeof(*p->uploads));
-	if (!p->uploads)
-		sweep_oom();
+	p->uploads = xcalloc(n, sizeof(*p->uploads));
 	unsigned age = r->upload_age_s ? r->upload_age_s : SWEEP_DEFAULT_UPLOAD_AGE_S;
 	for (size_t i = 0; i < n; i++) {
 		struct layout_snap s;
@@ -355,10 +346,8 @@ int sweep_run(s3_client *c, const char *prefix, const char *coll, const struct s
 	/* Batches of whole snapshots (both objects in the same request), at most S3_DELETE_MAX keys. */
 	char leaf[LAYOUT_DIR_MAX + 16];
 	snprintf(leaf, sizeof(leaf), "%s.sqlite3", coll);
-	const char **keys = calloc(S3_DELETE_MAX, sizeof(*keys));
-	char (*bufs)[S3_KEY_MAX + 1] = calloc(S3_DELETE_MAX, sizeof(*bufs));
-	if (!keys || !bufs)
-		sweep_oom();
+	const char **keys = xcalloc(S3_DELETE_MAX, sizeof(*keys));
+	char (*bufs)[S3_KEY_MAX + 1] = xcalloc(S3_DELETE_MAX, sizeof(*bufs));
 	size_t i = 0;
 	while (i < p->nsnaps && rc == 0) {
 		size_t nk = 0;

@@ -22,6 +22,7 @@
 #include "layout.h"
 #include "log.h"
 #include "mono.h"
+#include "rfc3339.h"
 #include "store.h"
 
 #define SWEEPER_PERIOD_S 600.0  /* a pass at least this often */
@@ -228,11 +229,8 @@ static void sweeper_pass(sweeper *s, struct scoll *c)
 		wait = due < wait ? due : wait;
 	}
 	if (busy) {
-		char until[32];
-		struct tm tm;
-		time_t t = (time_t)holder.expires;
-		gmtime_r(&t, &tm);
-		strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		char until[RFC3339_LEN];
+		rfc3339_format(holder.expires, until);
 		c->state = "waiting for the lease";
 		snprintf(c->note, sizeof(c->note), "lease held by %s until %s: deletions wait for it",
 			 holder.owner, until);

@@ -27,6 +27,7 @@
 #include "fsx.h"
 #include "log.h"
 #include "mono.h"
+#include "rfc3339.h"
 #include "manifest.h"
 
 #define UPL_SLOW_RETRY_S 60.0 /* errors that cannot go away by themselves */
@@ -411,7 +412,7 @@ out:
 static void upl_lease_busy(upl *u, struct ucoll *c, const struct lease_state *holder, uint64_t id)
 {
 	char until[32], msg[LEASE_OWNER_MAX + 160];
-	upl_time_iso(holder->expires, until, sizeof(until));
+	rfc3339_format(holder->expires, until);
 	/* Holders release right after their swap: look again soon, then less often,
 	 * and never later than just after the lease runs out. */
 	int64_t left = holder->expires - (int64_t)time(NULL);

@@ -18,6 +18,7 @@
 
 #include "fsx.h"
 #include "jread.h"
+#include "rfc3339.h"
 #include "log.h"
 
 #define UPL_RECORD "upload.json"
@@ -219,7 +220,7 @@ void upl_status(void *ctx, const char *coll, sbuf *out)
 			  c->bytes_done, c->bytes_total, c->n_bytes);
 		if (c->have_last) {
 			char at[32];
-			upl_time_iso(c->last.written_at, at, sizeof(at));
+			rfc3339_format(c->last.written_at, at);
 			sbuf_addf(out, ", \"last_uploaded_id\": %" PRIu64 ", \"last_uploaded\": {\"id\": %" PRIu64
 				       ", \"key\": ",
 				  c->last.id, c->last.id);

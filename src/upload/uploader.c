@@ -58,14 +58,6 @@ void upl_copy(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
-void upl_time_iso(int64_t t, char *buf, size_t len)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	gmtime_r(&tt, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 int upl_fmt(char *buf, size_t len, const char *fmt, ...)
 {
 	va_list ap;

@@ -90,8 +90,6 @@ struct upl {
 
 /* Copies src into dst[cap], cut short if it does not fit. */
 void upl_copy(char *dst, size_t cap, const char *src);
-/* "2026-01-02T03:04:05Z" */
-void upl_time_iso(int64_t t, char *buf, size_t len);
 /* snprintf that fails (-ENAMETOOLONG) rather than cut short, and never past an S3 key. */
 int upl_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -4,6 +4,8 @@
  */
 #include "sbuf.h"
 
+#include "xalloc.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +18,7 @@ static void sbuf_grow(sbuf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap <= b->len + extra)
 		cap *= 2;
-	char *n = realloc(b->buf, cap);
-	if (!n) {
-		fprintf(stderr, "snapfs: out of memory growing a buffer to %zu bytes\n", cap);
-		abort();
-	}
-	b->buf = n;
+	b->buf = xreallocarray(b->buf, cap, 1);
 	b->cap = cap;
 }
 
@@ -157,9 +154,7 @@ const char *sbuf_str(const sbuf *b)
 
 char *sbuf_detach(sbuf *b)
 {
-	char *s = b->buf ? b->buf : strdup("");
-	if (!s)
-		abort();
+	char *s = b->buf ? b->buf : xstrdup("");
 	b->buf = NULL;
 	b->len = b->cap = 0;
 	return s;
