@@ -23,6 +23,13 @@
 #include "sbuf.h"
 
 void sqlh_harden(sqlite3 *db);
+/*
+ * A SQLite result code as a negative errno (0 for SQLITE_OK): -ENOMEM,
+ * -ENOSPC, -EBUSY, -EROFS, -EACCES, -ENOENT, -EINTR, and -EIO for
+ * everything else, corruption included (a damaged database is the
+ * machine's trouble, never a caller's input).
+ */
+int sqlh_errno(int rc);
 /* 0, or -ENOENT (no such file), -ENOMEM, -EIO; err says why. */
 int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len);
 /* Appends "file:" + path (percent-encoded) + query ("" or "?..."). */

@@ -20,6 +20,8 @@ int fsx_fsync_dir(const char *dir);
 int fsx_fsync_parent(const char *path);
 /* Writes buf to path.tmp, fsyncs it, renames it over path, fsyncs the directory. */
 int fsx_write_atomic(const char *path, const void *buf, size_t len);
+/* pwrite of all len bytes at off (short writes and EINTR continued). */
+int fsx_pwrite_full(int fd, const void *buf, size_t len, off_t off);
 /* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
 int fsx_read_all(const char *path, char **out, size_t *len);
 int fsx_mkdir_p(const char *path, mode_t mode);
@@ -30,7 +32,5 @@ int fsx_rename_durable(const char *from, const char *to);
 
 /* SHA-256 of a file's whole content. */
 int fsx_sha256_file(const char *path, unsigned char out[FSX_SHA256_LEN], uint64_t *size);
-/* Lower-case hex of n bytes into out (2n+1 bytes). */
-void fsx_hex(const unsigned char *in, size_t n, char *out);
 
 #endif

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "hex.h"
 #include "livedb.h"
 #include "log.h"
 #include "manifest.h"
@@ -300,7 +301,7 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 		*stop = !count_failure(c, cc, d, msg, gone);
 		return;
 	}
-	fsx_hex(sha, sizeof(sha), hex);
+	hex_encode(sha, sizeof(sha), hex);
 	int64_t seq = 0;
 	rc = livedb_apply(db, d->path, d->name, hex, &seq, msg, sizeof(msg));
 	pthread_mutex_lock(&c->mu);

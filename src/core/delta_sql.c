@@ -120,21 +120,10 @@ int delta_live_fault(int rc)
 	case SQLITE_TOOBIG:
 	case SQLITE_RANGE:
 		return 1;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_INTERRUPT:
-		return -EINTR;
 	case SQLITE_ERROR:
 		return DELTA_RETRY;
 	default:
-		return -EIO;
+		return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 	}
 }
 

@@ -80,35 +80,6 @@ static void say(char *buf, size_t len, const char *fmt, ...)
 			*p = ' ';
 }
 
-static int sqlite_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-		return 0;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	case SQLITE_NOTADB:
-	case SQLITE_CORRUPT:
-		return -EINVAL;
-	case SQLITE_INTERRUPT:
-		return -EINTR;
-	default:
-		return -EIO;
-	}
-}
-
 /* Runs sql on db; on failure says what failed into err and returns a negative errno. */
 static int run(sqlite3 *db, const char *sql, const char *what, const char *path, char *err, size_t len)
 {
@@ -119,7 +90,7 @@ static int run(sqlite3 *db, const char *sql, const char *what, const char *path,
 	rc = sqlite3_extended_errcode(db);
 	say(err, len, "%s (%s): %s", what, path, msg ? msg : sqlite3_errstr(rc));
 	sqlite3_free(msg);
-	return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+	return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 }
 
 int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *diag, livedb **out, char *err,
@@ -144,7 +115,7 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 	if (rc != SQLITE_OK) {
 		say(err, len, "open live database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);
-		return sqlite_errno(rc);
+		return sqlh_errno(rc);
 	}
 	sqlite3_busy_timeout(db, LIVEDB_BUSY_MS);
 	/* Hardened as every connection: live has no triggers nor views of its own, and attaches untrusted files. */
@@ -159,7 +130,7 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 			rc = sqlite3_step(st);
 		if (rc != SQLITE_ROW) {
 			say(err, len, "set WAL mode on %s: %s", path, sqlite3_errmsg(db));
-			r = sqlite_errno(sqlite3_extended_errcode(db));
+			r = sqlh_errno(sqlite3_extended_errcode(db));
 			r = r ? r : -EIO;
 		} else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
 			say(err, len, "set WAL mode on %s: got journal_mode %s", path,
@@ -243,7 +214,7 @@ static int ledger_has(livedb *l, const char *sha, int64_t *seq, char *msg, size_
 		r = 1;
 	} else if (rc != SQLITE_DONE) {
 		say(msg, len, "read the ledger of %s: %s", l->path, sqlite3_errmsg(l->db));
-		r = sqlite_errno(sqlite3_extended_errcode(l->db));
+		r = sqlh_errno(sqlite3_extended_errcode(l->db));
 		r = r ? r : -EIO;
 	}
 	sqlite3_finalize(st);
@@ -266,7 +237,7 @@ static int ledger_add(livedb *l, const char *sha, const char *name, int64_t *seq
 		*seq = sqlite3_last_insert_rowid(l->db);
 	if (rc != SQLITE_DONE) {
 		say(msg, len, "write the ledger row of %s: %s", name, sqlite3_errmsg(l->db));
-		r = sqlite_errno(sqlite3_extended_errcode(l->db));
+		r = sqlh_errno(sqlite3_extended_errcode(l->db));
 		r = r ? r : -EIO;
 	}
 	sqlite3_finalize(st);
@@ -319,7 +290,7 @@ int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n
 				    -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		diag_say(&db->diag, LOG_ERR, "live database %s: read the ledger: %s", db->path, sqlite3_errmsg(db->db));
-		return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+		return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 	}
 	sqlite3_bind_int64(st, 1, after);
 	livedb_entry *v = NULL;
@@ -350,7 +321,7 @@ int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n
 			rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db->db));
 		sqlite3_finalize(st);
 		livedb_entries_free(v, cnt);
-		return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+		return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 	}
 	sqlite3_finalize(st);
 	*out = v;
@@ -380,7 +351,7 @@ static int ledger_max(sqlite3 *db, const char *path, int64_t *out, char *err, si
 	say(err, len, "database %s: read the ledger: %s", path, sqlite3_errmsg(db));
 	rc = sqlite3_extended_errcode(db);
 	sqlite3_finalize(st);
-	return sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+	return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 }
 
 int livedb_ledger_max(livedb *db, int64_t *out)
@@ -460,7 +431,7 @@ int livedb_close(livedb *db, char *err, size_t len)
 			close_fail(db, &ret, err, len, -EIO, "wal_checkpoint(TRUNCATE) checkpointed %d of %d frames",
 				   done, frames);
 	} else {
-		close_fail(db, &ret, err, len, sqlite_errno(rc) ? sqlite_errno(rc) : -EIO,
+		close_fail(db, &ret, err, len, sqlh_errno(rc) ? sqlh_errno(rc) : -EIO,
 			   "wal_checkpoint(TRUNCATE): %s", sqlite3_errmsg(s));
 	}
 	sqlite3_finalize(st);

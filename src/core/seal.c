@@ -71,6 +71,7 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "hex.h"
 #include "manifest.h"
 #include "mono.h"
 #include "sqlh.h"
@@ -163,23 +164,6 @@ static void *seal_hasher_run(void *arg)
 	return NULL;
 }
 
-static int seal_write_full(int fd, const void *buf, size_t len, off_t off)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 /* Copies [off, off+want) by read/write: for file systems without copy_file_range. */
 static ssize_t seal_copy_slow(int in, int out, uint64_t off, size_t want, unsigned char **buf)
 {
@@ -192,7 +176,7 @@ static ssize_t seal_copy_slow(int in, int out, uint64_t off, size_t want, unsign
 		n = pread(in, *buf, want < SEAL_CHUNK ? want : SEAL_CHUNK, (off_t)off);
 	while (n < 0 && errno == EINTR);
 	if (n > 0) {
-		int rc = seal_write_full(out, *buf, (size_t)n, (off_t)off);
+		int rc = fsx_pwrite_full(out, *buf, (size_t)n, (off_t)off);
 		if (rc < 0) {
 			errno = -rc;
 			return -1;
@@ -436,7 +420,7 @@ static int seal_write_manifest(const char *path, const char *text, size_t n, boo
 	if (fd < 0)
 		return -errno;
 	*created = true;
-	int rc = seal_write_full(fd, text, n, 0);
+	int rc = fsx_pwrite_full(fd, text, n, 0);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
@@ -535,7 +519,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	if (rc < 0)
 		goto out;
 	res->size = size;
-	fsx_hex(h.sha, FSX_SHA256_LEN, res->sha256);
+	hex_encode(h.sha, FSX_SHA256_LEN, res->sha256);
 
 	struct manifest m = {
 		.collection = req->collection,

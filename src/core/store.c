@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "hex.h"
 #include "sbuf.h"
 
 const char *const store_coll_subdirs[5] = {"incoming", "queue", "staging", "snapshots", "rejected"};
@@ -121,7 +122,7 @@ static int instance_new(char *out)
 	unsigned char r[STORE_INSTANCE_LEN / 2];
 	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
 		return errno ? -errno : -EIO;
-	fsx_hex(r, sizeof(r), out);
+	hex_encode(r, sizeof(r), out);
 	return 0;
 }
 

@@ -9,6 +9,7 @@
  * numbers) are enforced here, once, for every document.
  */
 #include "s3_xml.h"
+#include "hex.h"
 #include "xalloc.h"
 
 #include "sbuf.h"
@@ -293,17 +294,6 @@ int s3xml_parse_time(const char *s, time_t *out)
 	return 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Percent-decodes s in place (encoding-type=url: '+' is a space, as in
  * a form). -EINVAL on a malformed escape or a decoded NUL.
@@ -313,7 +303,7 @@ static int url_decode(char *s)
 	char *o = s;
 	for (char *p = s; *p; p++) {
 		if (*p == '%') {
-			int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+			int hi = hex_value(p[1]), lo = hi < 0 ? -1 : hex_value(p[2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 				return -EINVAL;
 			*o++ = (char)(hi << 4 | lo);

@@ -16,6 +16,7 @@
 #include "errbuf.h"
 #include "xalloc.h"
 #include "fsx.h"
+#include "hex.h"
 #include "sbuf.h"
 
 #include <errno.h>
@@ -120,17 +121,6 @@ static char lower(char c)
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void uri_encode_to(sbuf *b, const char *s, size_t len, bool keep_slash)
 {
 	static const char digits[] = "0123456789ABCDEF";
@@ -161,7 +151,7 @@ static int sha256_hex(const void *data, size_t len, char out[SIGV4_SHA256_HEX_LE
 		out[0] = '\0';
 		return -EIO;
 	}
-	fsx_hex(md, 32, out);
+	hex_encode(md, 32, out);
 	return 0;
 }
 
@@ -366,8 +356,8 @@ static int uri_decode_to(sbuf *out, const char *s, size_t len, const char *whole
 			sbuf_add(out, &s[i], 1);
 			continue;
 		}
-		int hi = i + 1 < len ? hexval((unsigned char)s[i + 1]) : -1;
-		int lo = i + 2 < len ? hexval((unsigned char)s[i + 2]) : -1;
+		int hi = i + 1 < len ? hex_value((unsigned char)s[i + 1]) : -1;
+		int lo = i + 2 < len ? hex_value((unsigned char)s[i + 2]) : -1;
 		if (hi < 0 || lo < 0) {
 			/* Offset only: a presigned query may hold a session token. */
 			seterr(err, errlen,
@@ -577,7 +567,7 @@ static int compute_signature(const sigv4_signer *s, const char *date, const char
 	if (rc == 0)
 		rc = hmac(k, sizeof(k), sts, sig, err, errlen);
 	if (rc == 0)
-		fsx_hex(sig, sizeof(sig), out);
+		hex_encode(sig, sizeof(sig), out);
 	OPENSSL_cleanse(k, sizeof(k));
 	return rc;
 }

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "hex.h"
 #include "layout.h"
 #include "ctl.h"
 #include "jread.h"
@@ -152,7 +153,7 @@ static int ctl_verify(const char *dir)
 		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, dbpath, strerror(-rc));
 		return CTL_FAIL;
 	}
-	fsx_hex(raw, sizeof(raw), sha);
+	hex_encode(raw, sizeof(raw), sha);
 	if (size != msize) {
 		fprintf(stderr, "snapfs-ctl: verify %s: %s is %" PRIu64 " bytes, the manifest says %" PRIu64 "\n",
 			dir, dbpath, size, msize);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "hex.h"
 #include "log.h"
 #include "mono.h"
 #include "rfc3339.h"
@@ -156,7 +157,7 @@ static void *upl_hash_main(void *arg)
 	unsigned char sha[FSX_SHA256_LEN];
 	unsigned len = 0;
 	EVP_DigestFinal_ex(md, sha, &len);
-	fsx_hex(sha, FSX_SHA256_LEN, h->hex);
+	hex_encode(sha, FSX_SHA256_LEN, h->hex);
 	h->size = off;
 out:
 	EVP_MD_CTX_free(md);

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "hex.h"
 #include "log.h"
 #include "mono.h"
 
@@ -245,7 +246,7 @@ static void upl_make_owner(upl *u)
 	}
 	if (ufd >= 0)
 		close(ufd);
-	fsx_hex(rnd, sizeof(rnd), rhex);
+	hex_encode(rnd, sizeof(rnd), rhex);
 	snprintf(u->owner, sizeof(u->owner), "%s/%ld/%s", u->host_id, (long)getpid(), rhex);
 	srand((unsigned)getpid() ^ (unsigned)rnd[0] << 8 ^ (unsigned)rnd[1] << 16);
 }

@@ -57,11 +57,11 @@ int fsx_fsync_parent(const char *path)
 	return fsx_fsync_dir(dir);
 }
 
-static int fsx_write_full(int fd, const void *buf, size_t len)
+int fsx_pwrite_full(int fd, const void *buf, size_t len, off_t off)
 {
 	const char *p = buf;
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = pwrite(fd, p, len, off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -69,6 +69,7 @@ static int fsx_write_full(int fd, const void *buf, size_t len)
 		}
 		p += n;
 		len -= (size_t)n;
+		off += n;
 	}
 	return 0;
 }
@@ -81,7 +82,7 @@ int fsx_write_atomic(const char *path, const void *buf, size_t len)
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	int rc = fsx_write_full(fd, buf, len);
+	int rc = fsx_pwrite_full(fd, buf, len, 0);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
@@ -203,16 +204,6 @@ int fsx_rename_durable(const char *from, const char *to)
 	if (rc == 0 && strcmp(a, b) != 0)
 		rc = fsx_fsync_dir(a);
 	return rc;
-}
-
-void fsx_hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 int fsx_sha256_file(const char *path, unsigned char out[FSX_SHA256_LEN], uint64_t *size)
