@@ -13,5 +13,7 @@
 
 void errbuf_set(char *err, size_t len, const char *prefix, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Formats into err as one line: control characters become spaces (reasons, SQLite messages). */
+void errbuf_line(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

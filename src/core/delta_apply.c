@@ -37,7 +37,7 @@ static int exec_live(sqlite3 *live, const char *sql, char *err, size_t len, cons
 	if (rc == SQLITE_OK)
 		return 0;
 	char q[QN];
-	delta_put(err, len, "%s %s: %s", what, delta_qname(q, table), msg ? msg : sqlite3_errmsg(live));
+	errbuf_line(err, len, "%s %s: %s", what, delta_qname(q, table), msg ? msg : sqlite3_errmsg(live));
 	sqlite3_free(msg);
 	return delta_live_fault(sqlite3_extended_errcode(live));
 }
@@ -167,7 +167,7 @@ int delta_detach(sqlite3 *live, char *err, size_t len)
 	int rc = sqlite3_exec(live, "DETACH " ATTACHED, NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
 		return 0;
-	delta_put(err, len, "detach the delta: %s", msg ? msg : sqlite3_errmsg(live));
+	errbuf_line(err, len, "detach the delta: %s", msg ? msg : sqlite3_errmsg(live));
 	sqlite3_free(msg);
 	return delta_live_fault(rc) < 0 ? delta_live_fault(rc) : -EBUSY;
 }
@@ -179,7 +179,7 @@ static int list_tables(sqlite3 *live, char ***up, size_t *nup, char ***del, size
 	int rc = sqlite3_prepare_v2(live, "SELECT name FROM " ATTACHED ".sqlite_schema WHERE type = 'table' ORDER BY rowid",
 				    -1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		delta_put(err, len, "list the delta's tables: %s", sqlite3_errmsg(live));
+		errbuf_line(err, len, "list the delta's tables: %s", sqlite3_errmsg(live));
 		return delta_live_fault(rc);
 	}
 	size_t cap = 0;
@@ -202,7 +202,7 @@ static int list_tables(sqlite3 *live, char ***up, size_t *nup, char ***del, size
 	}
 	int e = rc == SQLITE_DONE ? 0 : delta_live_fault(sqlite3_extended_errcode(live));
 	if (e)
-		delta_put(err, len, "list the delta's tables: %s", sqlite3_errmsg(live));
+		errbuf_line(err, len, "list the delta's tables: %s", sqlite3_errmsg(live));
 	sqlite3_finalize(st);
 	return e;
 }
@@ -220,7 +220,7 @@ static int describe(sqlite3 *live, const char *schema, const char *name, struct 
 	if (rc == SQLITE_OK)
 		return 0;
 	char q[QN];
-	delta_put(err, len, "describe %s.%s: %s", schema, delta_qname(q, name), sqlite3_errmsg(live));
+	errbuf_line(err, len, "describe %s.%s: %s", schema, delta_qname(q, name), sqlite3_errmsg(live));
 	return delta_live_fault(rc);
 }
 
@@ -229,11 +229,11 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 	if (len)
 		err[0] = '\0';
 	if (sqlite3_get_autocommit(live)) {
-		delta_put(err, len, "merge %s: no transaction is open on the live database", path);
+		errbuf_line(err, len, "merge %s: no transaction is open on the live database", path);
 		return -EINVAL;
 	}
 	if (sqlite3_db_filename(live, ATTACHED)) {
-		delta_put(err, len, "merge %s: a delta is still attached (delta_detach was not called)", path);
+		errbuf_line(err, len, "merge %s: a delta is still attached (delta_detach was not called)", path);
 		return -EBUSY;
 	}
 	sbuf uri = SBUF_INIT;
@@ -245,7 +245,7 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 		rc = sqlite3_step(st);
 	}
 	if (rc != SQLITE_DONE) {
-		delta_put(err, len, "attach %s: %s", path, sqlite3_errmsg(live));
+		errbuf_line(err, len, "attach %s: %s", path, sqlite3_errmsg(live));
 		sqlite3_finalize(st);
 		sbuf_free(&uri);
 		int e = delta_live_fault(rc);
@@ -255,7 +255,7 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 	sbuf_free(&uri);
 	/* A live connection opened without SQLITE_OPEN_URI would have read the URI as a file name. */
 	if (sqlite3_db_readonly(live, ATTACHED) != 1) {
-		delta_put(err, len, "attach %s: not attached read-only; open the live database with SQLITE_OPEN_URI", path);
+		errbuf_line(err, len, "attach %s: not attached read-only; open the live database with SQLITE_OPEN_URI", path);
 		return -EINVAL;
 	}
 
@@ -269,7 +269,7 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 		r = describe(live, ATTACHED, up[i], &dt[i], err, len);
 		if (!r && !dt[i].npk) {
 			char q[QN];
-			delta_put(err, len, "table %s has no PRIMARY KEY", delta_qname(q, up[i]));
+			errbuf_line(err, len, "table %s has no PRIMARY KEY", delta_qname(q, up[i]));
 			r = 1; /* delta_check rejects this first */
 		}
 		if (!r)
@@ -292,7 +292,7 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 		else if (!r) {
 			char q[QN];
 			char q2[QN];
-			delta_put(err, len, "deletion table %s: no keyed table %s in the collection", delta_qname(q, del[i]),
+			errbuf_line(err, len, "deletion table %s: no keyed table %s in the collection", delta_qname(q, del[i]),
 			    delta_qname(q2, target));
 			r = 1;
 		}

@@ -59,7 +59,7 @@ static int live_encoding(sqlite3 *live, char *reason, size_t len)
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_OK) {
-		delta_put(reason, len, "read the live database's encoding: %s", sqlite3_errmsg(live));
+		errbuf_line(reason, len, "read the live database's encoding: %s", sqlite3_errmsg(live));
 		sqlite3_finalize(st);
 		return delta_live_fault(rc) < 0 ? delta_live_fault(rc) : -EIO;
 	}
@@ -83,56 +83,56 @@ static int check_header(sqlite3 *live, const char *path, uint32_t *npages, char 
 	if (fd < 0) {
 		int e = errno;
 		if (e == ELOOP) {
-			delta_put(reason, len, "is a symbolic link, not a delta file");
+			errbuf_line(reason, len, "is a symbolic link, not a delta file");
 			return 1;
 		}
-		delta_put(reason, len, "open %s: %s", path, strerror(e));
+		errbuf_line(reason, len, "open %s: %s", path, strerror(e));
 		return DELTA_RETRY;
 	}
 	struct stat st;
 	unsigned char h[100];
 	if (fstat(fd, &st) < 0) {
 		int e = errno;
-		delta_put(reason, len, "stat %s: %s", path, strerror(e));
+		errbuf_line(reason, len, "stat %s: %s", path, strerror(e));
 		close(fd);
 		return DELTA_RETRY;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		delta_put(reason, len, "not a regular file");
+		errbuf_line(reason, len, "not a regular file");
 		return 1;
 	}
 	long long size = (long long)st.st_size;
 	if (size == 0) {
 		close(fd);
-		delta_put(reason, len, "empty: file is 0 bytes");
+		errbuf_line(reason, len, "empty: file is 0 bytes");
 		return 1;
 	}
 	if (size < (long long)sizeof(h)) {
 		close(fd);
-		delta_put(reason, len, "not a SQLite database: file is %lld bytes, shorter than the 100-byte header", size);
+		errbuf_line(reason, len, "not a SQLite database: file is %lld bytes, shorter than the 100-byte header", size);
 		return 1;
 	}
 	ssize_t n = pread(fd, h, sizeof(h), 0);
 	int e = errno;
 	close(fd);
 	if (n != (ssize_t)sizeof(h)) {
-		delta_put(reason, len, "read the header of %s: %s", path, n < 0 ? strerror(e) : "short read");
+		errbuf_line(reason, len, "read the header of %s: %s", path, n < 0 ? strerror(e) : "short read");
 		return DELTA_RETRY;
 	}
 	if (memcmp(h, "SQLite format 3", 16) != 0) {
-		delta_put(reason, len, "not a SQLite database: the file does not start with \"SQLite format 3\"");
+		errbuf_line(reason, len, "not a SQLite database: the file does not start with \"SQLite format 3\"");
 		return 1;
 	}
 	uint32_t ps = be16(h + 16);
 	if (ps == 1)
 		ps = 65536;
 	if (ps < 512 || ps > 65536 || (ps & (ps - 1))) {
-		delta_put(reason, len, "corrupt header: page size %u is not a power of two between 512 and 65536", ps);
+		errbuf_line(reason, len, "corrupt header: page size %u is not a power of two between 512 and 65536", ps);
 		return 1;
 	}
 	if (h[18] < 1 || h[18] > 2 || h[19] < 1 || h[19] > 2) {
-		delta_put(reason, len, "unsupported file format (write version %u, read version %u)", h[18], h[19]);
+		errbuf_line(reason, len, "unsupported file format (write version %u, read version %u)", h[18], h[19]);
 		return 1;
 	}
 	/* The in-header page count is valid when the change counter matches "version-valid-for". */
@@ -140,17 +140,17 @@ static int check_header(sqlite3 *live, const char *path, uint32_t *npages, char 
 	if (pages != 0 && memcmp(h + 24, h + 92, 4) == 0) {
 		long long want = (long long)ps * pages;
 		if (size < want) {
-			delta_put(reason, len, "truncated: file is %lld bytes but its header says %u pages of %u", size, pages,
+			errbuf_line(reason, len, "truncated: file is %lld bytes but its header says %u pages of %u", size, pages,
 			    ps);
 			return 1;
 		}
 		if (size > want) {
-			delta_put(reason, len, "size mismatch: file is %lld bytes but its header says %u pages of %u", size,
+			errbuf_line(reason, len, "size mismatch: file is %lld bytes but its header says %u pages of %u", size,
 			    pages, ps);
 			return 1;
 		}
 	} else if (size % ps) {
-		delta_put(reason, len, "truncated: file is %lld bytes, not a whole number of %u-byte pages", size, ps);
+		errbuf_line(reason, len, "truncated: file is %lld bytes, not a whole number of %u-byte pages", size, ps);
 		return 1;
 	}
 	*npages = (uint32_t)(size / ps);
@@ -161,7 +161,7 @@ static int check_header(sqlite3 *live, const char *path, uint32_t *npages, char 
 		if (lenc < 0)
 			return lenc;
 		if (lenc != 0 && (uint32_t)lenc != enc) {
-			delta_put(reason, len, "text encoding %s differs from the collection's %s", encoding_name(enc),
+			errbuf_line(reason, len, "text encoding %s differs from the collection's %s", encoding_name(enc),
 			    encoding_name((uint32_t)lenc));
 			return 1;
 		}
@@ -269,7 +269,7 @@ static int reject(struct check *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	delta_put(c->reason, c->len, "%s", buf);
+	errbuf_line(c->reason, c->len, "%s", buf);
 	return 1;
 }
 
@@ -281,13 +281,13 @@ static int delta_error(struct check *c, int rc, const char *what)
 			      "snapfs(8))",
 			      what, (unsigned long long)(c->budget * DELTA_STEPS));
 	if ((rc & 0xff) == SQLITE_INTERRUPT) {
-		delta_put(c->reason, c->len, "%s: stopped (snapfs is shutting down)", what);
+		errbuf_line(c->reason, c->len, "%s: stopped (snapfs is shutting down)", what);
 		return -ECANCELED;
 	}
 	if ((rc & 0xff) == SQLITE_NOMEM || (rc & 0xff) == SQLITE_TOOBIG)
 		return reject(c, "%s: %s: the delta exceeds what its checks may use (see LIMITS in snapfs(8))", what,
 			      sqlite3_errmsg(c->d));
-	delta_put(c->reason, c->len, "%s: %s", what, sqlite3_errmsg(c->d));
+	errbuf_line(c->reason, c->len, "%s: %s", what, sqlite3_errmsg(c->d));
 	return delta_file_fault(rc);
 }
 
@@ -311,7 +311,7 @@ static int check_progress(void *arg)
 /* An error reading live: never the delta's fault. */
 static int live_error(struct check *c, int rc, const char *what)
 {
-	delta_put(c->reason, c->len, "%s in the live database: %s", what, sqlite3_errmsg(c->live));
+	errbuf_line(c->reason, c->len, "%s in the live database: %s", what, sqlite3_errmsg(c->live));
 	int e = delta_live_fault(rc);
 	return e < 0 ? e : -EIO;
 }
@@ -671,7 +671,7 @@ int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, ch
 	 * check's own failure rather than logged.
 	 */
 	if (sqlite3_close(c.d) != SQLITE_OK) {
-		delta_put(reason, len, "closing the check connection of %s failed: %s", path, sqlite3_errmsg(c.d));
+		errbuf_line(reason, len, "closing the check connection of %s failed: %s", path, sqlite3_errmsg(c.d));
 		sqlite3_close_v2(c.d);
 		return r < 0 ? r : -EIO;
 	}

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <sqlite3.h>
 
+#include "errbuf.h"
 #include "sbuf.h"
 
 #define DELTA_DELETE_PREFIX "_snapfs_delete_"
@@ -47,8 +48,6 @@ struct table {
 	char kind[16]; /* table_list type: "table", "view", "virtual", "shadow" */
 };
 
-/* Formats into buf, then makes it one line: control characters become spaces. */
-void delta_put(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* name as "name" for a reason: quotes escaped, control characters '?', long names cut. */
 const char *delta_qname(char q[QN], const char *name);
 /* Appends name as a SQL identifier: "name" with embedded quotes doubled. */

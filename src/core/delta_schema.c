@@ -127,7 +127,7 @@ static bool default_is_literal(const char *t)
 
 static int sdb_error(sqlite3 *d, int rc, const char *what, char *reason, size_t len)
 {
-	delta_put(reason, len, "%s: %s", what, sqlite3_errmsg(d));
+	errbuf_line(reason, len, "%s: %s", what, sqlite3_errmsg(d));
 	return delta_file_fault(rc);
 }
 
@@ -147,7 +147,7 @@ static int table_columns(sqlite3 *d, const char *t, size_t *ncol, char *reason, 
 		const char *dflt = (const char *)sqlite3_column_text(st, 1);
 		(*ncol)++;
 		if (dflt && !default_is_literal(dflt)) {
-			delta_put(reason, len,
+			errbuf_line(reason, len,
 				  "table %s column %s has a DEFAULT expression: deltas may not carry expressions "
 				  "(a literal default is fine)",
 				  delta_qname(q, t), delta_qname(q2, col));
@@ -159,7 +159,7 @@ static int table_columns(sqlite3 *d, const char *t, size_t *ncol, char *reason, 
 				   SQLITE_OK &&
 		    !builtin_collation(coll)) {
 			char q3[QN];
-			delta_put(reason, len,
+			errbuf_line(reason, len,
 				  "table %s column %s uses collation %s: deltas may use only BINARY, NOCASE and RTRIM",
 				  delta_qname(q, t), delta_qname(q2, col), delta_qname(q3, coll));
 			r = 1;
@@ -190,7 +190,7 @@ static int table_indexes(sqlite3 *d, const char *t, size_t *nidx, char *reason, 
 		const char *idx = (const char *)sqlite3_column_text(il, 0);
 		(*nidx)++;
 		if (sqlite3_column_int(il, 1)) {
-			delta_put(reason, len, "index %s on table %s is a partial index (WHERE): deltas may not carry expressions",
+			errbuf_line(reason, len, "index %s on table %s is a partial index (WHERE): deltas may not carry expressions",
 				  delta_qname(q, idx), delta_qname(q2, t));
 			r = 1;
 			break;
@@ -200,12 +200,12 @@ static int table_indexes(sqlite3 *d, const char *t, size_t *nidx, char *reason, 
 		while (!r && (rc = sqlite3_step(ix)) == SQLITE_ROW) {
 			const char *coll = (const char *)sqlite3_column_text(ix, 1);
 			if (sqlite3_column_int(ix, 0) == -2) {
-				delta_put(reason, len,
+				errbuf_line(reason, len,
 					  "index %s on table %s indexes an expression: deltas may not carry expressions",
 					  delta_qname(q, idx), delta_qname(q2, t));
 				r = 1;
 			} else if (!builtin_collation(coll)) {
-				delta_put(reason, len,
+				errbuf_line(reason, len,
 					  "index %s on table %s uses collation %s: deltas may use only BINARY, NOCASE and "
 					  "RTRIM",
 					  delta_qname(q, idx), delta_qname(q2, t), delta_qname(q3, coll));
@@ -242,12 +242,12 @@ int delta_schema_bounds(sqlite3 *d, char *reason, size_t len)
 		if (!o.type || !o.name || strcmp(o.type, "table") || delta_has_prefix(o.name, DELTA_SQLITE_PREFIX))
 			continue; /* indexes are counted with their table; other kinds are delta_check's */
 		if (++ntables > DELTA_MAX_TABLES) {
-			delta_put(reason, len, "has more than %d tables (see LIMITS in snapfs(8))", DELTA_MAX_TABLES);
+			errbuf_line(reason, len, "has more than %d tables (see LIMITS in snapfs(8))", DELTA_MAX_TABLES);
 			r = 1;
 			break;
 		}
 		if (sql_has_keyword(o.sql, "CHECK")) {
-			delta_put(reason, len, "table %s has a CHECK constraint: deltas may not carry expressions",
+			errbuf_line(reason, len, "table %s has a CHECK constraint: deltas may not carry expressions",
 				  delta_qname(q, o.name));
 			r = 1;
 			break;
@@ -258,12 +258,12 @@ int delta_schema_bounds(sqlite3 *d, char *reason, size_t len)
 		if (!r)
 			r = table_indexes(d, o.name, &nindexes, reason, len);
 		if (!r && ncolumns > DELTA_MAX_COLUMNS) {
-			delta_put(reason, len, "has more than %d columns in all its tables (see LIMITS in snapfs(8))",
+			errbuf_line(reason, len, "has more than %d columns in all its tables (see LIMITS in snapfs(8))",
 				  DELTA_MAX_COLUMNS);
 			r = 1;
 		}
 		if (!r && nindexes > DELTA_MAX_INDEXES) {
-			delta_put(reason, len, "has more than %d indexes (see LIMITS in snapfs(8))", DELTA_MAX_INDEXES);
+			errbuf_line(reason, len, "has more than %d indexes (see LIMITS in snapfs(8))", DELTA_MAX_INDEXES);
 			r = 1;
 		}
 	}

@@ -24,20 +24,6 @@
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */
 
-/* Formats into buf, then makes it one line: control characters become spaces. */
-void delta_put(char *buf, size_t len, const char *fmt, ...)
-{
-	if (!len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-	for (unsigned char *p = (unsigned char *)buf; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-}
-
 /*
  * Writes name into q (QN bytes) as "name": '"' and '\' are escaped,
  * control characters become '?', and a long name is cut with "...".
@@ -162,7 +148,7 @@ int delta_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
 	char *msg = NULL;
 	rc = sqlite3_exec(db, "PRAGMA cell_size_check=ON; PRAGMA mmap_size=0;", NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
-		delta_put(err, len, "configure read-only connection to %s: %s", path, msg ? msg : sqlite3_errstr(rc));
+		errbuf_line(err, len, "configure read-only connection to %s: %s", path, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		sqlite3_close(db);
 		return delta_file_fault(rc) < 0 ? delta_file_fault(rc) : -EIO;

@@ -22,6 +22,7 @@
 #include "delta.h"
 #include "sqlh.h"
 #include "diag.h"
+#include "errbuf.h"
 #include "sbuf.h"
 
 #include <errno.h>
@@ -65,21 +66,6 @@ static const char ledger_sql[] = "CREATE TABLE IF NOT EXISTS _snapfs_ledger ("
 				 " name TEXT NOT NULL,"
 				 " applied_at INTEGER NOT NULL)";
 
-/* Formats into buf as one line (control characters become spaces). */
-static void say(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *buf, size_t len, const char *fmt, ...)
-{
-	if (!buf || !len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-	for (unsigned char *p = (unsigned char *)buf; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			*p = ' ';
-}
-
 /* Runs sql on db; on failure says what failed into err and returns a negative errno. */
 static int run(sqlite3 *db, const char *sql, const char *what, const char *path, char *err, size_t len)
 {
@@ -88,7 +74,7 @@ static int run(sqlite3 *db, const char *sql, const char *what, const char *path,
 	if (rc == SQLITE_OK)
 		return 0;
 	rc = sqlite3_extended_errcode(db);
-	say(err, len, "%s (%s): %s", what, path, msg ? msg : sqlite3_errstr(rc));
+	errbuf_line(err, len, "%s (%s): %s", what, path, msg ? msg : sqlite3_errstr(rc));
 	sqlite3_free(msg);
 	return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 }
@@ -113,7 +99,7 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 				 NULL);
 	sbuf_free(&name);
 	if (rc != SQLITE_OK) {
-		say(err, len, "open live database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		errbuf_line(err, len, "open live database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);
 		return sqlh_errno(rc);
 	}
@@ -129,11 +115,11 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 		if (rc == SQLITE_OK)
 			rc = sqlite3_step(st);
 		if (rc != SQLITE_ROW) {
-			say(err, len, "set WAL mode on %s: %s", path, sqlite3_errmsg(db));
+			errbuf_line(err, len, "set WAL mode on %s: %s", path, sqlite3_errmsg(db));
 			r = sqlh_errno(sqlite3_extended_errcode(db));
 			r = r ? r : -EIO;
 		} else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
-			say(err, len, "set WAL mode on %s: got journal_mode %s", path,
+			errbuf_line(err, len, "set WAL mode on %s: got journal_mode %s", path,
 			    (const char *)sqlite3_column_text(st, 0));
 			r = -EIO;
 		}
@@ -152,7 +138,7 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 	if (!l || !(l->path = strdup(path))) {
 		free(l);
 		sqlite3_close(db);
-		say(err, len, "open live database %s: out of memory", path);
+		errbuf_line(err, len, "open live database %s: out of memory", path);
 		return -ENOMEM;
 	}
 	l->db = db;
@@ -193,7 +179,7 @@ static int detach(livedb *l, char *msg, size_t len, int ret)
 	diag_say(&l->diag, LOG_ERR, "live database %s: %s", l->path, err);
 	if (ret < 0)
 		return ret;
-	say(msg, len, "%s", err);
+	errbuf_line(msg, len, "%s", err);
 	return r;
 }
 
@@ -209,11 +195,11 @@ static int ledger_has(livedb *l, const char *sha, int64_t *seq, char *msg, size_
 	int r = 0;
 	if (rc == SQLITE_ROW) {
 		*seq = sqlite3_column_int64(st, 0);
-		say(msg, len, "already applied: ledger seq %lld, delta %s", (long long)*seq,
+		errbuf_line(msg, len, "already applied: ledger seq %lld, delta %s", (long long)*seq,
 		    (const char *)sqlite3_column_text(st, 1));
 		r = 1;
 	} else if (rc != SQLITE_DONE) {
-		say(msg, len, "read the ledger of %s: %s", l->path, sqlite3_errmsg(l->db));
+		errbuf_line(msg, len, "read the ledger of %s: %s", l->path, sqlite3_errmsg(l->db));
 		r = sqlh_errno(sqlite3_extended_errcode(l->db));
 		r = r ? r : -EIO;
 	}
@@ -236,7 +222,7 @@ static int ledger_add(livedb *l, const char *sha, const char *name, int64_t *seq
 	if (rc == SQLITE_DONE)
 		*seq = sqlite3_last_insert_rowid(l->db);
 	if (rc != SQLITE_DONE) {
-		say(msg, len, "write the ledger row of %s: %s", name, sqlite3_errmsg(l->db));
+		errbuf_line(msg, len, "write the ledger row of %s: %s", name, sqlite3_errmsg(l->db));
 		r = sqlh_errno(sqlite3_extended_errcode(l->db));
 		r = r ? r : -EIO;
 	}
@@ -251,7 +237,7 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 		msg[0] = '\0';
 	*seq = 0;
 	if (!is_sha256_hex(sha256_hex) || !delta_name || !delta_path) {
-		say(msg, len, "apply %s: sha256 must be 64 lower-case hex digits", delta_name ? delta_name : "(null)");
+		errbuf_line(msg, len, "apply %s: sha256 must be 64 lower-case hex digits", delta_name ? delta_name : "(null)");
 		return -EINVAL;
 	}
 	/* IMMEDIATE: take the write lock now, so nothing between the ledger check and the commit can be busy. */
@@ -348,7 +334,7 @@ static int ledger_max(sqlite3 *db, const char *path, int64_t *out, char *err, si
 		sqlite3_finalize(st);
 		return 0;
 	}
-	say(err, len, "database %s: read the ledger: %s", path, sqlite3_errmsg(db));
+	errbuf_line(err, len, "database %s: read the ledger: %s", path, sqlite3_errmsg(db));
 	rc = sqlite3_extended_errcode(db);
 	sqlite3_finalize(st);
 	return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
@@ -389,7 +375,7 @@ static int close_fail(livedb *l, int *ret, char *err, size_t len, int code, cons
 	va_end(ap);
 	diag_say(&l->diag, LOG_ERR, "close live database %s: %s", l->path, buf);
 	if (*ret == 0) {
-		say(err, len, "close live database %s: %s", l->path, buf);
+		errbuf_line(err, len, "close live database %s: %s", l->path, buf);
 		*ret = code;
 	}
 	return code;
