@@ -5,6 +5,7 @@
 #include "delta.h"
 #include "fsx.h"
 #include "sbuf.h"
+#include "dbtest.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -17,45 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char dir[PATH_MAX];
-
-/* Paths in the test directory; a few rotating buffers so two can be live at once. */
-static const char *at(const char *name)
-{
-	static char buf[4][PATH_MAX];
-	static int i;
-	i = (i + 1) % 4;
-	if (snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name) >= (int)sizeof(buf[i]))
-		exit(2);
-	return buf[i];
-}
-
-static void exec_or_die(sqlite3 *db, const char *sql)
-{
-	char *msg = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		fprintf(stderr, "setup SQL failed: %s\n  in: %s\n", msg, sql);
-		exit(2);
-	}
-}
-
-/* A fresh delta file at path holding what sql makes. */
-static void mkdb(const char *path, const char *sql)
-{
-	unlink(path);
-	sqlite3 *db = NULL;
-	if (sqlite3_open(path, &db) != SQLITE_OK) {
-		fprintf(stderr, "open %s: %s\n", path, sqlite3_errmsg(db));
-		exit(2);
-	}
-	exec_or_die(db, "PRAGMA synchronous = OFF"); /* test files: no fsync per statement */
-	exec_or_die(db, sql);
-	if (sqlite3_close(db) != SQLITE_OK) {
-		fprintf(stderr, "close %s failed\n", path);
-		exit(2);
-	}
-}
 
 static void write_file(const char *path, const void *buf, size_t len)
 {
@@ -636,9 +598,7 @@ static void test_errors(sqlite3 *live)
 
 int main(void)
 {
-	snprintf(dir, sizeof(dir), "%s", tap_tmpdir());
-	if (chdir(dir) != 0) /* a stray relative file lands in the test directory */
-		return 2;
+	const char *dir = dbtest_dir();
 	sqlite3 *live = live_open(at("live.db"));
 	/* A ledger as livedb makes, for the deletion-from-ledger case. */
 	exec_or_die(live, "CREATE TABLE _snapfs_ledger(seq INTEGER PRIMARY KEY, sha256 TEXT UNIQUE NOT NULL,"

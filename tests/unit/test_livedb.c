@@ -4,6 +4,7 @@
  */
 #include "fsx.h"
 #include "livedb.h"
+#include "dbtest.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -17,40 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char dir[PATH_MAX];
-
-static const char *at(const char *name)
-{
-	static char buf[4][PATH_MAX];
-	static int i;
-	i = (i + 1) % 4;
-	if (snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name) >= (int)sizeof(buf[i]))
-		exit(2);
-	return buf[i];
-}
-
-static void exec_or_die(sqlite3 *db, const char *sql)
-{
-	char *msg = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		fprintf(stderr, "setup SQL failed: %s\n  in: %s\n", msg, sql);
-		exit(2);
-	}
-}
-
-static void mkdb(const char *path, const char *sql)
-{
-	unlink(path);
-	sqlite3 *db = NULL;
-	if (sqlite3_open(path, &db) != SQLITE_OK) {
-		fprintf(stderr, "open %s: %s\n", path, sqlite3_errmsg(db));
-		exit(2);
-	}
-	exec_or_die(db, sql);
-	if (sqlite3_close(db) != SQLITE_OK)
-		exit(2);
-}
 
 /* A stand-in for the delta's SHA-256: any 64 hex digits do for the ledger. */
 static const char *sha(int n)
@@ -147,9 +114,7 @@ static void copy_file(const char *from, const char *to)
 
 int main(void)
 {
-	snprintf(dir, sizeof(dir), "%s", tap_tmpdir());
-	if (chdir(dir) != 0)
-		return 2;
+	const char *dir = dbtest_dir();
 	char live[PATH_MAX];
 	snprintf(live, sizeof(live), "%s", at("live.sqlite3"));
 	char err[512];
