@@ -120,7 +120,7 @@ static void expect_reject_file(sqlite3 *live, const char *path, const char *want
 	int r = merge(live, path, reason, sizeof(reason));
 	fingerprint(live, after, sizeof(after));
 	bool ok = r == 1 && strstr(reason, want) && !strchr(reason, '\n') && !strcmp(before, after);
-	printf("%s reject %s: %s\n", ok ? "ok  " : "FAIL", what, reason);
+	tap_note("%s reject %s: %s\n", ok ? "ok  " : "FAIL", what, reason);
 	if (!ok)
 		fprintf(stderr, "  %s: r=%d want \"%s\" got \"%s\"; live %s -> %s\n", what, r, want, reason, before,
 			after);
@@ -141,7 +141,7 @@ static void expect_apply(sqlite3 *live, const char *path, const char *what)
 {
 	char msg[512];
 	int r = merge(live, path, msg, sizeof(msg));
-	printf("%s apply %s%s%s\n", r == 0 ? "ok  " : "FAIL", what, r ? ": " : "", r ? msg : "");
+	tap_note("%s apply %s%s%s\n", r == 0 ? "ok  " : "FAIL", what, r ? ": " : "", r ? msg : "");
 	CHECK(r == 0);
 }
 
@@ -466,7 +466,7 @@ static void test_bounds(sqlite3 *live)
 	exec_or_die(live, "BEGIN IMMEDIATE");
 	struct delta_ctl tight = {.budget_base = 1, .budget_per_page = 1};
 	int r = delta_check(live, big, &tight, reason, sizeof(reason));
-	printf("%s reject over budget: %d %s\n", r == 1 && strstr(reason, "work budget") ? "ok  " : "FAIL", r, reason);
+	tap_note("%s reject over budget: %d %s\n", r == 1 && strstr(reason, "work budget") ? "ok  " : "FAIL", r, reason);
 	CHECK(r == 1 && strstr(reason, "work budget") != NULL);
 	/* The default budget is far above what a real delta needs. */
 	CHECK(delta_check(live, big, NULL, reason, sizeof(reason)) == 0);
@@ -475,7 +475,7 @@ static void test_bounds(sqlite3 *live)
 	atomic_init(&stop, true);
 	struct delta_ctl stopping = {.cancel = &stop};
 	r = delta_check(live, big, &stopping, reason, sizeof(reason));
-	printf("%s stop: %d %s\n", r == -ECANCELED ? "ok  " : "FAIL", r, reason);
+	tap_note("%s stop: %d %s\n", r == -ECANCELED ? "ok  " : "FAIL", r, reason);
 	CHECK(r == -ECANCELED);
 	exec_or_die(live, "ROLLBACK");
 }
@@ -540,7 +540,7 @@ static void test_names(sqlite3 *live)
 		bool ok = !strcmp(cell(live, t, "excluded", v, sizeof(v)), "e1") &&
 			  !strcmp(cell(live, t, "rowid", v, sizeof(v)), "r1") &&
 			  !strcmp(cell(live, t, "x\"y", v, sizeof(v)), "x1") && !strcmp(cell(live, t, "oid", v, sizeof(v)), "o1");
-		printf("%s update of table %s\n", ok ? "ok  " : "FAIL", t);
+		tap_note("%s update of table %s\n", ok ? "ok  " : "FAIL", t);
 		CHECK(ok);
 		sbuf_free(&ident);
 	}
@@ -550,7 +550,7 @@ static void test_errors(sqlite3 *live)
 {
 	char msg[512];
 	int r = delta_check(live, at("does-not-exist.db"), NULL, msg, sizeof(msg));
-	printf("%s missing file: %d %s\n", r == DELTA_RETRY ? "ok  " : "FAIL", r, msg);
+	tap_note("%s missing file: %d %s\n", r == DELTA_RETRY ? "ok  " : "FAIL", r, msg);
 	CHECK(r == DELTA_RETRY); /* its own trouble, maybe passing: the compactor counts it */
 
 	const char *d = at("e1.db");
@@ -569,7 +569,7 @@ static void test_errors(sqlite3 *live)
 	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", pages + 2);
 	exec_or_die(small, sql);
 	r = merge(small, d, msg, sizeof(msg));
-	printf("%s disk full: %d %s\n", r == -ENOSPC ? "ok  " : "FAIL", r, msg);
+	tap_note("%s disk full: %d %s\n", r == -ENOSPC ? "ok  " : "FAIL", r, msg);
 	CHECK(r == -ENOSPC);
 	CHECK(q1(small, "SELECT count(*) FROM lines") == 0);
 	CHECK(sqlite3_close(small) == SQLITE_OK);
@@ -583,7 +583,7 @@ static void test_errors(sqlite3 *live)
 	CHECK(delta_detach(nouri, msg + 256, 256) == 0);
 	/* Built with SQLITE_USE_URI (Debian's is) every connection reads URIs, and the attach is fine. */
 	bool uri_always = sqlite3_compileoption_used("USE_URI");
-	printf("%s live without SQLITE_OPEN_URI: %d (USE_URI=%d)\n", (r == 0) == uri_always ? "ok  " : "FAIL", r,
+	tap_note("%s live without SQLITE_OPEN_URI: %d (USE_URI=%d)\n", (r == 0) == uri_always ? "ok  " : "FAIL", r,
 	       uri_always);
 	CHECK((r == 0) == uri_always);
 	CHECK(sqlite3_close(nouri) == SQLITE_OK);

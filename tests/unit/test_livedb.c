@@ -71,7 +71,7 @@ static int apply(livedb *db, const char *path, const char *name, const char *hex
 	char msg[512];
 	int64_t seq = -1;
 	int r = livedb_apply(db, path, name, hex, &seq, msg, sizeof(msg));
-	printf("%s %s: %d %s\n", r == want ? "ok  " : "FAIL", name, r, msg);
+	tap_note("%s %s: %d %s\n", r == want ? "ok  " : "FAIL", name, r, msg);
 	CHECK(r == want);
 	/* The ledger row that holds the delta: the new one, or the one from before. */
 	if (want == LIVEDB_APPLIED)
@@ -191,7 +191,7 @@ int main(void)
 	char msg[512];
 	int64_t seq;
 	int r = livedb_apply(db, at("gone.db"), "gone.db", sha(300), &seq, msg, sizeof(msg));
-	printf("%s missing delta file: %d %s\n", r == LIVEDB_FAILED ? "ok  " : "FAIL", r, msg);
+	tap_note("%s missing delta file: %d %s\n", r == LIVEDB_FAILED ? "ok  " : "FAIL", r, msg);
 	CHECK(r == LIVEDB_FAILED);
 	CHECK(ledger_max(db) == 2);
 	CHECK(livedb_apply(db, at("a.db"), "a.db", "not-a-sha", &seq, msg, sizeof(msg)) == -EINVAL);
@@ -228,7 +228,7 @@ int main(void)
 	sqlite3 *idle = reader_open(live);
 	CHECK(wal_size(live) > 0); /* the commits are in the WAL until the close */
 	r = livedb_close(db, err, sizeof(err));
-	printf("%s close: %d %s\n", r == 0 ? "ok  " : "FAIL", r, err);
+	tap_note("%s close: %d %s\n", r == 0 ? "ok  " : "FAIL", r, err);
 	CHECK(r == 0);
 	CHECK(wal_size(live) <= 0); /* missing, or empty while the idle reader keeps it open */
 	CHECK(sqlite3_close(idle) == SQLITE_OK);
@@ -262,7 +262,7 @@ int main(void)
 	sqlite3 *holder = reader_open(live);
 	exec_or_die(holder, "BEGIN; SELECT count(*) FROM lines;");
 	r = livedb_close(db, err, sizeof(err));
-	printf("%s close while a reader holds the WAL: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
+	tap_note("%s close while a reader holds the WAL: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
 	CHECK(r == -EBUSY);
 	CHECK(strstr(err, "busy") != NULL);
 	CHECK(wal_size(live) > 0);
@@ -288,7 +288,7 @@ int main(void)
 	r = livedb_open(at("no/such/dir/live.sqlite3"), NULL, NULL, &db, err, sizeof(err));
 	CHECK(r < 0 && db == NULL && strstr(err, "no/such/dir") != NULL);
 	r = livedb_open(at("text.db"), NULL, NULL, &db, err, sizeof(err));
-	printf("%s open a text file as live: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
+	tap_note("%s open a text file as live: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
 	CHECK(r < 0 && db == NULL);
 
 	if (!tap_failed)

@@ -326,7 +326,7 @@ static void check_bad_seal(const char *src, const char *staging_name, const char
 	memset(&res, 0x5a, sizeof(res));
 	char err[512] = "";
 	int rc = seal_make(&req, &res, err, sizeof(err));
-	printf("# %s: %s\n", staging_name, err);
+	tap_note("# %s: %s\n", staging_name, err);
 	CHECK(rc == -EIO);
 	CHECK(has(err, expect));
 	CHECK(strlen(err) > strlen(expect)); /* the SQLite message follows */
