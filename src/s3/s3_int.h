@@ -1,8 +1,9 @@
 /*
  * s3_int — what the files of the S3 client share and nobody else sees:
  * the client's struct, a request as the engine runs it, and the helpers
- * of s3.c (engine), s3_error.c, s3_object.c and s3_upload.c. Internal
- * functions carry the prefix s3i_; the interface is s3.h.
+ * of s3_client.c, s3_request.c (the engine), s3_transfer.c, s3_error.c,
+ * s3_object.c and s3_upload.c. Internal functions carry the prefix s3i_;
+ * the interface is s3.h.
  *
  * Ownership: a struct req and its struct resp belong to the thread that
  * runs the request; s3i_request() runs it to the end on that thread.
@@ -141,12 +142,8 @@ struct req {
 	double deadline;      /* monotonic seconds */
 	bool after_cancel;    /* started after s3_client_cancel: bounded, not cancelled */
 };
-/* ---- s3.c: helpers ---- */
+/* ---- s3_client.c ---- */
 
-/* Out of memory: there is nothing sensible left to do. */
-void s3i_oom(void) __attribute__((noreturn));
-void *s3i_calloc(size_t n, size_t size);
-char *s3i_strdup(const char *s);
 /* Copies src (NULL: "") into dst[len], cut short if it does not fit. */
 void s3i_copy(char *dst, size_t len, const char *src);
 /* Copies an ETag without its quotes (S3 sends "abc", with quotes, in headers). */
@@ -158,24 +155,44 @@ bool s3i_clean_token(const char *v);
 bool s3i_ends_with(const char *s, const char *suffix);
 /* Appends s with &, < and > escaped, for an XML request body. */
 void s3i_xml_escape(sbuf *b, const char *s);
-/* Lower-case hex of n bytes into out (2n+1 bytes). */
-void s3i_hex(const unsigned char *in, size_t n, char *out);
+/* Host header value for this client's requests. */
+void s3i_host_of(const s3_client *c, sbuf *out);
+/* The unencoded request path: what the signer takes (it encodes it, once, as S3 wants). */
+void s3i_raw_path_of(const s3_client *c, const char *key, sbuf *out);
+/* Borrows a handle from the pool (or makes one); s3i_conn_put gives it back. */
+struct s3i_conn s3i_conn_get(s3_client *c);
+void s3i_conn_put(s3_client *c, struct s3i_conn k);
+/* Should rq stop now? Its own flags, or the client's cancel (unless rq began after it). */
+bool s3i_cancelled(s3_client *c, const struct req *rq);
 
-/* ---- s3.c: the request engine ---- */
+/* ---- s3_transfer.c ---- */
 
-/* Sets up rq for method on key, and fails early on a key S3 cannot take. */
-int s3i_req_init(s3_client *c, struct req *rq, const char *method, const char *key,
-		 struct s3_error *err);
-void s3i_req_free(struct req *rq);
+/* What the transfer callbacks of one attempt work on. */
+struct s3i_xfer {
+	struct req *rq;
+	struct resp *rs;
+};
+
+/* Points h's header, write, read and seek callbacks at x (x outlives the transfer). */
+void s3i_xfer_bind(CURL *h, struct s3i_xfer *x);
+/* Empties a sink for a new attempt (and restarts its hash). */
+void s3i_sink_reset(struct sink *s);
 void s3i_resp_clear(struct resp *rs);
 void s3i_add_header(struct req *rq, const char *name, const char *value);
-/* Appends "name=value" (value encoded) to a wire-form query. */
-void s3i_query_add(sbuf *q, const char *name, const char *value);
 /*
  * Computes the body's SHA-256 and MD5 in one pass. For a file, this is
  * the pass that decides what the server must receive.
  */
 int s3i_body_digest(struct body *b, const atomic_bool *cancel, struct s3_error *e);
+
+/* ---- s3_request.c: the request engine ---- */
+
+/* Sets up rq for method on key, and fails early on a key S3 cannot take. */
+int s3i_req_init(s3_client *c, struct req *rq, const char *method, const char *key,
+		 struct s3_error *err);
+void s3i_req_free(struct req *rq);
+/* Appends "name=value" (value encoded) to a wire-form query. */
+void s3i_query_add(sbuf *q, const char *name, const char *value);
 void s3i_error_init(s3_client *c, const struct req *rq, struct s3_error *e);
 /*
  * Runs rq with retries. On return rs holds the last answer (the caller

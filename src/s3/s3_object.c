@@ -1,10 +1,12 @@
 /*
  * s3_object — single objects (PUT, HEAD, GET, DELETE) and listings, on
- * top of the request engine (s3.c).
+ * top of the request engine (s3_request.c).
  */
 #include "s3.h"
 
+#include "hex.h"
 #include "s3_int.h"
+#include "xalloc.h"
 #include "s3_xml.h"
 #include "sbuf.h"
 
@@ -67,7 +69,7 @@ static bool same_bytes(s3_client *c, const char *key, const struct body *b, char
 	char md5hex[33];
 	if (s3_head(c, key, &info, NULL) < 0)
 		return false;
-	s3i_hex(b->md5, 16, md5hex);
+	hex_encode(b->md5, 16, md5hex);
 	bool same = info.size == b->len && strcmp(info.etag, md5hex) == 0;
 	if (same)
 		s3i_copy(etag, S3_ETAG_MAX, info.etag);
@@ -249,7 +251,7 @@ int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int f
 	rq.sink.fd = fd;
 	rq.sink.sha = EVP_MD_CTX_new();
 	if (!rq.sink.sha)
-		s3i_oom();
+		xalloc_die("in the S3 client");
 	rc = get_common(c, key, range, &rq, &rs, err);
 	if (!rc && ftruncate(fd, (off_t)rq.sink.written) != 0) {
 		if (err) {
@@ -264,7 +266,7 @@ int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int f
 			unsigned char d[32];
 			unsigned int dl = 0;
 			EVP_DigestFinal_ex(rq.sink.sha, d, &dl);
-			s3i_hex(d, 32, sha256_hex);
+			hex_encode(d, 32, sha256_hex);
 		}
 		if (info)
 			info_fill(info, &rs, rq.sink.written, rq.retries);
@@ -442,13 +444,13 @@ static int collect_one(void *arg, const struct s3_object *o)
 		col->cap = col->cap ? col->cap * 2 : 256;
 		struct s3_object *n = realloc(col->items, col->cap * sizeof(*n));
 		if (!n)
-			s3i_oom();
+			xalloc_die("in the S3 client");
 		col->items = n;
 	}
 	struct s3_object *d = &col->items[col->n++];
 	*d = *o;
-	d->key = s3i_strdup(o->key);
-	d->etag = s3i_strdup(o->etag);
+	d->key = xstrdup(o->key);
+	d->etag = xstrdup(o->etag);
 	return 0;
 }
 

@@ -4,7 +4,9 @@
  */
 #include "s3.h"
 
+#include "hex.h"
 #include "s3_int.h"
+#include "xalloc.h"
 #include "s3_xml.h"
 #include "sbuf.h"
 
@@ -261,7 +263,7 @@ int s3_multipart_list(s3_client *c, const char *prefix, struct s3_multipart **ou
 				cap = cap ? cap * 2 : 16;
 				struct s3_multipart *m = realloc(items, cap * sizeof(*m));
 				if (!m)
-					s3i_oom();
+					xalloc_die("in the S3 client");
 				items = m;
 			}
 			items[count].key = page.items[i].key;
@@ -379,14 +381,14 @@ static void multipart_etag(unsigned char (*md5)[16], unsigned n, char out[S3_ETA
 	unsigned int dl = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx)
-		s3i_oom();
+		xalloc_die("in the S3 client");
 	EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
 	for (unsigned i = 0; i < n; i++)
 		EVP_DigestUpdate(ctx, md5[i], 16);
 	EVP_DigestFinal_ex(ctx, d, &dl);
 	EVP_MD_CTX_free(ctx);
 	char h[33];
-	s3i_hex(d, 16, h);
+	hex_encode(d, 16, h);
 	snprintf(out, S3_ETAG_MAX, "%s-%u", h, n);
 }
 
@@ -417,8 +419,8 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 	struct upload u = {.c = c, .key = key, .upload_id = upload_id, .fd = fd, .size = size,
 			   .part_size = part_size, .opts = o};
 	u.n_parts = (unsigned)((size + part_size - 1) / part_size);
-	u.parts = s3i_calloc(u.n_parts, sizeof(*u.parts));
-	u.md5 = s3i_calloc(u.n_parts, sizeof(*u.md5));
+	u.parts = xcalloc(u.n_parts, sizeof(*u.parts));
+	u.md5 = xcalloc(u.n_parts, sizeof(*u.md5));
 	pthread_mutex_init(&u.mu, NULL);
 	unsigned nthreads = o->parallel ? o->parallel : S3I_DEFAULT_PARALLEL;
 	if (nthreads > S3I_MAX_PARALLEL)
@@ -525,7 +527,7 @@ int s3_upload_file(s3_client *c, const char *key, const char *path,
 		r.retries += pr.retries;
 		if (!rc) {
 			/* The MD5 of what was sent is the ETag of an object stored unencrypted. */
-			s3i_hex(md5, 16, expect);
+			hex_encode(md5, 16, expect);
 			s3i_copy(sent_etag, sizeof(sent_etag), pr.etag);
 			if (o.progress)
 				o.progress(o.progress_arg, size, size);
