@@ -13,9 +13,10 @@
  */
 #include "sigv4.h"
 
+#include "sigv4_i.h"
+
 #include "errbuf.h"
 #include "xalloc.h"
-#include "fsx.h"
 #include "hex.h"
 #include "sbuf.h"
 
@@ -63,18 +64,6 @@ struct sigv4_signed {
 	size_t n_added;
 };
 
-/* One canonical header: lower-case name, folded value. */
-struct hdr {
-	char *name;
-	char *value;
-	size_t order; /* position in the caller's list, to keep duplicates in order */
-};
-
-struct qparam {
-	char *key;   /* encoded */
-	char *value; /* encoded */
-};
-
 #define seterr(err, errlen, ...) errbuf_set(err, errlen, "sigv4", __VA_ARGS__)
 
 /* Reports an OpenSSL failure with the library's own reason. */
@@ -89,21 +78,6 @@ static int ossl_err(char *err, size_t errlen, const char *what)
 	return -EIO;
 }
 
-/* Wipes then frees a NUL-terminated secret. */
-static void free_secret(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
-static bool is_unreserved(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_' || c == '~';
-}
-
 /* RFC 9110 token characters: methods and header names. */
 static bool is_tchar(unsigned char c)
 {
@@ -111,35 +85,9 @@ static bool is_tchar(unsigned char c)
 	       (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static bool is_space(unsigned char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 static char lower(char c)
 {
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-static void uri_encode_to(sbuf *b, const char *s, size_t len, bool keep_slash)
-{
-	static const char digits[] = "0123456789ABCDEF";
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (is_unreserved(c) || (keep_slash && c == '/')) {
-			sbuf_add(b, &s[i], 1);
-		} else {
-			char esc[3] = {'%', digits[c >> 4], digits[c & 15]};
-			sbuf_add(b, esc, 3);
-		}
-	}
-}
-
-char *sigv4_uri_encode(const char *s, bool keep_slash)
-{
-	sbuf b = SBUF_INIT;
-	uri_encode_to(&b, s, strlen(s), keep_slash);
-	return sbuf_detach(&b);
 }
 
 /* As sigv4_sha256_hex, but leaves OpenSSL's reason in its error queue. */
@@ -237,7 +185,7 @@ void sigv4_signer_free(sigv4_signer *s)
 		return;
 	OPENSSL_cleanse(s->key, s->key_len);
 	free(s->key);
-	free_secret(s->session_token);
+	sigv4i_free_secret(s->session_token);
 	free(s->access_key_id);
 	free(s->region);
 	free(s->service);
@@ -255,7 +203,7 @@ void sigv4_signed_free(sigv4_signed *r)
 	free(r->canonical_path);
 	free(r->canonical_query);
 	free(r->payload_sha256);
-	free_secret(r->session_token);
+	sigv4i_free_secret(r->session_token);
 	free(r);
 }
 
@@ -303,209 +251,6 @@ const char *sigv4_signed_canonical_query(const sigv4_signed *r)
 const char *sigv4_signed_amz_date(const sigv4_signed *r)
 {
 	return r->amz_date;
-}
-
-/*
- * Writes path without "." and ".." segments and without empty segments
- * ("//"). The result keeps a trailing '/' if the path ended in one or in
- * a dot segment (RFC 3986 5.2.4), and is "/" rather than empty.
- */
-static void normalize_path(sbuf *out, const char *path)
-{
-	/* Where each kept segment begins in out, so ".." can drop the last one. */
-	size_t *starts = xcalloc(strlen(path) + 1, sizeof(*starts));
-	size_t n = 0;
-	bool dir = false;
-	const char *p = path;
-	while (*p) {
-		if (*p == '/') {
-			p++;
-			dir = true;
-			continue;
-		}
-		const char *seg = p;
-		while (*p && *p != '/')
-			p++;
-		size_t len = (size_t)(p - seg);
-		if (len == 1 && seg[0] == '.') {
-			dir = true;
-		} else if (len == 2 && seg[0] == '.' && seg[1] == '.') {
-			if (n) {
-				out->len = starts[--n];
-				out->buf[out->len] = '\0';
-			}
-			dir = true;
-		} else {
-			starts[n++] = out->len;
-			sbuf_add(out, "/", 1);
-			sbuf_add(out, seg, len);
-			dir = false;
-		}
-	}
-	if (out->len == 0 || dir)
-		sbuf_add(out, "/", 1);
-	free(starts);
-}
-
-/* Percent-decodes s[0..len) into out; -EINVAL on a '%' not followed by two hex digits. */
-static int uri_decode_to(sbuf *out, const char *s, size_t len, const char *whole, char *err,
-			 size_t errlen)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] != '%') {
-			sbuf_add(out, &s[i], 1);
-			continue;
-		}
-		int hi = i + 1 < len ? hex_value((unsigned char)s[i + 1]) : -1;
-		int lo = i + 2 < len ? hex_value((unsigned char)s[i + 2]) : -1;
-		if (hi < 0 || lo < 0) {
-			/* Offset only: a presigned query may hold a session token. */
-			seterr(err, errlen,
-			       "query string: '%%' at offset %zu is not followed by two hex digits",
-			       (size_t)(s + i - whole));
-			return -EINVAL;
-		}
-		char c = (char)(hi << 4 | lo);
-		sbuf_add(out, &c, 1);
-		i += 2;
-	}
-	return 0;
-}
-
-/* Decodes then re-encodes one query name or value into a malloc'd string. */
-static int query_part(const char *s, size_t len, const char *whole, char **out, char *err,
-		      size_t errlen)
-{
-	sbuf raw = SBUF_INIT, enc = SBUF_INIT;
-	int rc = uri_decode_to(&raw, s, len, whole, err, errlen);
-	if (rc == 0) {
-		uri_encode_to(&enc, sbuf_str(&raw), raw.len, false);
-		*out = sbuf_detach(&enc);
-	}
-	sbuf_free(&raw);
-	return rc;
-}
-
-static int qparam_cmp(const void *a, const void *b)
-{
-	const struct qparam *x = a, *y = b;
-	int c = strcmp(x->key, y->key);
-	return c ? c : strcmp(x->value, y->value);
-}
-
-static int canonical_query(sbuf *out, const char *query, char *err, size_t errlen)
-{
-	if (!query || !*query)
-		return 0;
-	if (query[0] == '?') {
-		seterr(err, errlen, "query string starts with '?': pass it without");
-		return -EINVAL;
-	}
-	size_t cap = 1;
-	for (const char *p = query; *p; p++)
-		cap += *p == '&';
-	struct qparam *q = xcalloc(cap, sizeof(*q));
-	size_t n = 0;
-	int rc = 0;
-	for (const char *p = query; *p && rc == 0;) {
-		const char *end = strchr(p, '&');
-		if (!end)
-			end = p + strlen(p);
-		if (end > p) { /* "a=1&&b=2": empty parameters do not exist */
-			const char *eq = memchr(p, '=', (size_t)(end - p));
-			const char *kend = eq ? eq : end;
-			rc = query_part(p, (size_t)(kend - p), query, &q[n].key, err, errlen);
-			if (rc == 0) {
-				if (eq)
-					rc = query_part(eq + 1, (size_t)(end - eq - 1), query,
-							&q[n].value, err, errlen);
-				else
-					q[n].value = xstrdup(""); /* "acl" signs as "acl=" */
-				n++; /* the key is set: freed below even if the value failed */
-			}
-		}
-		p = *end ? end + 1 : end;
-	}
-	if (rc == 0) {
-		qsort(q, n, sizeof(*q), qparam_cmp);
-		for (size_t i = 0; i < n; i++)
-			sbuf_addf(out, "%s%s=%s", i ? "&" : "", q[i].key, q[i].value);
-	}
-	for (size_t i = 0; i < n; i++) {
-		free(q[i].key);
-		free(q[i].value);
-	}
-	free(q);
-	return rc;
-}
-
-/* Trims value and turns every run of white space inside it into one space. */
-static char *fold_value(const char *v)
-{
-	sbuf b = SBUF_INIT;
-	bool gap = false;
-	for (const char *p = v; *p; p++) {
-		if (is_space((unsigned char)*p)) {
-			gap = true;
-			continue;
-		}
-		if (gap && b.len)
-			sbuf_add(&b, " ", 1);
-		gap = false;
-		sbuf_add(&b, p, 1);
-	}
-	return sbuf_detach(&b);
-}
-
-static int hdr_cmp(const void *a, const void *b)
-{
-	const struct hdr *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-	if (c)
-		return c;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/*
- * Sorts h by name and joins the values of equal names with ',' in their
- * original order. Returns the new count; the slots after it are zeroed.
- */
-static size_t hdr_merge(struct hdr *h, size_t n)
-{
-	qsort(h, n, sizeof(*h), hdr_cmp);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (k && strcmp(h[k - 1].name, h[i].name) == 0) {
-			sbuf b = SBUF_INIT;
-			sbuf_addf(&b, "%s,%s", h[k - 1].value, h[i].value);
-			free_secret(h[k - 1].value);
-			h[k - 1].value = sbuf_detach(&b);
-			free(h[i].name);
-			free_secret(h[i].value);
-		} else {
-			h[k++] = h[i];
-		}
-	}
-	for (size_t i = k; i < n; i++)
-		h[i] = (struct hdr){0};
-	return k;
-}
-
-static struct hdr *hdr_find(struct hdr *h, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(h[i].name, name) == 0)
-			return &h[i];
-	return NULL;
-}
-
-static void hdrs_free(struct hdr *h, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(h[i].name);
-		free_secret(h[i].value); /* one of them may be the session token */
-	}
-	free(h);
 }
 
 static bool valid_payload_hash(const char *h)
@@ -585,10 +330,10 @@ static void add_output_header(sigv4_signed *r, const char *name, const char *val
  * On success *out and *n_out hold the merged, sorted list.
  */
 static int build_headers(const sigv4_signer *s, const struct sigv4_request *req, sigv4_signed *r,
-			 struct hdr **out, size_t *n_out, char *err, size_t errlen)
+			 struct sigv4i_hdr **out, size_t *n_out, char *err, size_t errlen)
 {
 	size_t cap = req->n_headers + ADDED_MAX;
-	struct hdr *h = xcalloc(cap, sizeof(*h));
+	struct sigv4i_hdr *h = xcalloc(cap, sizeof(*h));
 	size_t n = 0;
 	int rc = -EINVAL;
 	for (size_t i = 0; i < req->n_headers; i++) {
@@ -606,7 +351,7 @@ static int build_headers(const sigv4_signer *s, const struct sigv4_request *req,
 		h[n].name = xstrdup(name);
 		for (char *p = h[n].name; *p; p++)
 			*p = lower(*p);
-		h[n].value = fold_value(value);
+		h[n].value = sigv4i_fold_value(value);
 		h[n].order = i;
 		n++;
 		if (strcmp(h[n - 1].name, "authorization") == 0) {
@@ -614,15 +359,15 @@ static int build_headers(const sigv4_signer *s, const struct sigv4_request *req,
 			goto out;
 		}
 	}
-	n = hdr_merge(h, n);
+	n = sigv4i_hdr_merge(h, n);
 
-	if (!hdr_find(h, n, "host")) {
+	if (!sigv4i_hdr_find(h, n, "host")) {
 		seterr(err, errlen, "no Host header: SigV4 requires the host to be signed");
 		goto out;
 	}
 
 	size_t own = n; /* the signer's headers go after this */
-	struct hdr *d = hdr_find(h, n, "x-amz-date");
+	struct sigv4i_hdr *d = sigv4i_hdr_find(h, n, "x-amz-date");
 	if (d && strcmp(d->value, r->amz_date) != 0) {
 		seterr(err, errlen, "x-amz-date header \"%.64s\" differs from the signing time %s",
 		       d->value, r->amz_date);
@@ -635,7 +380,7 @@ static int build_headers(const sigv4_signer *s, const struct sigv4_request *req,
 		add_output_header(r, "x-amz-date", r->amz_date);
 	}
 
-	struct hdr *c = hdr_find(h, n, "x-amz-content-sha256");
+	struct sigv4i_hdr *c = sigv4i_hdr_find(h, n, "x-amz-content-sha256");
 	if (c && strcmp(c->value, req->payload_sha256) != 0) {
 		seterr(err, errlen,
 		       "x-amz-content-sha256 header \"%.80s\" differs from the payload hash %s",
@@ -649,7 +394,7 @@ static int build_headers(const sigv4_signer *s, const struct sigv4_request *req,
 		add_output_header(r, "x-amz-content-sha256", r->payload_sha256);
 	}
 
-	struct hdr *t = hdr_find(h, n, "x-amz-security-token");
+	struct sigv4i_hdr *t = sigv4i_hdr_find(h, n, "x-amz-security-token");
 	if (s->session_token) {
 		if (t && (req->flags & SIGV4_UNSIGNED_TOKEN)) {
 			seterr(err, errlen,
@@ -676,11 +421,11 @@ static int build_headers(const sigv4_signer *s, const struct sigv4_request *req,
 	}
 	n = own;
 	/* The added names were absent, so the list stays free of duplicates. */
-	n = hdr_merge(h, n);
+	n = sigv4i_hdr_merge(h, n);
 	rc = 0;
 out:
 	if (rc) {
-		hdrs_free(h, cap); /* unused slots are zero */
+		sigv4i_hdrs_free(h, cap); /* unused slots are zero */
 		return rc;
 	}
 	*out = h;
@@ -725,7 +470,7 @@ int sigv4_sign(const sigv4_signer *s, const struct sigv4_request *req, sigv4_sig
 	}
 
 	sigv4_signed *r = xcalloc(1, sizeof(*r));
-	struct hdr *h = NULL;
+	struct sigv4i_hdr *h = NULL;
 	size_t n = 0;
 	sbuf b = SBUF_INIT;
 	int rc = -EINVAL;
@@ -741,15 +486,15 @@ int sigv4_sign(const sigv4_signer *s, const struct sigv4_request *req, sigv4_sig
 
 	if (req->flags & SIGV4_NORMALIZE_PATH) {
 		sbuf norm = SBUF_INIT;
-		normalize_path(&norm, req->path);
-		uri_encode_to(&b, norm.buf, norm.len, true);
+		sigv4i_normalize_path(&norm, req->path);
+		sigv4i_uri_encode_to(&b, norm.buf, norm.len, true);
 		sbuf_free(&norm);
 	} else {
-		uri_encode_to(&b, req->path, strlen(req->path), true);
+		sigv4i_uri_encode_to(&b, req->path, strlen(req->path), true);
 	}
 	r->canonical_path = sbuf_detach(&b);
 
-	rc = canonical_query(&b, req->query, err, errlen);
+	rc = sigv4i_canonical_query(&b, req->query, err, errlen);
 	if (rc)
 		goto out;
 	r->canonical_query = sbuf_detach(&b);
@@ -789,7 +534,7 @@ int sigv4_sign(const sigv4_signer *s, const struct sigv4_request *req, sigv4_sig
 	sbuf_free(&scope);
 out:
 	if (h)
-		hdrs_free(h, n);
+		sigv4i_hdrs_free(h, n);
 	sbuf_free(&b);
 	if (rc) {
 		sigv4_signed_free(r);
