@@ -209,106 +209,110 @@ static int upl_read_pointer(upl *u, struct ucoll *c, const char *key, struct lea
 	return rc;
 }
 
-void upl_upload(upl *u, struct ucoll *c, uint64_t id)
+/* One snapshot on its way up: where it is on disk and where it goes. */
+struct upl_snap {
+	uint64_t id;
+	char ids[24];
+	char dbpath[PATH_MAX];
+	char ptr_key[S3_KEY_MAX + 1];
+	struct lease_pointer p; /* the pointer that will name it: keys now, the rest once uploaded */
+	char *mdoc;             /* the manifest's bytes, uploaded as they are */
+	size_t mlen;
+	uint64_t msize;
+	char msha[65];
+	int fd; /* the database, open for the whole upload (retention may unlink its name) */
+};
+
+static void upl_snap_close(struct upl_snap *s)
 {
-	struct s3_error e;
-	char dir[PATH_MAX], dbpath[PATH_MAX], mpath[PATH_MAX], ids[24], leaf[STORE_NAME_MAX + 16];
-	char ptr_key[S3_KEY_MAX + 1], sdir[LAYOUT_DIR_MAX];
-	struct lease_pointer cur, p = {0};
-	struct lease_history cur_h = {0};
-	char cur_etag[S3_ETAG_MAX];
-	bool cur_present;
-	char *mdoc = NULL;
-	size_t mlen = 0;
-	int fd = -1, rc;
-	uint64_t retries0 = upl_retries_now(u);
-	double t0 = mono_now();
-	memset(&e, 0, sizeof(e));
+	free(s->mdoc);
+	s->mdoc = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
 
-	pthread_mutex_lock(&u->mu);
-	c->state = "uploading";
-	c->bytes_done = 0;
-	c->bytes_total = 0;
-	c->swap_pending = false; /* a newer snapshot supersedes a swap still to do */
-	pthread_mutex_unlock(&u->mu);
-
-	store_id_format(id, ids, sizeof(ids));
+/*
+ * Finds snapshot id on disk, opens it and checks it against its
+ * manifest. 0: ready; 1: retention took it (a newer one is there), skip
+ * it; <0: failed, and said so in c's state.
+ */
+static int upl_snap_open(upl *u, struct ucoll *c, uint64_t id, struct upl_snap *s)
+{
+	char dir[PATH_MAX], mpath[PATH_MAX], leaf[STORE_NAME_MAX + 16], sdir[LAYOUT_DIR_MAX];
+	struct lease_pointer *p = &s->p;
+	int rc;
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->id = id;
+	store_id_format(id, s->ids, sizeof(s->ids));
 	snprintf(leaf, sizeof(leaf), "%s.sqlite3", c->name);
-	if ((rc = store_path(u->st, c->name, STORE_AREA_SNAPSHOTS, ids, dir, sizeof(dir))) < 0 ||
-	    (rc = upl_fmt(dbpath, sizeof(dbpath), "%s/%s", dir, leaf)) < 0 ||
+	if ((rc = store_path(u->st, c->name, STORE_AREA_SNAPSHOTS, s->ids, dir, sizeof(dir))) < 0 ||
+	    (rc = upl_fmt(s->dbpath, sizeof(s->dbpath), "%s/%s", dir, leaf)) < 0 ||
 	    (rc = upl_fmt(mpath, sizeof(mpath), "%s/MANIFEST.json", dir)) < 0 ||
 	    (rc = layout_snapshot_dir(id, u->host_id, store_instance(u->st), sdir, sizeof(sdir))) < 0 ||
-	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, leaf, p.db_key, sizeof(p.db_key))) < 0 ||
-	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, "MANIFEST.json", p.manifest_key,
-				      sizeof(p.manifest_key))) < 0 ||
-	    (rc = layout_pointer_key(u->prefix, c->name, ptr_key, sizeof(ptr_key))) < 0) {
+	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, leaf, p->db_key, sizeof(p->db_key))) < 0 ||
+	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, "MANIFEST.json", p->manifest_key,
+				      sizeof(p->manifest_key))) < 0 ||
+	    (rc = layout_pointer_key(u->prefix, c->name, s->ptr_key, sizeof(s->ptr_key))) < 0) {
 		upl_fail(u, c, "snapshot path or key too long", NULL, rc);
-		return;
+		return rc;
 	}
 
 	/* The manifest first: if retention took the snapshot, a newer one is there. */
-	if ((rc = fsx_read_all(mpath, &mdoc, &mlen)) < 0 ||
-	    (fd = open(dbpath, O_RDONLY | O_CLOEXEC)) < 0) {
+	if ((rc = fsx_read_all(mpath, &s->mdoc, &s->mlen)) < 0 ||
+	    (s->fd = open(s->dbpath, O_RDONLY | O_CLOEXEC)) < 0) {
 		if (rc == 0)
 			rc = -errno;
-		free(mdoc);
+		upl_snap_close(s);
 		if (rc == -ENOENT) {
 			log_info("upload: %s: snapshot %s was retired before it was uploaded; skipping it",
-				 c->name, ids);
+				 c->name, s->ids);
 			pthread_mutex_lock(&u->mu);
 			upl_coll_trim(c, id);
 			c->state = "idle";
 			pthread_mutex_unlock(&u->mu);
-			return;
+			return 1;
 		}
 		char what[PATH_MAX + 64];
 		snprintf(what, sizeof(what), "cannot read snapshot %s", dir);
 		upl_fail(u, c, what, NULL, rc);
-		return;
+		return rc;
 	}
-	uint64_t msize, mid;
-	char msha[65];
+	uint64_t mid;
 	struct stat stt;
-	if (manifest_read_basic(mdoc, &msize, msha, &mid) < 0 || mid != id) {
+	if (manifest_read_basic(s->mdoc, &s->msize, s->msha, &mid) < 0 || mid != id) {
 		upl_fail(u, c, "snapshot manifest unreadable or of another id; not uploaded", NULL,
 			 -EINVAL);
-		goto out;
+		upl_snap_close(s);
+		return -EINVAL;
 	}
-	if (fstat(fd, &stt) < 0 || (uint64_t)stt.st_size != msize) {
+	if (fstat(s->fd, &stt) < 0 || (uint64_t)stt.st_size != s->msize) {
 		upl_fail(u, c, "snapshot file size is not the manifest's; not uploaded", NULL, -EINVAL);
-		goto out;
+		upl_snap_close(s);
+		return -EINVAL;
 	}
-	pthread_mutex_lock(&u->mu);
-	c->bytes_total = msize;
-	pthread_mutex_unlock(&u->mu);
+	return 0;
+}
 
-	/* The pointer as it is before we upload: the swap is conditional on it. */
-	if (upl_read_pointer(u, c, ptr_key, &cur, &cur_h, cur_etag, &cur_present) < 0)
-		goto out;
-	if (cur_present && strcmp(cur.db_key, p.db_key) == 0 && strcmp(cur.sha256, msha) == 0) {
-		/* Swapped before a crash that came before the record said so: nothing to do. */
-		log_info("upload: %s: the pointer already names snapshot %s (generation %" PRIu64 ")",
-			 c->name, ids, cur.generation);
-		upl_record_write(u, c->name, &cur, "swapped", cur.generation);
-		pthread_mutex_lock(&u->mu);
-		c->have_last = true;
-		c->last = cur;
-		c->pointer_generation = cur.generation;
-		upl_coll_trim(c, id);
-		upl_all_clear(c);
-		pthread_mutex_unlock(&u->mu);
-		goto out;
-	}
-
-	struct upl_hash h = {.fd = fd, .cancel = &u->cancel, .rc = -EINTR};
+/*
+ * Uploads the database (create-only, hashed by a second thread as it
+ * goes, the hash checked against the manifest) and then the manifest.
+ * 0, or <0 and c's state says why (nothing, if stopping).
+ */
+static int upl_send(upl *u, struct ucoll *c, struct upl_snap *s, struct s3_upload_result *res)
+{
+	struct s3_error e;
+	memset(&e, 0, sizeof(e));
+	struct upl_hash h = {.fd = s->fd, .cancel = &u->cancel, .rc = -EINTR};
 	pthread_t ht;
 	bool hashing = pthread_create(&ht, NULL, upl_hash_main, &h) == 0;
 	char fdpath[64];
-	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", s->fd);
 	char ids_meta[24];
-	snprintf(ids_meta, sizeof(ids_meta), "%" PRIu64, id);
+	snprintf(ids_meta, sizeof(ids_meta), "%" PRIu64, s->id);
 	const struct s3_meta meta[] = {
-		{"snapfs-sha256", msha}, {"snapfs-id", ids_meta}, {"snapfs-host", u->host_id}};
+		{"snapfs-sha256", s->msha}, {"snapfs-id", ids_meta}, {"snapfs-host", u->host_id}};
 	struct upl_progress prog = {u, c};
 	struct s3_upload_opts uo = {
 		.part_size = u->part_size,
@@ -323,53 +327,106 @@ void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 		.started = upl_on_started,
 		.started_arg = u,
 	};
-	struct s3_upload_result res = {0};
-	upl_set_inflight(u, p.db_key);
-	rc = s3_upload_file(u->data, p.db_key, fdpath, &uo, &res, &e);
+	upl_set_inflight(u, s->p.db_key);
+	int rc = s3_upload_file(u->data, s->p.db_key, fdpath, &uo, res, &e);
 	upl_set_inflight(u, "");
 	if (hashing)
 		pthread_join(ht, NULL);
 	else
 		upl_hash_main(&h); /* no thread to spare: hash after the upload */
 	if (atomic_load(&u->cancel))
-		goto out; /* stopping: the upload was aborted, upload.json says nothing new */
+		return -ECANCELED; /* stopping: the upload was aborted, upload.json says nothing new */
 	if (rc < 0) {
 		upl_fail(u, c, "uploading the snapshot database", &e, rc);
-		goto out;
+		return rc;
 	}
-	if (h.rc < 0 || h.size != msize || strcmp(h.hex, msha) != 0) {
+	if (h.rc < 0 || h.size != s->msize || strcmp(h.hex, s->msha) != 0) {
 		char what[512];
 		if (h.rc < 0)
-			snprintf(what, sizeof(what), "reading %.300s to hash it: %s", dbpath, strerror(-h.rc));
+			snprintf(what, sizeof(what), "reading %.300s to hash it: %s", s->dbpath,
+				 strerror(-h.rc));
 		else
 			snprintf(what, sizeof(what),
 				 "%.200s: SHA-256 of the file is %s (%" PRIu64 " bytes) but the manifest says %s "
 				 "(%" PRIu64 " bytes); pointer not moved",
-				 dbpath, h.hex, h.size, msha, msize);
+				 s->dbpath, h.hex, h.size, s->msha, s->msize);
 		upl_fail(u, c, what, NULL, -EIO);
-		goto out;
+		return -EIO;
 	}
 	/* Create-only: the key is this snapshot's for good (layout.h); a re-upload
 	 * after a crash finds the same bytes there, which counts as written. */
 	struct s3_put_opts po = {.content_type = "application/json", .cancel = &u->cancel,
 				 .if_none_match = true, .identical_ok = true};
 	struct s3_put_result pr;
-	if ((rc = s3_put_buf(u->data, p.manifest_key, mdoc, mlen, &po, &pr, &e)) < 0) {
+	if ((rc = s3_put_buf(u->data, s->p.manifest_key, s->mdoc, s->mlen, &po, &pr, &e)) < 0) {
 		upl_fail(u, c, "uploading the manifest", &e, rc);
+		return rc;
+	}
+	return 0;
+}
+
+/* The pointer already names this snapshot (swapped before a crash the record did not see). */
+static void upl_already_swapped(upl *u, struct ucoll *c, const struct upl_snap *s,
+				const struct lease_pointer *cur)
+{
+	log_info("upload: %s: the pointer already names snapshot %s (generation %" PRIu64 ")",
+		 c->name, s->ids, cur->generation);
+	upl_record_write(u, c->name, cur, "swapped", cur->generation);
+	pthread_mutex_lock(&u->mu);
+	c->have_last = true;
+	c->last = *cur;
+	c->pointer_generation = cur->generation;
+	upl_coll_trim(c, s->id);
+	upl_all_clear(c);
+	pthread_mutex_unlock(&u->mu);
+}
+
+void upl_upload(upl *u, struct ucoll *c, uint64_t id)
+{
+	struct upl_snap s;
+	struct lease_pointer cur;
+	struct lease_history cur_h = {0};
+	char cur_etag[S3_ETAG_MAX];
+	bool cur_present;
+	uint64_t retries0 = upl_retries_now(u);
+	double t0 = mono_now();
+
+	pthread_mutex_lock(&u->mu);
+	c->state = "uploading";
+	c->bytes_done = 0;
+	c->bytes_total = 0;
+	c->swap_pending = false; /* a newer snapshot supersedes a swap still to do */
+	pthread_mutex_unlock(&u->mu);
+
+	if (upl_snap_open(u, c, id, &s) != 0)
+		return;
+	pthread_mutex_lock(&u->mu);
+	c->bytes_total = s.msize;
+	pthread_mutex_unlock(&u->mu);
+
+	/* The pointer as it is before we upload: the swap is conditional on it. */
+	if (upl_read_pointer(u, c, s.ptr_key, &cur, &cur_h, cur_etag, &cur_present) < 0)
+		goto out;
+	if (cur_present && strcmp(cur.db_key, s.p.db_key) == 0 && strcmp(cur.sha256, s.msha) == 0) {
+		upl_already_swapped(u, c, &s, &cur);
 		goto out;
 	}
+	struct s3_upload_result res = {0};
+	if (upl_send(u, c, &s, &res) < 0)
+		goto out;
 
+	struct lease_pointer *p = &s.p;
 	double secs = mono_now() - t0;
-	p.id = id;
-	upl_copy(p.host, sizeof(p.host), u->host_id);
-	upl_copy(p.sha256, sizeof(p.sha256), msha);
-	p.size = res.size;
-	upl_copy(p.etag, sizeof(p.etag), res.etag);
-	p.written_at = (int64_t)time(NULL);
-	upl_record_write(u, c->name, &p, "pending", cur_present ? cur.generation : 0);
+	p->id = id;
+	upl_copy(p->host, sizeof(p->host), u->host_id);
+	upl_copy(p->sha256, sizeof(p->sha256), s.msha);
+	p->size = res.size;
+	upl_copy(p->etag, sizeof(p->etag), res.etag);
+	p->written_at = (int64_t)time(NULL);
+	upl_record_write(u, c->name, p, "pending", cur_present ? cur.generation : 0);
 	log_info("upload: %s: snapshot %s uploaded to s3://%s/%s (%" PRIu64 " bytes in %u part(s), "
 		 "%.1f s, %.1f MB/s, ETag %s, %u retries)",
-		 c->name, ids, s3_client_bucket(u->data), p.db_key, res.size, res.parts, secs,
+		 c->name, s.ids, s3_client_bucket(u->data), p->db_key, res.size, res.parts, secs,
 		 secs > 0 ? (double)res.size / secs / 1e6 : 0.0, res.etag, res.retries);
 
 	/* The pointer we write carries the one it replaces at the head of its history. */
@@ -378,24 +435,22 @@ void upl_upload(upl *u, struct ucoll *c, uint64_t id)
 		log_warn("upload: %s: out of memory: the next pointer carries no history", c->name);
 	pthread_mutex_lock(&u->mu);
 	c->have_last = true;
-	c->last = p;
+	c->last = *p;
 	upl_coll_trim(c, id);
 	c->n_uploads++;
 	c->n_bytes += res.size;
 	c->last_seconds = secs;
 	c->n_retries += upl_retries_now(u) - retries0;
-	retries0 = upl_retries_now(u);
 	c->bytes_done = res.size;
 	c->swap_pending = true;
-	c->swap = p;
+	c->swap = *p;
 	upl_copy(c->swap_if_match, sizeof(c->swap_if_match), cur_present ? cur_etag : "");
 	c->swap_base_generation = cur_present ? cur.generation : 0;
 	c->failures_in_row = 0;
 	c->server_full = false;
 	c->corrupt = NULL;
 	pthread_mutex_unlock(&u->mu);
-	free(mdoc);
-	close(fd);
+	upl_snap_close(&s);
 	lease_history_free(&cur_h);
 	upl_swap(u, c);
 	return;
@@ -403,10 +458,8 @@ out:
 	pthread_mutex_lock(&u->mu);
 	c->n_retries += upl_retries_now(u) - retries0;
 	pthread_mutex_unlock(&u->mu);
-	free(mdoc);
+	upl_snap_close(&s);
 	lease_history_free(&cur_h);
-	if (fd >= 0)
-		close(fd);
 }
 
 /* The lease is someone else's: say whose, and look again later. */
@@ -434,6 +487,57 @@ static void upl_lease_busy(upl *u, struct ucoll *c, const struct lease_state *ho
 	c->next_try = mono_now() + wait;
 	pthread_mutex_unlock(&u->mu);
 	log_info("upload: %s: lease %s; pointer not written, trying again in %.1f s", c->name, msg, wait);
+}
+
+/* The pointer names the uploaded snapshot now (generation p->generation). */
+static void upl_swapped(upl *u, struct ucoll *c, const struct lease_pointer *uploaded,
+			const struct lease_pointer *p, const char *ptr_key)
+{
+	upl_record_write(u, c->name, uploaded, "swapped", p->generation);
+	lease_history_free(&c->swap_hist);
+	pthread_mutex_lock(&u->mu);
+	c->pointer_generation = p->generation;
+	c->swap_pending = false;
+	upl_all_clear(c);
+	pthread_mutex_unlock(&u->mu);
+	log_info("upload: %s: pointer s3://%s/%s now names snapshot %08" PRIu64
+		 " of %s (generation %" PRIu64 ", lease token %" PRIu64 ")",
+		 c->name, s3_client_bucket(u->ctl), ptr_key, p->id, p->host, p->generation,
+		 p->lease_token);
+	if (u->sw)
+		sweeper_kick(u->sw, c->name);
+}
+
+/* Another writer moved the pointer since it was read: ours is not written over it. */
+static void upl_conflict(upl *u, struct ucoll *c, const struct lease_pointer *uploaded, uint64_t id,
+			 const char *ptr_key)
+{
+	struct s3_error e;
+	struct lease_pointer now;
+	bool present = false;
+	char msg[LEASE_HOST_MAX + 256];
+	if (lease_pointer_get(u->ctl, ptr_key, &now, NULL, NULL, &present, &e) == 0 && present)
+		snprintf(msg, sizeof(msg),
+			 "pointer moved by %s to generation %" PRIu64
+			 " (snapshot %08" PRIu64 "); ours (%08" PRIu64 ") not written over it",
+			 now.host, now.generation, now.id, id);
+	else
+		snprintf(msg, sizeof(msg),
+			 "pointer changed since it was read; ours (%08" PRIu64 ") not written over it",
+			 id);
+	upl_record_write(u, c->name, uploaded, "conflict", present ? now.generation : 0);
+	lease_history_free(&c->swap_hist);
+	pthread_mutex_lock(&u->mu);
+	c->state = "conflict";
+	if (present)
+		c->pointer_generation = now.generation;
+	upl_copy(c->last_error, sizeof(c->last_error), msg);
+	c->error_code[0] = '\0';
+	c->swap_pending = false;
+	c->n_conflicts++;
+	c->failures_in_row = 0;
+	pthread_mutex_unlock(&u->mu);
+	log_warn("upload: %s: %s", c->name, msg);
 }
 
 /*
@@ -504,52 +608,14 @@ static void upl_swap_once(upl *u, struct ucoll *c)
 	upl_copy(c->lease_desc, sizeof(c->lease_desc), "free");
 	pthread_mutex_unlock(&u->mu);
 
-	if (swap_rc == 0) {
-		upl_record_write(u, c->name, &uploaded, "swapped", p.generation);
-		lease_history_free(&c->swap_hist);
-		pthread_mutex_lock(&u->mu);
-		c->pointer_generation = p.generation;
-		c->swap_pending = false;
-		upl_all_clear(c);
-		pthread_mutex_unlock(&u->mu);
-		log_info("upload: %s: pointer s3://%s/%s now names snapshot %08" PRIu64
-			 " of %s (generation %" PRIu64 ", lease token %" PRIu64 ")",
-			 c->name, s3_client_bucket(u->ctl), ptr_key, p.id, p.host, p.generation,
-			 p.lease_token);
-		if (u->sw)
-			sweeper_kick(u->sw, c->name);
-		return;
-	}
-	if (swap_rc == -ESTALE) {
-		struct lease_pointer now;
-		bool present = false;
-		char msg[LEASE_HOST_MAX + 256];
-		if (lease_pointer_get(u->ctl, ptr_key, &now, NULL, NULL, &present, &e) == 0 && present)
-			snprintf(msg, sizeof(msg),
-				 "pointer moved by %s to generation %" PRIu64
-				 " (snapshot %08" PRIu64 "); ours (%08" PRIu64 ") not written over it",
-				 now.host, now.generation, now.id, p.id);
-		else
-			snprintf(msg, sizeof(msg),
-				 "pointer changed since it was read; ours (%08" PRIu64 ") not written over it",
-				 p.id);
-		upl_record_write(u, c->name, &uploaded, "conflict", present ? now.generation : 0);
-		lease_history_free(&c->swap_hist);
-		pthread_mutex_lock(&u->mu);
-		c->state = "conflict";
-		if (present)
-			c->pointer_generation = now.generation;
-		upl_copy(c->last_error, sizeof(c->last_error), msg);
-		c->error_code[0] = '\0';
-		c->swap_pending = false;
-		c->n_conflicts++;
-		c->failures_in_row = 0;
-		pthread_mutex_unlock(&u->mu);
-		log_warn("upload: %s: %s", c->name, msg);
-		return;
-	}
-	upl_fail(u, c, swap_rc == -ENOLCK ? "lease too short to write the pointer" : "writing the pointer",
-		 &swap_e, swap_rc);
+	if (swap_rc == 0)
+		upl_swapped(u, c, &uploaded, &p, ptr_key);
+	else if (swap_rc == -ESTALE)
+		upl_conflict(u, c, &uploaded, p.id, ptr_key);
+	else
+		upl_fail(u, c,
+			 swap_rc == -ENOLCK ? "lease too short to write the pointer" : "writing the pointer",
+			 &swap_e, swap_rc);
 }
 
 void upl_swap(upl *u, struct ucoll *c)
