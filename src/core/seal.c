@@ -436,6 +436,36 @@ static bool seal_same_file(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ino == b->st_ino;
 }
 
+/* Writes the snapshot's MANIFEST.json at mpath (durably; *made once it exists). */
+static int seal_manifest(const struct seal_request *req, const char *file, uint64_t size,
+			 const char *sha256, const struct seal_check *check, const char *mpath,
+			 bool *made, char *err, size_t len)
+{
+	struct manifest m = {
+		.collection = req->collection,
+		.id = req->id,
+		.created = req->created,
+		.file = file,
+		.size = size,
+		.sha256 = sha256,
+		.page_size = check->page_size,
+		.page_count = check->page_count,
+		.integrity = "ok",
+		.ledger_max = req->ledger_max,
+		.tables = check->tables,
+		.ntables = check->ntables,
+		.deltas = req->deltas,
+		.ndeltas = req->ndeltas,
+	};
+	sbuf json = SBUF_INIT;
+	manifest_write_json(&m, &json);
+	int rc = seal_write_manifest(mpath, sbuf_str(&json), json.len, made);
+	sbuf_free(&json);
+	if (rc < 0)
+		seal_err(err, len, "seal of %s: write %s: %s", req->collection, mpath, strerror(-rc));
+	return rc;
+}
+
 int seal_make(const struct seal_request *req, struct seal_result *res, char *err, size_t len)
 {
 	if (err && len)
@@ -521,30 +551,9 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	res->size = size;
 	hex_encode(h.sha, FSX_SHA256_LEN, res->sha256);
 
-	struct manifest m = {
-		.collection = req->collection,
-		.id = req->id,
-		.created = req->created,
-		.file = file,
-		.size = size,
-		.sha256 = res->sha256,
-		.page_size = check.page_size,
-		.page_count = check.page_count,
-		.integrity = "ok",
-		.ledger_max = req->ledger_max,
-		.tables = check.tables,
-		.ntables = check.ntables,
-		.deltas = req->deltas,
-		.ndeltas = req->ndeltas,
-	};
-	sbuf json = SBUF_INIT;
-	manifest_write_json(&m, &json);
-	rc = seal_write_manifest(mpath, sbuf_str(&json), json.len, &made_manifest);
-	sbuf_free(&json);
-	if (rc < 0) {
-		seal_err(err, len, "seal of %s: write %s: %s", req->collection, mpath, strerror(-rc));
+	rc = seal_manifest(req, file, size, res->sha256, &check, mpath, &made_manifest, err, len);
+	if (rc < 0)
 		goto out;
-	}
 	rc = fsx_fsync_dir(req->staging_dir);
 	if (rc < 0)
 		seal_err(err, len, "seal of %s: fsync %s: %s", req->collection, req->staging_dir, strerror(-rc));

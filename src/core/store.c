@@ -231,7 +231,133 @@ void store_note_pid(store *s)
 			 strerror(errno));
 }
 
-int store_open(const char *root, unsigned flags, const struct diag *diag, store **out, char *err, size_t errlen)
+/*
+ * Reads the marker of s->root into s (format, instance). *fresh: there
+ * is none and the directory is empty, so it may become a store.
+ */
+static int store_marker_read(store *s, const char *marker, bool *fresh, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t tlen;
+	int rc = fsx_read_all(marker, &text, &tlen);
+	*fresh = false;
+	if (rc == -ENOENT) {
+		/* No marker: only an empty directory may become a store. */
+		bool empty;
+		if ((rc = root_is_empty(s->root, &empty)) < 0) {
+			set_err(err, errlen, "%s: cannot list store directory: %s", s->root,
+				strerror(-rc));
+			return rc;
+		}
+		if (!empty) {
+			set_err(err, errlen,
+				"%s is not a snapfs store (no " MARKER_NAME
+				" marker) and is not empty; refusing to take it over",
+				s->root);
+			return -ENOTEMPTY;
+		}
+		*fresh = true;
+		return 0;
+	}
+	if (rc < 0) {
+		set_err(err, errlen, "%s: cannot read store marker: %s", marker, strerror(-rc));
+		return rc;
+	}
+	unsigned long format;
+	bool ok = marker_parse(text, &format, s->instance);
+	free(text);
+	if (!ok) {
+		set_err(err, errlen,
+			"%s is not a snapfs store (%s is not a snapfs marker); refusing to open it",
+			s->root, marker);
+		return -EINVAL;
+	}
+	if (format > STORE_FORMAT) {
+		set_err(err, errlen,
+			"%s was written by a newer snapfs (store format %lu; this snapfs reads "
+			"format %d); refusing to open it",
+			s->root, format, STORE_FORMAT);
+		return -EPROTONOSUPPORT;
+	}
+	return 0;
+}
+
+/*
+ * Gives s an instance id and writes the marker naming it. The marker
+ * goes first and durably: a crash after it leaves a store that the next
+ * open completes; a crash before it leaves a directory that still
+ * counts as empty. A store made before instance ids existed gets one
+ * now, the same way.
+ */
+static int store_marker_write(store *s, const char *marker, bool fresh, char *err, size_t errlen)
+{
+	char mtext[64];
+	_Static_assert(STORE_FORMAT == 1, "marker text names the format");
+	int rc = instance_new(s->instance);
+	if (rc < 0) {
+		set_err(err, errlen, "%s: cannot make a store instance id: %s", s->root, strerror(-rc));
+		return rc;
+	}
+	int mlen = snprintf(mtext, sizeof(mtext), "snapfs-store\nformat 1\ninstance %s\n", s->instance);
+	if ((rc = fsx_write_atomic(marker, mtext, (size_t)mlen)) < 0) {
+		set_err(err, errlen, "%s: cannot write store marker: %s", marker, strerror(-rc));
+		return rc;
+	}
+	if (fresh)
+		store_say(s, LOG_INFO, "store: initialised a new store in %s (instance %s)", s->root,
+			  s->instance);
+	else
+		store_say(s, LOG_INFO, "store: %s: gave the store its instance id %s", s->root,
+			  s->instance);
+	return 0;
+}
+
+/*
+ * Makes sure collections/ is there with the store's mode, cleans up the
+ * work a crash interrupted, and sets the queue sequence above everything
+ * queued (one sequence for the whole store).
+ */
+static int store_collections_open(store *s, char *err, size_t errlen)
+{
+	char colls[PATH_MAX];
+	int rc;
+	if ((rc = store_fmt_path(colls, sizeof(colls), "%s/%s", s->root, COLLECTIONS)) < 0) {
+		set_err(err, errlen, "%s: store path too long", s->root);
+		return rc;
+	}
+	struct stat st;
+	if (lstat(colls, &st) < 0) {
+		if ((rc = fsx_mkdir_p(colls, s->dir_mode)) < 0 || (rc = fsx_fsync_dir(s->root)) < 0) {
+			set_err(err, errlen, "%s: cannot create: %s", colls, strerror(-rc));
+			return rc;
+		}
+	} else if (!S_ISDIR(st.st_mode)) {
+		set_err(err, errlen, "%s: not a directory", colls);
+		return -ENOTDIR;
+	} else if ((st.st_mode & 07777) != s->dir_mode && chmod(colls, s->dir_mode) < 0) {
+		store_say(s, LOG_WARNING, "store: cannot set the mode of %s to %04o: %s", colls,
+			  (unsigned)s->dir_mode, strerror(errno));
+	}
+	if ((rc = store_sweep_collections(s, colls)) < 0) {
+		set_err(err, errlen, "%s: cannot clean up interrupted work: %s", colls, strerror(-rc));
+		return rc;
+	}
+	char **names;
+	size_t n;
+	if ((rc = store_collections(s, &names, &n)) < 0) {
+		set_err(err, errlen, "%s: cannot list collections: %s", colls, strerror(-rc));
+		return rc;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = store_seq_raise(s, names[i]);
+	store_names_free(names, n);
+	if (rc < 0)
+		set_err(err, errlen, "%s: cannot scan queues: %s", colls, strerror(-rc));
+	return rc;
+}
+
+int store_open(const char *root, unsigned flags, const struct diag *diag, store **out, char *err,
+	       size_t errlen)
 {
 	*out = NULL;
 	if (err && errlen)
@@ -262,56 +388,13 @@ int store_open(const char *root, unsigned flags, const struct diag *diag, store 
 	}
 
 	char marker[PATH_MAX];
+	bool fresh;
 	if ((rc = store_fmt_path(marker, sizeof(marker), "%s/%s", s->root, MARKER_NAME)) < 0) {
 		set_err(err, errlen, "%s: store path too long", s->root);
 		goto out_err;
 	}
-	char *text = NULL;
-	size_t tlen;
-	rc = fsx_read_all(marker, &text, &tlen);
-	bool fresh = false;
-	if (rc == -ENOENT) {
-		/* No marker: only an empty directory may become a store. */
-		bool empty;
-		if ((rc = root_is_empty(s->root, &empty)) < 0) {
-			set_err(err, errlen, "%s: cannot list store directory: %s", s->root,
-				strerror(-rc));
-			goto out_err;
-		}
-		if (!empty) {
-			set_err(err, errlen,
-				"%s is not a snapfs store (no " MARKER_NAME
-				" marker) and is not empty; refusing to take it over",
-				s->root);
-			rc = -ENOTEMPTY;
-			goto out_err;
-		}
-		fresh = true;
-	} else if (rc < 0) {
-		set_err(err, errlen, "%s: cannot read store marker: %s", marker, strerror(-rc));
-		goto out_err;
-	} else {
-		unsigned long format;
-		bool ok = marker_parse(text, &format, s->instance);
-		free(text);
-		if (!ok) {
-			set_err(err, errlen,
-				"%s is not a snapfs store (%s is not a snapfs marker); refusing to open it",
-				s->root, marker);
-			rc = -EINVAL;
-			goto out_err;
-		}
-		if (format > STORE_FORMAT) {
-			set_err(err, errlen,
-				"%s was written by a newer snapfs (store format %lu; this snapfs reads "
-				"format %d); refusing to open it",
-				s->root, format, STORE_FORMAT);
-			rc = -EPROTONOSUPPORT;
-			goto out_err;
-		}
-	}
-
-	if ((rc = store_lock(s, err, errlen)) < 0)
+	if ((rc = store_marker_read(s, marker, &fresh, err, errlen)) < 0 ||
+	    (rc = store_lock(s, err, errlen)) < 0)
 		goto out_err;
 	/*
 	 * The STORE holds the data as plain files: only its owner (and, with
@@ -319,74 +402,12 @@ int store_open(const char *root, unsigned flags, const struct diag *diag, store 
 	 * inside were made with.
 	 */
 	if (chmod(s->root, s->dir_mode) < 0)
-		store_say(s, LOG_WARNING, "store: cannot set the mode of %s to %04o: %s", s->root, (unsigned)s->dir_mode,
-			 strerror(errno));
-
-	if (!s->instance[0]) {
-		/* The marker goes first and durably: a crash after it leaves a
-		 * store that the next open completes; a crash before it leaves a
-		 * directory that still counts as empty. A store made before
-		 * instance ids existed gets one now, the same way. */
-		char mtext[64];
-		_Static_assert(STORE_FORMAT == 1, "marker text names the format");
-		if ((rc = instance_new(s->instance)) < 0) {
-			set_err(err, errlen, "%s: cannot make a store instance id: %s", s->root,
-				strerror(-rc));
-			goto out_err;
-		}
-		int mlen = snprintf(mtext, sizeof(mtext), "snapfs-store\nformat 1\ninstance %s\n",
-				    s->instance);
-		if ((rc = fsx_write_atomic(marker, mtext, (size_t)mlen)) < 0) {
-			set_err(err, errlen, "%s: cannot write store marker: %s", marker,
-				strerror(-rc));
-			goto out_err;
-		}
-		if (fresh)
-			store_say(s, LOG_INFO, "store: initialised a new store in %s (instance %s)", s->root,
-				 s->instance);
-		else
-			store_say(s, LOG_INFO, "store: %s: gave the store its instance id %s", s->root, s->instance);
-	}
-
-	char colls[PATH_MAX];
-	if ((rc = store_fmt_path(colls, sizeof(colls), "%s/%s", s->root, COLLECTIONS)) < 0) {
-		set_err(err, errlen, "%s: store path too long", s->root);
+		store_say(s, LOG_WARNING, "store: cannot set the mode of %s to %04o: %s", s->root,
+			  (unsigned)s->dir_mode, strerror(errno));
+	if (!s->instance[0] && (rc = store_marker_write(s, marker, fresh, err, errlen)) < 0)
 		goto out_err;
-	}
-	struct stat st;
-	if (lstat(colls, &st) < 0) {
-		if ((rc = fsx_mkdir_p(colls, s->dir_mode)) < 0 || (rc = fsx_fsync_dir(s->root)) < 0) {
-			set_err(err, errlen, "%s: cannot create: %s", colls, strerror(-rc));
-			goto out_err;
-		}
-	} else if (!S_ISDIR(st.st_mode)) {
-		set_err(err, errlen, "%s: not a directory", colls);
-		rc = -ENOTDIR;
+	if ((rc = store_collections_open(s, err, errlen)) < 0)
 		goto out_err;
-	} else if ((st.st_mode & 07777) != s->dir_mode && chmod(colls, s->dir_mode) < 0) {
-		store_say(s, LOG_WARNING, "store: cannot set the mode of %s to %04o: %s", colls, (unsigned)s->dir_mode,
-			 strerror(errno));
-	}
-	if ((rc = store_sweep_collections(s, colls)) < 0) {
-		set_err(err, errlen, "%s: cannot clean up interrupted work: %s", colls,
-			strerror(-rc));
-		goto out_err;
-	}
-
-	/* One queue sequence for the whole store, above everything queued. */
-	char **names;
-	size_t n;
-	if ((rc = store_collections(s, &names, &n)) < 0) {
-		set_err(err, errlen, "%s: cannot list collections: %s", colls, strerror(-rc));
-		goto out_err;
-	}
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = store_seq_raise(s, names[i]);
-	store_names_free(names, n);
-	if (rc < 0) {
-		set_err(err, errlen, "%s: cannot scan queues: %s", colls, strerror(-rc));
-		goto out_err;
-	}
 	*out = s;
 	return 0;
 

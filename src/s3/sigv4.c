@@ -433,10 +433,10 @@ out:
 	return 0;
 }
 
-int sigv4_sign(const sigv4_signer *s, const struct sigv4_request *req, sigv4_signed **out,
-	       char *err, size_t errlen)
+/* Refuses a request that cannot be signed as it is, and says why. */
+static int check_request(const sigv4_signer *s, const struct sigv4_request *req, char *err,
+			 size_t errlen)
 {
-	*out = NULL;
 	if (!valid_token(req->method)) {
 		seterr(err, errlen, "method \"%.32s\" is empty or not an HTTP token",
 		       req->method ? req->method : "");
@@ -468,12 +468,22 @@ int sigv4_sign(const sigv4_signer *s, const struct sigv4_request *req, sigv4_sig
 		       "path normalization asked for service s3, which signs paths verbatim");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int sigv4_sign(const sigv4_signer *s, const struct sigv4_request *req, sigv4_signed **out,
+	       char *err, size_t errlen)
+{
+	*out = NULL;
+	int rc = check_request(s, req, err, errlen);
+	if (rc)
+		return rc;
 
 	sigv4_signed *r = xcalloc(1, sizeof(*r));
 	struct sigv4i_hdr *h = NULL;
 	size_t n = 0;
 	sbuf b = SBUF_INIT;
-	int rc = -EINVAL;
+	rc = -EINVAL;
 
 	struct tm tm;
 	if (!gmtime_r(&req->when, &tm) ||
