@@ -12,6 +12,10 @@
  * \", \\, and \u00xx in lowercase hex for the other control bytes and
  * DEL), so documents stay byte-identical to those written before jansson.
  *
+ * jansson's hash seed is set when the program starts (getrandom), not
+ * from /dev/urandom at the first object, so that building a tree never
+ * opens a file (status reads do no I/O).
+ *
  * Reading: jsonx_load is the one strict way documents are read: RFC 8259
  * only (jansson), the top level an object, a key repeated anywhere
  * refused (JSON_REJECT_DUPLICATES), no NUL in a string, nesting bounded.

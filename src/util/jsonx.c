@@ -13,8 +13,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #define JSONX_REAL_DIGITS 15 /* reals are display values, rounded by jsonx_real */
+
+/*
+ * jansson seeds the hash function of its objects when the first object is
+ * made, by reading /dev/urandom. Seeded here when the program starts, from
+ * getrandom(), so that whoever makes the first object (a status read, which
+ * must not touch the disk) never opens a file for it.
+ */
+__attribute__((constructor)) static void jsonx_seed(void)
+{
+	size_t seed = 0;
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed) || seed == 0)
+		seed = ((size_t)time(NULL) ^ ((size_t)getpid() << 16)) | 1;
+	json_object_seed(seed);
+}
 
 static void jsonx_oom(void)
 {
