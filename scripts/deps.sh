@@ -10,6 +10,7 @@ PACKAGES=(
 	libfuse3-dev fuse3
 	libsqlite3-dev sqlite3
 	libssl-dev libcurl4-openssl-dev libexpat1-dev
+	libjansson-dev
 	python3
 )
 case "${1:-}" in

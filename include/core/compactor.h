@@ -36,6 +36,7 @@
 #ifndef SNAPFS_COMPACTOR_H
 #define SNAPFS_COMPACTOR_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -89,11 +90,13 @@ void compactor_report(compactor *c, const char *coll, const char *fmt, ...)
 void compactor_rejected_removed(compactor *c, const char *coll, uint64_t n);
 
 /*
- * Appends coll's status as JSON object members, without the braces
- * ("\"collection\": ..., \"last_error\": null"), so that others can add
- * theirs to the same object; snapshots = published count.
+ * Adds coll's status members to the JSON object status (collection,
+ * state, ..., last_error: see STATUS AND METRICS in snapfs.8, in that
+ * order), so that others can add theirs to the same object; snapshots =
+ * published count. Reads memory only, under the compactor's mutex.
+ * -ENOENT (nothing added) for a collection it does not know.
  */
-int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, sbuf *out);
+int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, json_t *status);
 /* Appends Prometheus metrics for every collection. */
 void compactor_metrics(compactor *c, sbuf *out);
 

@@ -23,6 +23,7 @@
 #ifndef SNAPFS_VFS_H
 #define SNAPFS_VFS_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,11 +75,12 @@ enum {
 };
 
 /*
- * Extra status from other modules (the uploader): for a collection, JSON
- * members to append to its status object, each preceded by ", "; with
- * coll NULL, lines to append to the Prometheus metrics.
+ * Extra status from other modules (the uploader): for a collection,
+ * members to add to its status object status (after the compactor's;
+ * metrics NULL); with coll NULL, lines to append to the Prometheus
+ * metrics (status NULL). Called with the vfs's lock held: memory only.
  */
-typedef void (*vfs_status_fn)(void *ctx, const char *coll, sbuf *out);
+typedef void (*vfs_status_fn)(void *ctx, const char *coll, json_t *status, sbuf *metrics);
 
 /* Called (without vfs locks) when a cached name must be dropped by the kernel. */
 typedef void (*vfs_inval_fn)(void *ctx, uint64_t parent, const char *name);

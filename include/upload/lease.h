@@ -47,6 +47,7 @@
 #ifndef SNAPFS_LEASE_H
 #define SNAPFS_LEASE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,15 @@ struct lease_state {
 	int64_t acquired_at; /* unix seconds */
 	uint64_t ttl;        /* seconds */
 };
+
+/* Appends the lease document (one JSON object and a newline). */
+void lease_state_json(const struct lease_state *st, sbuf *out);
+/*
+ * Strict: -EINVAL unless the document is one JSON object (no key twice)
+ * with owner (fitting), token (>= 0) and expires, and acquired_at and ttl
+ * (>= 0) integers if there; other keys are allowed.
+ */
+int lease_state_parse(const char *json, struct lease_state *st);
 
 typedef struct lease lease;
 
@@ -145,12 +155,18 @@ void lease_history_free(struct lease_history *h);
 int lease_history_next(const struct lease_pointer *cur, const struct lease_history *cur_h,
 		       size_t max, struct lease_history *out);
 
+/* The pointer document as a tree (json_decref it); h may be NULL (no history member). */
+json_t *lease_pointer_to_json(const struct lease_pointer *p, const struct lease_history *h);
 /* Appends the pointer document (one JSON object and a newline); h may be NULL. */
 void lease_pointer_json(const struct lease_pointer *p, const struct lease_history *h, sbuf *out);
 /*
- * Strict: -EINVAL unless every field is there with its type (history
- * may be missing: older documents have none). h (may be NULL) receives
- * the history; free it with lease_history_free.
+ * Strict: -EINVAL unless the document is one JSON object (no key twice)
+ * with every field there with its type, integers >= 0 but written_at,
+ * strings fitting, keys not empty, sha256 64 lowercase hex digits (history
+ * may be missing: older documents have none; other keys are allowed).
+ * h (may be NULL) receives the history, which must then be strictly
+ * older than the pointer and descending; free it with
+ * lease_history_free. -ENOMEM if it cannot be kept.
  */
 int lease_pointer_parse(const char *json, struct lease_pointer *p, struct lease_history *h);
 /*

@@ -11,12 +11,15 @@
  * thread, and shares only the collection's lease (lease_hold), which the
  * uploader's swap can hold at the same time.
  *
- * Threads: sweeper_watch, sweeper_kick and sweeper_status may be called
- * from any thread; they take only the sweeper's own mutex, which is never
- * held across an S3 call or a callback.
+ * Threads: sweeper_watch, sweeper_kick, sweeper_status and
+ * sweeper_metrics may be called from any thread; they take only the
+ * sweeper's own mutex, which is never held across an S3 call or a
+ * callback.
  */
 #ifndef SNAPFS_SWEEPER_H
 #define SNAPFS_SWEEPER_H
+
+#include <jansson.h>
 
 #include "lease.h"
 #include "s3.h"
@@ -44,9 +47,11 @@ void sweeper_watch(sweeper *s, const char *coll);
 /* coll's pointer moved: a pass soon (what left the keep window waits for its grace). */
 void sweeper_kick(sweeper *s, const char *coll);
 /*
- * For coll: appends ", \"bucket\": {...}" (what is in S3 and what the
- * sweep did); for coll NULL: the metrics lines of every collection.
+ * Adds the member "bucket" to coll's "upload" status object: what is in
+ * S3 and what the sweep did (null if coll is not watched).
  */
-void sweeper_status(sweeper *s, const char *coll, sbuf *out);
+void sweeper_status(sweeper *s, const char *coll, json_t *upload);
+/* Appends the metrics lines of every collection. */
+void sweeper_metrics(sweeper *s, sbuf *out);
 
 #endif

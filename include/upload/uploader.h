@@ -46,10 +46,12 @@
 #ifndef SNAPFS_UPLOADER_H
 #define SNAPFS_UPLOADER_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lease.h"
 #include "s3.h"
 #include "sbuf.h"
 #include "store.h"
@@ -86,7 +88,23 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 void upl_stop(upl *u);
 /* The compactor's published() event (ctx is the upl). Never blocks on S3. */
 void upl_published(void *ctx, const char *coll, uint64_t id);
-/* A vfs_status_fn: ", \"upload\": {...}" for coll, or metrics lines for coll NULL. */
-void upl_status(void *ctx, const char *coll, sbuf *out);
+/*
+ * The local upload record (STORE/collections/COLL/upload.json) as one
+ * JSON line: p's snapshot, and pointer ("pending" until the pointer step
+ * is done, then "swapped" or "conflict") with the pointer generation.
+ */
+void upl_record_json(const struct lease_pointer *p, const char *pointer, uint64_t generation, sbuf *out);
+/*
+ * Strict: -EINVAL unless json is one JSON object (no key twice) of
+ * format 1 with every field of its type, integers >= 0 but at, strings
+ * fitting. *done: the pointer step is not "pending".
+ */
+int upl_record_parse(const char *json, struct lease_pointer *p, bool *done, uint64_t *generation);
+
+/*
+ * A vfs_status_fn: adds the member "upload" to coll's status object, or
+ * for coll NULL appends the upload and sweep metrics lines to metrics.
+ */
+void upl_status(void *ctx, const char *coll, json_t *status, sbuf *metrics);
 
 #endif

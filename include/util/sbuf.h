@@ -1,6 +1,6 @@
 /*
  * sbuf — a growable, always NUL-terminated byte buffer, used to build
- * JSON documents (manifests, status) and paths.
+ * text (paths, messages, metrics) and to hold dumped JSON (jsonx).
  *
  * Allocation failure aborts the process: every caller would otherwise
  * have to handle ENOMEM on a few hundred bytes, and none could recover.
@@ -22,12 +22,6 @@ typedef struct sbuf {
 void sbuf_add(sbuf *b, const void *data, size_t len);
 void sbuf_adds(sbuf *b, const char *s);
 void sbuf_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/*
- * Appends s as a JSON string literal, quotes included, escaping as RFC
- * 8259 requires; bytes that are not well-formed UTF-8 become U+FFFD, so
- * the result is always valid JSON whatever bytes a file name holds.
- */
-void sbuf_add_json_str(sbuf *b, const char *s);
 /*
  * Appends s as one line of text for a log or a reason: control
  * characters and bytes that are not well-formed UTF-8 become "\xNN", so

@@ -1,6 +1,6 @@
 /*
- * compactor_status — a collection's compactor state as JSON members and
- * Prometheus metrics.
+ * compactor_status — a collection's compactor state as members of its
+ * JSON status object, and Prometheus metrics.
  *
  * Reads only memory, under c->mu: a status read never touches the disk
  * (the count of rejected/ is kept up to date by the compactor and the
@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+
+#include "jsonx.h"
 
 const char *cc_state_name(enum cstate s)
 {
@@ -46,7 +48,24 @@ static double retry_in_s(const struct ccoll *cc)
 	return s > 0 ? s : 0;
 }
 
-int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, sbuf *out)
+static json_t *last_snapshot_json(const struct ccoll *cc)
+{
+	char idname[24], created[RFC3339_LEN];
+	if (!cc->last.id)
+		return json_null();
+	store_id_format(cc->last.id, idname, sizeof(idname));
+	rfc3339_format(cc->last.created, created);
+	json_t *o = json_object();
+	jsonx_set(o, "id", jsonx_u64(cc->last.id));
+	jsonx_set(o, "snapshot", jsonx_str(idname));
+	jsonx_set(o, "created", jsonx_str(created));
+	jsonx_set(o, "size", jsonx_u64(cc->last.size));
+	jsonx_set(o, "sha256", jsonx_str(cc->last.sha256));
+	jsonx_set(o, "ledger_max", jsonx_int(cc->last.ledger_max));
+	return o;
+}
+
+int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, json_t *status)
 {
 	pthread_mutex_lock(&c->mu);
 	struct ccoll *cc = find(c, coll);
@@ -54,39 +73,20 @@ int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, 
 		pthread_mutex_unlock(&c->mu);
 		return -ENOENT;
 	}
-	sbuf_adds(out, "\"collection\": ");
-	sbuf_add_json_str(out, cc->name);
-	sbuf_addf(out,
-		  ", \"state\": \"%s\", \"queued\": %llu, \"applied_total\": %llu, "
-		  "\"duplicate_total\": %llu, \"rejected_total\": %llu, \"rejected\": %llu, "
-		  "\"snapshots\": %llu, \"seal_failures\": %llu, \"delta_failures\": %llu, \"retry_in_s\": ",
-		  cc_state_name(cc->state), (unsigned long long)cc->queued, (unsigned long long)cc->applied_total,
-		  (unsigned long long)cc->duplicate_total, (unsigned long long)cc->rejected_total,
-		  (unsigned long long)cc->rejected_now, (unsigned long long)snapshots,
-		  (unsigned long long)cc->seal_failures, (unsigned long long)cc->delta_failures);
 	double retry = retry_in_s(cc);
-	if (retry >= 0)
-		sbuf_addf(out, "%.1f", retry);
-	else
-		sbuf_adds(out, "null");
-	sbuf_adds(out, ", \"last_snapshot\": ");
-	if (cc->last.id) {
-		char idname[24], created[32];
-		store_id_format(cc->last.id, idname, sizeof(idname));
-		rfc3339_format(cc->last.created, created);
-		sbuf_addf(out,
-			  "{\"id\": %llu, \"snapshot\": \"%s\", \"created\": \"%s\", \"size\": %llu, "
-			  "\"sha256\": \"%s\", \"ledger_max\": %lld}",
-			  (unsigned long long)cc->last.id, idname, created, (unsigned long long)cc->last.size,
-			  cc->last.sha256, (long long)cc->last.ledger_max);
-	} else {
-		sbuf_adds(out, "null");
-	}
-	sbuf_adds(out, ", \"last_error\": ");
-	if (cc->last_error[0])
-		sbuf_add_json_str(out, cc->last_error);
-	else
-		sbuf_adds(out, "null");
+	jsonx_set(status, "collection", jsonx_str(cc->name));
+	jsonx_set(status, "state", jsonx_str(cc_state_name(cc->state)));
+	jsonx_set(status, "queued", jsonx_u64(cc->queued));
+	jsonx_set(status, "applied_total", jsonx_u64(cc->applied_total));
+	jsonx_set(status, "duplicate_total", jsonx_u64(cc->duplicate_total));
+	jsonx_set(status, "rejected_total", jsonx_u64(cc->rejected_total));
+	jsonx_set(status, "rejected", jsonx_u64(cc->rejected_now));
+	jsonx_set(status, "snapshots", jsonx_u64(snapshots));
+	jsonx_set(status, "seal_failures", jsonx_u64(cc->seal_failures));
+	jsonx_set(status, "delta_failures", jsonx_u64(cc->delta_failures));
+	jsonx_set(status, "retry_in_s", retry >= 0 ? jsonx_real(retry, 1) : json_null());
+	jsonx_set(status, "last_snapshot", last_snapshot_json(cc));
+	jsonx_set(status, "last_error", jsonx_str_or_null(cc->last_error));
 	pthread_mutex_unlock(&c->mu);
 	return 0;
 }

@@ -1,317 +1,132 @@
 /*
  * manifest — writes MANIFEST.json and reads back what a verifier needs.
  *
- * The writer emits one fixed layout (format 1, see manifest.h): keys in a
- * fixed order, two-space indent, every string through sbuf_add_json_str,
- * so collection and delta names with quotes, backslashes, control bytes
- * or UTF-8 come out as valid JSON.
+ * The writer builds the document as a jansson tree and lays it out in one
+ * fixed form (format 1, see manifest.h): keys in a fixed order, two-space
+ * indent, the top object and its tables and deltas one member a line,
+ * each delta on one line. Every string goes through jsonx_str, so
+ * collection, table and delta names with quotes, backslashes, control
+ * bytes or bytes that are not UTF-8 come out as valid JSON.
  *
- * The reader is a strict RFC 8259 tokenizer, not a general parser: it
- * walks the whole document (so malformed input anywhere is rejected),
- * looks at the keys of the top-level object only, and keeps "size",
- * "sha256" and "id". Nested objects (tables, deltas) are validated and
- * skipped, so a table or delta called "sha256" can never be mistaken for
- * the snapshot's own field. A needed key that is missing, repeated or of
- * the wrong type makes the document invalid (-EINVAL).
+ * The reader is jsonx_load (strict RFC 8259, a key repeated anywhere
+ * refused, nesting bounded) and looks at the keys of the top-level object
+ * only, so a table or delta called "sha256" can never be mistaken for the
+ * snapshot's own field. A needed key that is missing or of the wrong type
+ * makes the document invalid (-EINVAL).
  */
 #include "manifest.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "sbuf.h"
+#include "jsonx.h"
+#include "rfc3339.h"
 
 #define MANIFEST_FORMAT 1
 #define MANIFEST_MAX_DEPTH 32
+/* Containers this deep or deeper (a delta in "deltas") are written on one line. */
+#define MANIFEST_INLINE_DEPTH 2
 
 /* ---- writer ---- */
 
-/* A JSON string (sbuf_add_json_str keeps it valid UTF-8), or null for a missing one. */
-static void manifest_str(sbuf *out, const char *s)
+/* null for a time that has no calendar date (gmtime fails). */
+static json_t *manifest_time(time_t t)
 {
-	if (s)
-		sbuf_add_json_str(out, s);
-	else
-		sbuf_adds(out, "null");
+	char buf[RFC3339_LEN];
+	return *rfc3339_format(t, buf) ? jsonx_str(buf) : json_null();
 }
 
-static void manifest_time(sbuf *out, time_t t)
+static json_t *manifest_tree(const struct manifest *m)
 {
-	struct tm tm;
-	char buf[64];
-	if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-		sbuf_adds(out, "null");
+	char snapshot[24];
+	snprintf(snapshot, sizeof(snapshot), "%08llu", (unsigned long long)m->id);
+	json_t *o = json_object(), *tables = json_object(), *deltas = json_array();
+	jsonx_set(o, "format", jsonx_int(MANIFEST_FORMAT));
+	jsonx_set(o, "snapfs_version", jsonx_str(SNAPFS_VERSION));
+	jsonx_set(o, "collection", jsonx_str(m->collection));
+	jsonx_set(o, "id", jsonx_u64(m->id));
+	jsonx_set(o, "snapshot", jsonx_str(snapshot));
+	jsonx_set(o, "created", manifest_time(m->created));
+	jsonx_set(o, "created_unix", jsonx_int((int64_t)m->created));
+	jsonx_set(o, "file", jsonx_str(m->file));
+	jsonx_set(o, "size", jsonx_u64(m->size));
+	jsonx_set(o, "sha256", jsonx_str(m->sha256));
+	jsonx_set(o, "page_size", jsonx_u64(m->page_size));
+	jsonx_set(o, "page_count", jsonx_u64(m->page_count));
+	jsonx_set(o, "integrity_check", jsonx_str(m->integrity));
+	jsonx_set(o, "ledger_max", jsonx_int(m->ledger_max));
+	for (size_t i = 0; i < m->ntables; i++)
+		jsonx_set(tables, m->tables[i].name ? m->tables[i].name : "", jsonx_int(m->tables[i].rows));
+	jsonx_set(o, "tables", tables);
+	for (size_t i = 0; i < m->ndeltas; i++) {
+		json_t *d = json_object();
+		jsonx_set(d, "seq", jsonx_int(m->deltas[i].seq));
+		jsonx_set(d, "name", jsonx_str(m->deltas[i].name));
+		jsonx_set(d, "sha256", jsonx_str(m->deltas[i].sha256));
+		jsonx_push(deltas, d);
+	}
+	jsonx_set(o, "deltas", deltas);
+	return o;
+}
+
+static void manifest_indent(sbuf *out, int depth)
+{
+	sbuf_adds(out, "\n");
+	for (int i = 0; i < depth; i++)
+		sbuf_adds(out, "  ");
+}
+
+/*
+ * v at depth: a container above MANIFEST_INLINE_DEPTH with members gets
+ * one member a line, indented two spaces a level; anything else is
+ * jansson's one-line form ({"seq": 1, "name": ...}, {}, []).
+ */
+static void manifest_layout(json_t *v, int depth, sbuf *out)
+{
+	bool obj = json_is_object(v);
+	size_t n = obj ? json_object_size(v) : json_is_array(v) ? json_array_size(v) : 0;
+	if (n == 0 || depth >= MANIFEST_INLINE_DEPTH) {
+		jsonx_dump(v, JSON_ENCODE_ANY, out);
 		return;
 	}
-	manifest_str(out, buf);
+	sbuf_adds(out, obj ? "{" : "[");
+	if (obj) {
+		const char *key;
+		json_t *m;
+		size_t i = 0;
+		json_object_foreach(v, key, m) {
+			sbuf_adds(out, i++ ? "," : "");
+			manifest_indent(out, depth + 1);
+			json_t *k = jsonx_str(key);
+			jsonx_dump(k, JSON_ENCODE_ANY, out);
+			json_decref(k);
+			sbuf_adds(out, ": ");
+			manifest_layout(m, depth + 1, out);
+		}
+	} else {
+		size_t i;
+		json_t *m;
+		json_array_foreach(v, i, m) {
+			sbuf_adds(out, i ? "," : "");
+			manifest_indent(out, depth + 1);
+			manifest_layout(m, depth + 1, out);
+		}
+	}
+	manifest_indent(out, depth);
+	sbuf_adds(out, obj ? "}" : "]");
 }
 
 void manifest_write_json(const struct manifest *m, sbuf *out)
 {
-	sbuf_addf(out, "{\n  \"format\": %d,\n  \"snapfs_version\": ", MANIFEST_FORMAT);
-	manifest_str(out, SNAPFS_VERSION);
-	sbuf_adds(out, ",\n  \"collection\": ");
-	manifest_str(out, m->collection);
-	sbuf_addf(out, ",\n  \"id\": %" PRIu64 ",\n  \"snapshot\": \"%08" PRIu64 "\",\n  \"created\": ",
-		  m->id, m->id);
-	manifest_time(out, m->created);
-	sbuf_addf(out, ",\n  \"created_unix\": %lld,\n  \"file\": ", (long long)m->created);
-	manifest_str(out, m->file);
-	sbuf_addf(out, ",\n  \"size\": %" PRIu64 ",\n  \"sha256\": ", m->size);
-	manifest_str(out, m->sha256);
-	sbuf_addf(out, ",\n  \"page_size\": %" PRIu64 ",\n  \"page_count\": %" PRIu64 ",\n  \"integrity_check\": ",
-		  m->page_size, m->page_count);
-	manifest_str(out, m->integrity);
-	sbuf_addf(out, ",\n  \"ledger_max\": %" PRId64 ",\n  \"tables\": {", m->ledger_max);
-	for (size_t i = 0; i < m->ntables; i++) {
-		sbuf_adds(out, i ? ",\n    " : "\n    ");
-		manifest_str(out, m->tables[i].name);
-		sbuf_addf(out, ": %" PRId64, m->tables[i].rows);
-	}
-	sbuf_adds(out, m->ntables ? "\n  },\n  \"deltas\": [" : "},\n  \"deltas\": [");
-	for (size_t i = 0; i < m->ndeltas; i++) {
-		const struct manifest_delta *d = &m->deltas[i];
-		sbuf_addf(out, "%s{\"seq\": %" PRId64 ", \"name\": ", i ? ",\n    " : "\n    ", d->seq);
-		manifest_str(out, d->name);
-		sbuf_adds(out, ", \"sha256\": ");
-		manifest_str(out, d->sha256);
-		sbuf_adds(out, "}");
-	}
-	sbuf_adds(out, m->ndeltas ? "\n  ]\n}\n" : "]\n}\n");
+	json_t *o = manifest_tree(m);
+	manifest_layout(o, 0, out);
+	sbuf_adds(out, "\n");
+	json_decref(o);
 }
 
 /* ---- reader ---- */
-
-struct mjson {
-	const char *p;
-	const char *end;
-};
-
-static void mjson_ws(struct mjson *j)
-{
-	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-		j->p++;
-}
-
-static int mjson_hex4(const char *p, unsigned *out)
-{
-	unsigned v = 0;
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (unsigned)(c - 'A' + 10);
-		else
-			return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
-/*
- * Parses a string at j->p (which is at the opening quote). If out is not
- * NULL, the decoded value is stored there when it fits in cap-1 bytes
- * (NUL-terminated); *fits says whether it did. Characters outside ASCII
- * are decoded as 0xff placeholders: the reader only compares against
- * ASCII keys and hex digits, so they can only ever make a mismatch.
- */
-static int mjson_string(struct mjson *j, char *out, size_t cap, bool *fits)
-{
-	size_t n = 0;
-	bool ok = out != NULL;
-	if (j->p >= j->end || *j->p != '"')
-		return -EINVAL;
-	j->p++;
-	for (;;) {
-		if (j->p >= j->end)
-			return -EINVAL;
-		unsigned char c = (unsigned char)*j->p;
-		char dec;
-		if (c == '"') {
-			j->p++;
-			break;
-		}
-		if (c < 0x20)
-			return -EINVAL;
-		if (c == '\\') {
-			if (j->end - j->p < 2)
-				return -EINVAL;
-			char e = j->p[1];
-			j->p += 2;
-			switch (e) {
-			case '"': dec = '"'; break;
-			case '\\': dec = '\\'; break;
-			case '/': dec = '/'; break;
-			case 'b': dec = '\b'; break;
-			case 'f': dec = '\f'; break;
-			case 'n': dec = '\n'; break;
-			case 'r': dec = '\r'; break;
-			case 't': dec = '\t'; break;
-			case 'u': {
-				unsigned u;
-				if (j->end - j->p < 4 || mjson_hex4(j->p, &u) < 0)
-					return -EINVAL;
-				j->p += 4;
-				if (u >= 0xd800 && u <= 0xdbff) {
-					/* A high surrogate must be followed by a low one. */
-					unsigned lo;
-					if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' ||
-					    mjson_hex4(j->p + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff)
-						return -EINVAL;
-					j->p += 6;
-				} else if (u >= 0xdc00 && u <= 0xdfff) {
-					return -EINVAL;
-				}
-				/* NUL could truncate a key into a match. */
-				dec = (u > 0 && u < 0x80) ? (char)u : (char)0xff;
-				break;
-			}
-			default:
-				return -EINVAL;
-			}
-		} else {
-			size_t len = sbuf_utf8_len((const unsigned char *)j->p, (const unsigned char *)j->end);
-			if (len == 0)
-				return -EINVAL;
-			j->p += len;
-			dec = len == 1 ? (char)c : (char)0xff;
-		}
-		if (ok) {
-			if (n + 1 < cap)
-				out[n++] = dec;
-			else
-				ok = false;
-		}
-	}
-	if (out && cap)
-		out[ok ? n : 0] = '\0';
-	if (fits)
-		*fits = ok;
-	return 0;
-}
-
-/*
- * Parses a number. If u64 is not NULL the number must be a non-negative
- * integer that fits in 64 bits (no fraction, no exponent), stored there.
- */
-static int mjson_number(struct mjson *j, uint64_t *u64)
-{
-	const char *start = j->p;
-	bool neg = false, integral = true;
-	if (j->p < j->end && *j->p == '-') {
-		neg = true;
-		j->p++;
-	}
-	if (j->p >= j->end || *j->p < '0' || *j->p > '9')
-		return -EINVAL;
-	if (*j->p == '0') {
-		j->p++;
-	} else {
-		while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
-			j->p++;
-	}
-	const char *int_end = j->p;
-	if (j->p < j->end && *j->p == '.') {
-		integral = false;
-		j->p++;
-		if (j->p >= j->end || *j->p < '0' || *j->p > '9')
-			return -EINVAL;
-		while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
-			j->p++;
-	}
-	if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-		integral = false;
-		j->p++;
-		if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
-			j->p++;
-		if (j->p >= j->end || *j->p < '0' || *j->p > '9')
-			return -EINVAL;
-		while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
-			j->p++;
-	}
-	if (!u64)
-		return 0;
-	if (neg || !integral)
-		return -EINVAL;
-	uint64_t v = 0;
-	for (const char *d = start; d < int_end; d++) {
-		uint64_t digit = (uint64_t)(*d - '0');
-		if (v > (UINT64_MAX - digit) / 10)
-			return -EINVAL;
-		v = v * 10 + digit;
-	}
-	*u64 = v;
-	return 0;
-}
-
-static int mjson_literal(struct mjson *j, const char *word)
-{
-	size_t n = strlen(word);
-	if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
-		return -EINVAL;
-	j->p += n;
-	return 0;
-}
-
-/* Validates and skips any value (recursion bounded by depth). */
-static int mjson_skip(struct mjson *j, int depth)
-{
-	mjson_ws(j);
-	if (j->p >= j->end)
-		return -EINVAL;
-	char c = *j->p;
-	if (c == '"')
-		return mjson_string(j, NULL, 0, NULL);
-	if (c == '-' || (c >= '0' && c <= '9'))
-		return mjson_number(j, NULL);
-	if (c == 't')
-		return mjson_literal(j, "true");
-	if (c == 'f')
-		return mjson_literal(j, "false");
-	if (c == 'n')
-		return mjson_literal(j, "null");
-	if (c != '{' && c != '[')
-		return -EINVAL;
-	if (depth >= MANIFEST_MAX_DEPTH)
-		return -EINVAL;
-	char close = c == '{' ? '}' : ']';
-	j->p++;
-	mjson_ws(j);
-	if (j->p < j->end && *j->p == close) {
-		j->p++;
-		return 0;
-	}
-	for (;;) {
-		mjson_ws(j);
-		if (close == '}') {
-			if (mjson_string(j, NULL, 0, NULL) < 0)
-				return -EINVAL;
-			mjson_ws(j);
-			if (j->p >= j->end || *j->p != ':')
-				return -EINVAL;
-			j->p++;
-		}
-		if (mjson_skip(j, depth + 1) < 0)
-			return -EINVAL;
-		mjson_ws(j);
-		if (j->p >= j->end)
-			return -EINVAL;
-		if (*j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (*j->p != close)
-			return -EINVAL;
-		j->p++;
-		return 0;
-	}
-}
 
 static bool manifest_is_sha_hex(const char *s)
 {
@@ -322,73 +137,38 @@ static bool manifest_is_sha_hex(const char *s)
 	return i == 64;
 }
 
+/* The needed fields of the top-level object; file (cap bytes) only if not NULL. */
+static int manifest_read(const char *json, uint64_t *size, char sha256[65], uint64_t *id, char *file,
+			 size_t cap)
+{
+	json_t *root;
+	const char *sha, *f = NULL;
+	json_int_t v_size, v_id;
+	if (jsonx_load(json, MANIFEST_MAX_DEPTH, &root) < 0)
+		return -EINVAL;
+	int rc = 0;
+	if (json_unpack(root, "{s:I, s:s, s:I}", "size", &v_size, "sha256", &sha, "id", &v_id) < 0 ||
+	    v_size < 0 || v_id < 0 || !manifest_is_sha_hex(sha) ||
+	    (file && (json_unpack(root, "{s:s}", "file", &f) < 0 || jsonx_copy(file, cap, f) < 0))) {
+		rc = -EINVAL;
+	} else {
+		if (size)
+			*size = (uint64_t)v_size;
+		if (id)
+			*id = (uint64_t)v_id;
+		if (sha256)
+			memcpy(sha256, sha, 65);
+	}
+	json_decref(root);
+	return rc;
+}
+
 int manifest_read_basic(const char *json, uint64_t *size, char sha256[65], uint64_t *id)
 {
-	if (!json)
-		return -EINVAL;
-	struct mjson j = {json, json + strlen(json)};
-	bool have_size = false, have_sha = false, have_id = false;
-	uint64_t v_size = 0, v_id = 0;
-	char v_sha[65] = "";
+	return manifest_read(json, size, sha256, id, NULL, 0);
+}
 
-	mjson_ws(&j);
-	if (j.p >= j.end || *j.p != '{')
-		return -EINVAL;
-	j.p++;
-	mjson_ws(&j);
-	if (j.p < j.end && *j.p == '}') {
-		j.p++;
-	} else {
-		for (;;) {
-			char key[16];
-			bool fits;
-			mjson_ws(&j);
-			if (mjson_string(&j, key, sizeof(key), &fits) < 0)
-				return -EINVAL;
-			mjson_ws(&j);
-			if (j.p >= j.end || *j.p != ':')
-				return -EINVAL;
-			j.p++;
-			mjson_ws(&j);
-			if (fits && strcmp(key, "size") == 0) {
-				if (have_size || mjson_number(&j, &v_size) < 0)
-					return -EINVAL;
-				have_size = true;
-			} else if (fits && strcmp(key, "id") == 0) {
-				if (have_id || mjson_number(&j, &v_id) < 0)
-					return -EINVAL;
-				have_id = true;
-			} else if (fits && strcmp(key, "sha256") == 0) {
-				bool sha_fits;
-				if (have_sha || j.p >= j.end || *j.p != '"' ||
-				    mjson_string(&j, v_sha, sizeof(v_sha), &sha_fits) < 0 || !sha_fits ||
-				    !manifest_is_sha_hex(v_sha))
-					return -EINVAL;
-				have_sha = true;
-			} else if (mjson_skip(&j, 1) < 0) {
-				return -EINVAL;
-			}
-			mjson_ws(&j);
-			if (j.p >= j.end)
-				return -EINVAL;
-			if (*j.p == ',') {
-				j.p++;
-				continue;
-			}
-			if (*j.p != '}')
-				return -EINVAL;
-			j.p++;
-			break;
-		}
-	}
-	mjson_ws(&j);
-	if (j.p != j.end || !have_size || !have_sha || !have_id)
-		return -EINVAL;
-	if (size)
-		*size = v_size;
-	if (id)
-		*id = v_id;
-	if (sha256)
-		memcpy(sha256, v_sha, 65);
-	return 0;
+int manifest_read_file(const char *json, char *file, size_t cap)
+{
+	return manifest_read(json, NULL, NULL, NULL, file, cap);
 }

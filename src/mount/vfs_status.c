@@ -1,6 +1,8 @@
 /*
  * vfs_status — the generated files: .snapfs/status, .snapfs/metrics and
- * each collection's status, rendered from memory under v->mu.
+ * each collection's status, rendered from memory under v->mu. Status is
+ * one JSON tree the compactor and the status hook (the uploader) add
+ * their members to, dumped on one line.
  */
 #include "vfs.h"
 #include "vfs_i.h"
@@ -17,26 +19,30 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonx.h"
 #include "log.h"
 #include "sbuf.h"
 
 
 /* One collection's status object; with v->mu held. */
-static void coll_status(vfs *v, const struct vcoll *c, sbuf *b)
+static json_t *coll_status(vfs *v, const struct vcoll *c)
 {
-	sbuf_adds(b, "{");
-	compactor_status_fields(v->comp, c->name, c->nids, b);
+	json_t *o = json_object();
+	compactor_status_fields(v->comp, c->name, c->nids, o);
 	if (v->status_hook)
-		v->status_hook(v->status_ctx, c->name, b);
-	sbuf_adds(b, "}");
+		v->status_hook(v->status_ctx, c->name, o, NULL);
+	return o;
 }
 
 void vfs_gen_status(vfs *v, struct node *n, sbuf *b)
 {
 	if (n->kind == N_COLL_STATUS) {
 		struct vcoll *c = vfs_coll_find(v, n->coll);
-		if (c)
-			coll_status(v, c, b);
+		if (c) {
+			json_t *o = coll_status(v, c);
+			jsonx_dump(o, 0, b);
+			json_decref(o);
+		}
 		sbuf_adds(b, "\n");
 		return;
 	}
@@ -50,20 +56,17 @@ void vfs_gen_status(vfs *v, struct node *n, sbuf *b)
 			     "# TYPE snapfs_uptime_seconds gauge\nsnapfs_uptime_seconds %lld\n",
 			  (long long)(time(NULL) - v->started));
 		if (v->status_hook)
-			v->status_hook(v->status_ctx, NULL, b);
+			v->status_hook(v->status_ctx, NULL, NULL, b);
 		return;
 	}
-	sbuf_addf(b, "{\"version\": \"%s\", \"uptime_s\": %lld, \"store\": ", SNAPFS_VERSION,
-		  (long long)(time(NULL) - v->started));
-	sbuf_add_json_str(b, store_root(v->st));
-	sbuf_adds(b, ", \"collections\": {");
-	for (struct vcoll *c = v->colls; c; c = c->next) {
-		sbuf_add_json_str(b, c->name);
-		sbuf_adds(b, ": ");
-		coll_status(v, c, b);
-		if (c->next)
-			sbuf_adds(b, ", ");
-	}
-	sbuf_adds(b, "}}\n");
+	json_t *o = json_object(), *colls = json_object();
+	jsonx_set(o, "version", jsonx_str(SNAPFS_VERSION));
+	jsonx_set(o, "uptime_s", jsonx_int((int64_t)(time(NULL) - v->started)));
+	jsonx_set(o, "store", jsonx_str(store_root(v->st)));
+	for (struct vcoll *c = v->colls; c; c = c->next)
+		jsonx_set(colls, c->name, coll_status(v, c));
+	jsonx_set(o, "collections", colls);
+	jsonx_dump(o, 0, b);
+	json_decref(o);
+	sbuf_adds(b, "\n");
 }
-

@@ -9,6 +9,7 @@
 #ifndef SNAPFS_CTL_H
 #define SNAPFS_CTL_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "layout.h"
@@ -29,6 +30,8 @@ struct ctl_opts {
 	bool dry_run;
 };
 
+/* Prints doc as one JSON line on stdout and frees it. */
+void ctl_print(json_t *doc);
 /* "what: the formatted S3 error" on stderr. */
 void ctl_s3_error(const char *what, const struct s3_error *e);
 /*

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonx.h"
 #include "lease.h"
 #include "manifest.h"
 #include "sbuf.h"
@@ -59,6 +60,23 @@ static void ctl_owner(char *buf, size_t len)
 		memset(rnd, (int)getpid(), sizeof(rnd));
 	snprintf(buf, len, "snapfs-ctl/%s/%ld/%02x%02x%02x%02x%02x%02x", host, (long)getpid(), rnd[0],
 		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+}
+
+static json_t *ctl_time_json(int64_t t)
+{
+	char when[RFC3339_LEN];
+	rfc3339_format(t, when);
+	return jsonx_str(when);
+}
+
+void ctl_print(json_t *doc)
+{
+	sbuf out = SBUF_INIT;
+	jsonx_dump(doc, 0, &out);
+	sbuf_adds(&out, "\n");
+	fputs(sbuf_str(&out), stdout);
+	sbuf_free(&out);
+	json_decref(doc);
 }
 
 /* ---- the collections under the prefix ---- */
@@ -139,111 +157,102 @@ static int ctl_colls(s3_client *c, const struct ctl_opts *o, char **given, int n
 
 /* ---- a plan as JSON ---- */
 
-static void ctl_str_or_null(sbuf *out, const char *s)
-{
-	if (s && *s)
-		sbuf_add_json_str(out, s);
-	else
-		sbuf_adds(out, "null");
-}
-
-static void ctl_dir_of(const struct ctl_opts *o, const char *coll, const char *key,
-		       char dir[LAYOUT_DIR_MAX])
+/* The snapshot directory of a key (null if it is not a snapshot key). */
+static json_t *ctl_dir_json(const struct ctl_opts *o, const char *coll, const char *key)
 {
 	struct layout_snap s;
-	dir[0] = '\0';
-	if (layout_parse_snapshot_key(o->nprefix, coll, key, &s))
-		memcpy(dir, s.dir, LAYOUT_DIR_MAX);
+	if (!layout_parse_snapshot_key(o->nprefix, coll, key, &s))
+		return json_null();
+	return jsonx_str_or_null(s.dir);
 }
 
-static void ctl_plan_json(const struct ctl_opts *o, const char *coll, const struct sweep_plan *p,
-			  sbuf *out)
+static json_t *ctl_pointer_json(const struct ctl_opts *o, const char *coll, const struct sweep_plan *p)
 {
-	char when[32], dir[LAYOUT_DIR_MAX];
-	sbuf_adds(out, "{\"collection\": ");
-	sbuf_add_json_str(out, coll);
-	sbuf_adds(out, ", \"pointer\": ");
-	if (p->pointer_present && p->pointer_rc == 0) {
-		ctl_dir_of(o, coll, p->pointer.db_key, dir);
-		sbuf_addf(out, "{\"generation\": %" PRIu64 ", \"snapshot\": ", p->pointer.generation);
-		ctl_str_or_null(out, dir);
-		sbuf_adds(out, ", \"key\": ");
-		sbuf_add_json_str(out, p->pointer.db_key);
-		sbuf_addf(out, ", \"written_at\": %" PRId64 ", \"lease_token\": %" PRIu64 ", \"history\": [",
-			  p->pointer.written_at, p->pointer.lease_token);
-		for (size_t i = 0; i < p->history.n; i++) {
-			ctl_dir_of(o, coll, p->history.prev[i].db_key, dir);
-			sbuf_addf(out, "%s{\"generation\": %" PRIu64 ", \"snapshot\": ", i ? ", " : "",
-				  p->history.prev[i].generation);
-			ctl_str_or_null(out, dir);
-			sbuf_addf(out, ", \"written_at\": %" PRId64 "}", p->history.prev[i].written_at);
-		}
-		sbuf_adds(out, "]}");
-	} else {
-		sbuf_adds(out, "null");
+	if (!p->pointer_present || p->pointer_rc != 0)
+		return json_null();
+	json_t *ptr = json_object(), *hist = json_array();
+	jsonx_set(ptr, "generation", jsonx_u64(p->pointer.generation));
+	jsonx_set(ptr, "snapshot", ctl_dir_json(o, coll, p->pointer.db_key));
+	jsonx_set(ptr, "key", jsonx_str(p->pointer.db_key));
+	jsonx_set(ptr, "written_at", jsonx_int(p->pointer.written_at));
+	jsonx_set(ptr, "lease_token", jsonx_u64(p->pointer.lease_token));
+	for (size_t i = 0; i < p->history.n; i++) {
+		json_t *e = json_object();
+		jsonx_set(e, "generation", jsonx_u64(p->history.prev[i].generation));
+		jsonx_set(e, "snapshot", ctl_dir_json(o, coll, p->history.prev[i].db_key));
+		jsonx_set(e, "written_at", jsonx_int(p->history.prev[i].written_at));
+		jsonx_push(hist, e);
 	}
-	sbuf_addf(out, ", \"pointer_corrupt\": %s, \"snapshots\": [", p->pointer_rc ? "true" : "false");
-	for (size_t i = 0; i < p->nsnaps; i++) {
-		const struct sweep_snap *s = &p->snaps[i];
-		rfc3339_format(s->newest, when);
-		sbuf_adds(out, i ? ", {\"snapshot\": " : "{\"snapshot\": ");
-		sbuf_add_json_str(out, s->name.dir);
-		sbuf_addf(out, ", \"id\": %" PRIu64 ", \"host\": ", s->name.id);
-		sbuf_add_json_str(out, s->name.host);
-		sbuf_adds(out, ", \"instance\": ");
-		ctl_str_or_null(out, s->name.inst);
-		sbuf_addf(out, ", \"role\": \"%s\", \"action\": \"%s\", \"generation\": ",
-			  sweep_role_name(s->role), sweep_action_name(s->action));
-		if (s->generation)
-			sbuf_addf(out, "%" PRIu64, s->generation);
-		else
-			sbuf_adds(out, "null");
-		sbuf_addf(out, ", \"objects\": %u, \"complete\": %s, \"bytes\": %" PRIu64
-			       ", \"last_modified\": \"%s\", \"unneeded_since\": ",
-			  s->objects, s->has_db && s->has_manifest ? "true" : "false", s->bytes, when);
-		if (s->action != SWEEP_KEEP)
-			sbuf_addf(out, "%" PRId64, s->unneeded_since);
-		else
-			sbuf_adds(out, "null");
-		sbuf_adds(out, "}");
-	}
-	sbuf_adds(out, "], \"uploads\": [");
-	for (size_t i = 0; i < p->nuploads; i++) {
-		const struct sweep_upload *u = &p->uploads[i];
-		rfc3339_format(u->initiated, when);
-		sbuf_adds(out, i ? ", {\"key\": " : "{\"key\": ");
-		sbuf_add_json_str(out, u->key);
-		sbuf_adds(out, ", \"upload_id\": ");
-		sbuf_add_json_str(out, u->upload_id);
-		sbuf_adds(out, ", \"host\": ");
-		sbuf_add_json_str(out, u->name.host);
-		sbuf_addf(out, ", \"initiated\": \"%s\", \"stale\": %s, \"why\": ", when,
-			  u->abort ? "true" : "false");
-		sbuf_add_json_str(out, u->why);
-		sbuf_adds(out, "}");
-	}
-	sbuf_addf(out,
-		  "], \"unknown_keys\": %zu, \"objects\": %" PRIu64 ", \"bytes\": %" PRIu64
-		  ", \"snapshots_kept\": %" PRIu64 ", \"to_delete\": {\"snapshots\": %zu, \"objects\": %" PRIu64
-		  ", \"bytes\": %" PRIu64 "}, \"uploads_to_abort\": %zu, \"blocked\": ",
-		  p->unknown, p->objects, p->bytes, p->kept, p->del_snaps, p->del_objects, p->del_bytes,
-		  p->aborts);
-	ctl_str_or_null(out, p->blocked);
-	sbuf_adds(out, "}");
+	jsonx_set(ptr, "history", hist);
+	return ptr;
 }
 
-static void ctl_rules_json(const struct ctl_opts *o, sbuf *out)
+static json_t *ctl_snap_json(const struct sweep_snap *s)
 {
-	sbuf_adds(out, "\"bucket\": ");
-	sbuf_add_json_str(out, o->bucket);
-	sbuf_adds(out, ", \"prefix\": ");
-	sbuf_add_json_str(out, o->nprefix);
-	sbuf_adds(out, ", \"rules\": {\"keep\": ");
-	if (o->keep)
-		sbuf_addf(out, "%u", o->keep);
-	else
-		sbuf_adds(out, "\"all\"");
-	sbuf_addf(out, ", \"grace_s\": %u, \"upload_age_s\": %u}", o->grace_s, o->upload_age_s);
+	json_t *e = json_object();
+	jsonx_set(e, "snapshot", jsonx_str(s->name.dir));
+	jsonx_set(e, "id", jsonx_u64(s->name.id));
+	jsonx_set(e, "host", jsonx_str(s->name.host));
+	jsonx_set(e, "instance", jsonx_str_or_null(s->name.inst));
+	jsonx_set(e, "role", jsonx_str(sweep_role_name(s->role)));
+	jsonx_set(e, "action", jsonx_str(sweep_action_name(s->action)));
+	jsonx_set(e, "generation", s->generation ? jsonx_u64(s->generation) : json_null());
+	jsonx_set(e, "objects", jsonx_u64(s->objects));
+	jsonx_set(e, "complete", json_boolean(s->has_db && s->has_manifest));
+	jsonx_set(e, "bytes", jsonx_u64(s->bytes));
+	jsonx_set(e, "last_modified", ctl_time_json(s->newest));
+	jsonx_set(e, "unneeded_since", s->action != SWEEP_KEEP ? jsonx_int(s->unneeded_since) : json_null());
+	return e;
+}
+
+static json_t *ctl_upload_json(const struct sweep_upload *u)
+{
+	json_t *e = json_object();
+	jsonx_set(e, "key", jsonx_str(u->key));
+	jsonx_set(e, "upload_id", jsonx_str(u->upload_id));
+	jsonx_set(e, "host", jsonx_str(u->name.host));
+	jsonx_set(e, "initiated", ctl_time_json(u->initiated));
+	jsonx_set(e, "stale", json_boolean(u->abort));
+	jsonx_set(e, "why", jsonx_str(u->why));
+	return e;
+}
+
+static json_t *ctl_plan_json(const struct ctl_opts *o, const char *coll, const struct sweep_plan *p)
+{
+	json_t *out = json_object(), *snaps = json_array(), *ups = json_array(), *del = json_object();
+	jsonx_set(out, "collection", jsonx_str(coll));
+	jsonx_set(out, "pointer", ctl_pointer_json(o, coll, p));
+	jsonx_set(out, "pointer_corrupt", json_boolean(p->pointer_rc != 0));
+	for (size_t i = 0; i < p->nsnaps; i++)
+		jsonx_push(snaps, ctl_snap_json(&p->snaps[i]));
+	jsonx_set(out, "snapshots", snaps);
+	for (size_t i = 0; i < p->nuploads; i++)
+		jsonx_push(ups, ctl_upload_json(&p->uploads[i]));
+	jsonx_set(out, "uploads", ups);
+	jsonx_set(out, "unknown_keys", jsonx_u64(p->unknown));
+	jsonx_set(out, "objects", jsonx_u64(p->objects));
+	jsonx_set(out, "bytes", jsonx_u64(p->bytes));
+	jsonx_set(out, "snapshots_kept", jsonx_u64(p->kept));
+	jsonx_set(del, "snapshots", jsonx_u64(p->del_snaps));
+	jsonx_set(del, "objects", jsonx_u64(p->del_objects));
+	jsonx_set(del, "bytes", jsonx_u64(p->del_bytes));
+	jsonx_set(out, "to_delete", del);
+	jsonx_set(out, "uploads_to_abort", jsonx_u64(p->aborts));
+	jsonx_set(out, "blocked", jsonx_str_or_null(p->blocked));
+	return out;
+}
+
+/* A command's output object, with the bucket, prefix and rules it ran with. */
+static json_t *ctl_rules_json(const struct ctl_opts *o)
+{
+	json_t *out = json_object(), *rules = json_object();
+	jsonx_set(out, "bucket", jsonx_str(o->bucket));
+	jsonx_set(out, "prefix", jsonx_str(o->nprefix));
+	jsonx_set(rules, "keep", o->keep ? jsonx_u64(o->keep) : jsonx_str("all"));
+	jsonx_set(rules, "grace_s", jsonx_u64(o->grace_s));
+	jsonx_set(rules, "upload_age_s", jsonx_u64(o->upload_age_s));
+	jsonx_set(out, "rules", rules);
+	return out;
 }
 
 /* ---- ls, sweep ---- */
@@ -255,10 +264,8 @@ int ctl_ls(s3_client *c, const struct ctl_opts *o, char **colls, int n)
 	if (ret != CTL_OK)
 		return ret;
 	struct sweep_rules r = ctl_rules(o);
-	sbuf out = SBUF_INIT;
-	sbuf_adds(&out, "{");
-	ctl_rules_json(o, &out);
-	sbuf_adds(&out, ", \"collections\": [");
+	json_t *out = ctl_rules_json(o), *list = json_array();
+	jsonx_set(out, "collections", list);
 	int64_t now = (int64_t)time(NULL);
 	for (size_t i = 0; i < cn.n; i++) {
 		struct sweep_plan p;
@@ -270,22 +277,20 @@ int ctl_ls(s3_client *c, const struct ctl_opts *o, char **colls, int n)
 			ret = CTL_FAIL;
 			break;
 		}
-		if (i)
-			sbuf_adds(&out, ", ");
-		ctl_plan_json(o, cn.v[i], &p, &out);
+		jsonx_push(list, ctl_plan_json(o, cn.v[i], &p));
 		sweep_plan_free(&p);
 	}
-	sbuf_adds(&out, "]}\n");
 	if (ret == CTL_OK)
-		fputs(sbuf_str(&out), stdout);
-	sbuf_free(&out);
+		ctl_print(out);
+	else
+		json_decref(out);
 	ctl_names_free(&cn);
 	return ret;
 }
 
 /* One collection: plan, take the lease, run, release. */
 static int ctl_sweep_one(s3_client *c, const struct ctl_opts *o, const char *coll, const char *owner,
-			 sbuf *out)
+			 json_t *swept)
 {
 	struct sweep_rules r = ctl_rules(o);
 	struct sweep_plan p;
@@ -307,7 +312,7 @@ static int ctl_sweep_one(s3_client *c, const struct ctl_opts *o, const char *col
 	}
 	int rc = lease_hold(l, CTL_MARGIN_S, &holder, &e);
 	if (rc == -EBUSY) {
-		char until[32];
+		char until[RFC3339_LEN];
 		rfc3339_format(holder.expires, until);
 		fprintf(stderr,
 			"snapfs-ctl: %s: the lease is held by %s until %s: only its holder deletes; "
@@ -337,17 +342,17 @@ static int ctl_sweep_one(s3_client *c, const struct ctl_opts *o, const char *col
 	for (size_t i = 0; i < p.nsnaps; i++)
 		waiting += p.snaps[i].action == SWEEP_WAIT;
 	if (ret == CTL_OK) {
-		sbuf_adds(out, "{\"collection\": ");
-		sbuf_add_json_str(out, coll);
-		sbuf_addf(out,
-			  ", \"deleted_snapshots\": %zu, \"deleted_objects\": %" PRIu64
-			  ", \"deleted_bytes\": %" PRIu64 ", \"aborted_uploads\": %zu"
-			  ", \"objects\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"waiting_for_grace\": %zu"
-			  ", \"blocked\": ",
-			  res.deleted_snaps, res.deleted_objects, res.deleted_bytes, res.aborted,
-			  p.objects - res.deleted_objects, p.bytes - res.deleted_bytes, waiting);
-		ctl_str_or_null(out, p.blocked);
-		sbuf_adds(out, "}");
+		json_t *done = json_object();
+		jsonx_set(done, "collection", jsonx_str(coll));
+		jsonx_set(done, "deleted_snapshots", jsonx_u64(res.deleted_snaps));
+		jsonx_set(done, "deleted_objects", jsonx_u64(res.deleted_objects));
+		jsonx_set(done, "deleted_bytes", jsonx_u64(res.deleted_bytes));
+		jsonx_set(done, "aborted_uploads", jsonx_u64(res.aborted));
+		jsonx_set(done, "objects", jsonx_u64(p.objects - res.deleted_objects));
+		jsonx_set(done, "bytes", jsonx_u64(p.bytes - res.deleted_bytes));
+		jsonx_set(done, "waiting_for_grace", jsonx_u64(waiting));
+		jsonx_set(done, "blocked", jsonx_str_or_null(p.blocked));
+		jsonx_push(swept, done);
 	}
 	sweep_plan_free(&p);
 	return ret;
@@ -363,19 +368,14 @@ int ctl_sweep(s3_client *c, const struct ctl_opts *o, char **colls, int n)
 		return ret;
 	char owner[LEASE_OWNER_MAX];
 	ctl_owner(owner, sizeof(owner));
-	sbuf out = SBUF_INIT;
-	sbuf_adds(&out, "{");
-	ctl_rules_json(o, &out);
-	sbuf_adds(&out, ", \"swept\": [");
-	for (size_t i = 0; i < cn.n && ret == CTL_OK; i++) {
-		if (i)
-			sbuf_adds(&out, ", ");
-		ret = ctl_sweep_one(c, o, cn.v[i], owner, &out);
-	}
-	sbuf_adds(&out, "]}\n");
+	json_t *out = ctl_rules_json(o), *swept = json_array();
+	jsonx_set(out, "swept", swept);
+	for (size_t i = 0; i < cn.n && ret == CTL_OK; i++)
+		ret = ctl_sweep_one(c, o, cn.v[i], owner, swept);
 	if (ret == CTL_OK)
-		fputs(sbuf_str(&out), stdout);
-	sbuf_free(&out);
+		ctl_print(out);
+	else
+		json_decref(out);
 	ctl_names_free(&cn);
 	return ret;
 }
@@ -597,8 +597,12 @@ int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const c
 		return CTL_FAIL;
 	}
 	if (lrc == 0 && prc == 0) {
-		printf("{\"collection\": \"%s\", \"lease\": \"ok\", \"pointer\": \"%s\", \"repaired\": false}\n",
-		       coll, ppresent ? "ok" : "absent");
+		json_t *out = json_object();
+		jsonx_set(out, "collection", jsonx_str(coll));
+		jsonx_set(out, "lease", jsonx_str("ok"));
+		jsonx_set(out, "pointer", jsonx_str(ppresent ? "ok" : "absent"));
+		jsonx_set(out, "repaired", json_false());
+		ctl_print(out);
 		return CTL_OK;
 	}
 
@@ -619,7 +623,7 @@ int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const c
 		rc = lease_hold(l, CTL_MARGIN_S, &holder, &e);
 	}
 	if (rc == -EBUSY) {
-		char until[32];
+		char until[RFC3339_LEN];
 		rfc3339_format(holder.expires, until);
 		fprintf(stderr, "snapfs-ctl: %s: the lease is held by %s until %s; nothing changed, try "
 				"again later\n",
@@ -650,24 +654,23 @@ int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const c
 	lease_free(l);
 	if (ret != CTL_OK)
 		return ret;
-	sbuf out = SBUF_INIT;
-	sbuf_adds(&out, "{\"collection\": ");
-	sbuf_add_json_str(&out, coll);
-	if (lrc == -EPROTO)
-		sbuf_addf(&out, ", \"lease\": \"replaced (token %" PRIu64 ", released)\"", token);
-	else
-		sbuf_adds(&out, ", \"lease\": \"ok\"");
-	if (prc == -EPROTO) {
-		char dir[LAYOUT_DIR_MAX];
-		ctl_dir_of(o, coll, p.db_key, dir);
-		sbuf_adds(&out, ", \"pointer\": \"replaced\", \"snapshot\": ");
-		sbuf_add_json_str(&out, dir);
-		sbuf_addf(&out, ", \"generation\": %" PRIu64, p.generation);
+	json_t *out = json_object();
+	jsonx_set(out, "collection", jsonx_str(coll));
+	if (lrc == -EPROTO) {
+		char lease_desc[64];
+		snprintf(lease_desc, sizeof(lease_desc), "replaced (token %" PRIu64 ", released)", token);
+		jsonx_set(out, "lease", jsonx_str(lease_desc));
 	} else {
-		sbuf_addf(&out, ", \"pointer\": \"%s\"", ppresent ? "ok" : "absent");
+		jsonx_set(out, "lease", jsonx_str("ok"));
 	}
-	sbuf_adds(&out, ", \"repaired\": true}\n");
-	fputs(sbuf_str(&out), stdout);
-	sbuf_free(&out);
+	if (prc == -EPROTO) {
+		jsonx_set(out, "pointer", jsonx_str("replaced"));
+		jsonx_set(out, "snapshot", ctl_dir_json(o, coll, p.db_key));
+		jsonx_set(out, "generation", jsonx_u64(p.generation));
+	} else {
+		jsonx_set(out, "pointer", jsonx_str(ppresent ? "ok" : "absent"));
+	}
+	jsonx_set(out, "repaired", json_true());
+	ctl_print(out);
 	return CTL_OK;
 }

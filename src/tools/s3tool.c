@@ -10,6 +10,7 @@
  * process title. SIGINT/SIGTERM cancel the running request; an upload
  * cut short that way is aborted on the server before exiting.
  */
+#include "jsonx.h"
 #include "log.h"
 #include "mono.h"
 #include "parse.h"
@@ -120,19 +121,36 @@ static int fail(const struct s3_error *e, int rc)
 	return e->precondition_failed ? EXIT_PRECONDITION : EXIT_FAIL;
 }
 
-static void emit(sbuf *j)
+static json_t *iso_json(time_t t)
 {
-	sbuf_adds(j, "}\n");
-	fputs(sbuf_str(j), stdout);
-	fflush(stdout);
-	sbuf_free(j);
+	char when[RFC3339_LEN];
+	rfc3339_format(t, when);
+	return jsonx_str(when);
 }
 
-static void add_retries(sbuf *j, s3_client *c)
+/* A command's result: {"op": op, key_name: key, ...}; emit() adds the request counts. */
+static json_t *result(const char *op, const char *key_name, const char *key)
+{
+	json_t *j = json_object();
+	jsonx_set(j, "op", jsonx_str(op));
+	jsonx_set(j, key_name, jsonx_str(key));
+	return j;
+}
+
+/* Prints j as one compact JSON line, with the client's request and retry counts, and frees it. */
+static void emit(json_t *j, s3_client *c)
 {
 	struct s3_stats st;
 	s3_client_stats(c, &st);
-	sbuf_addf(j, ",\"requests\":%" PRIu64 ",\"retries\":%" PRIu64, st.requests, st.retries);
+	jsonx_set(j, "requests", jsonx_u64(st.requests));
+	jsonx_set(j, "retries", jsonx_u64(st.retries));
+	sbuf out = SBUF_INIT;
+	jsonx_dump(j, JSON_COMPACT, &out);
+	sbuf_adds(&out, "\n");
+	fputs(sbuf_str(&out), stdout);
+	fflush(stdout);
+	sbuf_free(&out);
+	json_decref(j);
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -171,13 +189,10 @@ static int cmd_put(s3_client *c, const char *key, const char *path, const struct
 	close(fd);
 	if (rc)
 		return fail(&e, rc);
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"put\",\"key\":");
-	sbuf_add_json_str(&j, key);
-	sbuf_addf(&j, ",\"size\":%" PRIu64 ",\"etag\":", (uint64_t)st.st_size);
-	sbuf_add_json_str(&j, res.etag);
-	add_retries(&j, c);
-	emit(&j);
+	json_t *j = result("put", "key", key);
+	jsonx_set(j, "size", jsonx_u64((uint64_t)st.st_size));
+	jsonx_set(j, "etag", jsonx_str(res.etag));
+	emit(j, c);
 	return 0;
 }
 
@@ -221,15 +236,12 @@ static int cmd_get(s3_client *c, const char *key, const char *path, const struct
 		return e.method[0] ? fail(&e, rc) : EXIT_FAIL;
 	}
 	sbuf_free(&tmp);
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"get\",\"key\":");
-	sbuf_add_json_str(&j, key);
-	sbuf_addf(&j, ",\"size\":%" PRIu64 ",\"length\":%" PRIu64 ",\"etag\":", info.size, info.length);
-	sbuf_add_json_str(&j, info.etag);
-	sbuf_adds(&j, ",\"sha256\":");
-	sbuf_add_json_str(&j, sha);
-	add_retries(&j, c);
-	emit(&j);
+	json_t *j = result("get", "key", key);
+	jsonx_set(j, "size", jsonx_u64(info.size));
+	jsonx_set(j, "length", jsonx_u64(info.length));
+	jsonx_set(j, "etag", jsonx_str(info.etag));
+	jsonx_set(j, "sha256", jsonx_str(sha));
+	emit(j, c);
 	s3_object_info_free(&info);
 	return 0;
 }
@@ -241,26 +253,15 @@ static int cmd_head(s3_client *c, const char *key)
 	int rc = s3_head(c, key, &info, &e);
 	if (rc)
 		return fail(&e, rc);
-	char when[32];
-	rfc3339_format(info.last_modified, when);
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"head\",\"key\":");
-	sbuf_add_json_str(&j, key);
-	sbuf_addf(&j, ",\"size\":%" PRIu64 ",\"etag\":", info.size);
-	sbuf_add_json_str(&j, info.etag);
-	sbuf_addf(&j, ",\"last_modified\":\"%s\",\"content_type\":", when);
-	sbuf_add_json_str(&j, info.content_type);
-	sbuf_adds(&j, ",\"metadata\":{");
-	for (size_t i = 0; i < info.n_meta; i++) {
-		if (i)
-			sbuf_adds(&j, ",");
-		sbuf_add_json_str(&j, info.meta[i].name);
-		sbuf_adds(&j, ":");
-		sbuf_add_json_str(&j, info.meta[i].value);
-	}
-	sbuf_adds(&j, "}");
-	add_retries(&j, c);
-	emit(&j);
+	json_t *j = result("head", "key", key), *meta = json_object();
+	jsonx_set(j, "size", jsonx_u64(info.size));
+	jsonx_set(j, "etag", jsonx_str(info.etag));
+	jsonx_set(j, "last_modified", iso_json(info.last_modified));
+	jsonx_set(j, "content_type", jsonx_str(info.content_type));
+	for (size_t i = 0; i < info.n_meta; i++)
+		jsonx_set(meta, info.meta[i].name, jsonx_str(info.meta[i].value));
+	jsonx_set(j, "metadata", meta);
+	emit(j, c);
 	s3_object_info_free(&info);
 	return 0;
 }
@@ -271,12 +272,9 @@ static int cmd_rm(s3_client *c, const char *key)
 	int rc = s3_delete(c, key, &e);
 	if (rc)
 		return fail(&e, rc);
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"rm\",\"key\":");
-	sbuf_add_json_str(&j, key);
-	sbuf_adds(&j, ",\"deleted\":true");
-	add_retries(&j, c);
-	emit(&j);
+	json_t *j = result("rm", "key", key);
+	jsonx_set(j, "deleted", json_true());
+	emit(j, c);
 	return 0;
 }
 
@@ -308,50 +306,37 @@ static int cmd_rm_prefix(s3_client *c, const char *prefix)
 	s3_objects_free(objs, n);
 	if (rc)
 		return fail(&e, rc);
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"rm-prefix\",\"prefix\":");
-	sbuf_add_json_str(&j, prefix);
-	sbuf_addf(&j, ",\"deleted\":%zu,\"delete_calls\":%zu", done, calls);
-	add_retries(&j, c);
-	emit(&j);
+	json_t *j = result("rm-prefix", "prefix", prefix);
+	jsonx_set(j, "deleted", jsonx_u64(done));
+	jsonx_set(j, "delete_calls", jsonx_u64(calls));
+	emit(j, c);
 	return 0;
 }
 
-struct ls_state {
-	sbuf *j;
-	size_t n;
-};
-
 static int ls_one(void *arg, const struct s3_object *o)
 {
-	struct ls_state *st = arg;
-	char when[32];
-	rfc3339_format(o->last_modified, when);
-	sbuf_adds(st->j, st->n++ ? ",{\"key\":" : "{\"key\":");
-	sbuf_add_json_str(st->j, o->key);
-	sbuf_addf(st->j, ",\"size\":%" PRIu64 ",\"etag\":", o->size);
-	sbuf_add_json_str(st->j, o->etag);
-	sbuf_addf(st->j, ",\"last_modified\":\"%s\"}", when);
+	json_t *e = json_object();
+	jsonx_set(e, "key", jsonx_str(o->key));
+	jsonx_set(e, "size", jsonx_u64(o->size));
+	jsonx_set(e, "etag", jsonx_str(o->etag));
+	jsonx_set(e, "last_modified", iso_json(o->last_modified));
+	jsonx_push(arg, e);
 	return 0;
 }
 
 static int cmd_ls(s3_client *c, const char *prefix)
 {
 	struct s3_error e;
-	sbuf objs = SBUF_INIT;
-	struct ls_state st = {&objs, 0};
-	int rc = s3_list(c, prefix, NULL, ls_one, &st, &e);
+	json_t *objs = json_array();
+	int rc = s3_list(c, prefix, NULL, ls_one, objs, &e);
 	if (rc) {
-		sbuf_free(&objs);
+		json_decref(objs);
 		return fail(&e, rc);
 	}
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"ls\",\"prefix\":");
-	sbuf_add_json_str(&j, prefix ? prefix : "");
-	sbuf_addf(&j, ",\"count\":%zu,\"objects\":[%s]", st.n, sbuf_str(&objs));
-	sbuf_free(&objs);
-	add_retries(&j, c);
-	emit(&j);
+	json_t *j = result("ls", "prefix", prefix ? prefix : "");
+	jsonx_set(j, "count", jsonx_u64(json_array_size(objs)));
+	jsonx_set(j, "objects", objs);
+	emit(j, c);
 	return 0;
 }
 
@@ -394,17 +379,17 @@ static int cmd_upload(s3_client *c, const char *key, const char *path, const str
 	double dt = mono_now() - t0;
 	if (rc)
 		return fail(&e, rc);
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"upload\",\"key\":");
-	sbuf_add_json_str(&j, key);
-	sbuf_addf(&j, ",\"size\":%" PRIu64 ",\"etag\":", res.size);
-	sbuf_add_json_str(&j, res.etag);
-	sbuf_addf(&j, ",\"parts\":%u,\"etag_is_md5\":%s,\"upload_retries\":%u,\"seconds\":%.3f",
-		  res.parts, res.etag_is_md5 ? "true" : "false", res.retries, dt);
-	sbuf_addf(&j, ",\"bytes_per_second\":%.0f,\"peak_rss_kib\":%lu",
-		  dt > 0 ? (double)res.size / dt : 0.0, peak_rss_kib());
-	add_retries(&j, c);
-	emit(&j);
+	json_t *j = result("upload", "key", key);
+	jsonx_set(j, "size", jsonx_u64(res.size));
+	jsonx_set(j, "etag", jsonx_str(res.etag));
+	jsonx_set(j, "parts", jsonx_u64(res.parts));
+	jsonx_set(j, "etag_is_md5", json_boolean(res.etag_is_md5));
+	jsonx_set(j, "upload_retries", jsonx_u64(res.retries));
+	jsonx_set(j, "seconds", jsonx_real(dt, 3));
+	/* A whole number, as "%.0f" wrote it. */
+	jsonx_set(j, "bytes_per_second", jsonx_u64(dt > 0 ? (uint64_t)((double)res.size / dt + 0.5) : 0));
+	jsonx_set(j, "peak_rss_kib", jsonx_u64(peak_rss_kib()));
+	emit(j, c);
 	return 0;
 }
 
@@ -416,23 +401,18 @@ static int cmd_uploads(s3_client *c, const char *prefix)
 	int rc = s3_multipart_list(c, prefix, &u, &n, &e);
 	if (rc)
 		return fail(&e, rc);
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"uploads\",\"prefix\":");
-	sbuf_add_json_str(&j, prefix ? prefix : "");
-	sbuf_addf(&j, ",\"count\":%zu,\"uploads\":[", n);
+	json_t *j = result("uploads", "prefix", prefix ? prefix : ""), *list = json_array();
+	jsonx_set(j, "count", jsonx_u64(n));
 	for (size_t i = 0; i < n; i++) {
-		char when[32];
-		rfc3339_format(u[i].initiated, when);
-		sbuf_adds(&j, i ? ",{\"key\":" : "{\"key\":");
-		sbuf_add_json_str(&j, u[i].key);
-		sbuf_adds(&j, ",\"upload_id\":");
-		sbuf_add_json_str(&j, u[i].upload_id);
-		sbuf_addf(&j, ",\"initiated\":\"%s\"}", when);
+		json_t *up = json_object();
+		jsonx_set(up, "key", jsonx_str(u[i].key));
+		jsonx_set(up, "upload_id", jsonx_str(u[i].upload_id));
+		jsonx_set(up, "initiated", iso_json(u[i].initiated));
+		jsonx_push(list, up);
 	}
-	sbuf_adds(&j, "]");
+	jsonx_set(j, "uploads", list);
 	s3_multipart_list_free(u, n);
-	add_retries(&j, c);
-	emit(&j);
+	emit(j, c);
 	return 0;
 }
 
@@ -442,14 +422,10 @@ static int cmd_abort(s3_client *c, const char *key, const char *upload_id)
 	int rc = s3_multipart_abort(c, key, upload_id, &e);
 	if (rc)
 		return fail(&e, rc);
-	sbuf j = SBUF_INIT;
-	sbuf_adds(&j, "{\"op\":\"abort\",\"key\":");
-	sbuf_add_json_str(&j, key);
-	sbuf_adds(&j, ",\"upload_id\":");
-	sbuf_add_json_str(&j, upload_id);
-	sbuf_adds(&j, ",\"aborted\":true");
-	add_retries(&j, c);
-	emit(&j);
+	json_t *j = result("abort", "key", key);
+	jsonx_set(j, "upload_id", jsonx_str(upload_id));
+	jsonx_set(j, "aborted", json_true());
+	emit(j, c);
 	return 0;
 }
 

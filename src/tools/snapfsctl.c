@@ -46,7 +46,7 @@
 #include "hex.h"
 #include "layout.h"
 #include "ctl.h"
-#include "jread.h"
+#include "jsonx.h"
 #include "lease.h"
 #include "log.h"
 #include "manifest.h"
@@ -139,8 +139,7 @@ static int ctl_verify(const char *dir)
 		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, mpath, strerror(-rc));
 		return CTL_FAIL;
 	}
-	const struct jread_field f[] = {{"file", JREAD_STR, file, sizeof(file), NULL, 0, false, NULL, NULL}};
-	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || jread_object(doc, f, 1) < 0 ||
+	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || manifest_read_file(doc, file, sizeof(file)) < 0 ||
 	    !file[0] || strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0) {
 		free(doc);
 		fprintf(stderr, "snapfs-ctl: verify %s: %s is not a snapfs manifest (file, size, sha256, id)\n",
@@ -168,16 +167,14 @@ static int ctl_verify(const char *dir)
 		fprintf(stderr, "snapfs-ctl: verify %s: PRAGMA integrity_check of %s: %s\n", dir, dbpath, ic);
 		return CTL_BAD;
 	}
-	sbuf out = SBUF_INIT;
-	sbuf_adds(&out, "{\"verified\": ");
-	sbuf_add_json_str(&out, dir);
-	sbuf_adds(&out, ", \"file\": ");
-	sbuf_add_json_str(&out, file);
-	sbuf_addf(&out, ", \"id\": %" PRIu64 ", \"size\": %" PRIu64 ", \"sha256\": \"%s\", "
-			"\"integrity_check\": \"ok\"}\n",
-		  mid, size, sha);
-	fputs(sbuf_str(&out), stdout);
-	sbuf_free(&out);
+	json_t *out = json_object();
+	jsonx_set(out, "verified", jsonx_str(dir));
+	jsonx_set(out, "file", jsonx_str(file));
+	jsonx_set(out, "id", jsonx_u64(mid));
+	jsonx_set(out, "size", jsonx_u64(size));
+	jsonx_set(out, "sha256", jsonx_str(sha));
+	jsonx_set(out, "integrity_check", jsonx_str("ok"));
+	ctl_print(out);
 	return CTL_OK;
 }
 
@@ -236,18 +233,12 @@ static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
 		fprintf(stderr, "snapfs-ctl: no pointer at s3://%s/%s\n", s3_client_bucket(c), key);
 		return CTL_FAIL;
 	}
-	sbuf out = SBUF_INIT;
-	sbuf_adds(&out, "{\"key\": ");
-	sbuf_add_json_str(&out, key);
-	sbuf_adds(&out, ", \"etag\": ");
-	sbuf_add_json_str(&out, etag);
-	sbuf_adds(&out, ", \"pointer\": ");
-	lease_pointer_json(&p, &h, &out);
+	json_t *out = json_object();
+	jsonx_set(out, "key", jsonx_str(key));
+	jsonx_set(out, "etag", jsonx_str(etag));
+	jsonx_set(out, "pointer", lease_pointer_to_json(&p, &h));
 	lease_history_free(&h);
-	out.buf[out.len - 1] = '}'; /* the pointer's newline becomes our closing brace */
-	sbuf_adds(&out, "\n");
-	fputs(sbuf_str(&out), stdout);
-	sbuf_free(&out);
+	ctl_print(out);
 	return CTL_OK;
 }
 
@@ -379,21 +370,18 @@ static int ctl_restore(s3_client *c, const struct ctl_opts *o, const char *coll,
 	if (rc < 0)
 		fprintf(stderr, "snapfs-ctl: warning: fsync of the directory of %s: %s\n", dest,
 			strerror(-rc));
-	sbuf out = SBUF_INIT;
-	sbuf_adds(&out, "{\"restored\": ");
-	sbuf_add_json_str(&out, dest);
-	sbuf_adds(&out, ", \"key\": ");
-	sbuf_add_json_str(&out, db_key);
-	sbuf_addf(&out, ", \"id\": %" PRIu64 ", \"size\": %" PRIu64 ", \"sha256\": \"%s\", "
-			"\"integrity_check\": \"ok\"",
-		  mid, msize, sha);
+	json_t *out = json_object();
+	jsonx_set(out, "restored", jsonx_str(dest));
+	jsonx_set(out, "key", jsonx_str(db_key));
+	jsonx_set(out, "id", jsonx_u64(mid));
+	jsonx_set(out, "size", jsonx_u64(msize));
+	jsonx_set(out, "sha256", jsonx_str(sha));
+	jsonx_set(out, "integrity_check", jsonx_str("ok"));
 	if (from_pointer) {
-		sbuf_addf(&out, ", \"generation\": %" PRIu64 ", \"host\": ", p.generation);
-		sbuf_add_json_str(&out, p.host);
+		jsonx_set(out, "generation", jsonx_u64(p.generation));
+		jsonx_set(out, "host", jsonx_str(p.host));
 	}
-	sbuf_adds(&out, "}\n");
-	fputs(sbuf_str(&out), stdout);
-	sbuf_free(&out);
+	ctl_print(out);
 	ret = CTL_OK;
 out:
 	if (fd >= 0)

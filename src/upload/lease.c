@@ -25,8 +25,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "jread.h"
+#include "jsonx.h"
 #include "mono.h"
+
+/* Lease and pointer documents nest 4 deep (pointer, history, entry, keys). */
+#define LEASE_DOC_DEPTH 16
 
 struct lease {
 	s3_client *c;
@@ -53,27 +56,42 @@ static void lease_copy(char *dst, size_t cap, const char *src)
 
 /* ---- the lease ---- */
 
-static int lease_state_parse(const char *json, struct lease_state *st)
+int lease_state_parse(const char *json, struct lease_state *st)
 {
+	json_t *root;
+	const char *owner;
+	json_int_t token, expires, acquired_at = 0, ttl = 0;
 	memset(st, 0, sizeof(*st));
-	const struct jread_field f[] = {
-		{"owner", JREAD_STR, st->owner, sizeof(st->owner), NULL, 0, false, NULL, NULL},
-		{"token", JREAD_U64, &st->token, 0, NULL, 0, false, NULL, NULL},
-		{"expires", JREAD_I64, &st->expires, 0, NULL, 0, false, NULL, NULL},
-		{"acquired_at", JREAD_I64, &st->acquired_at, 0, NULL, 0, true, NULL, NULL},
-		{"ttl", JREAD_U64, &st->ttl, 0, NULL, 0, true, NULL, NULL},
-	};
-	return jread_object(json, f, sizeof(f) / sizeof(f[0]));
+	if (jsonx_load(json, LEASE_DOC_DEPTH, &root) < 0)
+		return -EINVAL;
+	int rc = json_unpack(root, "{s:s, s:I, s:I, s?I, s?I}", "owner", &owner, "token", &token, "expires",
+			     &expires, "acquired_at", &acquired_at, "ttl", &ttl) < 0 ||
+			 token < 0 || ttl < 0 || jsonx_copy(st->owner, sizeof(st->owner), owner) < 0
+		 ? -EINVAL
+		 : 0;
+	json_decref(root);
+	if (rc < 0) {
+		memset(st, 0, sizeof(*st));
+		return rc;
+	}
+	st->token = (uint64_t)token;
+	st->expires = expires;
+	st->acquired_at = acquired_at;
+	st->ttl = (uint64_t)ttl;
+	return 0;
 }
 
-static void lease_state_json(const struct lease_state *st, sbuf *out)
+void lease_state_json(const struct lease_state *st, sbuf *out)
 {
-	sbuf_adds(out, "{\"owner\": ");
-	sbuf_add_json_str(out, st->owner);
-	sbuf_addf(out,
-		  ", \"token\": %" PRIu64 ", \"expires\": %" PRId64 ", \"acquired_at\": %" PRId64
-		  ", \"ttl\": %" PRIu64 "}\n",
-		  st->token, st->expires, st->acquired_at, st->ttl);
+	json_t *o = json_object();
+	jsonx_set(o, "owner", jsonx_str(st->owner));
+	jsonx_set(o, "token", jsonx_u64(st->token));
+	jsonx_set(o, "expires", jsonx_int(st->expires));
+	jsonx_set(o, "acquired_at", jsonx_int(st->acquired_at));
+	jsonx_set(o, "ttl", jsonx_u64(st->ttl));
+	jsonx_dump(o, 0, out);
+	sbuf_adds(out, "\n");
+	json_decref(o);
 }
 
 int lease_new(s3_client *c, const char *key, const char *owner, unsigned ttl_s, lease **out)
@@ -126,7 +144,9 @@ static void lease_bad_doc(s3_client *c, const char *key, const char *what, const
 		char start[49];
 		lease_copy(start, sizeof(start), doc);
 		sbuf_adds(&b, "; it begins ");
-		sbuf_add_json_str(&b, start);
+		json_t *js = jsonx_str(start);
+		jsonx_dump(js, JSON_ENCODE_ANY, &b);
+		json_decref(js);
 	}
 	lease_copy(err->transport, sizeof(err->transport), sbuf_str(&b));
 	sbuf_free(&b);
@@ -201,6 +221,8 @@ static int lease_put(lease *l, uint64_t token, int64_t expires, const char *if_m
 		     struct s3_error *err)
 {
 	struct lease_state st = {0};
+	if (token > (uint64_t)INT64_MAX)
+		return -EOVERFLOW; /* a JSON integer holds no more: the token could not grow */
 	lease_copy(st.owner, sizeof(st.owner), l->owner);
 	st.token = token;
 	st.acquired_at = (int64_t)time(NULL);
@@ -260,8 +282,6 @@ static int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *
 		} else if (strcmp(cur.owner, l->owner) == 0 && cur.expires > now) {
 			rc = lease_put(l, cur.token, -1, etag, err); /* renew: same token */
 		} else if (cur.expires <= now) {
-			if (cur.token == UINT64_MAX)
-				return -EOVERFLOW;
 			rc = lease_put(l, cur.token + 1, -1, etag, err); /* takeover: fencing */
 		} else {
 			if (holder)
@@ -378,34 +398,46 @@ int lease_history_next(const struct lease_pointer *cur, const struct lease_histo
 	return 0;
 }
 
+static json_t *lease_keys_json(const char *db, const char *manifest)
+{
+	json_t *k = json_object();
+	jsonx_set(k, "db", jsonx_str(db));
+	jsonx_set(k, "manifest", jsonx_str(manifest));
+	return k;
+}
+
+json_t *lease_pointer_to_json(const struct lease_pointer *p, const struct lease_history *h)
+{
+	json_t *o = json_object();
+	jsonx_set(o, "generation", jsonx_u64(p->generation));
+	jsonx_set(o, "id", jsonx_u64(p->id));
+	jsonx_set(o, "host", jsonx_str(p->host));
+	jsonx_set(o, "keys", lease_keys_json(p->db_key, p->manifest_key));
+	jsonx_set(o, "sha256", jsonx_str(p->sha256));
+	jsonx_set(o, "size", jsonx_u64(p->size));
+	jsonx_set(o, "etag", jsonx_str(p->etag));
+	jsonx_set(o, "lease_token", jsonx_u64(p->lease_token));
+	jsonx_set(o, "written_at", jsonx_int(p->written_at));
+	if (h) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < h->n; i++) {
+			json_t *e = json_object();
+			jsonx_set(e, "generation", jsonx_u64(h->prev[i].generation));
+			jsonx_set(e, "keys", lease_keys_json(h->prev[i].db_key, h->prev[i].manifest_key));
+			jsonx_set(e, "written_at", jsonx_int(h->prev[i].written_at));
+			jsonx_push(arr, e);
+		}
+		jsonx_set(o, "history", arr);
+	}
+	return o;
+}
+
 void lease_pointer_json(const struct lease_pointer *p, const struct lease_history *h, sbuf *out)
 {
-	sbuf_addf(out, "{\"generation\": %" PRIu64 ", \"id\": %" PRIu64 ", \"host\": ", p->generation,
-		  p->id);
-	sbuf_add_json_str(out, p->host);
-	sbuf_adds(out, ", \"keys\": {\"db\": ");
-	sbuf_add_json_str(out, p->db_key);
-	sbuf_adds(out, ", \"manifest\": ");
-	sbuf_add_json_str(out, p->manifest_key);
-	sbuf_adds(out, "}, \"sha256\": ");
-	sbuf_add_json_str(out, p->sha256);
-	sbuf_addf(out, ", \"size\": %" PRIu64 ", \"etag\": ", p->size);
-	sbuf_add_json_str(out, p->etag);
-	sbuf_addf(out, ", \"lease_token\": %" PRIu64 ", \"written_at\": %" PRId64, p->lease_token,
-		  p->written_at);
-	if (h) {
-		sbuf_adds(out, ", \"history\": [");
-		for (size_t i = 0; i < h->n; i++) {
-			sbuf_addf(out, "%s{\"generation\": %" PRIu64 ", \"keys\": {\"db\": ", i ? ", " : "",
-				  h->prev[i].generation);
-			sbuf_add_json_str(out, h->prev[i].db_key);
-			sbuf_adds(out, ", \"manifest\": ");
-			sbuf_add_json_str(out, h->prev[i].manifest_key);
-			sbuf_addf(out, "}, \"written_at\": %" PRId64 "}", h->prev[i].written_at);
-		}
-		sbuf_adds(out, "]");
-	}
-	sbuf_adds(out, "}\n");
+	json_t *o = lease_pointer_to_json(p, h);
+	jsonx_dump(o, 0, out);
+	sbuf_adds(out, "\n");
+	json_decref(o);
 }
 
 static bool lease_is_sha_hex(const char *s)
@@ -417,79 +449,93 @@ static bool lease_is_sha_hex(const char *s)
 	return n == 64;
 }
 
-/* Reading a history: each element lands in cur, then is appended. */
-struct lease_hist_read {
-	struct lease_prev cur;
-	struct lease_history *h; /* NULL: check only */
-	size_t cap;
-	bool bad;
-};
-
-static int lease_hist_take(void *arg)
+/* One history entry: every field there, keys not empty and fitting; else -EINVAL. */
+static int lease_prev_parse(json_t *v, struct lease_prev *e)
 {
-	struct lease_hist_read *r = arg;
-	struct lease_prev *last = r->h && r->h->n ? &r->h->prev[r->h->n - 1] : NULL;
-	if (!r->cur.db_key[0] || !r->cur.manifest_key[0] || (last && r->cur.generation >= last->generation))
-		return -1; /* every entry names its objects; generations strictly descend */
-	if (!r->h)
-		return 0;
-	if (r->h->n == LEASE_HISTORY_MAX)
-		return 0; /* more than any writer keeps: the oldest are dropped */
-	if (r->h->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 8;
-		struct lease_prev *n = realloc(r->h->prev, cap * sizeof(*n));
-		if (!n) {
-			r->bad = true;
-			return -1;
+	const char *db, *manifest;
+	json_int_t generation, written_at;
+	memset(e, 0, sizeof(*e));
+	if (json_unpack(v, "{s:I, s:{s:s, s:s}, s:I}", "generation", &generation, "keys", "db", &db,
+			"manifest", &manifest, "written_at", &written_at) < 0 ||
+	    generation < 0 || jsonx_copy(e->db_key, sizeof(e->db_key), db) < 0 ||
+	    jsonx_copy(e->manifest_key, sizeof(e->manifest_key), manifest) < 0 || !e->db_key[0] ||
+	    !e->manifest_key[0])
+		return -EINVAL;
+	e->generation = (uint64_t)generation;
+	e->written_at = written_at;
+	return 0;
+}
+
+/*
+ * A pointer's history array into h (NULL: each entry checked only). With
+ * h, generations must strictly descend; past LEASE_HISTORY_MAX entries
+ * (more than any writer keeps) the oldest are dropped. 0, -EINVAL or
+ * -ENOMEM.
+ */
+static int lease_history_parse(json_t *arr, struct lease_history *h)
+{
+	size_t i, cap = 0;
+	json_t *v;
+	json_array_foreach(arr, i, v) {
+		struct lease_prev e;
+		if (lease_prev_parse(v, &e) < 0)
+			return -EINVAL;
+		if (!h)
+			continue;
+		if (h->n && e.generation >= h->prev[h->n - 1].generation)
+			return -EINVAL;
+		if (h->n == LEASE_HISTORY_MAX)
+			continue;
+		if (h->n == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct lease_prev *n = realloc(h->prev, cap * sizeof(*n));
+			if (!n)
+				return -ENOMEM;
+			h->prev = n;
 		}
-		r->h->prev = n;
-		r->cap = cap;
+		h->prev[h->n++] = e;
 	}
-	r->h->prev[r->h->n++] = r->cur;
 	return 0;
 }
 
 int lease_pointer_parse(const char *json, struct lease_pointer *p, struct lease_history *h)
 {
+	json_t *root = NULL, *hist = NULL;
+	const char *host, *db, *manifest, *sha, *etag;
+	json_int_t generation = 0, id = 0, size = 0, token = 0, written_at = 0;
+	int rc = -EINVAL;
 	memset(p, 0, sizeof(*p));
-	struct lease_hist_read hr = {.h = h};
 	if (h) {
 		h->prev = NULL;
 		h->n = 0;
 	}
-	const struct jread_field keys[] = {
-		{"db", JREAD_STR, p->db_key, sizeof(p->db_key), NULL, 0, false, NULL, NULL},
-		{"manifest", JREAD_STR, p->manifest_key, sizeof(p->manifest_key), NULL, 0, false, NULL, NULL},
-	};
-	const struct jread_field hkeys[] = {
-		{"db", JREAD_STR, hr.cur.db_key, sizeof(hr.cur.db_key), NULL, 0, false, NULL, NULL},
-		{"manifest", JREAD_STR, hr.cur.manifest_key, sizeof(hr.cur.manifest_key), NULL, 0, false,
-		 NULL, NULL},
-	};
-	const struct jread_field hist[] = {
-		{"generation", JREAD_U64, &hr.cur.generation, 0, NULL, 0, false, NULL, NULL},
-		{"keys", JREAD_OBJ, NULL, 0, hkeys, 2, false, NULL, NULL},
-		{"written_at", JREAD_I64, &hr.cur.written_at, 0, NULL, 0, false, NULL, NULL},
-	};
-	const struct jread_field f[] = {
-		{"generation", JREAD_U64, &p->generation, 0, NULL, 0, false, NULL, NULL},
-		{"id", JREAD_U64, &p->id, 0, NULL, 0, false, NULL, NULL},
-		{"host", JREAD_STR, p->host, sizeof(p->host), NULL, 0, false, NULL, NULL},
-		{"keys", JREAD_OBJ, NULL, 0, keys, 2, false, NULL, NULL},
-		{"sha256", JREAD_STR, p->sha256, sizeof(p->sha256), NULL, 0, false, NULL, NULL},
-		{"size", JREAD_U64, &p->size, 0, NULL, 0, false, NULL, NULL},
-		{"etag", JREAD_STR, p->etag, sizeof(p->etag), NULL, 0, false, NULL, NULL},
-		{"lease_token", JREAD_U64, &p->lease_token, 0, NULL, 0, false, NULL, NULL},
-		{"written_at", JREAD_I64, &p->written_at, 0, NULL, 0, false, NULL, NULL},
-		{"history", JREAD_ARR, NULL, 0, hist, 3, true, lease_hist_take, &hr},
-	};
-	if (jread_object(json, f, sizeof(f) / sizeof(f[0])) < 0 || hr.bad || !lease_is_sha_hex(p->sha256) ||
-	    !p->db_key[0] || !p->manifest_key[0] ||
-	    (h && h->n && h->prev[0].generation >= p->generation)) {
+	if (jsonx_load(json, LEASE_DOC_DEPTH, &root) == 0 &&
+	    json_unpack(root, "{s:I, s:I, s:s, s:{s:s, s:s}, s:s, s:I, s:s, s:I, s:I, s?o}", "generation",
+			&generation, "id", &id, "host", &host, "keys", "db", &db, "manifest", &manifest,
+			"sha256", &sha, "size", &size, "etag", &etag, "lease_token", &token, "written_at",
+			&written_at, "history", &hist) == 0 &&
+	    generation >= 0 && id >= 0 && size >= 0 && token >= 0 &&
+	    jsonx_copy(p->host, sizeof(p->host), host) == 0 &&
+	    jsonx_copy(p->db_key, sizeof(p->db_key), db) == 0 &&
+	    jsonx_copy(p->manifest_key, sizeof(p->manifest_key), manifest) == 0 &&
+	    jsonx_copy(p->sha256, sizeof(p->sha256), sha) == 0 &&
+	    jsonx_copy(p->etag, sizeof(p->etag), etag) == 0 && lease_is_sha_hex(p->sha256) &&
+	    p->db_key[0] && p->manifest_key[0] && (!hist || json_is_array(hist)))
+		rc = hist ? lease_history_parse(hist, h) : 0;
+	/* The history is older than the pointer. */
+	if (rc == 0 && h && h->n && h->prev[0].generation >= (uint64_t)generation)
+		rc = -EINVAL;
+	json_decref(root);
+	if (rc < 0) {
 		memset(p, 0, sizeof(*p));
 		lease_history_free(h);
-		return hr.bad ? -ENOMEM : -EINVAL;
+		return rc;
 	}
+	p->generation = (uint64_t)generation;
+	p->id = (uint64_t)id;
+	p->size = (uint64_t)size;
+	p->lease_token = (uint64_t)token;
+	p->written_at = written_at;
 	return 0;
 }
 

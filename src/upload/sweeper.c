@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsonx.h"
 #include "layout.h"
 #include "log.h"
 #include "mono.h"
@@ -361,78 +362,67 @@ void sweeper_stop(sweeper *s)
 
 /* ---- status ---- */
 
-static void sweeper_json_str_or_null(sbuf *out, const char *s)
+void sweeper_metrics(sweeper *s, sbuf *out)
 {
-	if (s && *s)
-		sbuf_add_json_str(out, s);
-	else
-		sbuf_adds(out, "null");
+	static const struct {
+		const char *name, *type, *help;
+	} m[] = {
+		{"snapfs_s3_objects", "gauge", "Objects of the collection's snapshots in S3 (last sweep)."},
+		{"snapfs_s3_bytes", "gauge", "Bytes of the collection's snapshots in S3 (last sweep)."},
+		{"snapfs_s3_snapshots_kept", "gauge", "Snapshots the retention rule keeps in S3."},
+		{"snapfs_s3_deleted_objects_total", "counter", "Snapshot objects the sweep deleted."},
+		{"snapfs_s3_deleted_bytes_total", "counter", "Bytes of snapshot objects the sweep deleted."},
+		{"snapfs_s3_orphans_found_total", "counter",
+		 "Snapshots found in S3 that no pointer named (deleted after the grace)."},
+		{"snapfs_s3_stale_uploads_aborted_total", "counter", "Stale multipart uploads the sweep aborted."},
+		{"snapfs_sweep_failures_total", "counter", "Sweep passes that failed."},
+	};
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help, m[i].name, m[i].type);
+		for (struct scoll *c = s->colls; c; c = c->next) {
+			uint64_t v[] = {c->objects,	  c->bytes,	    c->kept,
+					c->deleted_objects, c->deleted_bytes, c->orphans_found,
+					c->aborted,	  c->failures};
+			sbuf_addf(out, "%s{collection=\"%s\"} %" PRIu64 "\n", m[i].name, c->name, v[i]);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
 }
 
-void sweeper_status(sweeper *s, const char *coll, sbuf *out)
+/* A count the last sweep saw, or null before one ran. */
+static json_t *sweeper_seen(const struct scoll *c, uint64_t v)
+{
+	return c->seen ? jsonx_u64(v) : json_null();
+}
+
+void sweeper_status(sweeper *s, const char *coll, json_t *upload)
 {
 	pthread_mutex_lock(&s->mu);
-	if (!coll) {
-		static const struct {
-			const char *name, *type, *help;
-		} m[] = {
-			{"snapfs_s3_objects", "gauge", "Objects of the collection's snapshots in S3 (last sweep)."},
-			{"snapfs_s3_bytes", "gauge", "Bytes of the collection's snapshots in S3 (last sweep)."},
-			{"snapfs_s3_snapshots_kept", "gauge", "Snapshots the retention rule keeps in S3."},
-			{"snapfs_s3_deleted_objects_total", "counter", "Snapshot objects the sweep deleted."},
-			{"snapfs_s3_deleted_bytes_total", "counter", "Bytes of snapshot objects the sweep deleted."},
-			{"snapfs_s3_orphans_found_total", "counter",
-			 "Snapshots found in S3 that no pointer named (deleted after the grace)."},
-			{"snapfs_s3_stale_uploads_aborted_total", "counter",
-			 "Stale multipart uploads the sweep aborted."},
-			{"snapfs_sweep_failures_total", "counter", "Sweep passes that failed."},
-		};
-		for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
-			sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help, m[i].name,
-				  m[i].type);
-			for (struct scoll *c = s->colls; c; c = c->next) {
-				uint64_t v[] = {c->objects,	  c->bytes,	    c->kept,
-						c->deleted_objects, c->deleted_bytes, c->orphans_found,
-						c->aborted,	  c->failures};
-				sbuf_addf(out, "%s{collection=\"%s\"} %" PRIu64 "\n", m[i].name, c->name, v[i]);
-			}
-		}
-		pthread_mutex_unlock(&s->mu);
-		return;
-	}
 	struct scoll *c = sweeper_find(s, coll);
-	sbuf_adds(out, ", \"bucket\": ");
 	if (!c) {
-		sbuf_adds(out, "null");
 		pthread_mutex_unlock(&s->mu);
+		jsonx_set(upload, "bucket", json_null());
 		return;
 	}
-	if (c->seen)
-		sbuf_addf(out,
-			  "{\"objects\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"snapshots_kept\": %" PRIu64
-			  ", \"waiting_for_grace\": %" PRIu64 ", \"newer_than_pointer\": %" PRIu64
-			  ", \"pointer_snapshot\": ",
-			  c->objects, c->bytes, c->kept, c->waiting, c->newer);
-	else
-		sbuf_adds(out, "{\"objects\": null, \"bytes\": null, \"snapshots_kept\": null, "
-			       "\"waiting_for_grace\": null, \"newer_than_pointer\": null, "
-			       "\"pointer_snapshot\": ");
-	sweeper_json_str_or_null(out, c->pointer_dir);
-	sbuf_addf(out,
-		  ", \"deleted_snapshots_total\": %" PRIu64 ", \"deleted_objects_total\": %" PRIu64
-		  ", \"deleted_bytes_total\": %" PRIu64 ", \"orphans_found_total\": %" PRIu64
-		  ", \"stale_uploads_aborted_total\": %" PRIu64 ", \"sweep\": {\"state\": ",
-		  c->deleted_snaps, c->deleted_objects, c->deleted_bytes, c->orphans_found, c->aborted);
-	sbuf_add_json_str(out, c->state);
-	sbuf_adds(out, ", \"last_at\": ");
-	if (c->last_at)
-		sbuf_addf(out, "%" PRId64, c->last_at);
-	else
-		sbuf_adds(out, "null");
-	sbuf_addf(out, ", \"failures_total\": %" PRIu64 ", \"last_error\": ", c->failures);
-	sweeper_json_str_or_null(out, c->last_error);
-	sbuf_adds(out, ", \"note\": ");
-	sweeper_json_str_or_null(out, c->note);
-	sbuf_adds(out, "}}");
+	json_t *b = json_object(), *sw = json_object();
+	jsonx_set(b, "objects", sweeper_seen(c, c->objects));
+	jsonx_set(b, "bytes", sweeper_seen(c, c->bytes));
+	jsonx_set(b, "snapshots_kept", sweeper_seen(c, c->kept));
+	jsonx_set(b, "waiting_for_grace", sweeper_seen(c, c->waiting));
+	jsonx_set(b, "newer_than_pointer", sweeper_seen(c, c->newer));
+	jsonx_set(b, "pointer_snapshot", jsonx_str_or_null(c->pointer_dir));
+	jsonx_set(b, "deleted_snapshots_total", jsonx_u64(c->deleted_snaps));
+	jsonx_set(b, "deleted_objects_total", jsonx_u64(c->deleted_objects));
+	jsonx_set(b, "deleted_bytes_total", jsonx_u64(c->deleted_bytes));
+	jsonx_set(b, "orphans_found_total", jsonx_u64(c->orphans_found));
+	jsonx_set(b, "stale_uploads_aborted_total", jsonx_u64(c->aborted));
+	jsonx_set(sw, "state", jsonx_str(c->state));
+	jsonx_set(sw, "last_at", c->last_at ? jsonx_int(c->last_at) : json_null());
+	jsonx_set(sw, "failures_total", jsonx_u64(c->failures));
+	jsonx_set(sw, "last_error", jsonx_str_or_null(c->last_error));
+	jsonx_set(sw, "note", jsonx_str_or_null(c->note));
+	jsonx_set(b, "sweep", sw);
 	pthread_mutex_unlock(&s->mu);
+	jsonx_set(upload, "bucket", b);
 }

@@ -17,17 +17,72 @@
 #include <string.h>
 
 #include "fsx.h"
-#include "jread.h"
-#include "rfc3339.h"
+#include "jsonx.h"
 #include "log.h"
+#include "rfc3339.h"
 
 #define UPL_RECORD "upload.json"
+#define UPL_RECORD_DEPTH 16
 
 /* ---- the local record ---- */
 
 static int upl_record_path(upl *u, const char *coll, char *buf, size_t len)
 {
 	return store_path(u->st, coll, STORE_AREA_COLLECTION, UPL_RECORD, buf, len);
+}
+
+void upl_record_json(const struct lease_pointer *p, const char *pointer, uint64_t generation, sbuf *out)
+{
+	json_t *o = json_object();
+	jsonx_set(o, "format", jsonx_int(1));
+	jsonx_set(o, "pointer", jsonx_str(pointer));
+	jsonx_set(o, "pointer_generation", jsonx_u64(generation));
+	jsonx_set(o, "id", jsonx_u64(p->id));
+	jsonx_set(o, "host", jsonx_str(p->host));
+	jsonx_set(o, "key", jsonx_str(p->db_key));
+	jsonx_set(o, "manifest_key", jsonx_str(p->manifest_key));
+	jsonx_set(o, "size", jsonx_u64(p->size));
+	jsonx_set(o, "etag", jsonx_str(p->etag));
+	jsonx_set(o, "sha256", jsonx_str(p->sha256));
+	jsonx_set(o, "at", jsonx_int(p->written_at));
+	jsonx_dump(o, 0, out);
+	sbuf_adds(out, "\n");
+	json_decref(o);
+}
+
+int upl_record_parse(const char *json, struct lease_pointer *p, bool *done, uint64_t *generation)
+{
+	char pointer[16];
+	const char *ptr, *host, *key, *mkey, *etag, *sha;
+	json_int_t format, gen, id, size, at;
+	json_t *root;
+	memset(p, 0, sizeof(*p));
+	if (jsonx_load(json, UPL_RECORD_DEPTH, &root) < 0)
+		return -EINVAL;
+	int rc = json_unpack(root, "{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "format",
+			     &format, "pointer", &ptr, "pointer_generation", &gen, "id", &id, "host", &host,
+			     "key", &key, "manifest_key", &mkey, "size", &size, "etag", &etag, "sha256",
+			     &sha, "at", &at) < 0 ||
+			 format != 1 || gen < 0 || id < 0 || size < 0 ||
+			 jsonx_copy(pointer, sizeof(pointer), ptr) < 0 ||
+			 jsonx_copy(p->host, sizeof(p->host), host) < 0 ||
+			 jsonx_copy(p->db_key, sizeof(p->db_key), key) < 0 ||
+			 jsonx_copy(p->manifest_key, sizeof(p->manifest_key), mkey) < 0 ||
+			 jsonx_copy(p->etag, sizeof(p->etag), etag) < 0 ||
+			 jsonx_copy(p->sha256, sizeof(p->sha256), sha) < 0
+		 ? -EINVAL
+		 : 0;
+	json_decref(root);
+	if (rc < 0) {
+		memset(p, 0, sizeof(*p));
+		return rc;
+	}
+	*generation = (uint64_t)gen;
+	p->id = (uint64_t)id;
+	p->size = (uint64_t)size;
+	p->written_at = at;
+	*done = strcmp(pointer, "pending") != 0;
+	return 0;
 }
 
 void upl_record_write(upl *u, const char *coll, const struct lease_pointer *p, const char *pointer,
@@ -37,19 +92,7 @@ void upl_record_write(upl *u, const char *coll, const struct lease_pointer *p, c
 	if (upl_record_path(u, coll, path, sizeof(path)) < 0)
 		return;
 	sbuf b = SBUF_INIT;
-	sbuf_addf(&b, "{\"format\": 1, \"pointer\": \"%s\", \"pointer_generation\": %" PRIu64
-		      ", \"id\": %" PRIu64 ", \"host\": ",
-		  pointer, generation, p->id);
-	sbuf_add_json_str(&b, p->host);
-	sbuf_adds(&b, ", \"key\": ");
-	sbuf_add_json_str(&b, p->db_key);
-	sbuf_adds(&b, ", \"manifest_key\": ");
-	sbuf_add_json_str(&b, p->manifest_key);
-	sbuf_addf(&b, ", \"size\": %" PRIu64 ", \"etag\": ", p->size);
-	sbuf_add_json_str(&b, p->etag);
-	sbuf_adds(&b, ", \"sha256\": ");
-	sbuf_add_json_str(&b, p->sha256);
-	sbuf_addf(&b, ", \"at\": %" PRId64 "}\n", p->written_at);
+	upl_record_json(p, pointer, generation, &b);
 	int rc = fsx_write_atomic(path, b.buf, b.len);
 	if (rc < 0)
 		log_warn("upload: %s: cannot write %s: %s", coll, path, strerror(-rc));
@@ -63,39 +106,20 @@ void upl_record_write(upl *u, const char *coll, const struct lease_pointer *p, c
 static int upl_record_read(upl *u, const char *coll, struct lease_pointer *p, bool *done,
 			   uint64_t *generation)
 {
-	char path[PATH_MAX], *doc = NULL, pointer[16] = "";
+	char path[PATH_MAX], *doc = NULL;
 	size_t len;
-	uint64_t format = 0;
 	int rc = upl_record_path(u, coll, path, sizeof(path));
 	if (rc < 0)
 		return rc;
 	if ((rc = fsx_read_all(path, &doc, &len)) < 0)
 		return rc;
-	memset(p, 0, sizeof(*p));
-	const struct jread_field f[] = {
-		{"format", JREAD_U64, &format, 0, NULL, 0, false, NULL, NULL},
-		{"pointer", JREAD_STR, pointer, sizeof(pointer), NULL, 0, false, NULL, NULL},
-		{"pointer_generation", JREAD_U64, generation, 0, NULL, 0, false, NULL, NULL},
-		{"id", JREAD_U64, &p->id, 0, NULL, 0, false, NULL, NULL},
-		{"host", JREAD_STR, p->host, sizeof(p->host), NULL, 0, false, NULL, NULL},
-		{"key", JREAD_STR, p->db_key, sizeof(p->db_key), NULL, 0, false, NULL, NULL},
-		{"manifest_key", JREAD_STR, p->manifest_key, sizeof(p->manifest_key), NULL, 0, false, NULL,
-		 NULL},
-		{"size", JREAD_U64, &p->size, 0, NULL, 0, false, NULL, NULL},
-		{"etag", JREAD_STR, p->etag, sizeof(p->etag), NULL, 0, false, NULL, NULL},
-		{"sha256", JREAD_STR, p->sha256, sizeof(p->sha256), NULL, 0, false, NULL, NULL},
-		{"at", JREAD_I64, &p->written_at, 0, NULL, 0, false, NULL, NULL},
-	};
-	rc = jread_object(doc, f, sizeof(f) / sizeof(f[0]));
+	rc = upl_record_parse(doc, p, done, generation);
 	free(doc);
-	if (rc < 0 || format != 1) {
+	if (rc < 0)
 		log_warn("upload: %s: %s is not an upload record; the newest snapshot will be uploaded "
 			 "again",
 			 coll, path);
-		return -EINVAL;
-	}
-	*done = strcmp(pointer, "pending") != 0;
-	return 0;
+	return rc;
 }
 
 void upl_load_coll(upl *u, const char *name)
@@ -193,75 +217,61 @@ static void upl_metrics(upl *u, sbuf *out)
 	}
 }
 
-void upl_status(void *ctx, const char *coll, sbuf *out)
+/* What the status shows of the last uploaded snapshot; with u->mu. */
+static json_t *upl_last_json(const struct ucoll *c)
+{
+	char at[RFC3339_LEN];
+	rfc3339_format(c->last.written_at, at);
+	json_t *o = json_object();
+	jsonx_set(o, "id", jsonx_u64(c->last.id));
+	jsonx_set(o, "key", jsonx_str(c->last.db_key));
+	jsonx_set(o, "manifest_key", jsonx_str(c->last.manifest_key));
+	jsonx_set(o, "size", jsonx_u64(c->last.size));
+	jsonx_set(o, "etag", jsonx_str(c->last.etag));
+	jsonx_set(o, "sha256", jsonx_str(c->last.sha256));
+	jsonx_set(o, "at", jsonx_int(c->last.written_at));
+	jsonx_set(o, "at_iso", jsonx_str(at));
+	return o;
+}
+
+/* The members of "upload" before "bucket" (c NULL: not watched yet); with u->mu. */
+static void upl_status_members(upl *u, const struct ucoll *c, json_t *o)
+{
+	bool last = c && c->have_last;
+	jsonx_set(o, "state", jsonx_str(!u->enabled ? "off" : c ? c->state : "idle"));
+	jsonx_set(o, "bytes_done", jsonx_u64(c ? c->bytes_done : 0));
+	jsonx_set(o, "bytes_total", jsonx_u64(c ? c->bytes_total : 0));
+	jsonx_set(o, "bytes_uploaded_total", jsonx_u64(c ? c->n_bytes : 0));
+	jsonx_set(o, "last_uploaded_id", last ? jsonx_u64(c->last.id) : json_null());
+	jsonx_set(o, "last_uploaded", last ? upl_last_json(c) : json_null());
+	jsonx_set(o, "lag", jsonx_u64(c ? c->nids : 0));
+	jsonx_set(o, "pointer_generation",
+		  c && c->pointer_generation ? jsonx_u64(c->pointer_generation) : json_null());
+	jsonx_set(o, "lease", jsonx_str(c ? c->lease_desc : "free"));
+	jsonx_set(o, "last_error", jsonx_str_or_null(c ? c->last_error : NULL));
+	jsonx_set(o, "error_code", jsonx_str_or_null(c ? c->error_code : NULL));
+	jsonx_set(o, "server_full", json_boolean(c && c->server_full));
+	jsonx_set(o, "corrupt", c ? jsonx_str(c->corrupt) : json_null());
+}
+
+void upl_status(void *ctx, const char *coll, json_t *status, sbuf *metrics)
 {
 	upl *u = ctx;
-	pthread_mutex_lock(&u->mu);
 	if (!coll) {
-		upl_metrics(u, out);
+		pthread_mutex_lock(&u->mu);
+		upl_metrics(u, metrics);
 		pthread_mutex_unlock(&u->mu);
 		if (u->sw)
-			sweeper_status(u->sw, NULL, out);
+			sweeper_metrics(u->sw, metrics);
 		return;
 	}
-	struct ucoll *c = upl_coll_find(u, coll);
-	sbuf_adds(out, ", \"upload\": {\"state\": ");
-	if (!c) {
-		sbuf_add_json_str(out, u->enabled ? "idle" : "off");
-		sbuf_adds(out, ", \"bytes_done\": 0, \"bytes_total\": 0, \"bytes_uploaded_total\": 0, "
-			       "\"last_uploaded_id\": null, \"last_uploaded\": null, \"lag\": 0, "
-			       "\"pointer_generation\": null, \"lease\": \"free\", \"last_error\": null, "
-			       "\"error_code\": null, \"server_full\": false, \"corrupt\": null");
-	} else {
-		sbuf_add_json_str(out, u->enabled ? c->state : "off");
-		sbuf_addf(out,
-			  ", \"bytes_done\": %" PRIu64 ", \"bytes_total\": %" PRIu64
-			  ", \"bytes_uploaded_total\": %" PRIu64,
-			  c->bytes_done, c->bytes_total, c->n_bytes);
-		if (c->have_last) {
-			char at[32];
-			rfc3339_format(c->last.written_at, at);
-			sbuf_addf(out, ", \"last_uploaded_id\": %" PRIu64 ", \"last_uploaded\": {\"id\": %" PRIu64
-				       ", \"key\": ",
-				  c->last.id, c->last.id);
-			sbuf_add_json_str(out, c->last.db_key);
-			sbuf_adds(out, ", \"manifest_key\": ");
-			sbuf_add_json_str(out, c->last.manifest_key);
-			sbuf_addf(out, ", \"size\": %" PRIu64 ", \"etag\": ", c->last.size);
-			sbuf_add_json_str(out, c->last.etag);
-			sbuf_adds(out, ", \"sha256\": ");
-			sbuf_add_json_str(out, c->last.sha256);
-			sbuf_addf(out, ", \"at\": %" PRId64 ", \"at_iso\": \"%s\"}", c->last.written_at, at);
-		} else {
-			sbuf_adds(out, ", \"last_uploaded_id\": null, \"last_uploaded\": null");
-		}
-		sbuf_addf(out, ", \"lag\": %zu, \"pointer_generation\": ", c->nids);
-		if (c->pointer_generation)
-			sbuf_addf(out, "%" PRIu64, c->pointer_generation);
-		else
-			sbuf_adds(out, "null");
-		sbuf_adds(out, ", \"lease\": ");
-		sbuf_add_json_str(out, c->lease_desc);
-		sbuf_adds(out, ", \"last_error\": ");
-		if (c->last_error[0])
-			sbuf_add_json_str(out, c->last_error);
-		else
-			sbuf_adds(out, "null");
-		sbuf_adds(out, ", \"error_code\": ");
-		if (c->error_code[0])
-			sbuf_add_json_str(out, c->error_code);
-		else
-			sbuf_adds(out, "null");
-		sbuf_addf(out, ", \"server_full\": %s, \"corrupt\": ", c->server_full ? "true" : "false");
-		if (c->corrupt)
-			sbuf_add_json_str(out, c->corrupt);
-		else
-			sbuf_adds(out, "null");
-	}
+	json_t *o = json_object();
+	pthread_mutex_lock(&u->mu);
+	upl_status_members(u, upl_coll_find(u, coll), o);
 	pthread_mutex_unlock(&u->mu);
 	if (u->sw)
-		sweeper_status(u->sw, coll, out);
+		sweeper_status(u->sw, coll, o);
 	else
-		sbuf_adds(out, ", \"bucket\": null");
-	sbuf_adds(out, "}");
+		jsonx_set(o, "bucket", json_null());
+	jsonx_set(status, "upload", o);
 }

@@ -89,47 +89,6 @@ size_t sbuf_utf8_len(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
-void sbuf_add_json_str(sbuf *b, const char *s)
-{
-	const unsigned char *end = (const unsigned char *)s + strlen(s);
-	sbuf_add(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p >= 0x80) {
-			/* JSON text is UTF-8: a byte outside a well-formed sequence becomes U+FFFD. */
-			size_t n = sbuf_utf8_len(p, end);
-			if (n == 0)
-				sbuf_adds(b, "\ufffd");
-			else
-				sbuf_add(b, p, n);
-			p += n ? n - 1 : 0;
-			continue;
-		}
-		switch (*p) {
-		case '"':
-			sbuf_adds(b, "\\\"");
-			break;
-		case '\\':
-			sbuf_adds(b, "\\\\");
-			break;
-		case '\n':
-			sbuf_adds(b, "\\n");
-			break;
-		case '\r':
-			sbuf_adds(b, "\\r");
-			break;
-		case '\t':
-			sbuf_adds(b, "\\t");
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f)
-				sbuf_addf(b, "\\u%04x", *p);
-			else
-				sbuf_add(b, p, 1);
-		}
-	}
-	sbuf_add(b, "\"", 1);
-}
-
 void sbuf_add_text(sbuf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";

@@ -4,7 +4,8 @@
  * records what the vfs tells it. Covers the namespace rules (what may be
  * written where), queueing on last close and on rename, name lengths,
  * failed writes, rmdir's answers, setattr through a handle, rm in
- * rejected/, and the retirement of snapshots still in use.
+ * rejected/, the retirement of snapshots still in use, and the status
+ * files as one JSON tree the compactor and the status hook add to.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 
 #include "compactor.h"
 #include "fsx.h"
+#include "jsonx.h"
 #include "store.h"
 #include "tap.h"
 #include "vfs.h"
@@ -64,9 +66,10 @@ void compactor_rejected_removed(compactor *c, const char *coll, uint64_t n)
 	c->rejected_removed += (int)n;
 }
 
-int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, sbuf *out)
+int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, json_t *status)
 {
-	sbuf_addf(out, "\"collection\": \"%s\", \"snapshots\": %llu", coll, (unsigned long long)snapshots);
+	json_object_set_new(status, "collection", json_string(coll));
+	json_object_set_new(status, "snapshots", json_integer((json_int_t)snapshots));
 	return 0;
 }
 
@@ -323,6 +326,74 @@ static void test_retirement(uint64_t coll)
 	CHECK_EQ(vfs_create_file(v, lookup(snaps, name), "x", 0644, O_WRONLY | O_CREAT, &e, &f), -EROFS);
 }
 
+/* ---- status ---- */
+
+/* The status hook, as the uploader's: a member for a collection, a line for the metrics. */
+static void status_hook(void *ctx, const char *coll, json_t *status, sbuf *metrics)
+{
+	if (!coll) {
+		sbuf_adds(metrics, "hook_metric 1\n");
+		return;
+	}
+	json_t *o = json_object();
+	jsonx_set(o, "state", jsonx_str("idle\xff"));
+	jsonx_set(o, "ctx", jsonx_int(ctx == &fake));
+	jsonx_set(status, "upload", o);
+}
+
+/* The whole generated file at ino, malloc'd. */
+static char *read_generated(uint64_t ino)
+{
+	vfs_file *f = NULL;
+	struct vfs_open_info info;
+	sbuf b = SBUF_INIT;
+	CHECK_EQ(vfs_open(v, ino, O_RDONLY, &f, &info), 0);
+	if (!f)
+		return sbuf_detach(&b);
+	for (off_t off = 0;;) {
+		const char *mem = NULL;
+		size_t len = 0;
+		int fd = -1;
+		if (vfs_read(v, f, 4096, off, &mem, &len, &fd) < 0 || !mem || len == 0)
+			break;
+		sbuf_add(&b, mem, len);
+		off += (off_t)len;
+	}
+	vfs_release(v, f);
+	return sbuf_detach(&b);
+}
+
+static void test_status(uint64_t coll)
+{
+	char *text = read_generated(lookup(coll, "status"));
+	CHECK_STR(text, "{\"collection\": \"c\", \"snapshots\": 0, \"upload\": {\"state\": \"idle\xef\xbf\xbd\", "
+			"\"ctx\": 1}}\n");
+	free(text);
+
+	uint64_t meta = lookup(VFS_ROOT_INO, ".snapfs");
+	text = read_generated(lookup(meta, "status"));
+	json_t *root = NULL, *colls = NULL;
+	const char *version = "", *store_dir = "";
+	json_int_t uptime = -1;
+	CHECK(jsonx_load(text, 8, &root) == 0);
+	CHECK(json_unpack(root, "{s:s, s:I, s:s, s:o}", "version", &version, "uptime_s", &uptime, "store",
+			  &store_dir, "collections", &colls) == 0);
+	CHECK(strncmp(text, "{\"version\": \"" SNAPFS_VERSION "\", \"uptime_s\": ", 24) == 0);
+	CHECK_STR(version, SNAPFS_VERSION);
+	CHECK_STR(store_dir, store_root(st));
+	CHECK(uptime >= 0);
+	CHECK(json_object_size(colls) == 1);
+	CHECK(json_integer_value(json_object_get(json_object_get(colls, "c"), "snapshots")) == 0);
+	CHECK(text[0] && text[strlen(text) - 1] == '\n');
+	json_decref(root);
+	free(text);
+
+	text = read_generated(lookup(meta, "metrics"));
+	CHECK(strstr(text, "snapfs_snapshots{collection=\"c\"} 0\n") != NULL);
+	CHECK(strstr(text, "\nhook_metric 1\n") != NULL);
+	free(text);
+}
+
 int main(void)
 {
 	const char *tmp = tap_tmpdir();
@@ -333,11 +404,13 @@ int main(void)
 	fake.st = st;
 	struct vfs_config cfg = {.max_delta_size = 64, .keep = 2, .stale_dotfiles_ms = 0};
 	CHECK_EQ(vfs_create(&cfg, &v), 0);
+	vfs_set_status_hook(v, status_hook, &fake);
 	CHECK_EQ(vfs_start(v, st, &fake), 0);
 	struct vfs_entry e;
 	CHECK_EQ(vfs_mkdir(v, VFS_ROOT_INO, "c", &e), 0);
 	uint64_t coll = e.ino, incoming = lookup(coll, "incoming");
 	test_namespace(coll, incoming);
+	test_status(coll);
 	test_queueing(incoming);
 	test_failed_write(incoming);
 	test_setattr_on_the_handle(incoming);
