@@ -220,6 +220,36 @@ struct s3_range {
 };
 
 int s3_head(s3_client *c, const char *key, struct s3_object_info *info, struct s3_error *err);
+
+/* Conditions and limits of a GET (s3_get_buf_opts, s3_get_fd_opts). */
+struct s3_get_opts {
+	const struct s3_range *range; /* NULL: the whole object */
+	const char *if_match;         /* ETag: that version only, else -ESTALE */
+	/* ETag: if the object is still that version, nothing is received (S3_NOT_MODIFIED). */
+	const char *if_none_match;
+	const atomic_bool *cancel; /* NULL, or set to abandon the request */
+	unsigned timeout_ms;       /* total deadline; 0: the client's for the call */
+	uint64_t offset;           /* s3_get_fd_opts: where in fd the body goes (pwrite) */
+	bool keep_size;            /* s3_get_fd_opts: do not truncate fd after the body */
+};
+#define S3_NOT_MODIFIED 1 /* the answer to If-None-Match on an unchanged object (304) */
+
+/*
+ * GETs key into a malloc'd buffer of at most max bytes (-EFBIG beyond);
+ * *data is NUL-terminated for convenience. o may be NULL. 0, or
+ * S3_NOT_MODIFIED (nothing received, info holds the ETag), or a
+ * negative errno (-ESTALE: If-Match failed; -ENOENT: no such key).
+ */
+int s3_get_buf_opts(s3_client *c, const char *key, const struct s3_get_opts *o, size_t max,
+		    void **data, size_t *len, struct s3_object_info *info, struct s3_error *err);
+/*
+ * GETs key into fd at o->offset (0 if o is NULL) with pwrite, then,
+ * unless o->keep_size, truncates fd to the end of what was received.
+ * sha256_hex (NULL, or 65 bytes) receives the SHA-256 of the bytes
+ * received. A retry starts over. Results as s3_get_buf_opts.
+ */
+int s3_get_fd_opts(s3_client *c, const char *key, const struct s3_get_opts *o, int fd,
+		   char *sha256_hex, struct s3_object_info *info, struct s3_error *err);
 /*
  * GETs key (or range) into a malloc'd buffer of at most max bytes
  * (-EFBIG beyond). *data is NUL-terminated for convenience.
@@ -351,5 +381,37 @@ struct s3_upload_result {
 int s3_upload_file(s3_client *c, const char *key, const char *path,
 		   const struct s3_upload_opts *opts, struct s3_upload_result *res,
 		   struct s3_error *err);
+
+/* ---- whole-file download ---- */
+
+struct s3_download_opts {
+	uint64_t part_size; /* bytes per ranged GET; 0: 16 MiB; at least 1 MiB */
+	unsigned parallel;  /* ranges in flight; 0: 4 */
+	/* ETag the object must have; NULL: the one its HEAD names. Every range is asked for with
+	 * If-Match on it, so the file holds one version or the download fails (-ESTALE). */
+	const char *if_match;
+	uint64_t max_size;        /* 0: none; a larger object fails (-EFBIG) before any GET */
+	s3_progress_fn *progress; /* bytes received and hashed in order so far; NULL: none */
+	void *progress_arg;
+	const atomic_bool *cancel; /* NULL, or set to abandon the download */
+};
+
+struct s3_download_result {
+	uint64_t size;
+	char etag[S3_ETAG_MAX];
+	char sha256[65]; /* of the bytes written to the file, in order */
+	unsigned parts;  /* ranged GETs */
+	unsigned retries;
+};
+
+/*
+ * Downloads key into fd (from offset 0, then truncated to the object's
+ * size): a HEAD for size and ETag, then parallel ranged GETs written in
+ * place with pwrite, hashed in order as they land (the hash reads the
+ * file back while later ranges are still coming). On failure the file's
+ * content is undefined; the caller removes it.
+ */
+int s3_download_file(s3_client *c, const char *key, int fd, const struct s3_download_opts *opts,
+		     struct s3_download_result *res, struct s3_error *err);
 
 #endif

@@ -96,6 +96,7 @@ struct sink {
 	size_t max; /* for SINK_MEM */
 	bool too_big;
 	int fd;
+	uint64_t base; /* SINK_FD: where in fd the body starts */
 	uint64_t written;
 	int write_errno;
 	EVP_MD_CTX *sha; /* NULL, or hashes what is written */
@@ -126,6 +127,7 @@ struct req {
 	struct sigv4_header hdrs[S3I_MAX_HEADERS]; /* besides Host and what the signer adds */
 	size_t n_hdrs;
 	bool if_match; /* a 404 then means "precondition failed" */
+	bool not_modified_ok; /* If-None-Match on a GET: a 304 is an answer, not an error */
 	struct body body;
 	struct sink sink;
 	bool want_meta;
@@ -223,6 +225,13 @@ int s3i_put_headers(s3_client *c, struct req *rq, const struct s3_put_opts *o, s
 /* One PUT of body; md5 (may be NULL) receives the MD5 of what was sent. */
 int s3i_put_body(s3_client *c, const char *key, struct body *body, const struct s3_put_opts *o,
 		 struct s3_put_result *res, unsigned char md5[16], struct s3_error *err);
+/*
+ * A GET with o's conditions and range into rq's sink (set up by the
+ * caller); cancel2 (may be NULL) stops it too. 0, S3_NOT_MODIFIED, or
+ * a negative errno.
+ */
+int s3i_get(s3_client *c, struct req *rq, struct resp *rs, const struct s3_get_opts *o,
+	    const atomic_bool *cancel2, struct s3_error *err);
 /* A 2xx answer whose body does not parse: not retried, reported as EPROTO. */
 int s3i_protocol_error(s3_client *c, const struct req *rq, struct s3_error *err, const char *why);
 

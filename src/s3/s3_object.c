@@ -189,6 +189,8 @@ int s3_head(s3_client *c, const char *key, struct s3_object_info *info, struct s
 static int check_length(struct resp *rs, void *arg, struct s3_error *e)
 {
 	struct req *rq = arg;
+	if (rs->status == 304)
+		return 0; /* Not Modified: no body, whatever Content-Length says */
 	if (rs->have_length && rq->sink.written != rs->content_length) {
 		/* curl catches this too (PARTIAL_FILE); a retry is the answer either way. */
 		e->curl_code = CURLE_PARTIAL_FILE;
@@ -199,25 +201,45 @@ static int check_length(struct resp *rs, void *arg, struct s3_error *e)
 	return 0;
 }
 
-static int get_common(s3_client *c, const char *key, const struct s3_range *range, struct req *rq,
-		      struct resp *rs, struct s3_error *err)
+int s3i_get(s3_client *c, struct req *rq, struct resp *rs, const struct s3_get_opts *o,
+	    const atomic_bool *cancel2, struct s3_error *err)
 {
-	char rbuf[64];
-	if (range) {
-		if (range->last < range->first)
+	char rbuf[64], im[S3_ETAG_MAX], inm[S3_ETAG_MAX];
+	if (o && o->range) {
+		if (o->range->last < o->range->first)
 			return s3i_bad_arg(c, rq, err, "range ends before it starts");
-		snprintf(rbuf, sizeof(rbuf), "bytes=%" PRIu64 "-%" PRIu64, range->first, range->last);
+		snprintf(rbuf, sizeof(rbuf), "bytes=%" PRIu64 "-%" PRIu64, o->range->first,
+			 o->range->last);
 		s3i_add_header(rq, "range", rbuf);
 	}
+	if (o && o->if_match) {
+		/* radosgw matches only the bare ETag; AWS takes either form. */
+		s3i_etag_copy(im, o->if_match, strlen(o->if_match));
+		if (!*im || !s3i_clean_value(im))
+			return s3i_bad_arg(c, rq, err, "If-Match ETag is empty or not printable");
+		s3i_add_header(rq, "if-match", im);
+	}
+	if (o && o->if_none_match) {
+		s3i_etag_copy(inm, o->if_none_match, strlen(o->if_none_match));
+		if (!*inm || !s3i_clean_value(inm))
+			return s3i_bad_arg(c, rq, err, "If-None-Match ETag is empty or not printable");
+		s3i_add_header(rq, "if-none-match", inm);
+		rq->not_modified_ok = true;
+	}
+	if (o) {
+		rq->cancel[0] = o->cancel;
+		rq->timeout_ms = o->timeout_ms;
+	}
+	rq->cancel[1] = cancel2;
 	rq->want_meta = true;
 	rq->check = check_length;
 	rq->check_arg = rq;
-	(void)key;
-	return s3i_request(c, rq, rs, err);
+	int rc = s3i_request(c, rq, rs, err);
+	return rc == 0 && rs->status == 304 ? S3_NOT_MODIFIED : rc;
 }
 
-int s3_get_buf(s3_client *c, const char *key, const struct s3_range *range, size_t max,
-	       void **data, size_t *len, struct s3_object_info *info, struct s3_error *err)
+int s3_get_buf_opts(s3_client *c, const char *key, const struct s3_get_opts *o, size_t max,
+		    void **data, size_t *len, struct s3_object_info *info, struct s3_error *err)
 {
 	struct req rq;
 	struct resp rs = {0};
@@ -227,8 +249,8 @@ int s3_get_buf(s3_client *c, const char *key, const struct s3_range *range, size
 	if (rc)
 		return rc;
 	rq.sink.max = max;
-	rc = get_common(c, key, range, &rq, &rs, err);
-	if (!rc) {
+	rc = s3i_get(c, &rq, &rs, o, NULL, err);
+	if (rc >= 0) {
 		*len = rq.sink.mem.len;
 		*data = sbuf_detach(&rq.sink.mem);
 		if (info)
@@ -239,8 +261,15 @@ int s3_get_buf(s3_client *c, const char *key, const struct s3_range *range, size
 	return rc;
 }
 
-int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int fd,
-	      char *sha256_hex, struct s3_object_info *info, struct s3_error *err)
+int s3_get_buf(s3_client *c, const char *key, const struct s3_range *range, size_t max,
+	       void **data, size_t *len, struct s3_object_info *info, struct s3_error *err)
+{
+	struct s3_get_opts o = {.range = range};
+	return s3_get_buf_opts(c, key, &o, max, data, len, info, err);
+}
+
+int s3_get_fd_opts(s3_client *c, const char *key, const struct s3_get_opts *o, int fd,
+		   char *sha256_hex, struct s3_object_info *info, struct s3_error *err)
 {
 	struct req rq;
 	struct resp rs = {0};
@@ -249,11 +278,12 @@ int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int f
 		return rc;
 	rq.sink.kind = SINK_FD;
 	rq.sink.fd = fd;
-	rq.sink.sha = EVP_MD_CTX_new();
-	if (!rq.sink.sha)
+	rq.sink.base = o ? o->offset : 0;
+	if (sha256_hex && !(rq.sink.sha = EVP_MD_CTX_new()))
 		xalloc_die("in the S3 client");
-	rc = get_common(c, key, range, &rq, &rs, err);
-	if (!rc && ftruncate(fd, (off_t)rq.sink.written) != 0) {
+	rc = s3i_get(c, &rq, &rs, o, NULL, err);
+	if (rc == 0 && !(o && o->keep_size) &&
+	    ftruncate(fd, (off_t)(rq.sink.base + rq.sink.written)) != 0) {
 		if (err) {
 			s3i_error_init(c, &rq, err);
 			err->sys_errno = errno;
@@ -261,7 +291,7 @@ int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int f
 		}
 		rc = -errno;
 	}
-	if (!rc) {
+	if (rc >= 0) {
 		if (sha256_hex) {
 			unsigned char d[32];
 			unsigned int dl = 0;
@@ -275,6 +305,13 @@ int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int f
 	s3i_resp_clear(&rs);
 	s3i_req_free(&rq);
 	return rc;
+}
+
+int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int fd,
+	      char *sha256_hex, struct s3_object_info *info, struct s3_error *err)
+{
+	struct s3_get_opts o = {.range = range};
+	return s3_get_fd_opts(c, key, &o, fd, sha256_hex, info, err);
 }
 
 int s3_delete(s3_client *c, const char *key, struct s3_error *err)

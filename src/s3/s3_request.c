@@ -223,6 +223,8 @@ static int outcome(s3_client *c, const struct req *rq, struct resp *rs, CURLcode
 		s3i_copy(e->transport, sizeof(e->transport), errbuf[0] ? errbuf : curl_easy_strerror(cc));
 		return -EIO;
 	}
+	if (rs->status == 304 && rq->not_modified_ok)
+		return 0; /* the caller looks at the status */
 	if (rs->status < 200 || rs->status >= 300) {
 		s3i_error_from_answer((struct req *)rq, rs, e);
 		return -EIO;

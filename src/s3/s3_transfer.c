@@ -104,7 +104,7 @@ static size_t write_cb(char *data, size_t size, size_t nitems, void *ud)
 	} else {
 		size_t done = 0;
 		while (done < len) {
-			ssize_t n = pwrite(s->fd, data + done, len - done, (off_t)(s->written + done));
+			ssize_t n = pwrite(s->fd, data + done, len - done, (off_t)(s->base + s->written + done));
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {

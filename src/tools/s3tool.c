@@ -54,6 +54,8 @@ static void usage(FILE *f)
 		"  put KEY FILE [--if-none-match | --if-match ETAG] [--content-type TYPE]\n"
 		"               [--meta NAME=VALUE]...\n"
 		"  get KEY FILE [--range FIRST-LAST]\n"
+		"  download KEY FILE [--part-size N] [--parallel N] [--if-match ETAG] [--progress]\n"
+		"                              parallel ranged GETs of one version, hashed\n"
 		"  head KEY\n"
 		"  rm KEY\n"
 		"  rm-prefix PREFIX            delete every key under PREFIX (DeleteObjects)\n"
@@ -196,6 +198,26 @@ static int cmd_put(s3_client *c, const char *key, const char *path, const struct
 	return 0;
 }
 
+/* Makes a temporary file beside path (its name in *tmp); -1 and a message if it cannot. */
+static int temp_beside(const char *path, sbuf *tmp)
+{
+	sbuf_addf(tmp, "%s.snapfs-s3-XXXXXX", path);
+	int fd = mkstemp(tmp->buf);
+	if (fd < 0)
+		fprintf(stderr, "snapfs-s3: cannot create %s: %s\n", tmp->buf, strerror(errno));
+	return fd;
+}
+
+/* Makes the complete temporary file path itself: fsync, mode, rename. */
+static int temp_commit(int fd, const char *tmp, const char *path)
+{
+	if (fsync(fd) != 0 || fchmod(fd, 0644) != 0 || rename(tmp, path) != 0) {
+		fprintf(stderr, "snapfs-s3: cannot write %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int cmd_get(s3_client *c, const char *key, const char *path, const struct cmd_opts *co)
 {
 	struct s3_range range, *rp = NULL;
@@ -213,10 +235,8 @@ static int cmd_get(s3_client *c, const char *key, const char *path, const struct
 	}
 	/* Into a temporary file next to path, renamed over it once complete. */
 	sbuf tmp = SBUF_INIT;
-	sbuf_addf(&tmp, "%s.snapfs-s3-XXXXXX", path);
-	int fd = mkstemp(tmp.buf);
+	int fd = temp_beside(path, &tmp);
 	if (fd < 0) {
-		fprintf(stderr, "snapfs-s3: cannot create %s: %s\n", tmp.buf, strerror(errno));
 		sbuf_free(&tmp);
 		return EXIT_FAIL;
 	}
@@ -224,9 +244,8 @@ static int cmd_get(s3_client *c, const char *key, const char *path, const struct
 	struct s3_object_info info;
 	char sha[65];
 	int rc = s3_get_fd(c, key, rp, fd, sha, &info, &e);
-	if (!rc && (fsync(fd) != 0 || fchmod(fd, 0644) != 0 || rename(tmp.buf, path) != 0)) {
-		fprintf(stderr, "snapfs-s3: cannot write %s: %s\n", path, strerror(errno));
-		rc = -errno;
+	if (!rc && temp_commit(fd, tmp.buf, path)) {
+		rc = -EIO;
 		e.method[0] = '\0';
 	}
 	close(fd);
@@ -393,6 +412,43 @@ static int cmd_upload(s3_client *c, const char *key, const char *path, const str
 	return 0;
 }
 
+static int cmd_download(s3_client *c, const char *key, const char *path, const struct cmd_opts *co)
+{
+	sbuf tmp = SBUF_INIT;
+	int fd = temp_beside(path, &tmp);
+	if (fd < 0) {
+		sbuf_free(&tmp);
+		return EXIT_FAIL;
+	}
+	struct s3_download_opts o = {.part_size = co->part_size,
+				     .parallel = co->parallel,
+				     .if_match = co->if_match,
+				     .progress = co->progress ? show_progress : NULL,
+				     .cancel = &cancel_flag};
+	struct s3_download_result res;
+	struct s3_error e;
+	double t0 = mono_now();
+	int rc = s3_download_file(c, key, fd, &o, &res, &e);
+	double dt = mono_now() - t0;
+	int status = rc ? fail(&e, rc) : temp_commit(fd, tmp.buf, path) ? EXIT_FAIL : 0;
+	close(fd);
+	if (status)
+		unlink(tmp.buf);
+	sbuf_free(&tmp);
+	if (status)
+		return status;
+	json_t *j = result("download", "key", key);
+	jsonx_set(j, "size", jsonx_u64(res.size));
+	jsonx_set(j, "etag", jsonx_str(res.etag));
+	jsonx_set(j, "sha256", jsonx_str(res.sha256));
+	jsonx_set(j, "parts", jsonx_u64(res.parts));
+	jsonx_set(j, "download_retries", jsonx_u64(res.retries));
+	jsonx_set(j, "seconds", jsonx_real(dt, 3));
+	jsonx_set(j, "bytes_per_second", jsonx_u64(dt > 0 ? (uint64_t)((double)res.size / dt + 0.5) : 0));
+	emit(j, c);
+	return 0;
+}
+
 static int cmd_uploads(s3_client *c, const char *prefix)
 {
 	struct s3_error e;
@@ -475,7 +531,7 @@ struct cmd_spec {
 static const struct cmd_spec commands[] = {
 	{"put", 2, 2}, {"get", 2, 2}, {"head", 1, 1},     {"rm", 1, 1},
 	{"ls", 0, 1},  {"upload", 2, 2}, {"uploads", 0, 1}, {"abort", 2, 2},
-	{"rm-prefix", 1, 1},
+	{"rm-prefix", 1, 1}, {"download", 2, 2},
 };
 
 int main(int argc, char **argv)
@@ -641,6 +697,8 @@ int main(int argc, char **argv)
 		status = cmd_ls(c, a1);
 	else if (strcmp(spec->name, "upload") == 0)
 		status = cmd_upload(c, a1, a2, &co);
+	else if (strcmp(spec->name, "download") == 0)
+		status = cmd_download(c, a1, a2, &co);
 	else if (strcmp(spec->name, "uploads") == 0)
 		status = cmd_uploads(c, a1);
 	else

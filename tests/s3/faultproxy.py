@@ -9,6 +9,9 @@ head the client sends, and either forwards the request or injects a fault:
   resets       for the next N requests whose body is longer than
                reset_after bytes: forward the head and reset_after bytes of
                the body, then reset both connections (RST, not FIN)
+  get_resets   for the next N GETs: forward the request, copy reset_after
+               bytes of the answer back, then reset both connections (an
+               answer cut short mid-body)
   stalls       for the next N requests: read the head, then never answer
                (the client's low-speed timeout must give up and retry)
   stall_method while set (to "PUT", say), every request with that method
@@ -79,10 +82,12 @@ class Rule:
 
 class FaultProxy:
     def __init__(self, upstream, fail_first=0, resets=0, reset_after=64 * 1024, stalls=0,
+                 get_resets=0,
                  stall_method=None, rules=()):
         self.upstream = upstream
         self.fail_first = fail_first
         self.resets = resets
+        self.get_resets = get_resets
         self.reset_after = reset_after
         self.stalls = stalls
         self.stall_method = stall_method
@@ -90,7 +95,7 @@ class FaultProxy:
         self.port = None
         self._lock = threading.Lock()
         self._counts = {"connections": 0, "requests": 0, "forwarded": 0,
-                        "injected_503": 0, "injected_resets": 0, "injected_stalls": 0,
+                        "injected_503": 0, "injected_resets": 0, "injected_get_resets": 0, "injected_stalls": 0,
                         "injected_delays": 0}
         self.seen = []  # (method, target) of every request, in order
         self._loop = None
@@ -148,6 +153,9 @@ class FaultProxy:
             if self._counts["injected_stalls"] < self.stalls:
                 self._counts["injected_stalls"] += 1
                 return "stall"
+            if self._counts["injected_get_resets"] < self.get_resets and method == "GET":
+                self._counts["injected_get_resets"] += 1
+                return "get-reset"
             if self._counts["injected_resets"] < self.resets and body_len > self.reset_after:
                 self._counts["injected_resets"] += 1
                 return "reset"
@@ -209,6 +217,9 @@ class FaultProxy:
                     while await creader.read(65536):
                         pass
                     return
+                if fault == "get-reset":
+                    await self._cut_answer(head, cwriter)
+                    return
                 if uwriter is None:
                     ureader, uwriter = await asyncio.open_connection(*self.upstream)
                     pump = asyncio.ensure_future(self._pump(ureader, cwriter, hold))
@@ -237,6 +248,25 @@ class FaultProxy:
             for w in (uwriter, cwriter):
                 if w is not None and not w.transport.is_closing():
                     w.close()
+
+    async def _cut_answer(self, head, cwriter):
+        """Sends a body-less request upstream on a connection of its own and
+        copies back reset_after bytes of the answer, then resets."""
+        ureader, uwriter = await asyncio.open_connection(*self.upstream)
+        try:
+            uwriter.write(head)
+            await uwriter.drain()
+            sent = 0
+            while sent < self.reset_after:
+                data = await ureader.read(min(256 * 1024, self.reset_after - sent))
+                if not data:
+                    break
+                cwriter.write(data)
+                await cwriter.drain()
+                sent += len(data)
+            _rst(cwriter)
+        finally:
+            _rst(uwriter)
 
     async def _serve(self):
         def spawn(r, w):

@@ -238,6 +238,49 @@ def test_multipart_upload_40mib_read_back_with_boto3(rgw, s3, bucket, tmp_path):
     assert one["parts"] == 0 and one["etag"] == hashlib.md5(small.read_bytes()).hexdigest()
 
 
+def test_parallel_download_of_one_version(rgw, s3, bucket, tmp_path):
+    src = tmp_path / "big"
+    digest = write_random(src, 37 * MiB + 123)
+    s3.upload_file(str(src), bucket, "dl/big")
+    etag = s3.head_object(Bucket=bucket, Key="dl/big")["ETag"].strip('"')
+    out = tmp_path / "out"
+    progress = cli(rgw, bucket, "download", "dl/big", str(out), "--part-size", "5M",
+                   "--parallel", "4", "--progress")
+    got = ok(progress)
+    # Eight ranges, hashed in order into the SHA-256 of the whole object.
+    assert got["parts"] == 8 and got["size"] == 37 * MiB + 123, got
+    assert got["sha256"] == digest == sha256_file(out)
+    assert got["etag"] == etag
+    assert f"{37 * MiB + 123} of {37 * MiB + 123} bytes (100%)" in progress.err
+
+    # Held to one version: another ETag is refused before a byte is written.
+    r = cli(rgw, bucket, "download", "dl/big", str(tmp_path / "o2"), "--if-match", "0" * 32)
+    assert r.rc == 3 and "ETag" in r.err, r
+    assert not (tmp_path / "o2").exists()
+    # An empty object downloads as an empty file; a missing key is an error naming it.
+    s3.put_object(Bucket=bucket, Key="dl/empty", Body=b"")
+    e = ok(cli(rgw, bucket, "download", "dl/empty", str(tmp_path / "e")))
+    assert e["size"] == 0 and e["parts"] == 0 and (tmp_path / "e").read_bytes() == b""
+    r = cli(rgw, bucket, "download", "dl/none", str(tmp_path / "n"))
+    assert r.rc == 1 and "dl/none" in r.err and "404" in r.err, r
+
+
+def test_download_survives_resets_and_503s(rgw, s3, bucket, tmp_path):
+    src = tmp_path / "big"
+    digest = write_random(src, 24 * MiB)
+    s3.upload_file(str(src), bucket, "dl/faulty")
+    port = int(rgw.endpoint.rsplit(":", 1)[1])
+    with FaultProxy(("127.0.0.1", port), fail_first=2, get_resets=3, reset_after=MiB) as proxy:
+        r = cli(rgw, bucket, "--retry-base-ms", "20", "download", "dl/faulty",
+                str(tmp_path / "o"), "--part-size", "5M", "--parallel", "3", endpoint=proxy.url)
+        st = proxy.stats()
+    got = ok(r)
+    # Answers cut short mid-body are retried from the start of their range.
+    assert st["injected_503"] == 2 and st["injected_get_resets"] == 3, st
+    assert got["download_retries"] >= 3, (got, r.err)
+    assert got["sha256"] == digest == sha256_file(tmp_path / "o")
+
+
 def test_part_size_below_minimum_is_a_usage_error(rgw, bucket, tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"x")
