@@ -9,14 +9,17 @@
  *      come before any thread exists, and the store lock (an flock on an
  *      open file description) is inherited by the child;
  *   3. start the uploader (if s3_bucket is given; main_s3.h) and the
- *      compactor thread, recover every collection, then serve requests.
+ *      compactor thread, recover every collection, then tell systemd
+ *      that the mount is ready (sdnotify.h; in the foreground, which is
+ *      how the unit runs it) and serve requests.
  * The S3 options are checked, and the credentials found (in the
  * environment or the AWS files, never in options), in step 1; see
  * main_s3.h.
- * Shutdown (fusermount3 -u, SIGTERM, SIGINT): the loop ends, the
- * compactor finishes the delta in progress and seals what it applied,
- * the uploader abandons (and aborts) the upload in progress, then the
- * session is unmounted and the store unlocked; exit status 0.
+ * Shutdown (fusermount3 -u, SIGTERM, SIGINT): the loop ends, systemd is
+ * told that the daemon is stopping, the compactor finishes the delta in
+ * progress and seals what it applied, the uploader abandons (and aborts)
+ * the upload in progress, then the session is unmounted and the store
+ * unlocked; exit status 0.
  */
 #include <errno.h>
 #include <limits.h>
@@ -35,6 +38,7 @@
 #include "main_s3.h"
 #include "parse.h"
 #include "passthrough.h"
+#include "sdnotify.h"
 #include "store.h"
 #include "vfs.h"
 
@@ -186,7 +190,7 @@ int main(int argc, char *argv[])
 	vfs *v = NULL;
 	compactor *comp = NULL;
 	main_s3 *s3 = NULL;
-	int ret = 1, mounted = 0, handlers = 0;
+	int ret = 1, mounted = 0, handlers = 0, ready = 0;
 	uint64_t max_delta = 1ULL << 30;
 	int level = LOG_INFO;
 	char err[512];
@@ -324,6 +328,19 @@ int main(int argc, char *argv[])
 		 "max_delta_size=%llu)",
 		 store_root(st), cmd.mountpoint, keep, batch_delay_ms, batch_max,
 		 (unsigned long long)max_delta);
+	/*
+	 * Mounted, every collection recovered, the loop about to serve: a
+	 * Type=notify unit is started. Only in the foreground: a daemonized
+	 * snapfs is not the process systemd started.
+	 */
+	if (cmd.foreground) {
+		char state[PATH_MAX + 64];
+		snprintf(state, sizeof(state), "READY=1\nSTATUS=serving store %s at %s", store_root(st),
+			 cmd.mountpoint);
+		if ((rc = sdnotify_send(state, err, sizeof(err))) < 0)
+			log_warn("cannot tell systemd that the mount is ready: %s", err);
+		ready = rc > 0;
+	}
 
 	if (cmd.singlethread) {
 		rc = fuse_session_loop(se);
@@ -341,6 +358,8 @@ int main(int argc, char *argv[])
 	/* libfuse's signal handlers end the loop with the signal's number: a clean stop too. */
 	ret = (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : 1;
 	log_info("unmounting %s", cmd.mountpoint);
+	if (ready && sdnotify_send("STOPPING=1", err, sizeof(err)) < 0)
+		log_warn("cannot tell systemd that snapfs is stopping: %s", err);
 
 out:
 	compactor_stop(comp); /* before the session goes: it may still notify the kernel */
