@@ -1,5 +1,5 @@
 /*
- * main_s3 — see main_s3.h.
+ * main_s3 — see main_s3.h. Built with S3 (meson -Ds3=enabled).
  *
  * S3 credentials come only from the environment and the AWS files
  * (s3_cred.h), never from options, and are read before mounting so that
@@ -89,9 +89,10 @@ static int main_s3_values(const struct main_s3_opts *o, main_s3 *s, char *err, s
 	if (main_s3_uint("s3_parallel", o->parallel, 1, 64, &parallel, err, errlen) < 0 ||
 	    main_s3_uint("s3_lease_ttl", o->lease_ttl, 15, 86400, &ttl, err, errlen) < 0)
 		return -1;
-	if (o->keep && strcmp(o->keep, "all") != 0 && parse_uint(o->keep, 1, UPL_KEEP_MAX, &keep) < 0) {
-		snprintf(err, errlen, "s3_keep=%s: expected a whole number from 1 to %d, or all", o->keep,
-			 UPL_KEEP_MAX);
+	if (o->keep && strcmp(o->keep, "all") != 0 &&
+	    parse_uint(o->keep, 1, UPL_KEEP_MAX, &keep) < 0) {
+		snprintf(err, errlen, "s3_keep=%s: expected a whole number from 1 to %d, or all",
+			 o->keep, UPL_KEEP_MAX);
 		return -1;
 	}
 	if (o->keep && strcmp(o->keep, "all") == 0)
@@ -127,7 +128,8 @@ static int main_s3_values(const struct main_s3_opts *o, main_s3 *s, char *err, s
 	if (o->host_id) {
 		snprintf(s->host, sizeof(s->host), "%s", o->host_id);
 	} else if (gethostname(s->host, sizeof(s->host)) < 0) {
-		snprintf(err, errlen, "cannot find the hostname (%s): give s3_host_id=", strerror(errno));
+		snprintf(err, errlen,
+			 "cannot find the hostname (%s): give s3_host_id=", strerror(errno));
 		return -1;
 	}
 	s->host[sizeof(s->host) - 1] = '\0';

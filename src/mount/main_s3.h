@@ -3,6 +3,12 @@
  * checked (and the credentials found) before anything is mounted or
  * created, the uploader started after daemonizing and stopped after the
  * compactor.
+ *
+ * Two implementations, one per build: main_s3.c (meson -Ds3=enabled)
+ * and main_s3_off.c (-Ds3=disabled, no libcurl or expat), where any
+ * s3_* option is refused with "built without S3" and everything else
+ * does nothing. main parses the options the same way in both, so that a
+ * build without S3 never answers "unknown option".
  */
 #ifndef SNAPFS_MAIN_S3_H
 #define SNAPFS_MAIN_S3_H

@@ -11,14 +11,15 @@
 
 #include <stdbool.h>
 
-#include "layout.h"
-#include "s3.h"
-#include "sweep.h"
-
 #define CTL_OK 0
 #define CTL_FAIL 1
 #define CTL_USAGE 2
 #define CTL_BAD 3
+
+#if SNAPFS_WITH_S3 /* the rest is the bucket commands' (not built with -Ds3=disabled) */
+#include "layout.h"
+#include "s3.h"
+#include "sweep.h"
 
 struct ctl_opts {
 	const char *bucket, *prefix, *endpoint, *region, *profile;
@@ -44,5 +45,6 @@ int ctl_find_snapshot(s3_client *c, const struct ctl_opts *o, const char *coll, 
 int ctl_ls(s3_client *c, const struct ctl_opts *o, char **colls, int n);
 int ctl_sweep(s3_client *c, const struct ctl_opts *o, char **colls, int n);
 int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const char *snap);
+#endif
 
 #endif
