@@ -36,8 +36,10 @@ int sdnotify_send(const char *state, char *err, size_t errlen)
 	}
 	memcpy(sa.sun_path, name, len);
 	if (name[0] == '@')
-		sa.sun_path[0] = '\0'; /* abstract: the name is the bytes after the NUL, no terminator */
-	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (name[0] == '/'));
+		sa.sun_path[0] =
+			'\0'; /* abstract: the name is the bytes after the NUL, no terminator */
+	socklen_t salen =
+		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (name[0] == '/'));
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		int e = errno;
@@ -45,7 +47,8 @@ int sdnotify_send(const char *state, char *err, size_t errlen)
 		return -e;
 	}
 	size_t n = strlen(state);
-	ssize_t sent = sendto(fd, state, n, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa, salen);
+	ssize_t sent =
+		sendto(fd, state, n, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa, salen);
 	int e = errno;
 	close(fd);
 	if (sent < 0) {
@@ -53,7 +56,8 @@ int sdnotify_send(const char *state, char *err, size_t errlen)
 		return -e;
 	}
 	if ((size_t)sent != n) {
-		snprintf(err, errlen, "NOTIFY_SOCKET=%s: sendto: sent %zd of %zu bytes", name, sent, n);
+		snprintf(err, errlen, "NOTIFY_SOCKET=%s: sendto: sent %zd of %zu bytes", name, sent,
+			 n);
 		return -EMSGSIZE;
 	}
 	return 1;
