@@ -20,7 +20,7 @@ import traceback
 
 import pytest
 
-from harness import REPO, SNAPFS_BIN, Snapfs, in_mount_table, make_delta, run, wait_for
+from harness import REPO, SNAPFS_BIN, Snapfs, in_mount_table, run, wait_for
 
 CLONE_NEWNS = 0x00020000
 
@@ -103,13 +103,7 @@ def test_fstab_line_mounts_through_mount_fuse3(tmp_path):
         with open("/proc/self/mountinfo") as f:
             line = next(l for l in f if l.split()[4] == str(mnt))
         assert " - fuse.snapfs " in line, line
-        fs = Snapfs(work, store=str(store), mnt=str(mnt))
-        fs.mkcoll("lines")
-        src = str(work / "d1.db")
-        sha = make_delta(src, rows=[(1, "from fstab")])
-        fs.submit("lines", src)
-        fs.wait_applied("lines", [sha])
-        assert fs.query("lines", "SELECT body FROM items") == [("from fstab",)]
+        Snapfs(work, store=str(store), mnt=str(mnt)).use("lines", work, "from fstab")
         with open(store / ".lock") as f:
             pid = int(f.read())
         run(["umount", str(mnt)])

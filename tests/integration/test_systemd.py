@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from harness import REPO, SNAPFS_BIN, Snapfs, in_mount_table, make_delta, run, wait_for
+from harness import REPO, SNAPFS_BIN, Snapfs, in_mount_table, run, wait_for
 
 UNIT_SOURCE = os.path.join(REPO, "src", "mount", "snapfs@.service.in")
 
@@ -224,15 +224,18 @@ def receive(sock, proc, want, timeout, log):
     raise AssertionError(f"no {want} within {timeout}s; got {got}:\n" + open(log).read())
 
 
-def start(inst, tmp_path, sock_name, n):
-    """ExecStart as systemd runs it: its environment, NOTIFY_SOCKET, no
-    terminal, the output in a log file. Returns (proc, log)."""
+def start(inst, fs, sock, sock_name):
+    """ExecStart as systemd runs it (its environment, NOTIFY_SOCKET, no
+    terminal, the output in a log file that fs scans at teardown), until
+    READY=1. Returns (proc, log, the READY=1 datagram)."""
     _, argv = inst.command("ExecStart")
-    log = str(tmp_path / f"snapfs-{n}.log")
+    log = os.path.join(fs.workdir, f"snapfs-{len(fs.logs) + 1}.log")
     env = dict(os.environ, **inst.env, NOTIFY_SOCKET=sock_name)
     with open(log, "wb") as lf:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env)
-    return proc, log
+    fs.proc = proc
+    fs.logs.append(log)
+    return proc, log, receive(sock, proc, "READY=1", 30, log)
 
 
 def stop(inst, proc, cmds=("ExecStop", "ExecStopPost")):
@@ -304,19 +307,12 @@ def test_escaping_agrees_with_systemd_escape(tmp_path):
 def test_unit_start_ready_use_stop(unit_fs, tmp_path, abstract):
     inst, fs = unit_fs
     sock, name = bind_notify(tmp_path, abstract)
-    proc, log = start(inst, tmp_path, name, 1)
-    fs.proc, fs.logs = proc, [log]
     with sock:
-        ready = receive(sock, proc, "READY=1", 30, log)
+        proc, log, ready = start(inst, fs, sock, name)
         # READY=1 means served: no polling for the mount
         assert os.path.ismount(fs.mnt), f"READY=1 before the mount was up ({ready!r})"
         assert any(l.startswith("STATUS=") for l in ready.split("\n")), ready
-        fs.mkcoll("lines")
-        src = str(tmp_path / "d1.db")
-        sha = make_delta(src, rows=[(1, "hello")])
-        fs.submit("lines", src)
-        fs.wait_applied("lines", [sha])
-        assert fs.query("lines", "SELECT body FROM items") == [("hello",)]
+        fs.use("lines", tmp_path, "hello")
         assert os.path.isdir(os.path.join(inst.env["STORE"], "collections", "lines"))
 
         t0 = time.monotonic()
@@ -336,14 +332,8 @@ def test_unit_restart_after_a_crash(unit_fs, tmp_path):
     inst, fs = unit_fs
     sock, name = bind_notify(tmp_path, False)
     with sock:
-        proc, log = start(inst, tmp_path, name, 1)
-        fs.proc, fs.logs = proc, [log]
-        receive(sock, proc, "READY=1", 30, log)
-        fs.mkcoll("c")
-        src = str(tmp_path / "d1.db")
-        sha = make_delta(src, rows=[(1, "kept")])
-        fs.submit("c", src)
-        fs.wait_applied("c", [sha])
+        proc, log, _ = start(inst, fs, sock, name)
+        fs.use("c", tmp_path, "kept")
         sid = fs.latest_id("c")
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -351,9 +341,7 @@ def test_unit_restart_after_a_crash(unit_fs, tmp_path):
         stop(inst, proc, cmds=("ExecStopPost",))  # what systemd runs after a crash
         assert not in_mount_table(fs.mnt), "ExecStopPost left the dead mount"
 
-        proc, log = start(inst, tmp_path, name, 2)
-        fs.proc, fs.logs = proc, fs.logs + [log]
-        receive(sock, proc, "READY=1", 30, log)
+        proc, log, _ = start(inst, fs, sock, name)
         assert fs.latest_id("c") == sid
         assert fs.query("c", "SELECT body FROM items") == [("kept",)]
         stop(inst, proc)
@@ -369,9 +357,7 @@ def test_unit_stop_when_the_mount_is_busy(unit_fs, tmp_path):
     inst, fs = unit_fs
     sock, name = bind_notify(tmp_path, False)
     with sock:
-        proc, log = start(inst, tmp_path, name, 1)
-        fs.proc, fs.logs = proc, [log]
-        receive(sock, proc, "READY=1", 30, log)
+        proc, log, _ = start(inst, fs, sock, name)
         fs.mkcoll("c")
         holder = subprocess.Popen(["sleep", "60"], cwd=fs.path("c"))
         try:
