@@ -53,7 +53,9 @@ fi
 builddir=${SNAPFS_BUILD_DIR:-$builddir}
 
 if [ -f "$builddir/build.ninja" ]; then
-	meson configure "$builddir" "${options[@]}"
+	# --reconfigure, not meson configure: it also learns options added
+	# since the directory was set up (meson configure refuses those).
+	meson setup --reconfigure "$builddir" "${options[@]}"
 else
 	meson setup "$builddir" "${options[@]}"
 fi
