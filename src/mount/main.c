@@ -8,15 +8,18 @@
  *   2. create the FUSE session and mount, then daemonize: fork() must
  *      come before any thread exists, and the store lock (an flock on an
  *      open file description) is inherited by the child;
- *   3. start the uploader (if s3_bucket is given) and the compactor
- *      thread, recover every collection, then serve requests.
- * S3 credentials come only from the environment and the AWS files
- * (s3_cred.h), never from options, and are read before mounting so that
- * a missing or malformed one is reported at once.
- * Shutdown (fusermount3 -u, SIGTERM, SIGINT): the loop ends, the
- * compactor finishes the delta in progress and seals what it applied,
- * the uploader abandons (and aborts) the upload in progress, then the
- * session is unmounted and the store unlocked; exit status 0.
+ *   3. start the uploader (if s3_bucket is given; main_s3.h) and the
+ *      compactor thread, recover every collection, then tell systemd
+ *      that the mount is ready (sdnotify.h; in the foreground, which is
+ *      how the unit runs it) and serve requests.
+ * The S3 options are checked, and the credentials found (in the
+ * environment or the AWS files, never in options), in step 1; see
+ * main_s3.h.
+ * Shutdown (fusermount3 -u, SIGTERM, SIGINT): the loop ends, systemd is
+ * told that the daemon is stopping, the compactor finishes the delta in
+ * progress and seals what it applied, the uploader abandons (and aborts)
+ * the upload in progress, then the session is unmounted and the store
+ * unlocked; exit status 0.
  */
 #include <errno.h>
 #include <limits.h>
@@ -31,14 +34,12 @@
 
 #include "compactor.h"
 #include "fsops.h"
-#include "layout.h"
 #include "log.h"
+#include "main_s3.h"
 #include "parse.h"
 #include "passthrough.h"
-#include "s3.h"
-#include "s3_cred.h"
+#include "sdnotify.h"
 #include "store.h"
-#include "uploader.h"
 #include "vfs.h"
 
 struct snapfs_opts {
@@ -53,19 +54,8 @@ struct snapfs_opts {
 	char *stale_dotfiles;
 	int group_access; /* -o group_access: the STORE's group may read it */
 	int passthrough;  /* -o passthrough: the kernel reads sealed files directly */
-	/* S3 (see snapfs(8)); no option takes a credential. */
-	char *s3_bucket;
-	char *s3_prefix;
-	char *s3_endpoint;
-	char *s3_region;
-	char *s3_profile;
-	char *s3_part_size;
-	char *s3_parallel;
-	char *s3_upload;
-	char *s3_lease_ttl;
-	char *s3_host_id;
-	char *s3_keep;
-	char *s3_grace;
+	/* S3 (see snapfs(8)); no option takes a credential. Parsed with or without S3 built in. */
+	struct main_s3_opts s3;
 };
 
 enum { KEY_DISCARD, KEY_HELP, KEY_VERSION };
@@ -83,18 +73,18 @@ static const struct fuse_opt snapfs_opt_spec[] = {
 	SNAPFS_OPT("stale_dotfiles=%s", stale_dotfiles),
 	SNAPFS_OPT("group_access", group_access),
 	SNAPFS_OPT("passthrough", passthrough),
-	SNAPFS_OPT("s3_bucket=%s", s3_bucket),
-	SNAPFS_OPT("s3_prefix=%s", s3_prefix),
-	SNAPFS_OPT("s3_endpoint=%s", s3_endpoint),
-	SNAPFS_OPT("s3_region=%s", s3_region),
-	SNAPFS_OPT("s3_profile=%s", s3_profile),
-	SNAPFS_OPT("s3_part_size=%s", s3_part_size),
-	SNAPFS_OPT("s3_parallel=%s", s3_parallel),
-	SNAPFS_OPT("s3_upload=%s", s3_upload),
-	SNAPFS_OPT("s3_lease_ttl=%s", s3_lease_ttl),
-	SNAPFS_OPT("s3_host_id=%s", s3_host_id),
-	SNAPFS_OPT("s3_keep=%s", s3_keep),
-	SNAPFS_OPT("s3_grace=%s", s3_grace),
+	SNAPFS_OPT("s3_bucket=%s", s3.bucket),
+	SNAPFS_OPT("s3_prefix=%s", s3.prefix),
+	SNAPFS_OPT("s3_endpoint=%s", s3.endpoint),
+	SNAPFS_OPT("s3_region=%s", s3.region),
+	SNAPFS_OPT("s3_profile=%s", s3.profile),
+	SNAPFS_OPT("s3_part_size=%s", s3.part_size),
+	SNAPFS_OPT("s3_parallel=%s", s3.parallel),
+	SNAPFS_OPT("s3_upload=%s", s3.upload),
+	SNAPFS_OPT("s3_lease_ttl=%s", s3.lease_ttl),
+	SNAPFS_OPT("s3_host_id=%s", s3.host_id),
+	SNAPFS_OPT("s3_keep=%s", s3.keep),
+	SNAPFS_OPT("s3_grace=%s", s3.grace),
 	/* fstab-only options that mount.fuse3 passes through: accepted and dropped. */
 	FUSE_OPT_KEY("auto", KEY_DISCARD),
 	FUSE_OPT_KEY("noauto", KEY_DISCARD),
@@ -139,25 +129,10 @@ static void usage(const char *prog)
 	       "                           0640, snapshots 0440; default: owner only)\n"
 	       "    -o passthrough         the kernel reads sealed files from the store itself\n"
 	       "                           (Linux >= 6.9; faster copies, slower sqlite3 queries)\n"
-	       "\nS3 upload (credentials only from AWS_* variables or the AWS files):\n"
-	       "    -o s3_bucket=NAME      upload sealed snapshots to this bucket\n"
-	       "    -o s3_prefix=PREFIX    key prefix in the bucket (default snapfs/)\n"
-	       "    -o s3_endpoint=URL     S3 endpoint (default: AWS_ENDPOINT_URL_S3,\n"
-	       "                           AWS_ENDPOINT_URL, the profile, then AWS)\n"
-	       "    -o s3_region=REGION    region (default: AWS_REGION, the profile, us-east-1)\n"
-	       "    -o s3_profile=NAME     profile in ~/.aws/credentials and ~/.aws/config\n"
-	       "    -o s3_part_size=SIZE   multipart part size, at least 5M (default 16M)\n"
-	       "    -o s3_parallel=N       parts in flight (default 4)\n"
-	       "    -o s3_upload=on|off    off: configured but nothing is sent (default on)\n"
-	       "    -o s3_lease_ttl=S      lease lifetime in seconds (default 60)\n"
-	       "    -o s3_host_id=ID       this host in keys and the lease (default hostname)\n"
-	       "    -o s3_keep=N|all       snapshots kept in S3 per collection: the pointer's and\n"
-	       "                           N-1 before it, 1..100; all: no retention (default 4)\n"
-	       "    -o s3_grace=DURATION   how long an object stays after it is no longer needed,\n"
-	       "                           e.g. 90s, 10m, 2h (default 10m)\n"
 	       "    -o auto,noauto,user,nouser,users,_netdev,defaults\n"
-	       "                           accepted and ignored (for /etc/fstab)\n\n",
-	       prog);
+	       "                           accepted and ignored (for /etc/fstab)\n"
+	       "%s\n",
+	       prog, main_s3_help());
 }
 
 /* A decimal number in [min, max] into *out; the option's default stays if s is NULL. */
@@ -182,149 +157,17 @@ static int parse_level(const char *s)
 	return -1;
 }
 
-/* ---- S3 ---- */
-
-/* What the uploader is started with; owns the credentials until then. */
-struct s3_setup {
-	struct s3cred cred;
-	struct s3_config cfg;
-	struct upl_config ucfg;
-	char host[LAYOUT_HOST_ID_MAX + 1];
-};
-
-static bool s3_option_given(const struct snapfs_opts *o)
-{
-	return o->s3_prefix || o->s3_endpoint || o->s3_region || o->s3_profile || o->s3_part_size ||
-	       o->s3_parallel || o->s3_upload || o->s3_lease_ttl || o->s3_host_id || o->s3_keep ||
-	       o->s3_grace;
-}
-
-static void s3_setup_clear(struct s3_setup *s)
-{
-	s3cred_clear(&s->cred);
-	memset(&s->cfg, 0, sizeof(s->cfg));
-}
-
-/*
- * Checks the S3 options and finds the credentials (environment or AWS
- * files only). -1 with the reason in err.
- */
-static int s3_setup(const struct snapfs_opts *o, struct s3_setup *s, char *err, size_t errlen)
-{
-	unsigned parallel = 4, ttl = 60, keep = UPL_DEFAULT_KEEP;
-	uint64_t part = 16ull << 20, grace_ms = (uint64_t)UPL_DEFAULT_GRACE_S * 1000;
-	char pfx[LAYOUT_PREFIX_MAX];
-	memset(s, 0, sizeof(*s));
-	s->ucfg.enabled = true;
-	if (!o->s3_bucket[0]) {
-		snprintf(err, errlen, "s3_bucket= is empty");
-		return -1;
-	}
-	if (opt_uint("s3_parallel", o->s3_parallel, 1, 64, &parallel) < 0 ||
-	    opt_uint("s3_lease_ttl", o->s3_lease_ttl, 15, 86400, &ttl) < 0) {
-		snprintf(err, errlen, "bad S3 option (see above)");
-		return -1;
-	}
-	if (o->s3_keep && strcmp(o->s3_keep, "all") != 0 &&
-	    parse_uint(o->s3_keep, 1, UPL_KEEP_MAX, &keep) < 0) {
-		snprintf(err, errlen, "s3_keep=%s: expected a whole number from 1 to %d, or all",
-			 o->s3_keep, UPL_KEEP_MAX);
-		return -1;
-	}
-	if (o->s3_keep && strcmp(o->s3_keep, "all") == 0)
-		keep = 0;
-	if (o->s3_grace && (parse_duration_ms(o->s3_grace, &grace_ms) < 0 ||
-			    grace_ms / 1000 > 30u * 86400u)) {
-		snprintf(err, errlen,
-			 "s3_grace=%s: expected a duration up to 30d (a number with ms, s, m, h or d)",
-			 o->s3_grace);
-		return -1;
-	}
-	if (o->s3_part_size &&
-	    (parse_size(o->s3_part_size, &part) < 0 || part < S3_MIN_PART_SIZE ||
-	     part > S3_MAX_PART_SIZE)) {
-		snprintf(err, errlen, "s3_part_size=%s: expected a size from 5M to 5G", o->s3_part_size);
-		return -1;
-	}
-	if (o->s3_upload) {
-		if (strcmp(o->s3_upload, "on") == 0) {
-			s->ucfg.enabled = true;
-		} else if (strcmp(o->s3_upload, "off") == 0) {
-			s->ucfg.enabled = false;
-		} else {
-			snprintf(err, errlen, "s3_upload=%s: use on or off", o->s3_upload);
-			return -1;
-		}
-	}
-	if (layout_prefix_normalize(o->s3_prefix, pfx, sizeof(pfx)) < 0) {
-		snprintf(err, errlen,
-			 "s3_prefix=%s: not usable (no leading '/', no \"//\", no control characters)",
-			 o->s3_prefix);
-		return -1;
-	}
-	if (o->s3_host_id) {
-		snprintf(s->host, sizeof(s->host), "%s", o->s3_host_id);
-	} else if (gethostname(s->host, sizeof(s->host)) < 0) {
-		snprintf(err, errlen, "cannot find the hostname (%s): give s3_host_id=", strerror(errno));
-		return -1;
-	}
-	s->host[sizeof(s->host) - 1] = '\0';
-	if (!layout_host_id_valid(s->host) || (o->s3_host_id && strlen(o->s3_host_id) >= sizeof(s->host))) {
-		snprintf(err, errlen, "%s%s: not a valid host id (1-64 characters of A-Z a-z 0-9 . _ -, "
-				      "first one alphanumeric)%s",
-			 o->s3_host_id ? "s3_host_id=" : "hostname ", s->host,
-			 o->s3_host_id ? "" : ": give s3_host_id=");
-		return -1;
-	}
-	char cerr[512];
-	int rc = s3cred_load(o->s3_profile, &s->cred, cerr, sizeof(cerr));
-	if (rc < 0) {
-		snprintf(err, errlen, "S3 credentials: %.400s", cerr);
-		return -1;
-	}
-	s->cfg.diag = log_sink; /* the S3 client reports retries and failed clean-ups to the log */
-	s->cfg.bucket = o->s3_bucket;
-	s->cfg.endpoint = o->s3_endpoint ? o->s3_endpoint : s->cred.endpoint;
-	s->cfg.region = o->s3_region ? o->s3_region : s->cred.region;
-	s->cfg.addressing = s->cred.addressing == S3CRED_ADDRESSING_PATH      ? S3_ADDRESSING_PATH
-			    : s->cred.addressing == S3CRED_ADDRESSING_VIRTUAL ? S3_ADDRESSING_VIRTUAL
-									      : S3_ADDRESSING_AUTO;
-	s->cfg.access_key_id = s->cred.access_key_id;
-	s->cfg.secret_access_key = s->cred.secret_access_key;
-	s->cfg.session_token = s->cred.session_token;
-	s->cfg.ca_bundle = s->cred.ca_bundle;
-	s->ucfg.s3 = &s->cfg;
-	s->ucfg.prefix = o->s3_prefix;
-	s->ucfg.host_id = s->host;
-	s->ucfg.part_size = part;
-	s->ucfg.parallel = parallel;
-	s->ucfg.lease_ttl_s = ttl;
-	s->ucfg.keep = keep;
-	/* Whole seconds: S3 times are; a grace under 1 s is 0 (delete as soon as unneeded). */
-	s->ucfg.grace_s = (unsigned)(grace_ms / 1000);
-	/* A client made now checks the rest (endpoint URL, bucket name) before mounting. */
-	s3_client *probe;
-	if (s3_client_new(&s->cfg, &probe, cerr, sizeof(cerr)) < 0) {
-		snprintf(err, errlen, "S3: %.400s", cerr);
-		s3_setup_clear(s);
-		return -1;
-	}
-	s3_client_free(probe);
-	return 0;
-}
-
 /* The compactor's published() event goes to the vfs and the uploader. */
 struct published_fanout {
 	vfs *v;
-	upl *up;
+	main_s3 *s3;
 };
 
 static void on_published(void *ctx, const char *coll, uint64_t id)
 {
 	struct published_fanout *f = ctx;
 	vfs_published(f->v, coll, id);
-	if (f->up)
-		upl_published(f->up, coll, id);
+	main_s3_published(f->s3, coll, id);
 }
 
 /* The compactor's housekeeping event: the vfs cleans stale dot-files of incoming/. */
@@ -346,9 +189,8 @@ int main(int argc, char *argv[])
 	store *st = NULL;
 	vfs *v = NULL;
 	compactor *comp = NULL;
-	upl *up = NULL;
-	struct s3_setup s3 = {0};
-	int ret = 1, mounted = 0, handlers = 0;
+	main_s3 *s3 = NULL;
+	int ret = 1, mounted = 0, handlers = 0, ready = 0;
 	uint64_t max_delta = 1ULL << 30;
 	int level = LOG_INFO;
 	char err[512];
@@ -401,12 +243,8 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	log_init(false, level);
-	if (o.s3_bucket && s3_setup(&o, &s3, err, sizeof(err)) < 0) {
+	if (main_s3_prepare(&o.s3, &s3, err, sizeof(err)) < 0) {
 		fprintf(stderr, "snapfs: %s\n", err);
-		goto out;
-	}
-	if (!o.s3_bucket && s3_option_given(&o)) {
-		fprintf(stderr, "snapfs: S3 options given without s3_bucket=\n");
 		goto out;
 	}
 
@@ -462,23 +300,12 @@ int main(int argc, char *argv[])
 	}
 
 	int rc = 0;
-	if (o.s3_bucket) {
-		/* After the fork: the uploader runs a thread (and libcurl's). */
-		rc = upl_start(st, &s3.ucfg, &up, err, sizeof(err));
-		s3_setup_clear(&s3); /* the clients have their own copies of the keys */
-		if (rc < 0) {
-			log_err("cannot start the uploader: %s", err);
-			goto out;
-		}
-		vfs_set_status_hook(v, upl_status, up);
-		char keeps[16];
-		snprintf(keeps, sizeof(keeps), "%u", s3.ucfg.keep);
-		log_info("uploading snapshots to s3://%s/%s as host %s (%s; s3_keep=%s, s3_grace=%us)",
-			 o.s3_bucket, o.s3_prefix ? o.s3_prefix : "snapfs/", s3.ucfg.host_id,
-			 s3.ucfg.enabled ? "on" : "off: s3_upload=off", s3.ucfg.keep ? keeps : "all",
-			 s3.ucfg.grace_s);
+	/* After the fork: the uploader runs a thread (and libcurl's). */
+	if (s3 && main_s3_start(s3, st, v, err, sizeof(err)) < 0) {
+		log_err("cannot start the uploader: %s", err);
+		goto out;
 	}
-	struct published_fanout fan = {.v = v, .up = up};
+	struct published_fanout fan = {.v = v, .s3 = s3};
 	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms,
 					.batch_max = batch_max,
 					.max_attempts = max_attempts,
@@ -501,6 +328,19 @@ int main(int argc, char *argv[])
 		 "max_delta_size=%llu)",
 		 store_root(st), cmd.mountpoint, keep, batch_delay_ms, batch_max,
 		 (unsigned long long)max_delta);
+	/*
+	 * Mounted, every collection recovered, the loop about to serve: a
+	 * Type=notify unit is started. Only in the foreground: a daemonized
+	 * snapfs is not the process systemd started.
+	 */
+	if (cmd.foreground) {
+		char state[PATH_MAX + 64];
+		snprintf(state, sizeof(state), "READY=1\nSTATUS=serving store %s at %s", store_root(st),
+			 cmd.mountpoint);
+		if ((rc = sdnotify_send(state, err, sizeof(err))) < 0)
+			log_warn("cannot tell systemd that the mount is ready: %s", err);
+		ready = rc > 0;
+	}
 
 	if (cmd.singlethread) {
 		rc = fuse_session_loop(se);
@@ -518,11 +358,12 @@ int main(int argc, char *argv[])
 	/* libfuse's signal handlers end the loop with the signal's number: a clean stop too. */
 	ret = (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : 1;
 	log_info("unmounting %s", cmd.mountpoint);
+	if (ready && sdnotify_send("STOPPING=1", err, sizeof(err)) < 0)
+		log_warn("cannot tell systemd that snapfs is stopping: %s", err);
 
 out:
 	compactor_stop(comp); /* before the session goes: it may still notify the kernel */
-	upl_stop(up);         /* after the compactor: it tells the uploader of snapshots */
-	s3_setup_clear(&s3);
+	main_s3_stop(s3);     /* after the compactor: it tells the uploader of snapshots */
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (mounted)
@@ -542,9 +383,9 @@ out:
 	free(o.max_attempts);
 	free(o.rejected_max);
 	free(o.stale_dotfiles);
-	char **s3o[] = {&o.s3_bucket,	 &o.s3_prefix,	 &o.s3_endpoint,  &o.s3_region,
-			&o.s3_profile,	 &o.s3_part_size, &o.s3_parallel,  &o.s3_upload,
-			&o.s3_lease_ttl, &o.s3_host_id,	 &o.s3_keep,	   &o.s3_grace};
+	char **s3o[] = {&o.s3.bucket,	 &o.s3.prefix,	  &o.s3.endpoint, &o.s3.region,
+			&o.s3.profile,	 &o.s3.part_size, &o.s3.parallel, &o.s3.upload,
+			&o.s3.lease_ttl, &o.s3.host_id,	  &o.s3.keep,	  &o.s3.grace};
 	for (size_t i = 0; i < sizeof(s3o) / sizeof(s3o[0]); i++)
 		free(*s3o[i]);
 	fuse_opt_free_args(&args);

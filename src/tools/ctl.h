@@ -12,14 +12,18 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "layout.h"
-#include "s3.h"
-#include "sweep.h"
-
 #define CTL_OK 0
 #define CTL_FAIL 1
 #define CTL_USAGE 2
 #define CTL_BAD 3
+
+/* Prints doc as one JSON line on stdout and frees it. */
+void ctl_print(json_t *doc);
+
+#if SNAPFS_WITH_S3 /* the rest is the bucket commands' (not built with -Ds3=disabled) */
+#include "layout.h"
+#include "s3.h"
+#include "sweep.h"
 
 struct ctl_opts {
 	const char *bucket, *prefix, *endpoint, *region, *profile;
@@ -30,8 +34,6 @@ struct ctl_opts {
 	bool dry_run;
 };
 
-/* Prints doc as one JSON line on stdout and frees it. */
-void ctl_print(json_t *doc);
 /* "what: the formatted S3 error" on stderr. */
 void ctl_s3_error(const char *what, const struct s3_error *e);
 /*
@@ -47,5 +49,6 @@ int ctl_find_snapshot(s3_client *c, const struct ctl_opts *o, const char *coll, 
 int ctl_ls(s3_client *c, const struct ctl_opts *o, char **colls, int n);
 int ctl_sweep(s3_client *c, const struct ctl_opts *o, char **colls, int n);
 int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const char *snap);
+#endif
 
 #endif

@@ -69,16 +69,6 @@ static json_t *ctl_time_json(int64_t t)
 	return jsonx_str(when);
 }
 
-void ctl_print(json_t *doc)
-{
-	sbuf out = SBUF_INIT;
-	jsonx_dump(doc, 0, &out);
-	sbuf_adds(&out, "\n");
-	fputs(sbuf_str(&out), stdout);
-	sbuf_free(&out);
-	json_decref(doc);
-}
-
 /* ---- the collections under the prefix ---- */
 
 struct ctl_names {

@@ -435,6 +435,16 @@ class Snapfs:
         run(["cp", src, dst])
         return dst
 
+    def use(self, coll, workdir, body):
+        """What a user does first: mkdir a collection, cp a delta of one
+        row (1, body) into it, and wait to read that row from latest."""
+        self.mkcoll(coll)
+        src = os.path.join(str(workdir), f"{coll}-first.db")
+        sha = make_delta(src, rows=[(1, body)])
+        self.submit(coll, src)
+        self.wait_applied(coll, [sha])
+        assert self.query(coll, "SELECT body FROM items") == [(body,)]
+
 
 def in_mount_table(path):
     """Whether path is a mount point in /proc/self/mountinfo."""
