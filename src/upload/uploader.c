@@ -26,7 +26,7 @@
  * all three: every call in flight ends within 100 ms, and the clean-up
  * on the way out (abort the upload, release the lease) gets UPL_LINGER_MS.
  */
-#include "uploader_int.h"
+#include "uploader_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
