@@ -466,6 +466,31 @@ static int seal_manifest(const struct seal_request *req, const char *file, uint6
 	return rc;
 }
 
+/*
+ * Waits for the hasher (when it runs as a thread) once the copy is
+ * synced (rc 0) or failed (rc < 0), and checks that it hashed all size
+ * bytes. Returns rc, or the hasher's error.
+ */
+static int seal_hash_end(struct seal_hasher *h, pthread_t tid, bool *started, int rc, uint64_t size,
+			 const char *coll, const char *copy, char *err, size_t len)
+{
+	if (*started) {
+		if (rc != 0)
+			seal_hasher_publish(h, h->copied, true, true);
+		pthread_join(tid, NULL);
+		*started = false;
+	}
+	if (rc == 0 && h->rc != 0) {
+		rc = h->rc;
+		seal_err(err, len, "seal of %s: hashing %s: %s", coll, copy, strerror(-h->rc));
+	}
+	if (rc == 0 && h->hashed != size) {
+		rc = -EIO;
+		seal_err(err, len, "seal of %s: hashed %" PRIu64 " bytes of %" PRIu64, coll, h->hashed, size);
+	}
+	return rc;
+}
+
 int seal_make(const struct seal_request *req, struct seal_result *res, char *err, size_t len)
 {
 	if (err && len)
@@ -531,21 +556,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 		rc = -errno;
 		seal_err(err, len, "seal of %s: fsync %s: %s", req->collection, copy, strerror(errno));
 	}
-	if (hasher_started) {
-		if (rc != 0)
-			seal_hasher_publish(&h, h.copied, true, true);
-		pthread_join(tid, NULL);
-		hasher_started = false;
-	}
-	if (rc == 0 && h.rc != 0) {
-		rc = h.rc;
-		seal_err(err, len, "seal of %s: hashing %s: %s", req->collection, copy, strerror(-h.rc));
-	}
-	if (rc == 0 && h.hashed != size) {
-		rc = -EIO;
-		seal_err(err, len, "seal of %s: hashed %" PRIu64 " bytes of %" PRIu64, req->collection,
-			 h.hashed, size);
-	}
+	rc = seal_hash_end(&h, tid, &hasher_started, rc, size, req->collection, copy, err, len);
 	if (rc < 0)
 		goto out;
 	res->size = size;
