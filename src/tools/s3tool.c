@@ -145,6 +145,80 @@ static const struct cmd_spec commands[] = {
 	{"rm-prefix", 1, 1}, {"download", 2, 2},
 };
 
+/* A client option (endpoint, retries, timeouts) into cfg: 0, S3TOOL_USAGE, or -1 if ch is not one. */
+static int client_option(int ch, const char *a, struct s3_config *cfg)
+{
+	switch (ch) {
+	case OPT_PATH_STYLE: cfg->addressing = S3_ADDRESSING_PATH; return 0;
+	case OPT_VHOST: cfg->addressing = S3_ADDRESSING_VIRTUAL; return 0;
+	case OPT_MAX_ATTEMPTS:
+		if (parse_count(a, &cfg->retry.max_attempts) || !cfg->retry.max_attempts)
+			return s3tool_usage_error("--max-attempts wants a positive number, not \"%s\"", a);
+		return 0;
+	case OPT_RETRY_BASE:
+		if (parse_count(a, &cfg->retry.base_ms) || !cfg->retry.base_ms)
+			return s3tool_usage_error("--retry-base-ms wants a positive number, not \"%s\"", a);
+		return 0;
+	case OPT_RETRY_CAP:
+		if (parse_count(a, &cfg->retry.cap_ms) || !cfg->retry.cap_ms)
+			return s3tool_usage_error("--retry-cap-ms wants a positive number, not \"%s\"", a);
+		return 0;
+	case OPT_CONNECT_TIMEOUT:
+		if (parse_count(a, &cfg->connect_timeout_s) || !cfg->connect_timeout_s)
+			return s3tool_usage_error("--connect-timeout wants seconds, not \"%s\"", a);
+		return 0;
+	case OPT_LOW_SPEED_TIME:
+		if (parse_count(a, &cfg->low_speed_time_s) || !cfg->low_speed_time_s)
+			return s3tool_usage_error("--low-speed-time wants seconds, not \"%s\"", a);
+		return 0;
+	case OPT_TIMEOUT:
+		if (parse_count(a, &cfg->timeout_s) || !cfg->timeout_s)
+			return s3tool_usage_error("--timeout wants seconds, not \"%s\"", a);
+		return 0;
+	case OPT_SLOW_TIMEOUT:
+		if (parse_count(a, &cfg->slow_timeout_s) || !cfg->slow_timeout_s)
+			return s3tool_usage_error("--slow-timeout wants seconds, not \"%s\"", a);
+		return 0;
+	default: return -1;
+	}
+}
+
+/* A command option into co: 0, S3TOOL_USAGE, or -1 if ch is not one. a may be cut at '=' (--meta). */
+static int command_option(int ch, char *a, struct s3tool_opts *co)
+{
+	switch (ch) {
+	case OPT_IF_NONE_MATCH: co->if_none_match = true; return 0;
+	case OPT_IF_MATCH: co->if_match = a; return 0;
+	case OPT_CONTENT_TYPE: co->content_type = a; return 0;
+	case OPT_RANGE: co->range = a; return 0;
+	case OPT_PART_SIZE:
+		if (parse_size(a, &co->part_size) || co->part_size < S3_MIN_PART_SIZE ||
+		    co->part_size > S3_MAX_PART_SIZE)
+			return s3tool_usage_error("--part-size wants a size from 5M to 5G, not \"%s\"", a);
+		return 0;
+	case OPT_PARALLEL:
+		if (parse_count(a, &co->parallel) || !co->parallel || co->parallel > 64)
+			return s3tool_usage_error("--parallel wants 1 to 64, not \"%s\"", a);
+		return 0;
+	case OPT_THRESHOLD:
+		if (parse_size(a, &co->threshold) || !co->threshold)
+			return s3tool_usage_error("--threshold wants a size, not \"%s\"", a);
+		return 0;
+	case OPT_PROGRESS: co->progress = true; return 0;
+	case OPT_META: {
+		char *eq = strchr(a, '=');
+		if (!eq || eq == a || co->n_meta == 32)
+			return s3tool_usage_error("--meta wants NAME=VALUE (at most 32), not \"%s\"", a);
+		*eq = '\0';
+		co->meta[co->n_meta].name = a;
+		co->meta[co->n_meta].value = eq + 1;
+		co->n_meta++;
+		return 0;
+	}
+	default: return -1;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct s3_config cfg = {0};
@@ -172,69 +246,19 @@ int main(int argc, char **argv)
 		case OPT_REGION: region = a; break;
 		case OPT_BUCKET: bucket = a; break;
 		case OPT_PROFILE: profile = a; break;
-		case OPT_PATH_STYLE: cfg.addressing = S3_ADDRESSING_PATH; break;
-		case OPT_VHOST: cfg.addressing = S3_ADDRESSING_VIRTUAL; break;
-		case OPT_MAX_ATTEMPTS:
-			if (parse_count(a, &cfg.retry.max_attempts) || !cfg.retry.max_attempts)
-				return s3tool_usage_error("--max-attempts wants a positive number, not \"%s\"", a);
-			break;
-		case OPT_RETRY_BASE:
-			if (parse_count(a, &cfg.retry.base_ms) || !cfg.retry.base_ms)
-				return s3tool_usage_error("--retry-base-ms wants a positive number, not \"%s\"", a);
-			break;
-		case OPT_RETRY_CAP:
-			if (parse_count(a, &cfg.retry.cap_ms) || !cfg.retry.cap_ms)
-				return s3tool_usage_error("--retry-cap-ms wants a positive number, not \"%s\"", a);
-			break;
-		case OPT_CONNECT_TIMEOUT:
-			if (parse_count(a, &cfg.connect_timeout_s) || !cfg.connect_timeout_s)
-				return s3tool_usage_error("--connect-timeout wants seconds, not \"%s\"", a);
-			break;
-		case OPT_LOW_SPEED_TIME:
-			if (parse_count(a, &cfg.low_speed_time_s) || !cfg.low_speed_time_s)
-				return s3tool_usage_error("--low-speed-time wants seconds, not \"%s\"", a);
-			break;
-		case OPT_TIMEOUT:
-			if (parse_count(a, &cfg.timeout_s) || !cfg.timeout_s)
-				return s3tool_usage_error("--timeout wants seconds, not \"%s\"", a);
-			break;
-		case OPT_SLOW_TIMEOUT:
-			if (parse_count(a, &cfg.slow_timeout_s) || !cfg.slow_timeout_s)
-				return s3tool_usage_error("--slow-timeout wants seconds, not \"%s\"", a);
-			break;
-		case OPT_IF_NONE_MATCH: co.if_none_match = true; break;
-		case OPT_IF_MATCH: co.if_match = a; break;
-		case OPT_CONTENT_TYPE: co.content_type = a; break;
-		case OPT_RANGE: co.range = a; break;
-		case OPT_PART_SIZE:
-			if (parse_size(a, &co.part_size) || co.part_size < S3_MIN_PART_SIZE ||
-			    co.part_size > S3_MAX_PART_SIZE)
-				return s3tool_usage_error("--part-size wants a size from 5M to 5G, not \"%s\"", a);
-			break;
-		case OPT_PARALLEL:
-			if (parse_count(a, &co.parallel) || !co.parallel || co.parallel > 64)
-				return s3tool_usage_error("--parallel wants 1 to 64, not \"%s\"", a);
-			break;
-		case OPT_THRESHOLD:
-			if (parse_size(a, &co.threshold) || !co.threshold)
-				return s3tool_usage_error("--threshold wants a size, not \"%s\"", a);
-			break;
-		case OPT_PROGRESS: co.progress = true; break;
-		case OPT_META: {
-			char *eq = strchr(optarg, '=');
-			if (!eq || eq == optarg || co.n_meta == 32)
-				return s3tool_usage_error("--meta wants NAME=VALUE (at most 32), not \"%s\"", a);
-			*eq = '\0';
-			co.meta[co.n_meta].name = optarg;
-			co.meta[co.n_meta].value = eq + 1;
-			co.n_meta++;
-			break;
-		}
 		case 'v': verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("snapfs-s3 %s\n", SNAPFS_VERSION); return 0;
-		default:
-			return s3tool_usage_error("unknown option or missing value: %s", argv[optind - 1]);
+		default: {
+			int r = client_option(ch, a, &cfg);
+			if (r < 0)
+				r = command_option(ch, optarg, &co);
+			if (r < 0)
+				return s3tool_usage_error("unknown option or missing value: %s", argv[optind - 1]);
+			if (r > 0)
+				return r;
+			break;
+		}
 		}
 	}
 	if (npos == 0) {
