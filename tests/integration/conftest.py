@@ -9,37 +9,20 @@ on any sanitizer report in the daemon's log.
 
 import faulthandler
 import os
-import shutil
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
+from snapfs_test import harness
 
 # A test that hangs (a FUSE request never answered) dumps every thread's
 # stack and ends the run instead of waiting for meson's timeout.
 TEST_WATCHDOG_S = int(os.environ.get("SNAPFS_TEST_WATCHDOG", "300"))
 
 
-def _fuse_unusable():
-    if os.geteuid() != 0:
-        return "not root"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 not installed"
-    try:
-        fd = os.open("/dev/fuse", os.O_RDWR)
-    except OSError as e:
-        return f"/dev/fuse: {e.strerror}"
-    os.close(fd)
-    return None
-
 
 def pytest_sessionstart(session):
-    why = _fuse_unusable()
+    why = harness.fuse_unusable()
     if why is None:
-        if not os.access(harness.SNAPFS_BIN, os.X_OK):
-            pytest.exit(f"snapfs binary not found at {harness.SNAPFS_BIN} (set SNAPFS_BIN)", returncode=1)
         return
     if os.environ.get("SNAPFS_REQUIRE_FUSE") == "1":
         pytest.exit(f"FUSE unusable ({why}) but SNAPFS_REQUIRE_FUSE=1", returncode=1)

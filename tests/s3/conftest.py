@@ -6,7 +6,7 @@ boto3 client for it), `bucket` (a fresh, empty bucket per test).
 
 Where the Ceph binaries or boto3 are missing the whole session exits 77,
 which meson reports as SKIP; with SNAPFS_REQUIRE_S3=1 (CI) that is a
-failure instead. `python3 tests/s3/radosgw.py install` installs them.
+failure instead. `python3 tests/pylib/snapfs_test/radosgw.py install` installs them.
 """
 
 import faulthandler
@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import radosgw  # noqa: E402
+from snapfs_test import radosgw
+from snapfs_test.upload import make_s3fs  # noqa: F401 (a fixture for every test here)
 
 TEST_WATCHDOG_S = int(os.environ.get("SNAPFS_TEST_WATCHDOG", "300"))
 

@@ -10,6 +10,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import re
 import signal
 import sqlite3
@@ -22,6 +23,24 @@ SNAPFS_BIN = os.environ.get("SNAPFS_BIN") or os.path.join(REPO, "build", "src", 
 
 # Markers of sanitizer reports in the daemon's log: any one fails the test.
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+
+def fuse_unusable(tools=("fusermount3",)):
+    """Why FUSE mounts cannot run here (not root, a tool missing, no
+    usable /dev/fuse, no snapfs binary), or None."""
+    if os.geteuid() != 0:
+        return "not root"
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    try:
+        fd = os.open("/dev/fuse", os.O_RDWR)
+    except OSError as e:
+        return f"/dev/fuse: {e.strerror}"
+    os.close(fd)
+    if not os.access(SNAPFS_BIN, os.X_OK):
+        return f"snapfs binary not found at {SNAPFS_BIN} (set SNAPFS_BIN)"
+    return None
 
 # What a line of the daemon's own log looks like (-f: one line per event).
 # Anything else in its output (a libfuse complaint, an assertion) and any
