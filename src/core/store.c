@@ -131,11 +131,9 @@ static int store_sweep_collections(const store *s, const char *dir)
 {
 	char **names;
 	size_t n;
-	int rc = store_list_dir(dir, &names, &n);
-	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
+	int rc = store_list(s, dir, &names, &n);
+	if (rc < 0)
 		return rc;
-	}
 	bool removed = false;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (strncmp(names[i], ".creating-", 10) && strncmp(names[i], ".removing-", 10))
@@ -511,10 +509,8 @@ int store_collections(store *s, char ***names, size_t *n)
 		return rc;
 	char **all;
 	size_t cnt;
-	if ((rc = store_list_dir(dir, &all, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
+	if ((rc = store_list(s, dir, &all, &cnt)) < 0)
 		return rc;
-	}
 	/* Only valid names: this hides .creating-/.removing- work in progress. */
 	size_t k = 0;
 	for (size_t i = 0; i < cnt; i++) {

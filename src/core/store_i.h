@@ -73,6 +73,8 @@ int store_fsync_file(const store *s, const char *path);
 int store_sync_dir(const store *s, const char *dir);
 int store_rename_noreplace(const char *from, const char *to);
 int store_list_dir(const char *dir, char ***out, size_t *n);
+/* As store_list_dir, saying "cannot list DIR: why" through s when it fails. */
+int store_list(const store *s, const char *dir, char ***out, size_t *n);
 int store_cmp_str(const void *a, const void *b);
 int store_cmp_u64(const void *a, const void *b);
 bool store_is_dir_at(const char *dir, const char *name);

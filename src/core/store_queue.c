@@ -143,10 +143,8 @@ int store_queue_list(store *s, const char *coll, store_delta **out, size_t *n)
 		return rc;
 	char **names;
 	size_t cnt;
-	if ((rc = store_list_dir(qdir, &names, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list queue %s: %s", coll, qdir, strerror(-rc));
+	if ((rc = store_list(s, qdir, &names, &cnt)) < 0)
 		return rc;
-	}
 	store_delta *d = calloc(cnt ? cnt : 1, sizeof(*d));
 	size_t k = 0;
 	if (!d) {
@@ -399,10 +397,8 @@ int store_rejected_prune(store *s, const char *coll, uint64_t max, uint64_t *rem
 		return rc;
 	char **names;
 	size_t cnt;
-	if ((rc = store_list_dir(rdir, &names, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
+	if ((rc = store_list(s, rdir, &names, &cnt)) < 0)
 		return rc;
-	}
 	struct rejected_file *f = calloc(cnt ? cnt : 1, sizeof(*f));
 	size_t k = 0;
 	if (!f) {
@@ -448,10 +444,8 @@ int store_rejected_count(store *s, const char *coll, uint64_t *n)
 		return rc;
 	char **names;
 	size_t cnt;
-	if ((rc = store_list_dir(rdir, &names, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
+	if ((rc = store_list(s, rdir, &names, &cnt)) < 0)
 		return rc;
-	}
 	for (size_t i = 0; i < cnt; i++)
 		if (names[i][0] != '.' && !store_is_reason_name(names[i]) && store_is_reg_at(rdir, names[i]))
 			(*n)++;
