@@ -18,10 +18,9 @@ import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 from snapfs_test import harness
 
+REPO = harness.REPO
 wait_for = harness.wait_for
 run = harness.run
 
@@ -33,12 +32,8 @@ PREFIX = "snapfs/"
 def require_fuse():
     """Module-level check: exit 77 (SKIP) where FUSE cannot be used, unless
     SNAPFS_REQUIRE_FUSE=1 or SNAPFS_REQUIRE_S3=1 (CI), where it fails."""
-    why = harness.fuse_unusable()
-    if why is None:
-        return
-    if os.environ.get("SNAPFS_REQUIRE_FUSE") == "1" or os.environ.get("SNAPFS_REQUIRE_S3") == "1":
-        pytest.exit(f"cannot mount snapfs ({why}) but SNAPFS_REQUIRE_*=1", returncode=1)
-    pytest.exit(f"skipping upload tests: {why}", returncode=77)
+    harness.exit_unless_usable(harness.fuse_unusable(), ("SNAPFS_REQUIRE_FUSE", "SNAPFS_REQUIRE_S3"),
+                               "the upload tests")
 
 
 def s3_env(rgw, **over):
@@ -151,14 +146,7 @@ def make_s3fs(tmp_path, rgw):
         return fs
 
     yield make
-    errors = []
-    for fs in made:
-        try:
-            fs.close()
-        except AssertionError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("teardown: " + "\n".join(errors), pytrace=False)
+    harness.close_all(made)
 
 
 # ---------------------------------------------------------------- S3 side
