@@ -19,7 +19,9 @@ head the client sends, and either forwards the request or injects a fault:
   rules        a list of Rule(method, contains, action, seconds, count):
                requests whose method is `method` (None: any) and whose
                target (path and query) contains `contains` either
-               "stall" (as above), get "503" (as fail_first does), or are
+               "stall" (as above), get "503" (as fail_first does), are
+               "drop"ped (the connection is reset at once, nothing
+               forwarded: a host cut off from the server), or are
                forwarded at once with their answer held back `seconds`
                ("delay": a server that works that long without sending a
                byte), for the first `count` matches (None: all). Rules are looked at first, in order;
@@ -67,7 +69,7 @@ def _rst(writer):
 
 class Rule:
     def __init__(self, method, contains, action, seconds=0.0, count=None):
-        assert action in ("stall", "delay", "503")
+        assert action in ("stall", "delay", "503", "drop")
         self.method, self.contains, self.action = method, contains, action
         self.seconds, self.count = seconds, count
         self.matched = 0
@@ -96,7 +98,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._counts = {"connections": 0, "requests": 0, "forwarded": 0,
                         "injected_503": 0, "injected_resets": 0, "injected_get_resets": 0, "injected_stalls": 0,
-                        "injected_delays": 0}
+                        "injected_delays": 0, "injected_drops": 0}
         self.seen = []  # (method, target) of every request, in order
         self._loop = None
         self._thread = None
@@ -127,8 +129,8 @@ class FaultProxy:
             return sum(1 for m, t in self.seen if (method is None or m == method) and contains in t)
 
     def _decide(self, method, target, body_len):
-        """The fault for the next request: None, '503', 'reset', 'stall' or
-        ('delay', seconds)."""
+        """The fault for the next request: None, '503', 'reset', 'stall',
+        'drop' or ('delay', seconds)."""
         with self._lock:
             self._counts["requests"] += 1
             self.seen.append((method, target))
@@ -142,6 +144,9 @@ class FaultProxy:
                     if r.action == "503":
                         self._counts["injected_503"] += 1
                         return "503"
+                    if r.action == "drop":
+                        self._counts["injected_drops"] += 1
+                        return "drop"
                     self._counts["injected_delays"] += 1
                     return ("delay", r.seconds)
             if self.stall_method and method == self.stall_method:
@@ -216,6 +221,9 @@ class FaultProxy:
                     # Hold the connection open and silent until the client gives up.
                     while await creader.read(65536):
                         pass
+                    return
+                if fault == "drop":
+                    _rst(cwriter)
                     return
                 if fault == "get-reset":
                     await self._cut_answer(head, cwriter)
