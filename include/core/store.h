@@ -95,6 +95,8 @@ const char *store_instance(const store *s);
 
 /* Collection names: 1-64 characters of [A-Za-z0-9_-], first one alphanumeric. */
 bool store_name_valid(const char *name);
+/* A usable delta file name: one non-dot path component of at most NAME_MAX bytes. */
+bool store_delta_name_valid(const char *name);
 /* Sorted, malloc'd array of malloc'd names; free with store_names_free. */
 int store_collections(store *s, char ***names, size_t *n);
 void store_names_free(char **names, size_t n);
@@ -169,6 +171,14 @@ int store_queue_import(store *s, const char *coll, const char *file, const char 
 int store_queue_to_outbox(store *s, const char *coll);
 /* Whether name is a delta imported from the cluster: "@HOST@LEAF" (see layout.h). */
 bool store_remote_name(const char *name);
+/*
+ * Puts file (fsynced, in the same file system) into rejected/ as name
+ * (or name.1, ...) with reason: a delta this host shipped that the
+ * cluster's compactor refused. Durable.
+ */
+int store_reject_import(store *s, const char *coll, const char *file, const char *name, const char *reason);
+/* Removes rejected/leaf and its reason (relayed to the cluster). Durable. */
+int store_rejected_remove(store *s, const char *coll, const char *leaf);
 /* next-id of coll becomes at least id + 1, durably: id is never handed out. */
 int store_id_reserve(store *s, const char *coll, uint64_t id);
 /*

@@ -85,6 +85,19 @@ typedef void (*vfs_status_fn)(void *ctx, const char *coll, json_t *status, sbuf 
 /* Called (without vfs locks) when a cached name must be dropped by the kernel. */
 typedef void (*vfs_inval_fn)(void *ctx, uint64_t parent, const char *name);
 
+/*
+ * A cluster member's mount (cluster.h): a delta made complete goes to
+ * outbox/ and queued(ctx, coll) is called instead of kicking the
+ * compactor; made(ctx, coll) after a mkdir; rmdir is refused with EPERM
+ * (a collection belongs to every host of the cluster). Both are called
+ * with the vfs's lock held: they must only take leaf locks.
+ */
+struct vfs_cluster {
+	void *ctx;
+	void (*queued)(void *ctx, const char *coll);
+	void (*made)(void *ctx, const char *coll);
+};
+
 int vfs_create(const struct vfs_config *cfg, vfs **out);
 /* Serves st: registers every collection with the compactor and applies retention. */
 int vfs_start(vfs *v, store *st, compactor *c);
@@ -92,6 +105,10 @@ void vfs_set_notifier(vfs *v, vfs_inval_fn fn, void *ctx);
 /* Before vfs_start. */
 void vfs_set_status_hook(vfs *v, vfs_status_fn fn, void *ctx);
 void vfs_destroy(vfs *v);
+/* Makes v a cluster member's mount (h is copied). Before serving requests. */
+void vfs_set_cluster(vfs *v, const struct vfs_cluster *h);
+/* Another host made collection name: it appears here (store, compactor, the root listing). */
+int vfs_collection_appeared(vfs *v, const char *name);
 /* The compactor's published() event: ctx is the vfs. */
 void vfs_published(void *ctx, const char *coll, uint64_t id);
 /*

@@ -36,6 +36,8 @@ struct sweeper_config {
 	/* The collection's lease, shared with the uploader; NULL if it cannot be made. */
 	lease *(*lease_for)(void *arg, const char *coll);
 	void *lease_arg;
+	/* A cluster member deletes only while it holds the lease as the compactor (lease_hold_if_held). */
+	bool only_if_held;
 };
 
 /* Copies cfg (strings included) and starts the thread. */

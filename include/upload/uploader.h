@@ -72,7 +72,21 @@ struct upl_config {
 	unsigned keep;              /* snapshots kept in S3, 1..UPL_KEEP_MAX; 0: all (no retention) */
 	unsigned grace_s;           /* an unneeded object stays this long */
 	bool enabled;               /* false: status says "off", nothing is sent */
+	/*
+	 * A cluster member (cluster.h): the pointer is swapped, and the sweep
+	 * deletes, only while the cluster code holds the collection's lease
+	 * (lease_hold_if_held); a snapshot published while this host is not
+	 * the compactor stays local. Nothing is redone at start. After each
+	 * swap, swapped(ctx, coll, local id, pointer written, its ETag).
+	 */
+	bool cluster;
+	void (*swapped)(void *ctx, const char *coll, uint64_t id, const struct lease_pointer *p,
+			const char *etag);
+	void *swapped_ctx;
 };
+
+/* The lease object of coll, shared by the uploader, the sweeper and the cluster; NULL if it cannot be made. */
+lease *upl_lease_of(upl *u, const char *coll);
 
 /*
  * Makes the S3 clients and, if enabled, starts the thread (after any

@@ -71,6 +71,34 @@ int store_queue_import(store *s, const char *coll, const char *file, const char 
 	return store_sync_dir(s, qdir);
 }
 
+int store_reject_import(store *s, const char *coll, const char *file, const char *name, const char *reason)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(file, '/');
+	if (!slash || !store_delta_name_valid(name) || (size_t)(slash - file) >= sizeof(dir))
+		return -EINVAL;
+	memcpy(dir, file, (size_t)(slash - file));
+	dir[slash - file] = '\0';
+	return store_reject_file(s, coll, file, dir, name, reason);
+}
+
+int store_rejected_remove(store *s, const char *coll, const char *leaf)
+{
+	char p[PATH_MAX], r[PATH_MAX + 16], rdir[PATH_MAX];
+	int rc;
+	if ((rc = store_coll_path(s, coll, STORE_AREA_REJECTED, leaf, p, sizeof(p))) < 0 ||
+	    (rc = store_coll_path(s, coll, STORE_AREA_REJECTED, NULL, rdir, sizeof(rdir))) < 0)
+		return rc;
+	snprintf(r, sizeof(r), "%s.reason", p);
+	if (unlink(p) < 0 && errno != ENOENT) {
+		rc = -errno;
+		store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, p, strerror(-rc));
+		return rc;
+	}
+	unlink(r);
+	return store_sync_dir(s, rdir);
+}
+
 int store_queue_to_outbox(store *s, const char *coll)
 {
 	char qdir[PATH_MAX], odir[PATH_MAX];

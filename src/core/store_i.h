@@ -70,7 +70,6 @@ bool store_has_suffix(const char *s, const char *suffix);
 bool store_all_digits(const char *s, size_t n);
 bool store_parse_u64(const char *s, size_t n, uint64_t *out);
 bool store_leaf_valid(const char *leaf);
-bool store_delta_name_valid(const char *name);
 int store_fsync_file(const store *s, const char *path);
 int store_sync_dir(const store *s, const char *dir);
 int store_rename_noreplace(const char *from, const char *to);

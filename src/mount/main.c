@@ -85,6 +85,9 @@ static const struct fuse_opt snapfs_opt_spec[] = {
 	SNAPFS_OPT("s3_host_id=%s", s3.host_id),
 	SNAPFS_OPT("s3_keep=%s", s3.keep),
 	SNAPFS_OPT("s3_grace=%s", s3.grace),
+	SNAPFS_OPT("s3_cluster=%s", s3.cluster),
+	SNAPFS_OPT("s3_role=%s", s3.role),
+	SNAPFS_OPT("s3_poll=%s", s3.poll),
 	/* fstab-only options that mount.fuse3 passes through: accepted and dropped. */
 	FUSE_OPT_KEY("auto", KEY_DISCARD),
 	FUSE_OPT_KEY("noauto", KEY_DISCARD),
@@ -223,7 +226,7 @@ static void main_opts_free(struct snapfs_opts *o)
 			&o->stale_dotfiles, &o->s3.bucket,	&o->s3.prefix,	 &o->s3.endpoint,
 			&o->s3.region,	   &o->s3.profile,	&o->s3.part_size, &o->s3.parallel,
 			&o->s3.upload,	   &o->s3.lease_ttl,	&o->s3.host_id,	 &o->s3.keep,
-			&o->s3.grace};
+			&o->s3.grace,	   &o->s3.cluster,	&o->s3.role,	 &o->s3.poll};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		free(*all[i]);
 		*all[i] = NULL;
@@ -353,7 +356,8 @@ int main(int argc, char *argv[])
 	 * the store sets the modes of its directories and sealed files itself.
 	 */
 	umask(o.group_access ? 027 : 077);
-	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &log_sink, &st, err, sizeof(err)) < 0) {
+	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &log_sink, &st, err, sizeof(err)) < 0 ||
+	    main_s3_claim(s3, st, err, sizeof(err)) < 0) {
 		fprintf(stderr, "snapfs: %s\n", err);
 		goto out;
 	}
@@ -390,6 +394,10 @@ int main(int argc, char *argv[])
 		log_err("cannot start on store %s: %s", o.store, strerror(-rc));
 		goto out;
 	}
+	if (main_s3_run(s3, st, comp, v, err, sizeof(err)) < 0) {
+		log_err("cannot join the cluster: %s", err);
+		goto out;
+	}
 	fsops_attach_notifier(v, se);
 	log_info("mounted store %s at %s (keep=%u, batch_delay=%ums, batch_max=%u, "
 		 "max_delta_size=%llu)",
@@ -406,6 +414,7 @@ int main(int argc, char *argv[])
 		log_warn("cannot tell systemd that snapfs is stopping: %s", err);
 
 out:
+	main_s3_halt(s3);     /* the cluster's threads call into the compactor and the vfs */
 	compactor_stop(comp); /* before the session goes: it may still notify the kernel */
 	main_s3_stop(s3);     /* after the compactor: it tells the uploader of snapshots */
 	if (handlers)

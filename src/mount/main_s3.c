@@ -21,6 +21,7 @@
 #include "parse.h"
 #include "s3.h"
 #include "s3_cred.h"
+#include "cluster.h"
 #include "uploader.h"
 
 /* What the uploader is started with; owns the credentials until then. */
@@ -29,8 +30,14 @@ struct main_s3 {
 	struct s3_config cfg;
 	struct upl_config ucfg;
 	char host[LAYOUT_HOST_ID_MAX + 1];
+	char prefix[LAYOUT_PREFIX_MAX]; /* normalized */
 	const struct main_s3_opts *opts; /* main's, which outlive this */
 	upl *up;                         /* once started */
+	/* A cluster member (s3_cluster=on, the default). */
+	bool cluster;
+	struct cluster_config ccfg;
+	cluster *cl; /* made in main_s3_start, running after main_s3_run */
+	vfs *v;
 };
 
 const char *main_s3_help(void)
@@ -50,13 +57,21 @@ const char *main_s3_help(void)
 	       "    -o s3_keep=N|all       snapshots kept in S3 per collection: the pointer's and\n"
 	       "                           N-1 before it, 1..100; all: no retention (default 4)\n"
 	       "    -o s3_grace=DURATION   how long an object stays after it is no longer needed,\n"
-	       "                           e.g. 90s, 10m, 2h (default 10m)\n";
+	       "                           e.g. 90s, 10m, 2h (default 10m)\n"
+	       "    -o s3_cluster=on|off   on: one of the hosts sharing the bucket and prefix (deltas\n"
+	       "                           shipped, one compactor per collection, followers);\n"
+	       "                           off: this host only uploads its snapshots (default on)\n"
+	       "    -o s3_role=ROLE        auto, compactor (prefers to compact) or follower (never\n"
+	       "                           compacts) (default auto)\n"
+	       "    -o s3_poll=DURATION    how often the pointer and the bucket are looked at\n"
+	       "                           (default 1s)\n";
 }
 
 static bool main_s3_option_given(const struct main_s3_opts *o)
 {
 	return o->prefix || o->endpoint || o->region || o->profile || o->part_size || o->parallel ||
-	       o->upload || o->lease_ttl || o->host_id || o->keep || o->grace;
+	       o->upload || o->lease_ttl || o->host_id || o->keep || o->grace || o->cluster || o->role ||
+	       o->poll;
 }
 
 static void main_s3_clear(main_s3 *s)
@@ -73,6 +88,36 @@ static int main_s3_uint(const char *opt, const char *s, unsigned min, unsigned m
 		return 0;
 	snprintf(err, errlen, "%s=%s: expected a whole number from %u to %u", opt, s, min, max);
 	return -1;
+}
+
+/* s3_cluster, s3_role and s3_poll into s. */
+static int main_s3_cluster_values(const struct main_s3_opts *o, main_s3 *s, char *err, size_t errlen)
+{
+	uint64_t poll_ms = CLUSTER_DEFAULT_POLL_MS;
+	s->cluster = !o->cluster || strcmp(o->cluster, "on") == 0;
+	if (o->cluster && strcmp(o->cluster, "on") != 0 && strcmp(o->cluster, "off") != 0) {
+		snprintf(err, errlen, "s3_cluster=%s: use on or off", o->cluster);
+		return -1;
+	}
+	s->ccfg.role = CLUSTER_ROLE_AUTO;
+	if (o->role && !strcmp(o->role, "compactor"))
+		s->ccfg.role = CLUSTER_ROLE_COMPACTOR;
+	else if (o->role && !strcmp(o->role, "follower"))
+		s->ccfg.role = CLUSTER_ROLE_FOLLOWER;
+	else if (o->role && strcmp(o->role, "auto") != 0) {
+		snprintf(err, errlen, "s3_role=%s: use auto, compactor or follower", o->role);
+		return -1;
+	}
+	if (o->poll && (parse_duration_ms(o->poll, &poll_ms) < 0 || poll_ms < 100 || poll_ms > 60000)) {
+		snprintf(err, errlen, "s3_poll=%s: expected a duration from 100ms to 60s", o->poll);
+		return -1;
+	}
+	if (!s->cluster && (o->role || o->poll)) {
+		snprintf(err, errlen, "s3_role= and s3_poll= are for a cluster member: not with s3_cluster=off");
+		return -1;
+	}
+	s->ccfg.poll_ms = (unsigned)poll_ms;
+	return 0;
 }
 
 /* Everything but the credentials: the options' values into s. */
@@ -141,6 +186,9 @@ static int main_s3_values(const struct main_s3_opts *o, main_s3 *s, char *err, s
 			 o->host_id ? "" : ": give s3_host_id=");
 		return -1;
 	}
+	if (main_s3_cluster_values(o, s, err, errlen) < 0)
+		return -1;
+	snprintf(s->prefix, sizeof(s->prefix), "%s", pfx);
 	s->ucfg.part_size = part;
 	s->ucfg.parallel = parallel;
 	s->ucfg.lease_ttl_s = ttl;
@@ -202,21 +250,91 @@ int main_s3_prepare(const struct main_s3_opts *o, main_s3 **out, char *err, size
 	return 0;
 }
 
+int main_s3_claim(main_s3 *s, store *st, char *err, size_t errlen)
+{
+	if (!s || !s->cluster)
+		return 0;
+	return cluster_claim(&s->cfg, s->prefix, s->host, store_instance(st), err, errlen) < 0 ? -1 : 0;
+}
+
+/* The cluster's hooks: collections other hosts made, snapshots followed. */
+static int main_s3_appeared(void *ctx, const char *coll)
+{
+	main_s3 *s = ctx;
+	return vfs_collection_appeared(s->v, coll);
+}
+
+static void main_s3_followed(void *ctx, const char *coll, uint64_t id)
+{
+	main_s3 *s = ctx;
+	vfs_published(s->v, coll, id); /* not the uploader's: the snapshot is the pointer's already */
+}
+
+/* The vfs's cluster hooks (called with the vfs's lock held: cluster_* take a leaf lock only). */
+static void main_s3_queued(void *ctx, const char *coll)
+{
+	cluster_kick_ship(ctx, coll);
+}
+
+static void main_s3_made(void *ctx, const char *coll)
+{
+	cluster_collection_made(ctx, coll);
+}
+
+/* The vfs status hook: the uploader's members, then the cluster's. */
+static void main_s3_status(void *ctx, const char *coll, json_t *status, sbuf *metrics)
+{
+	main_s3 *s = ctx;
+	if (coll || metrics)
+		upl_status(s->up, coll, status, metrics);
+	if (s->cl)
+		cluster_status(s->cl, coll, status, metrics);
+}
+
 int main_s3_start(main_s3 *s, store *st, vfs *v, char *err, size_t errlen)
 {
 	const struct main_s3_opts *o = s->opts;
-	int rc = upl_start(st, &s->ucfg, &s->up, err, errlen);
+	int rc = 0;
+	s->v = v;
+	if (s->cluster) {
+		s->ccfg.s3 = &s->cfg;
+		s->ccfg.prefix = s->prefix;
+		s->ccfg.host_id = s->host;
+		s->ccfg.lease_ttl_s = s->ucfg.lease_ttl_s;
+		s->ccfg.part_size = s->ucfg.part_size;
+		s->ccfg.parallel = s->ucfg.parallel;
+		s->ccfg.hooks = (struct cluster_hooks){.ctx = s, .appeared = main_s3_appeared,
+						       .published = main_s3_followed};
+		if ((rc = cluster_prepare(st, err, errlen)) == 0)
+			rc = cluster_new(st, &s->ccfg, &s->cl, err, errlen);
+		s->ucfg.cluster = true;
+		s->ucfg.swapped = cluster_swapped;
+		s->ucfg.swapped_ctx = s->cl;
+	}
+	if (rc == 0)
+		rc = upl_start(st, &s->ucfg, &s->up, err, errlen);
 	main_s3_clear(s); /* the clients have their own copies of the keys */
 	if (rc < 0)
 		return -1;
-	vfs_set_status_hook(v, upl_status, s->up);
+	vfs_set_status_hook(v, main_s3_status, s);
+	if (s->cluster) {
+		struct vfs_cluster h = {.ctx = s->cl, .queued = main_s3_queued, .made = main_s3_made};
+		vfs_set_cluster(v, &h);
+	}
 	char keeps[16];
 	snprintf(keeps, sizeof(keeps), "%u", s->ucfg.keep);
-	log_info("uploading snapshots to s3://%s/%s as host %s (%s; s3_keep=%s, s3_grace=%us)",
+	log_info("uploading snapshots to s3://%s/%s as host %s (%s; s3_keep=%s, s3_grace=%us%s)",
 		 o->bucket, o->prefix ? o->prefix : "snapfs/", s->ucfg.host_id,
 		 s->ucfg.enabled ? "on" : "off: s3_upload=off", s->ucfg.keep ? keeps : "all",
-		 s->ucfg.grace_s);
+		 s->ucfg.grace_s, s->cluster ? "; a cluster member" : "");
 	return 0;
+}
+
+int main_s3_run(main_s3 *s, store *st, compactor *comp, vfs *v, char *err, size_t errlen)
+{
+	if (!s || !s->cl)
+		return 0;
+	return cluster_run(s->cl, comp, s->up, err, errlen) < 0 ? -1 : 0;
 }
 
 void main_s3_published(main_s3 *s, const char *coll, uint64_t id)
@@ -225,11 +343,19 @@ void main_s3_published(main_s3 *s, const char *coll, uint64_t id)
 		upl_published(s->up, coll, id);
 }
 
+void main_s3_halt(main_s3 *s)
+{
+	if (s)
+		cluster_stop(s->cl);
+}
+
 void main_s3_stop(main_s3 *s)
 {
 	if (!s)
 		return;
-	upl_stop(s->up);
+	cluster_stop(s->cl);
+	upl_stop(s->up); /* may still report a swap to the (stopped) cluster */
+	cluster_free(s->cl);
 	main_s3_clear(s);
 	free(s);
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compactor.h"
 #include "store.h"
 #include "vfs.h"
 
@@ -37,6 +38,9 @@ struct main_s3_opts {
 	char *host_id;
 	char *keep;
 	char *grace;
+	char *cluster; /* on|off */
+	char *role;    /* auto|compactor|follower */
+	char *poll;    /* duration */
 };
 
 typedef struct main_s3 main_s3;
@@ -55,8 +59,24 @@ int main_s3_prepare(const struct main_s3_opts *o, main_s3 **out, char *err, size
  * credentials are forgotten here whatever happens. -1 with err.
  */
 int main_s3_start(main_s3 *s, store *st, vfs *v, char *err, size_t errlen);
+/*
+ * After the STORE is open, before mounting: a cluster member claims its
+ * host id in the bucket (cluster_claim; may take up to 16 s to tell a
+ * dead claim from a live one). -1 with err if it is another's.
+ */
+int main_s3_claim(main_s3 *s, store *st, char *err, size_t errlen);
+/*
+ * Once the compactor and the vfs serve st: a cluster member starts its
+ * threads and makes v a cluster mount. s may be NULL. -1 with err.
+ */
+int main_s3_run(main_s3 *s, store *st, compactor *comp, vfs *v, char *err, size_t errlen);
 /* The compactor published snapshot id of coll. s may be NULL. */
 void main_s3_published(main_s3 *s, const char *coll, uint64_t id);
+/*
+ * Before the compactor stops: a cluster member's threads stop (they call
+ * into the compactor and the vfs). s may be NULL.
+ */
+void main_s3_halt(main_s3 *s);
 /* After the compactor has stopped: stops the uploader and frees s. s may be NULL. */
 void main_s3_stop(main_s3 *s);
 

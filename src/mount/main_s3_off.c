@@ -22,7 +22,9 @@ int main_s3_prepare(const struct main_s3_opts *o, main_s3 **out, char *err, size
 		     {"s3_profile", o->profile},     {"s3_part_size", o->part_size},
 		     {"s3_parallel", o->parallel},   {"s3_upload", o->upload},
 		     {"s3_lease_ttl", o->lease_ttl}, {"s3_host_id", o->host_id},
-		     {"s3_keep", o->keep},           {"s3_grace", o->grace}};
+		     {"s3_keep", o->keep},           {"s3_grace", o->grace},
+		     {"s3_cluster", o->cluster},     {"s3_role", o->role},
+		     {"s3_poll", o->poll}};
 	*out = NULL;
 	for (size_t i = 0; i < sizeof(given) / sizeof(given[0]); i++)
 		if (given[i].value) {
@@ -40,7 +42,21 @@ int main_s3_start(main_s3 *s, store *st, vfs *v, char *err, size_t errlen)
 	return 0;
 }
 
+int main_s3_claim(main_s3 *s, store *st, char *err, size_t errlen)
+{
+	return 0;
+}
+
+int main_s3_run(main_s3 *s, store *st, compactor *comp, vfs *v, char *err, size_t errlen)
+{
+	return 0;
+}
+
 void main_s3_published(main_s3 *s, const char *coll, uint64_t id)
+{
+}
+
+void main_s3_halt(main_s3 *s)
 {
 }
 

@@ -146,6 +146,11 @@ void vfs_set_notifier(vfs *v, vfs_inval_fn fn, void *ctx)
 	v->inval_ctx = ctx;
 }
 
+void vfs_set_cluster(vfs *v, const struct vfs_cluster *h)
+{
+	v->cluster = *h;
+}
+
 void vfs_set_status_hook(vfs *v, vfs_status_fn fn, void *ctx)
 {
 	v->status_hook = fn;

@@ -98,6 +98,7 @@ struct vfs {
 	void *inval_ctx;
 	vfs_status_fn status_hook;
 	void *status_ctx;
+	struct vfs_cluster cluster; /* queued NULL: not a cluster member; fixed once serving */
 	pthread_mutex_t mu;
 	uint64_t next_ino;              /* protected by mu */
 	struct node *by_ino[NBUCKETS];  /* protected by mu */

@@ -23,6 +23,22 @@
 
 /* ---- namespace changes ---- */
 
+/* With v->mu held: makes collection name in the store, the compactor and the list. */
+static int coll_add(vfs *v, const char *name)
+{
+	int rc = vfs_coll_find(v, name) ? -EEXIST : store_collection_create(v->st, name);
+	if (rc == 0)
+		rc = compactor_add(v->comp, name);
+	struct vcoll *c = NULL;
+	if (rc == 0 && !(c = vfs_coll_load(v, name)))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		c->next = v->colls;
+		v->colls = c;
+	}
+	return rc;
+}
+
 int vfs_mkdir(vfs *v, uint64_t parent, const char *name, struct vfs_entry *e)
 {
 	memset(e, 0, sizeof(*e));
@@ -35,22 +51,30 @@ int vfs_mkdir(vfs *v, uint64_t parent, const char *name, struct vfs_entry *e)
 		return -EINVAL;
 	}
 	vfs_lock(v);
-	int rc = vfs_coll_find(v, name) ? -EEXIST : store_collection_create(v->st, name);
-	if (rc == 0)
-		rc = compactor_add(v->comp, name);
-	struct vcoll *c = NULL;
-	if (rc == 0 && !(c = vfs_coll_load(v, name)))
-		rc = -ENOMEM;
+	int rc = coll_add(v, name);
 	if (rc == 0) {
-		c->next = v->colls;
-		v->colls = c;
 		struct node *n = vfs_node_get(v, N_COLL, name, 0, NULL);
 		rc = n ? vfs_fill_entry(v, n, e) : -ENOMEM;
 		if (rc == 0)
 			n->nlookup++;
 		log_info("collection %s: created", name);
+		if (v->cluster.made)
+			v->cluster.made(v->cluster.ctx, name);
 	}
 	vfs_unlock(v);
+	return rc;
+}
+
+int vfs_collection_appeared(vfs *v, const char *name)
+{
+	if (!store_name_valid(name))
+		return -EINVAL;
+	vfs_lock(v);
+	int rc = coll_add(v, name);
+	vfs_unlock(v);
+	/* The kernel may remember that the name did not exist. */
+	if (rc == 0 && v->inval)
+		v->inval(v->inval_ctx, VFS_ROOT_INO, name);
 	return rc;
 }
 
@@ -92,6 +116,10 @@ int vfs_rmdir(vfs *v, uint64_t parent, const char *name)
 {
 	if (parent != VFS_ROOT_INO)
 		return -EROFS;
+	if (v->cluster.queued) {
+		log_info("rmdir %s refused: on a cluster member a collection belongs to every host", name);
+		return -EPERM;
+	}
 	vfs_lock(v);
 	struct vcoll *c = vfs_coll_find(v, name);
 	int rc = !c ? -ENOENT : c->removing ? -EBUSY : 0;
@@ -170,7 +198,10 @@ bool vfs_queue_delta(vfs *v, struct node *n)
 	log_info("collection %s: queued delta %s (#%llu)", n->coll, n->name, (unsigned long long)seq);
 	vfs_node_unkey(v, n);
 	vfs_defer(v, VFS_WORK_QUEUE_SYNC, n->coll, 0);
-	compactor_kick(v->comp, n->coll);
+	if (v->cluster.queued)
+		v->cluster.queued(v->cluster.ctx, n->coll); /* in outbox/: to be shipped */
+	else
+		compactor_kick(v->comp, n->coll);
 	return true;
 }
 

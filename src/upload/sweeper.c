@@ -262,7 +262,12 @@ static void sweeper_pass(sweeper *s, struct scoll *c)
 	struct lease_state holder = {0};
 	if ((p.del_snaps && !p.blocked[0]) || foreign) {
 		l = s->cfg.lease_for(s->cfg.lease_arg, c->name);
-		rc = l ? lease_hold(l, s->cfg.margin_s, &holder, &e) : -ENOMEM;
+		if (!l)
+			rc = -ENOMEM;
+		else if (s->cfg.only_if_held)
+			rc = lease_hold_if_held(l, s->cfg.margin_s) == 0 ? 0 : -EBUSY; /* not the compactor here */
+		else
+			rc = lease_hold(l, s->cfg.margin_s, &holder, &e);
 		busy = rc == -EBUSY;
 		if (rc < 0 && !busy) {
 			if (rc != -ECANCELED)

@@ -491,7 +491,7 @@ static void upl_lease_busy(upl *u, struct ucoll *c, const struct lease_state *ho
 
 /* The pointer names the uploaded snapshot now (generation p->generation). */
 static void upl_swapped(upl *u, struct ucoll *c, const struct lease_pointer *uploaded,
-			const struct lease_pointer *p, const char *ptr_key)
+			const struct lease_pointer *p, const char *ptr_key, const char *etag)
 {
 	upl_record_write(u, c->name, uploaded, "swapped", p->generation);
 	lease_history_free(&c->swap_hist);
@@ -506,6 +506,26 @@ static void upl_swapped(upl *u, struct ucoll *c, const struct lease_pointer *upl
 		 p->lease_token);
 	if (u->sw)
 		sweeper_kick(u->sw, c->name);
+	if (u->swapped)
+		u->swapped(u->swapped_ctx, c->name, uploaded->id, p, etag);
+}
+
+/*
+ * A cluster member that is not (or no longer) the compactor of c: the
+ * snapshot it sealed stays local and the pointer is not written; the
+ * deltas it holds are still in S3 for the compactor.
+ */
+static void upl_not_compactor(upl *u, struct ucoll *c, uint64_t id)
+{
+	lease_history_free(&c->swap_hist);
+	pthread_mutex_lock(&u->mu);
+	c->swap_pending = false;
+	c->state = "idle";
+	upl_all_clear(c);
+	pthread_mutex_unlock(&u->mu);
+	log_info("upload: %s: snapshot %08" PRIu64 " stays local: this host is not the collection's compactor "
+		 "(its deltas are still in S3 for the one that is)",
+		 c->name, id);
 }
 
 /* Another writer moved the pointer since it was read: ours is not written over it. */
@@ -571,7 +591,15 @@ static void upl_swap_once(upl *u, struct ucoll *c)
 		upl_fail(u, c, "making the lease", NULL, -ENOMEM);
 		return;
 	}
-	rc = lease_hold(l, margin, &holder, &e);
+	if (u->cluster) {
+		if (lease_hold_if_held(l, margin) < 0) {
+			upl_not_compactor(u, c, p.id);
+			return;
+		}
+		rc = 0;
+	} else {
+		rc = lease_hold(l, margin, &holder, &e);
+	}
 	if (rc == -EBUSY) {
 		upl_lease_busy(u, c, &holder, p.id);
 		return;
@@ -609,7 +637,7 @@ static void upl_swap_once(upl *u, struct ucoll *c)
 	pthread_mutex_unlock(&u->mu);
 
 	if (swap_rc == 0)
-		upl_swapped(u, c, &uploaded, &p, ptr_key);
+		upl_swapped(u, c, &uploaded, &p, ptr_key, new_etag);
 	else if (swap_rc == -ESTALE)
 		upl_conflict(u, c, &uploaded, p.id, ptr_key);
 	else

@@ -156,6 +156,11 @@ static lease *upl_lease_for(void *arg, const char *coll)
 	return c ? upl_lease(u, c) : NULL;
 }
 
+lease *upl_lease_of(upl *u, const char *coll)
+{
+	return upl_lease_for(u, coll);
+}
+
 /*
  * Is this multipart upload the one the thread has in flight? Between the
  * create and its answer the id is not known yet: every upload of that
@@ -293,6 +298,9 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 	if (u->hist_max > LEASE_HISTORY_MAX)
 		u->hist_max = LEASE_HISTORY_MAX;
 	u->enabled = cfg->enabled;
+	u->cluster = cfg->cluster;
+	u->swapped = cfg->swapped;
+	u->swapped_ctx = cfg->swapped_ctx;
 	atomic_init(&u->cancel, false);
 	pthread_mutex_init(&u->mu, NULL);
 	mono_cond_init(&u->cv);
@@ -319,7 +327,8 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 		upl_stop(u);
 		return rc;
 	}
-	for (size_t i = 0; i < n; i++)
+	/* In a cluster nothing is redone: what a compactor merged and did not swap is merged again. */
+	for (size_t i = 0; i < n && !u->cluster; i++)
 		upl_load_coll(u, names[i]);
 
 	if (u->enabled) {
@@ -334,6 +343,7 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 			.margin_s = (double)u->ttl_s / 3.0,
 			.lease_for = upl_lease_for,
 			.lease_arg = u,
+			.only_if_held = u->cluster,
 		};
 		if ((rc = sweeper_start(&sc, &u->sw, err, errlen)) < 0) {
 			store_names_free(names, n);

@@ -74,6 +74,11 @@ struct upl {
 	unsigned ttl_s;
 	size_t hist_max; /* history entries each pointer we write carries */
 	bool enabled;
+	/* A cluster member (uploader.h): swaps only under the cluster's hold, tells it of each swap. */
+	bool cluster;
+	void (*swapped)(void *ctx, const char *coll, uint64_t id, const struct lease_pointer *p,
+			const char *etag);
+	void *swapped_ctx;
 	atomic_bool cancel; /* set by upl_stop: abandons the upload in progress */
 
 	pthread_mutex_t mu;

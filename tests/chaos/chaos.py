@@ -923,7 +923,7 @@ class S3Side:
 
     def opts(self):
         return [f"s3_bucket={self.bucket}", f"s3_endpoint={self.proxy.url}", f"s3_host_id={self.HOST}",
-                "s3_lease_ttl=15", "s3_part_size=5M"]
+                "s3_lease_ttl=15", "s3_part_size=5M", "s3_cluster=off"]  # one host: its uploads
 
     def arm(self, rng):
         """Maybe a fault for the next requests: a burst of 503s, or a reset."""

@@ -146,7 +146,8 @@ def test_standard_fuse_option_passes_through(make_fs):
 
 S3_OPTIONS = ("s3_bucket=b", "s3_prefix=p/", "s3_endpoint=http://127.0.0.1:9", "s3_region=r",
               "s3_profile=p", "s3_part_size=16M", "s3_parallel=4", "s3_upload=off",
-              "s3_lease_ttl=60", "s3_host_id=h", "s3_keep=4", "s3_grace=10m")
+              "s3_lease_ttl=60", "s3_host_id=h", "s3_keep=4", "s3_grace=10m", "s3_cluster=on",
+              "s3_role=compactor", "s3_poll=1s")
 
 
 @pytest.mark.parametrize("opt", S3_OPTIONS)

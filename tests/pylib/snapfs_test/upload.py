@@ -131,14 +131,16 @@ class S3Snapfs(harness.Snapfs):
 def make_s3fs(tmp_path, rgw):
     """Factory: make_s3fs(bucket, host_id="h1", opts=(), env=None,
     name=None, start=True) -> a started S3Snapfs with
-    s3_bucket=bucket,s3_host_id=host_id plus opts. Closed (and checked)
-    at teardown."""
+    s3_bucket=bucket,s3_host_id=host_id,s3_cluster=off plus opts (a later
+    s3_cluster=on in opts wins). Closed (and checked) at teardown."""
     made = []
 
     def make(bucket, host_id="h1", opts=(), env=None, name=None, start=True):
         d = tmp_path / (name or host_id)
         d.mkdir()
-        o = ["batch_delay=50", f"s3_bucket={bucket}", f"s3_host_id={host_id}"] + list(opts)
+        # The upload tests are about one host uploading its own snapshots
+        # (s3_cluster=off); tests/cluster/ tests the cluster.
+        o = ["batch_delay=50", f"s3_bucket={bucket}", f"s3_host_id={host_id}", "s3_cluster=off"] + list(opts)
         fs = S3Snapfs(d, env if env is not None else s3_env(rgw), o)
         made.append(fs)
         if start:
