@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building snapfs needs and, with
 # --test, those its test suite needs too (pytest, rsync, and Ceph's
-# RADOS Gateway with boto3 for the S3 tests).
+# RADOS Gateway with boto3 for the S3 tests); with --fuzz, clang 14 and
+# its libFuzzer and sanitizer runtimes (scripts/fuzz.sh).
 # Does nothing when they are all installed already; uses sudo when not root.
 set -euo pipefail
 
@@ -12,14 +13,16 @@ PACKAGES=(
 	libssl-dev libcurl4-openssl-dev libexpat1-dev
 	python3
 )
-case "${1:-}" in
---test) PACKAGES+=(python3-pytest rsync radosgw ceph-mon ceph-osd python3-boto3) ;;
-"") ;;
-*)
-	echo "deps.sh: unknown argument '$1' (only --test)" >&2
-	exit 2
-	;;
-esac
+for arg in "$@"; do
+	case "$arg" in
+	--test) PACKAGES+=(python3-pytest rsync radosgw ceph-mon ceph-osd python3-boto3) ;;
+	--fuzz) PACKAGES+=(clang-14 libclang-rt-14-dev llvm-14) ;;
+	*)
+		echo "deps.sh: unknown argument '$arg' (--test, --fuzz)" >&2
+		exit 2
+		;;
+	esac
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do
