@@ -19,40 +19,39 @@
 #include <inttypes.h>
 #include <limits.h>
 
-/* [0-9]+ at s: its length, 0 if none. */
-static size_t ref_digits(const char *s)
+#define REF_TOO_BIG ((unsigned __int128)UINT64_MAX + 1) /* past every range here */
+
+/* The leading [0-9]+ of s as a number (REF_TOO_BIG past 64 bits); *tail after them. False if none. */
+static bool ref_lead(const char *s, unsigned __int128 *v, const char **tail)
 {
-	size_t n = 0;
-	while (s[n] >= '0' && s[n] <= '9')
-		n++;
-	return n;
+	const char *p = s;
+	*v = 0;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		*v = *v * 10 + (unsigned)(*p - '0');
+		if (*v > UINT64_MAX)
+			*v = REF_TOO_BIG;
+	}
+	*tail = p;
+	return p > s;
 }
 
-/* Value of n digits; *over if it does not fit 64 bits. */
-static uint64_t ref_value(const char *s, size_t n, bool *over)
+/* v * mul into *out, or -ERANGE past 64 bits. */
+static int ref_scale(unsigned __int128 v, uint64_t mul, uint64_t *out)
 {
-	unsigned __int128 v = 0;
-	*over = false;
-	for (size_t i = 0; i < n; i++) {
-		v = v * 10 + (unsigned)(s[i] - '0');
-		if (v > UINT64_MAX) {
-			*over = true;
-			return 0;
-		}
-	}
-	return (uint64_t)v;
+	unsigned __int128 r = v * mul;
+	if (r > UINT64_MAX)
+		return -ERANGE;
+	*out = (uint64_t)r;
+	return 0;
 }
 
 static int ref_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
-	size_t n = ref_digits(s);
-	if (!n)
+	unsigned __int128 v;
+	const char *t;
+	if (!ref_lead(s, &v, &t) || *t)
 		return -EINVAL;
-	bool over;
-	uint64_t v = ref_value(s, n, &over);
-	if (s[n])
-		return -EINVAL;
-	if (over || v < min || v > max)
+	if (v < min || v > max)
 		return -ERANGE;
 	*out = (unsigned)v;
 	return 0;
@@ -60,55 +59,36 @@ static int ref_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 
 static int ref_size(const char *s, uint64_t *out)
 {
-	size_t n = ref_digits(s);
-	if (!n)
+	unsigned __int128 v;
+	const char *t;
+	if (!ref_lead(s, &v, &t))
 		return -EINVAL;
-	bool over;
-	uint64_t v = ref_value(s, n, &over);
-	const char *t = s + n;
-	unsigned shift = 0;
-	const char *units = "kKmMgGtT";
-	if (*t && strchr(units, *t)) {
-		shift = 10u * (unsigned)((strchr(units, *t) - units) / 2 + 1);
+	static const char units[] = "kKmMgGtT";
+	const char *u = *t ? strchr(units, *t) : NULL;
+	uint64_t mul = 1;
+	if (u) {
+		mul = 1ull << (10 * ((u - units) / 2 + 1));
 		t++;
 		if (!strcmp(t, "B") || !strcmp(t, "iB"))
 			t += strlen(t);
 	}
-	if (*t)
-		return -EINVAL;
-	unsigned __int128 r = (unsigned __int128)v << shift;
-	if (over || r > UINT64_MAX)
-		return -ERANGE;
-	*out = (uint64_t)r;
-	return 0;
+	return *t ? -EINVAL : ref_scale(v, mul, out);
 }
 
 static int ref_duration(const char *s, uint64_t *out)
 {
-	size_t n = ref_digits(s);
-	if (!n)
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+	unsigned __int128 v;
+	const char *t;
+	if (!ref_lead(s, &v, &t))
 		return -EINVAL;
-	bool over;
-	uint64_t v = ref_value(s, n, &over);
-	const char *t = s + n;
-	uint64_t mul;
-	if (!*t || !strcmp(t, "s"))
-		mul = 1000;
-	else if (!strcmp(t, "ms"))
-		mul = 1;
-	else if (!strcmp(t, "m"))
-		mul = 60000;
-	else if (!strcmp(t, "h"))
-		mul = 3600000;
-	else if (!strcmp(t, "d"))
-		mul = 86400000;
-	else
-		return -EINVAL;
-	unsigned __int128 r = (unsigned __int128)v * mul;
-	if (over || r > UINT64_MAX)
-		return -ERANGE;
-	*out = (uint64_t)r;
-	return 0;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (!strcmp(t, units[i].unit))
+			return ref_scale(v, units[i].ms, out);
+	return -EINVAL;
 }
 
 /*
@@ -121,9 +101,9 @@ static bool codes_agree(int rc, int rrc, const char *s)
 {
 	if (rc == rrc)
 		return true;
-	bool over;
-	ref_value(s, ref_digits(s), &over);
-	return rc == -ERANGE && rrc == -EINVAL && over;
+	unsigned __int128 v;
+	const char *t;
+	return rc == -ERANGE && rrc == -EINVAL && ref_lead(s, &v, &t) && v == REF_TOO_BIG;
 }
 
 static void check_uint(const char *s, unsigned min, unsigned max)

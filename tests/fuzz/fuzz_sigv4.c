@@ -208,72 +208,65 @@ static bool ref_requery(sbuf *out, const char *s, size_t n)
 	return true;
 }
 
-struct pair {
-	char *k, *v;
-};
-
-static int pair_cmp(const void *a, const void *b)
+static int str_cmp(const void *a, const void *b)
 {
-	const struct pair *x = a, *y = b;
-	int c = strcmp(x->k, y->k);
-	return c ? c : strcmp(x->v, y->v);
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The canonical query of q (NULL or "" for none); false if it cannot be signed. */
+/*
+ * The canonical query of q (NULL or "" for none); false if it cannot be
+ * signed. Each pair is kept as "key\x01value": \x01 sorts below every
+ * character an encoded key holds, so sorting these strings sorts by key,
+ * then value; it becomes '=' once sorted.
+ */
 static bool ref_query(const char *q, sbuf *out)
 {
 	if (!q || !*q)
 		return true;
 	if (q[0] == '?')
 		return false;
-	size_t cap = 1;
-	for (const char *p = q; *p; p++)
-		cap += *p == '&';
-	struct pair *v = calloc(cap, sizeof(*v));
-	FUZZ_SETUP(v, "out of memory");
+	char **pairs = calloc(strlen(q) + 1, sizeof(*pairs));
+	FUZZ_SETUP(pairs, "out of memory");
 	size_t n = 0;
 	bool ok = true;
-	for (const char *p = q; ok && *p;) {
-		const char *e = strchr(p, '&');
-		if (!e)
-			e = p + strlen(p);
-		if (e > p) {
-			const char *eq = memchr(p, '=', (size_t)(e - p));
-			sbuf k = SBUF_INIT, val = SBUF_INIT;
-			ok = ref_requery(&k, p, (size_t)((eq ? eq : e) - p)) &&
-			     (!eq || ref_requery(&val, eq + 1, (size_t)(e - eq - 1)));
-			v[n].k = sbuf_detach(&k);
-			v[n].v = sbuf_detach(&val);
-			n++;
+	for (const char *p = q; ok && *p; p += *p == '&') {
+		size_t len = strcspn(p, "&");
+		const char *eq = memchr(p, '=', len);
+		if (len) {
+			sbuf kv = SBUF_INIT;
+			ok = ref_requery(&kv, p, eq ? (size_t)(eq - p) : len);
+			sbuf_add(&kv, "\x01", 1);
+			ok = ok && (!eq || ref_requery(&kv, eq + 1, len - (size_t)(eq - p) - 1));
+			pairs[n++] = sbuf_detach(&kv);
 		}
-		p = *e ? e + 1 : e;
+		p += len;
 	}
 	if (ok) {
-		qsort(v, n, sizeof(*v), pair_cmp);
-		for (size_t i = 0; i < n; i++)
-			sbuf_addf(out, "%s%s=%s", i ? "&" : "", v[i].k, v[i].v);
+		qsort(pairs, n, sizeof(*pairs), str_cmp);
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				sbuf_adds(out, "&");
+			*strchr(pairs[i], '\x01') = '=';
+			sbuf_adds(out, pairs[i]);
+		}
 	}
-	for (size_t i = 0; i < n; i++) {
-		free(v[i].k);
-		free(v[i].v);
-	}
-	free(v);
+	for (size_t i = 0; i < n; i++)
+		free(pairs[i]);
+	free(pairs);
 	return ok;
 }
 
+/* The words of v (runs of anything but blanks and line breaks), joined by one space. */
 static char *ref_fold(const char *v)
 {
+	static const char blank[] = " \t\r\n";
 	sbuf b = SBUF_INIT;
-	bool gap = false;
-	for (const char *p = v; *p; p++) {
-		if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
-			gap = true;
-			continue;
-		}
-		if (gap && b.len)
+	for (const char *p = v + strspn(v, blank); *p; p += strspn(p, blank)) {
+		size_t n = strcspn(p, blank);
+		if (b.len)
 			sbuf_adds(&b, " ");
-		gap = false;
-		sbuf_add(&b, p, 1);
+		sbuf_add(&b, p, n);
+		p += n;
 	}
 	return sbuf_detach(&b);
 }
