@@ -16,7 +16,7 @@
  * addressing style is one of the enum's; loading twice gives the same;
  * and no secret of the files (a value of aws_secret_access_key or
  * aws_session_token with a digit in it and 8 bytes or more) is ever in
- * the error message.
+ * the error message, unless another line quotes it too.
  */
 #include "fuzz.h"
 #include "s3_cred.h"
@@ -87,35 +87,62 @@ static bool same_str(const char *a, const char *b)
 	return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
-/* No value of a secret key in the files (one with a digit, 8 bytes or more) is in err. */
-static void check_no_secret(const char *err, const uint8_t *f, size_t len)
+/*
+ * The value of line if its name is aws_secret_access_key or
+ * aws_session_token (line is cut there), else NULL.
+ */
+static char *secret_value(char *line)
 {
-	char *text = fuzz_strndup(f, len);
-	for (char *line = text; line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		char *eq = strchr(line, '=');
-		char *k = line, *ke = eq ? eq : line;
-		while (*k == ' ' || *k == '\t')
-			k++;
-		while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t'))
-			ke--;
-		size_t kl = (size_t)(ke - k);
-		if (eq && ((kl == 21 && !strncasecmp(k, "aws_secret_access_key", 21)) ||
-			   (kl == 17 && !strncasecmp(k, "aws_session_token", 17)))) {
-			char *v = eq + 1, *e = v + strlen(v);
-			while (*v == ' ' || *v == '\t')
-				v++;
-			while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-				e--;
-			*e = '\0';
-			if (strlen(v) >= 8 && strpbrk(v, "0123456789") && !strstr(cred_path, v) && !strstr(conf_path, v))
-				FUZZ_CHECK(!strstr(err, v), "a secret from the files is in the error message: %s", err);
+	char *eq = strchr(line, '=');
+	if (!eq)
+		return NULL;
+	char *k = line + strspn(line, " \t"), *ke = eq;
+	while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t'))
+		ke--;
+	size_t kl = (size_t)(ke - k);
+	if (!(kl == 21 && !strncasecmp(k, "aws_secret_access_key", 21)) &&
+	    !(kl == 17 && !strncasecmp(k, "aws_session_token", 17)))
+		return NULL;
+	char *v = eq + 1 + strspn(eq + 1, " \t"), *e = v + strlen(v);
+	while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		e--;
+	*e = '\0';
+	return v;
+}
+
+/*
+ * No secret of the files (a value of aws_secret_access_key or
+ * aws_session_token with a digit in it and 8 bytes or more) is in err,
+ * unless it is also part of a line that is no secret (the addressing
+ * style is quoted back in its error) or of the files' paths.
+ */
+static void check_no_secret(const char *err, const uint8_t *f1, size_t l1, const uint8_t *f2, size_t l2)
+{
+	enum { MAX_LINES = 1024 };
+	char *text[2] = {fuzz_strndup(f1, l1), fuzz_strndup(f2, l2)};
+	char *line[MAX_LINES], *secret[MAX_LINES];
+	size_t n = 0;
+	for (int f = 0; f < 2; f++) {
+		for (char *p = text[f]; p && n < MAX_LINES; n++) {
+			char *nl = strchr(p, '\n');
+			if (nl)
+				*nl = '\0';
+			line[n] = p;
+			secret[n] = secret_value(p);
+			p = nl ? nl + 1 : NULL;
 		}
-		line = nl ? nl + 1 : NULL;
 	}
-	free(text);
+	for (size_t k = 0; k < n; k++) {
+		const char *v = secret[k];
+		if (!v || strlen(v) < 8 || !strpbrk(v, "0123456789"))
+			continue;
+		bool elsewhere = strstr(cred_path, v) || strstr(conf_path, v);
+		for (size_t i = 0; i < n && !elsewhere; i++)
+			elsewhere = !secret[i] && strstr(line[i], v);
+		FUZZ_CHECK(elsewhere || !strstr(err, v), "a secret from the files is in the error message: %s", err);
+	}
+	free(text[0]);
+	free(text[1]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -181,8 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				   c.addressing == c2.addressing && !strcmp(c.source, c2.source),
 			   "loading twice gives two results");
 	}
-	check_no_secret(err, f1, l1);
-	check_no_secret(err, f2, l2);
+	check_no_secret(err, f1, l1, f2, l2);
 	s3cred_clear(&c);
 	s3cred_clear(&c2);
 	FUZZ_CHECK(!memcmp(&c, &zero, sizeof(c)), "s3cred_clear left data behind");
