@@ -81,6 +81,12 @@ timeout_s() {
 	*) echo 10 ;;
 	esac
 }
+# delta's seeds include whole database images: mutate at full length from the start.
+extra_opts() {
+	case "$1" in
+	delta) echo -len_control=0 ;;
+	esac
+}
 
 scripts/deps.sh --fuzz
 
@@ -123,6 +129,7 @@ for t in "${targets[@]}"; do
 	opts=(-max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout="$(timeout_s "$t")"
 		-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art/")
 	[ -f "tests/fuzz/$t.dict" ] && opts+=(-dict="tests/fuzz/$t.dict")
+	opts+=($(extra_opts "$t"))
 	echo "fuzz.sh: $t for ${seconds}s: $builddir/tests/fuzz/fuzz_$t ${opts[*]} ${dirs[*]}" >&2
 	start=$(date +%s)
 	rc=0
