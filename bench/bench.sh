@@ -190,7 +190,7 @@ run_seal_once() {
 
 # ---- read path through the mount ----
 
-# bench_read mounts $build/snapfs on a fresh STORE in $dir (the disk the
+# bench_read mounts $build/src/mount/snapfs on a fresh STORE in $dir (the disk the
 # collection database is on), gets the collection database in as one
 # snapshot of collection "c", makes 50 small snapshots in collection "s"
 # for the directory listings, and then measures the mount path of each
@@ -342,7 +342,7 @@ bench_read() {
 	rm -rf "$store"
 	mkdir -p "$mnt"
 	echo
-	local bin=${SNAPFS_BENCH_SNAPFS:-$build/snapfs}
+	local bin=${SNAPFS_BENCH_SNAPFS:-$build/src/mount/snapfs}
 	echo "read: mounting $bin on $store at $mnt"
 	trap 'mount_stop' EXIT
 	# shellcheck disable=SC2086

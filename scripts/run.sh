@@ -45,4 +45,4 @@ In another shell, try:
 
 MSG
 # exec: Ctrl-C reaches snapfs itself, which unmounts and exits 0.
-exec "$top/build/snapfs" "$store" "$mnt" -f "$@"
+exec "$top/build/src/mount/snapfs" "$store" "$mnt" -f "$@"

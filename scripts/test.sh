@@ -5,18 +5,23 @@
 #
 #   scripts/test.sh              build in build/, warnings are errors
 #   scripts/test.sh --sanitize   build in build-asan/ with ASan + UBSan
+#   scripts/test.sh --no-s3      build in build-nos3/ with -Ds3=disabled (no
+#                                libcurl, expat or Ceph needed): the local suite
 #
-# The last line printed is "N passed, N failed, N skipped" (meson tests).
-# SNAPFS_BUILD_DIR overrides the build directory.
+# --sanitize and --no-s3 combine (build-asan-nos3/). The last line printed
+# is "N passed, N failed, N skipped" (meson tests). SNAPFS_BUILD_DIR
+# overrides the build directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sanitize=0
+s3=enabled
 for arg in "$@"; do
 	case "$arg" in
 	--sanitize) sanitize=1 ;;
+	--no-s3) s3=disabled ;;
 	-h | --help)
-		sed -n '2,10s/^# \{0,1\}//p' "$0"
+		sed -n '2,14s/^# \{0,1\}//p' "$0"
 		exit 0
 		;;
 	*)
@@ -26,22 +31,31 @@ for arg in "$@"; do
 	esac
 done
 
-scripts/deps.sh --test
+if [ "$s3" = enabled ]; then
+	scripts/deps.sh --test
+else
+	scripts/deps.sh --test --no-s3
+fi
 
-options=(-Dwerror=true)
+options=(-Dwerror=true -Ds3="$s3")
+builddir=build
 if [ "$sanitize" = 1 ]; then
-	builddir=${SNAPFS_BUILD_DIR:-build-asan}
+	builddir+=-asan
 	options+=(-Db_sanitize=address,undefined -Db_lundef=false)
 	# Any sanitizer finding aborts the process that made it, so a test
 	# (and the integration harness, which also scans the daemon's log) fails.
 	export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:check_initialization_order=1:strict_init_order=1}
 	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
-else
-	builddir=${SNAPFS_BUILD_DIR:-build}
 fi
+if [ "$s3" = disabled ]; then
+	builddir+=-nos3
+fi
+builddir=${SNAPFS_BUILD_DIR:-$builddir}
 
 if [ -f "$builddir/build.ninja" ]; then
-	meson configure "$builddir" "${options[@]}"
+	# --reconfigure, not meson configure: it also learns options added
+	# since the directory was set up (meson configure refuses those).
+	meson setup --reconfigure "$builddir" "${options[@]}"
 else
 	meson setup "$builddir" "${options[@]}"
 fi

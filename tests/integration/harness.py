@@ -18,7 +18,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-SNAPFS_BIN = os.environ.get("SNAPFS_BIN") or os.path.join(REPO, "build", "snapfs")
+SNAPFS_BIN = os.environ.get("SNAPFS_BIN") or os.path.join(REPO, "build", "src", "mount", "snapfs")
 
 # Markers of sanitizer reports in the daemon's log: any one fails the test.
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
@@ -188,11 +188,31 @@ class Snapfs:
         self.store = str(store or os.path.join(self.workdir, "store"))
         self.mnt = str(mnt or os.path.join(self.workdir, "mnt"))
         self.opts = list(opts)
+        self.env = {}  # extra environment of the daemon (fault injection)
         self.proc = None
         self.logs = []
         self.starts = 0
         self.expected = list(KNOWN_OUTPUT)
         os.makedirs(self.mnt, exist_ok=True)
+
+    def inject_faults(self, rules, gate=None, trace=None, mark=None):
+        """Runs the daemon under tests/faults/faultfs.c (LD_PRELOAD) with
+        these rules ("OP:PATTERN:ERRNO[:COUNT[:DELAY_MS]]", see faultfs.c).
+        gate: a file that must exist for the rules to apply (made here)."""
+        lib = os.environ.get("SNAPFS_FAULTFS") or os.path.join(REPO, "build", "tests", "libfaultfs.so")
+        assert os.path.exists(lib), f"fault injection library not built: {lib}"
+        self.env["LD_PRELOAD"] = lib
+        self.env["SNAPFS_FAULTS"] = ";".join(rules)
+        # An ASan build wants its runtime first; faultfs only wraps libc calls.
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        self.env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "verify_asan_link_order=0"
+        if gate:
+            open(gate, "w").close()
+            self.env["SNAPFS_FAULTS_GATE"] = gate
+        if trace:
+            self.env["SNAPFS_FAULTS_TRACE"] = trace
+        if mark:
+            self.env["SNAPFS_FAULTS_MARK"] = mark
 
     def expect_output(self, regex):
         """Lets lines matching regex appear in the daemon's output."""
@@ -211,8 +231,9 @@ class Snapfs:
         if o:
             cmd += ["-o", ",".join(o)]
         cmd += list(args)
+        env = dict(os.environ, **self.env) if self.env else None
         with open(log, "wb") as lf:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env)
         return self.proc
 
     def start(self, opts=None, args=(), timeout=20):
@@ -413,6 +434,16 @@ class Snapfs:
         dst = self.path(coll, "incoming", name or os.path.basename(src))
         run(["cp", src, dst])
         return dst
+
+    def use(self, coll, workdir, body):
+        """What a user does first: mkdir a collection, cp a delta of one
+        row (1, body) into it, and wait to read that row from latest."""
+        self.mkcoll(coll)
+        src = os.path.join(str(workdir), f"{coll}-first.db")
+        sha = make_delta(src, rows=[(1, body)])
+        self.submit(coll, src)
+        self.wait_applied(coll, [sha])
+        assert self.query(coll, "SELECT body FROM items") == [(body,)]
 
 
 def in_mount_table(path):

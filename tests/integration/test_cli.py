@@ -142,3 +142,41 @@ def test_standard_fuse_option_passes_through(make_fs):
     with open("/proc/self/mountinfo") as f:
         line = next(l for l in f if f" {fs.mnt} " in l)
     assert "allow_other" in line, line
+
+
+S3_OPTIONS = ("s3_bucket=b", "s3_prefix=p/", "s3_endpoint=http://127.0.0.1:9", "s3_region=r",
+              "s3_profile=p", "s3_part_size=16M", "s3_parallel=4", "s3_upload=off",
+              "s3_lease_ttl=60", "s3_host_id=h", "s3_keep=4", "s3_grace=10m")
+
+
+@pytest.mark.parametrize("opt", S3_OPTIONS)
+def test_s3_option_refused_with_its_reason_never_unknown(tmp_path, opt):
+    """With S3 built in, s3_bucket= without credentials is refused for
+    that, and any other S3 option without s3_bucket= as such; built with
+    -Ds3=disabled, every one is refused as not in this build. Never
+    "unknown option", never a mount, never a STORE."""
+    with_s3 = os.environ.get("SNAPFS_WITH_S3", "1") == "1"
+    store, mnt, home = tmp_path / "store", tmp_path / "mnt", tmp_path / "home"
+    mnt.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["HOME"] = str(home)  # no ~/.aws: no credentials anywhere
+    p = run([SNAPFS_BIN, str(store), str(mnt), "-f", "-o", opt], check=False, timeout=20, env=env)
+    assert p.returncode == 1, f"-o {opt}: exit {p.returncode}\n{p.stderr}"
+    if with_s3 and opt.startswith("s3_bucket="):
+        assert "credentials" in p.stderr, p.stderr
+    elif with_s3:
+        assert "without s3_bucket" in p.stderr, p.stderr
+    else:
+        assert opt in p.stderr and "built without S3" in p.stderr, p.stderr
+    assert "unknown option" not in p.stderr, p.stderr
+    assert not os.path.ismount(mnt)
+    assert not os.path.exists(store)
+
+
+def test_help_says_whether_s3_is_built_in():
+    out = snapfs("-h").stdout
+    if os.environ.get("SNAPFS_WITH_S3", "1") == "1":
+        assert "-o s3_bucket=NAME" in out, out
+    else:
+        assert "s3_bucket" not in out and "not in this build" in out, out

@@ -1,7 +1,7 @@
 """snapfs's S3 client (through its CLI, snapfs-s3) against a real radosgw.
 
 Every test drives the binary named by SNAPFS_S3_BIN (default
-build/snapfs-s3) as an operator would, with credentials only in the
+build/src/tools/snapfs-s3) as an operator would, with credentials only in the
 environment, and checks what reached the server with boto3 (fixtures in
 conftest.py). Covered: put/get/head/rm/ls (with > 1000 keys, so the
 listing continues), multipart upload read back with boto3, conditional
@@ -25,7 +25,7 @@ from faultproxy import FaultProxy
 MiB = 1 << 20
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BIN = os.environ.get("SNAPFS_S3_BIN", os.path.join(ROOT, "build", "snapfs-s3"))
+BIN = os.environ.get("SNAPFS_S3_BIN", os.path.join(ROOT, "build", "src", "tools", "snapfs-s3"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -236,6 +236,49 @@ def test_multipart_upload_40mib_read_back_with_boto3(rgw, s3, bucket, tmp_path):
     write_random(small, 2 * MiB)
     one = ok(cli(rgw, bucket, "upload", "snap/small", str(small)))
     assert one["parts"] == 0 and one["etag"] == hashlib.md5(small.read_bytes()).hexdigest()
+
+
+def test_parallel_download_of_one_version(rgw, s3, bucket, tmp_path):
+    src = tmp_path / "big"
+    digest = write_random(src, 37 * MiB + 123)
+    s3.upload_file(str(src), bucket, "dl/big")
+    etag = s3.head_object(Bucket=bucket, Key="dl/big")["ETag"].strip('"')
+    out = tmp_path / "out"
+    progress = cli(rgw, bucket, "download", "dl/big", str(out), "--part-size", "5M",
+                   "--parallel", "4", "--progress")
+    got = ok(progress)
+    # Eight ranges, hashed in order into the SHA-256 of the whole object.
+    assert got["parts"] == 8 and got["size"] == 37 * MiB + 123, got
+    assert got["sha256"] == digest == sha256_file(out)
+    assert got["etag"] == etag
+    assert f"{37 * MiB + 123} of {37 * MiB + 123} bytes (100%)" in progress.err
+
+    # Held to one version: another ETag is refused before a byte is written.
+    r = cli(rgw, bucket, "download", "dl/big", str(tmp_path / "o2"), "--if-match", "0" * 32)
+    assert r.rc == 3 and "ETag" in r.err, r
+    assert not (tmp_path / "o2").exists()
+    # An empty object downloads as an empty file; a missing key is an error naming it.
+    s3.put_object(Bucket=bucket, Key="dl/empty", Body=b"")
+    e = ok(cli(rgw, bucket, "download", "dl/empty", str(tmp_path / "e")))
+    assert e["size"] == 0 and e["parts"] == 0 and (tmp_path / "e").read_bytes() == b""
+    r = cli(rgw, bucket, "download", "dl/none", str(tmp_path / "n"))
+    assert r.rc == 1 and "dl/none" in r.err and "404" in r.err, r
+
+
+def test_download_survives_resets_and_503s(rgw, s3, bucket, tmp_path):
+    src = tmp_path / "big"
+    digest = write_random(src, 24 * MiB)
+    s3.upload_file(str(src), bucket, "dl/faulty")
+    port = int(rgw.endpoint.rsplit(":", 1)[1])
+    with FaultProxy(("127.0.0.1", port), fail_first=2, get_resets=3, reset_after=MiB) as proxy:
+        r = cli(rgw, bucket, "--retry-base-ms", "20", "download", "dl/faulty",
+                str(tmp_path / "o"), "--part-size", "5M", "--parallel", "3", endpoint=proxy.url)
+        st = proxy.stats()
+    got = ok(r)
+    # Answers cut short mid-body are retried from the start of their range.
+    assert st["injected_503"] == 2 and st["injected_get_resets"] == 3, st
+    assert got["download_retries"] >= 3, (got, r.err)
+    assert got["sha256"] == digest == sha256_file(tmp_path / "o")
 
 
 def test_part_size_below_minimum_is_a_usage_error(rgw, bucket, tmp_path):
@@ -457,3 +500,64 @@ def test_memory_stays_flat(rgw, s3, bucket, tmp_path):
     limit_mib = 160 if sanitized() else 32
     assert 0 < up["peak_rss_kib"] < limit_mib * 1024, up
     assert s3.head_object(Bucket=bucket, Key="flat")["ContentLength"] == 512 * MiB
+
+
+# ---------------------------------------------------------------- deadlines and batches
+
+def test_rm_prefix_deletes_in_batches_of_1000(rgw, s3, bucket):
+    keys = [f"gone/{i:05d}" for i in range(1050)] + ["gone/sp ace", "gone/a&b<c>", "gone/üni"]
+
+    def put(k):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        list(ex.map(put, keys))
+    s3.put_object(Bucket=bucket, Key="kept/x", Body=b"x")
+    r = ok(cli(rgw, bucket, "rm-prefix", "gone/"))
+    assert r["deleted"] == len(keys) and r["delete_calls"] == 2, r
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="gone/").get("KeyCount") == 0
+    assert exists(s3, bucket, "kept/x")
+
+
+def test_slow_delete_objects_and_abort_are_waited_out(rgw, s3, bucket):
+    """A server that works 20 s on DeleteObjects and AbortMultipartUpload
+    before it answers, sending nothing: with a low-speed limit of 2 s the
+    calls are still waited out, once each, never cut off and asked again."""
+    from faultproxy import Rule
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"slow/{i}", Body=b"x")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="slow-mp")["UploadId"]
+    port = int(rgw.endpoint.rsplit(":", 1)[1])
+    rules = [Rule("POST", "?delete", "delay", 20), Rule("DELETE", "uploadId=", "delay", 20)]
+    with FaultProxy(("127.0.0.1", port), rules=rules) as proxy:
+        r = ok(cli(rgw, bucket, "--low-speed-time", "2", "--timeout", "5", "rm-prefix", "slow/",
+                   endpoint=proxy.url))
+        assert r["deleted"] == 3
+        ok(cli(rgw, bucket, "--low-speed-time", "2", "--timeout", "5", "abort", "slow-mp", up,
+               endpoint=proxy.url))
+        assert proxy.requests("POST", "?delete") == 1, proxy.seen
+        assert proxy.requests("DELETE", "uploadId=") == 1, proxy.seen
+        assert proxy.stats()["injected_delays"] == 2
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="slow/").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_slow_complete_is_waited_out(rgw, s3, bucket, tmp_path):
+    from faultproxy import Rule
+    src = tmp_path / "f"
+    digest = write_random(src, 11 * MiB)
+    port = int(rgw.endpoint.rsplit(":", 1)[1])
+    with FaultProxy(("127.0.0.1", port), rules=[Rule("POST", "uploadId=", "delay", 20)]) as proxy:
+        r = ok(cli(rgw, bucket, "--low-speed-time", "2", "--timeout", "5", "upload", "k", str(src),
+                   "--part-size", "5M", endpoint=proxy.url))
+        assert proxy.requests("POST", "uploadId=") == 1, proxy.seen  # CompleteMultipartUpload, once
+    assert r["retries"] == 0 and r["parts"] == 3, r
+    assert s3_sha256(s3, bucket, "k") == digest
+
+
+def test_a_stalled_call_ends_at_its_deadline_and_says_which(rgw, bucket):
+    from faultproxy import Rule
+    port = int(rgw.endpoint.rsplit(":", 1)[1])
+    with FaultProxy(("127.0.0.1", port), rules=[Rule("HEAD", "", "stall")]) as proxy:
+        r = cli(rgw, bucket, "--timeout", "3", "head", "k", endpoint=proxy.url)
+        assert proxy.stats()["injected_stalls"] >= 1
+    assert r.rc == 1 and "deadline of 3.0 s for this call passed without an answer" in r.err, r

@@ -27,14 +27,14 @@ def test_each_snapshot_is_uploaded_and_pointer_names_it(make_s3fs, s3, bucket, t
         assert u["pointer_generation"] == i + 1
         man = fs.manifest(c, sid)
         lu = u["last_uploaded"]
-        assert lu["key"] == uh.snap_key(c, sid, "h1")
+        assert lu["key"] == fs.snap_key(c, sid)
         assert lu["sha256"] == man["sha256"] and lu["size"] == man["size"]
         assert u["bytes_done"] == u["bytes_total"] == man["size"]
 
         p, _ = uh.pointer(s3, bucket, c)
         assert p["generation"] == i + 1 and p["id"] == sid and p["host"] == "h1"
-        assert p["keys"] == {"db": uh.snap_key(c, sid, "h1"),
-                             "manifest": uh.snap_key(c, sid, "h1", "MANIFEST.json")}
+        assert p["keys"] == {"db": fs.snap_key(c, sid),
+                             "manifest": fs.snap_key(c, sid, "MANIFEST.json")}
         assert p["etag"] == lu["etag"]
         got = uh.check_pointer_target(s3, bucket, p, tmp_path)
         assert got == man  # the manifest object is the local manifest
@@ -46,8 +46,8 @@ def test_each_snapshot_is_uploaded_and_pointer_names_it(make_s3fs, s3, bucket, t
     # Every snapshot is in the bucket; no multipart upload is left behind.
     ks = uh.keys(s3, bucket)
     for sid in seen:
-        assert uh.snap_key(c, sid, "h1") in ks
-        assert uh.snap_key(c, sid, "h1", "MANIFEST.json") in ks
+        assert fs.snap_key(c, sid) in ks
+        assert fs.snap_key(c, sid, "MANIFEST.json") in ks
     assert uh.multipart_uploads(s3, bucket) == []
     assert fs.metric("snapfs_uploads_total", c) == 3
     assert fs.metric("snapfs_upload_failures_total", c) == 0
@@ -141,8 +141,8 @@ def test_upload_off_sends_nothing(make_s3fs, s3, bucket):
     u = fs.wait_upload(c, newest)
     assert u["lag"] == 0
     ks = uh.keys(s3, bucket, f"{uh.PREFIX}{c}/snapshots/")
-    assert ks == [uh.snap_key(c, newest, "h1", "MANIFEST.json"), uh.snap_key(c, newest, "h1")] or \
-        sorted(ks) == sorted([uh.snap_key(c, newest, "h1", "MANIFEST.json"), uh.snap_key(c, newest, "h1")])
+    assert ks == [fs.snap_key(c, newest, "MANIFEST.json"), fs.snap_key(c, newest)] or \
+        sorted(ks) == sorted([fs.snap_key(c, newest, "MANIFEST.json"), fs.snap_key(c, newest)])
 
 
 def test_behind_skips_to_newest(make_s3fs, s3, bucket):
@@ -156,7 +156,7 @@ def test_behind_skips_to_newest(make_s3fs, s3, bucket):
     fs.start()
     u = fs.wait_upload(c, ids[-1])
     assert u["last_uploaded_id"] == ids[-1]
-    assert [k for k in uh.keys(s3, bucket) if k.endswith(".sqlite3")] == [uh.snap_key(c, ids[-1], "h1")]
+    assert [k for k in uh.keys(s3, bucket) if k.endswith(".sqlite3")] == [fs.snap_key(c, ids[-1])]
     assert fs.metric("snapfs_uploads_total", c) == 1
 
 
@@ -168,7 +168,7 @@ def test_prefix_and_two_collections(make_s3fs, s3, bucket, tmp_path):
     fs.wait_upload(b, sb)
     for coll, sid in ((a, sa), (b, sb)):
         p, _ = uh.pointer(s3, bucket, coll, prefix="team/a/")
-        assert p["keys"]["db"] == uh.snap_key(coll, sid, "h1", prefix="team/a/")
+        assert p["keys"]["db"] == fs.snap_key(coll, sid, prefix="team/a/")
         uh.check_pointer_target(s3, bucket, p, tmp_path)
     m = fs.metrics()
     assert 'snapfs_uploads_total{collection="lines"} 1' in m
@@ -182,6 +182,10 @@ def test_prefix_and_two_collections(make_s3fs, s3, bucket, tmp_path):
     ("s3_parallel=0", "s3_parallel=0"),
     ("s3_lease_ttl=-5", "s3_lease_ttl=-5"),
     ("s3_prefix=/abs", "s3_prefix=/abs"),
+    ("s3_keep=0", "s3_keep=0"),
+    ("s3_keep=101", "s3_keep=101"),
+    ("s3_grace=forever", "s3_grace=forever"),
+    ("s3_grace=31d", "s3_grace=31d"),
 ])
 def test_bad_s3_options_refused_before_mounting(make_s3fs, bucket, opt, msg):
     fs = make_s3fs(bucket, opts=[opt], start=False)

@@ -9,7 +9,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import upload_helpers as uh  # noqa: E402
-from faultproxy import FaultProxy  # noqa: E402
+from faultproxy import FaultProxy, Rule  # noqa: E402
 from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
 
 uh.require_fuse()
@@ -21,10 +21,13 @@ def upstream(rgw):
 
 
 def test_resets_mid_part_and_503s(make_s3fs, rgw, s3, bucket, tmp_path):
-    # The first 10 requests get 503 SlowDown: more than one request's
-    # attempts, so the uploader's own retry (with backoff) is needed too.
-    # Then three parts are cut 1 MiB in with a TCP reset.
-    with FaultProxy(upstream(rgw), fail_first=10, resets=3, reset_after=1 << 20) as proxy:
+    # Ten 503 SlowDown answers, all to requests of the uploader (the sweep
+    # beside it sends none of these): six to parts, four to the lease's
+    # PUT, more than its client's three attempts, so the uploader's own
+    # retry (with backoff) is needed too. And three parts are cut 1 MiB
+    # in with a TCP reset.
+    rules = [Rule("PUT", "partNumber=", "503", count=6), Rule("PUT", "lease.json", "503", count=4)]
+    with FaultProxy(upstream(rgw), resets=3, reset_after=1 << 20, rules=rules) as proxy:
         fs = make_s3fs(bucket, opts=[f"s3_endpoint={proxy.url}", "s3_part_size=5M",
                                      "s3_parallel=2"])
         c = fs.mkcoll("c")

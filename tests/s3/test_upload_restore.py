@@ -38,7 +38,7 @@ def test_restore_from_pointer_and_by_name(make_s3fs, rgw, s3, bucket, tmp_path):
     assert sorted(os.listdir(out)) == ["c.sqlite3"]  # no temporary file left
 
     # An older snapshot by its name in the bucket, over an existing DEST.
-    r = uh.ctl(rgw, "restore", c, "%08d-h1" % s1, dest, "--bucket", bucket)
+    r = uh.ctl(rgw, "restore", c, fs.snap_name(s1), dest, "--bucket", bucket)
     assert json.loads(r.stdout)["sha256"] == fs.manifest(c, s1)["sha256"]
     assert uh.harness.sha256_file(dest) == fs.manifest(c, s1)["sha256"]
 
@@ -58,7 +58,7 @@ def test_tampered_object_is_refused(make_s3fs, rgw, s3, bucket, tmp_path):
     c = fs.mkcoll("c")
     sid = fs.publish(c)
     fs.wait_upload(c, sid)
-    key = uh.snap_key(c, sid, "h1")
+    key = fs.snap_key(c, sid)
     body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     body[len(body) // 2] ^= 0xFF  # same size, one byte different
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
@@ -76,7 +76,7 @@ def test_tampered_object_is_refused(make_s3fs, rgw, s3, bucket, tmp_path):
     assert sorted(os.listdir(out)) == ["c.sqlite3"]
 
     # A manifest that disagrees with the pointer is refused too.
-    mkey = uh.snap_key(c, sid, "h1", "MANIFEST.json")
+    mkey = fs.snap_key(c, sid, "MANIFEST.json")
     man = json.loads(s3.get_object(Bucket=bucket, Key=mkey)["Body"].read())
     man["sha256"] = "0" * 64
     s3.put_object(Bucket=bucket, Key=mkey, Body=json.dumps(man).encode())

@@ -30,7 +30,7 @@ import harness  # noqa: E402
 wait_for = harness.wait_for
 run = harness.run
 
-CTL_BIN = os.environ.get("SNAPFS_CTL_BIN") or os.path.join(REPO, "build", "snapfs-ctl")
+CTL_BIN = os.environ.get("SNAPFS_CTL_BIN") or os.path.join(REPO, "build", "src", "tools", "snapfs-ctl")
 PREFIX = "snapfs/"
 
 
@@ -97,6 +97,26 @@ class S3Snapfs(harness.Snapfs):
                                          env=self.env)
         return self.proc
 
+    # -- names in the bucket
+
+    def host_id(self):
+        return next(o.split("=", 1)[1] for o in self.opts if o.startswith("s3_host_id="))
+
+    def instance(self):
+        """The STORE's instance id (its marker's "instance HEX" line)."""
+        with open(os.path.join(self.store, "SNAPFS-STORE")) as f:
+            for line in f:
+                if line.startswith("instance "):
+                    return line.split()[1]
+        raise AssertionError(f"{self.store}: no instance id in SNAPFS-STORE")
+
+    def snap_name(self, sid):
+        """The snapshot's directory in the bucket: ID-HOST-INST."""
+        return f"{sid:08d}-{self.host_id()}-{self.instance()}"
+
+    def snap_key(self, coll, sid, leaf=None, prefix=PREFIX):
+        return snap_key(coll, sid, self.host_id(), leaf, prefix, self.instance())
+
     # -- upload status
 
     def upload(self, coll):
@@ -162,8 +182,10 @@ def make_s3fs(tmp_path, rgw):
 
 # ---------------------------------------------------------------- S3 side
 
-def snap_key(coll, sid, host, leaf=None, prefix=PREFIX):
-    return f"{prefix}{coll}/snapshots/{sid:08d}-{host}/" + (leaf if leaf is not None else f"{coll}.sqlite3")
+def snap_key(coll, sid, host, leaf=None, prefix=PREFIX, inst=None):
+    """PREFIX/COLL/snapshots/ID-HOST-INST/LEAF (ID-HOST/LEAF, the old form, without inst)."""
+    d = f"{sid:08d}-{host}" + (f"-{inst}" if inst else "")
+    return f"{prefix}{coll}/snapshots/{d}/" + (leaf if leaf is not None else f"{coll}.sqlite3")
 
 
 def get_json(s3, bucket, key):

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "hex.h"
 #include "tap.h"
 
 static void write_file(const char *path, const char *s)
@@ -51,7 +52,7 @@ int main(void)
 	char hex[FSX_SHA256_HEX];
 	uint64_t size = 0;
 	CHECK(fsx_sha256_file(p, d, &size) == 0 && size == 3);
-	fsx_hex(d, sizeof(d), hex);
+	hex_encode(d, sizeof(d), hex);
 	CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
 
 	/* rename_durable */

@@ -4,6 +4,7 @@
  */
 #include "fsx.h"
 #include "livedb.h"
+#include "dbtest.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -17,40 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char dir[PATH_MAX];
-
-static const char *at(const char *name)
-{
-	static char buf[4][PATH_MAX];
-	static int i;
-	i = (i + 1) % 4;
-	if (snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name) >= (int)sizeof(buf[i]))
-		exit(2);
-	return buf[i];
-}
-
-static void exec_or_die(sqlite3 *db, const char *sql)
-{
-	char *msg = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		fprintf(stderr, "setup SQL failed: %s\n  in: %s\n", msg, sql);
-		exit(2);
-	}
-}
-
-static void mkdb(const char *path, const char *sql)
-{
-	unlink(path);
-	sqlite3 *db = NULL;
-	if (sqlite3_open(path, &db) != SQLITE_OK) {
-		fprintf(stderr, "open %s: %s\n", path, sqlite3_errmsg(db));
-		exit(2);
-	}
-	exec_or_die(db, sql);
-	if (sqlite3_close(db) != SQLITE_OK)
-		exit(2);
-}
 
 /* A stand-in for the delta's SHA-256: any 64 hex digits do for the ledger. */
 static const char *sha(int n)
@@ -102,9 +69,17 @@ static int64_t ledger_max(livedb *db)
 static int apply(livedb *db, const char *path, const char *name, const char *hex, int want)
 {
 	char msg[512];
-	int r = livedb_apply(db, path, name, hex, msg, sizeof(msg));
-	printf("%s %s: %d %s\n", r == want ? "ok  " : "FAIL", name, r, msg);
+	int64_t seq = -1;
+	int r = livedb_apply(db, path, name, hex, &seq, msg, sizeof(msg));
+	tap_note("%s %s: %d %s\n", r == want ? "ok  " : "FAIL", name, r, msg);
 	CHECK(r == want);
+	/* The ledger row that holds the delta: the new one, or the one from before. */
+	if (want == LIVEDB_APPLIED)
+		CHECK(seq == ledger_max(db));
+	else if (want == LIVEDB_DUPLICATE)
+		CHECK(seq > 0 && seq <= ledger_max(db));
+	else
+		CHECK(seq == 0);
 	CHECK(strchr(msg, '\n') == NULL);
 	if (want == LIVEDB_APPLIED)
 		CHECK(msg[0] == '\0');
@@ -139,15 +114,13 @@ static void copy_file(const char *from, const char *to)
 
 int main(void)
 {
-	snprintf(dir, sizeof(dir), "%s", tap_tmpdir());
-	if (chdir(dir) != 0)
-		return 2;
+	const char *dir = dbtest_dir();
 	char live[PATH_MAX];
 	snprintf(live, sizeof(live), "%s", at("live.sqlite3"));
 	char err[512];
 	livedb *db = NULL;
 
-	CHECK(livedb_open(live, &db, err, sizeof(err)) == 0);
+	CHECK(livedb_open(live, NULL, NULL, &db, err, sizeof(err)) == 0);
 	CHECK(db != NULL);
 	CHECK(ledger_max(db) == 0);
 
@@ -213,15 +186,17 @@ int main(void)
 	CHECK(peek(live, "SELECT count(*) FROM sqlite_schema WHERE name IN ('newt', 'extra', 'g', 't', 'v')") == 0);
 	CHECK(ledger_max(db) == 2);
 
-	/* Not the delta's fault: an error, nothing recorded, the delta stays queued. */
+	/* A delta file that cannot be read: its own trouble, perhaps passing (the compactor
+	 * counts it and rejects it after max_attempts); nothing recorded, it stays queued. */
 	char msg[512];
-	int r = livedb_apply(db, at("gone.db"), "gone.db", sha(300), msg, sizeof(msg));
-	printf("%s missing delta file: %d %s\n", r == -ENOENT ? "ok  " : "FAIL", r, msg);
-	CHECK(r == -ENOENT);
+	int64_t seq;
+	int r = livedb_apply(db, at("gone.db"), "gone.db", sha(300), &seq, msg, sizeof(msg));
+	tap_note("%s missing delta file: %d %s\n", r == LIVEDB_FAILED ? "ok  " : "FAIL", r, msg);
+	CHECK(r == LIVEDB_FAILED);
 	CHECK(ledger_max(db) == 2);
-	CHECK(livedb_apply(db, at("a.db"), "a.db", "not-a-sha", msg, sizeof(msg)) == -EINVAL);
-	CHECK(livedb_apply(db, at("a.db"), "a.db", "ABCDEF0000000000000000000000000000000000000000000000000000000000", msg,
-			   sizeof(msg)) == -EINVAL);
+	CHECK(livedb_apply(db, at("a.db"), "a.db", "not-a-sha", &seq, msg, sizeof(msg)) == -EINVAL);
+	CHECK(livedb_apply(db, at("a.db"), "a.db", "ABCDEF0000000000000000000000000000000000000000000000000000000000",
+			   &seq, msg, sizeof(msg)) == -EINVAL);
 
 	mkdb(at("c.db"), LINES "INSERT INTO lines VALUES (12, 'doc 12', NULL);");
 	apply(db, at("c.db"), "c\nwith a newline.db", sha(3), LIVEDB_APPLIED);
@@ -253,7 +228,7 @@ int main(void)
 	sqlite3 *idle = reader_open(live);
 	CHECK(wal_size(live) > 0); /* the commits are in the WAL until the close */
 	r = livedb_close(db, err, sizeof(err));
-	printf("%s close: %d %s\n", r == 0 ? "ok  " : "FAIL", r, err);
+	tap_note("%s close: %d %s\n", r == 0 ? "ok  " : "FAIL", r, err);
 	CHECK(r == 0);
 	CHECK(wal_size(live) <= 0); /* missing, or empty while the idle reader keeps it open */
 	CHECK(sqlite3_close(idle) == SQLITE_OK);
@@ -263,7 +238,7 @@ int main(void)
 	 * so it opens read-only with no -wal or -shm beside it. */
 	copy_file(live, at("copy.sqlite3"));
 	int64_t m = -1;
-	CHECK(livedb_ledger_max_file(at("copy.sqlite3"), &m) == 0);
+	CHECK(livedb_ledger_max_file(at("copy.sqlite3"), &m, err, sizeof(err)) == 0);
 	CHECK(m == 3);
 	CHECK(access(at("copy.sqlite3-wal"), F_OK) != 0 && access(at("copy.sqlite3-shm"), F_OK) != 0);
 	CHECK(peek(at("copy.sqlite3"), "SELECT count(*) FROM lines") == 11);
@@ -272,12 +247,12 @@ int main(void)
 	CHECK(fd >= 0 && read(fd, hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr));
 	close(fd);
 	CHECK(hdr[18] == 1 && hdr[19] == 1); /* rollback-journal mode */
-	CHECK(livedb_ledger_max_file(at("no-such-file"), &m) < 0);
-	CHECK(livedb_ledger_max_file(at("text.db"), &m) < 0);
-	CHECK(livedb_ledger_max_file(at("a.db"), &m) < 0); /* no ledger */
+	CHECK(livedb_ledger_max_file(at("no-such-file"), &m, err, sizeof(err)) < 0);
+	CHECK(livedb_ledger_max_file(at("text.db"), &m, err, sizeof(err)) < 0);
+	CHECK(livedb_ledger_max_file(at("a.db"), &m, err, sizeof(err)) < 0); /* no ledger */
 
 	/* Reopened: the ledger still knows a and c. */
-	CHECK(livedb_open(live, &db, err, sizeof(err)) == 0);
+	CHECK(livedb_open(live, NULL, NULL, &db, err, sizeof(err)) == 0);
 	CHECK(ledger_max(db) == 3);
 	apply(db, at("a.db"), "a.db after restart", sha(1), LIVEDB_DUPLICATE);
 	mkdb(at("d.db"), LINES "INSERT INTO lines VALUES (13, 'doc 13', NULL);");
@@ -287,7 +262,7 @@ int main(void)
 	sqlite3 *holder = reader_open(live);
 	exec_or_die(holder, "BEGIN; SELECT count(*) FROM lines;");
 	r = livedb_close(db, err, sizeof(err));
-	printf("%s close while a reader holds the WAL: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
+	tap_note("%s close while a reader holds the WAL: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
 	CHECK(r == -EBUSY);
 	CHECK(strstr(err, "busy") != NULL);
 	CHECK(wal_size(live) > 0);
@@ -295,7 +270,7 @@ int main(void)
 	CHECK(sqlite3_close(holder) == SQLITE_OK);
 
 	/* Once the reader is gone, open and close finish the job. */
-	CHECK(livedb_open(live, &db, err, sizeof(err)) == 0);
+	CHECK(livedb_open(live, NULL, NULL, &db, err, sizeof(err)) == 0);
 	CHECK(ledger_max(db) == 4);
 	CHECK(livedb_close(db, err, sizeof(err)) == 0);
 	CHECK(wal_size(live) == -1);
@@ -304,16 +279,16 @@ int main(void)
 
 	/* A path starting with "file:" is a file name, not a URI. */
 	const char *odd = "file:odd.sqlite3"; /* relative: in the test directory */
-	CHECK(livedb_open(odd, &db, err, sizeof(err)) == 0);
+	CHECK(livedb_open(odd, NULL, NULL, &db, err, sizeof(err)) == 0);
 	apply(db, at("d.db"), "d.db into file:odd", sha(4), LIVEDB_APPLIED);
 	CHECK(livedb_close(db, err, sizeof(err)) == 0);
 	CHECK(access(at("file:odd.sqlite3"), F_OK) == 0);
 
 	/* Opening where no database can be: an error with a message. */
-	r = livedb_open(at("no/such/dir/live.sqlite3"), &db, err, sizeof(err));
+	r = livedb_open(at("no/such/dir/live.sqlite3"), NULL, NULL, &db, err, sizeof(err));
 	CHECK(r < 0 && db == NULL && strstr(err, "no/such/dir") != NULL);
-	r = livedb_open(at("text.db"), &db, err, sizeof(err));
-	printf("%s open a text file as live: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
+	r = livedb_open(at("text.db"), NULL, NULL, &db, err, sizeof(err));
+	tap_note("%s open a text file as live: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
 	CHECK(r < 0 && db == NULL);
 
 	if (!tap_failed)

@@ -1,7 +1,8 @@
 /*
  * Unit tests for manifest: the JSON layout and escaping of the writer,
- * the round trip through manifest_read_basic, and the reader's refusal
- * of malformed or ambiguous documents.
+ * the round trip through manifest_read_basic (and of every field through
+ * a JSON parser), and the reader's refusal of malformed or ambiguous
+ * documents.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsonx.h"
 #include "manifest.h"
 #include "sbuf.h"
 #include "tap.h"
@@ -191,10 +193,10 @@ static void test_reader_accepts(void)
 	CHECK(size == 1 && id == 2 && strcmp(sha, SHA_A) == 0);
 	/* Any order, any JSON whitespace, escaped key spelling, other keys of every type. */
 	CHECK(manifest_read_basic(" \r\n\t{\"x\":[1,-2.5e+3,true,false,null,{\"sha256\":\"zz\"},[]],"
-				  "\"\\u0069d\"\t:\n18446744073709551615,\"sha256\":\"" SHA_B "\","
+				  "\"\\u0069d\"\t:\n9223372036854775807,\"sha256\":\"" SHA_B "\","
 				  "\"size\":0,\"n\":{}}\n ",
 				  &size, sha, &id) == 0);
-	CHECK(size == 0 && id == UINT64_MAX && strcmp(sha, SHA_B) == 0);
+	CHECK(size == 0 && id == INT64_MAX && strcmp(sha, SHA_B) == 0);
 	/* Out-parameters are optional. */
 	CHECK(manifest_read_basic(MIN_DOC("1", SHA_A, "2"), NULL, NULL, NULL) == 0);
 }
@@ -219,6 +221,9 @@ static void test_reader_rejects(void)
 		MIN_DOC("1.5", SHA_A, "2"),
 		MIN_DOC("1e3", SHA_A, "2"),
 		MIN_DOC("18446744073709551616", SHA_A, "2"),
+		/* jansson's integers are signed 64-bit: past INT64_MAX is not a number it holds. */
+		MIN_DOC("9223372036854775808", SHA_A, "2"),
+		MIN_DOC("1", SHA_A, "18446744073709551615"),
 		MIN_DOC("\"1\"", SHA_A, "2"),
 		MIN_DOC("1", SHA_A, "null"),
 		MIN_DOC("01", SHA_A, "2"),
@@ -319,6 +324,74 @@ static void test_deep_nesting(void)
 	free(doc);
 }
 
+/* Every field comes back from a JSON parser as written; names that are not UTF-8 as U+FFFD. */
+static void test_whole_round_trip(void)
+{
+	struct manifest_table tables[] = {{"t\xff", 5}, {"q\"\\\x01", -1}};
+	struct manifest_delta deltas[] = {{1, "a\xc3.db", SHA_B}, {2, "\xe2\x9c\x93\x7f", SHA_A}};
+	struct manifest m = {.collection = "c\xfe", .id = 9, .created = utc(2026, 1, 2, 3, 4, 5),
+			     .file = "c.sqlite3", .size = 4096, .sha256 = SHA_A, .page_size = 4096,
+			     .page_count = 1, .integrity = "ok", .ledger_max = 2, .tables = tables,
+			     .ntables = 2, .deltas = deltas, .ndeltas = 2};
+	sbuf b = SBUF_INIT;
+	manifest_write_json(&m, &b);
+	json_t *root = NULL, *t = NULL, *d = NULL;
+	CHECK(jsonx_load(sbuf_str(&b), 32, &root) == 0);
+	json_int_t format = 0, id = 0, created_unix = 0, size = 0, psize = 0, pcount = 0, lmax = 0;
+	const char *ver = "", *coll = "", *snap = "", *created = "", *file = "", *sha = "", *ic = "";
+	CHECK(json_unpack(root, "{s:I, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:s, s:I, s:I, s:s, s:I, s:o, s:o}",
+			  "format", &format, "snapfs_version", &ver, "collection", &coll, "id", &id,
+			  "snapshot", &snap, "created", &created, "created_unix", &created_unix, "file", &file,
+			  "size", &size, "sha256", &sha, "page_size", &psize, "page_count", &pcount,
+			  "integrity_check", &ic, "ledger_max", &lmax, "tables", &t, "deltas", &d) == 0);
+	CHECK(json_object_size(root) == 16);
+	CHECK(format == 1 && id == 9 && size == 4096 && psize == 4096 && pcount == 1 && lmax == 2);
+	CHECK(created_unix == (json_int_t)m.created);
+	CHECK_STR(ver, SNAPFS_VERSION);
+	CHECK_STR(coll, "c\xef\xbf\xbd");
+	CHECK_STR(snap, "00000009");
+	CHECK_STR(created, "2026-01-02T03:04:05Z");
+	CHECK_STR(file, "c.sqlite3");
+	CHECK_STR(sha, SHA_A);
+	CHECK_STR(ic, "ok");
+	CHECK(json_object_size(t) == 2);
+	CHECK(json_integer_value(json_object_get(t, "t\xef\xbf\xbd")) == 5);
+	CHECK(json_integer_value(json_object_get(t, "q\"\\\x01")) == -1);
+	CHECK(json_array_size(d) == 2);
+	json_int_t seq = 0;
+	const char *name = "", *dsha = "";
+	CHECK(json_unpack(json_array_get(d, 1), "{s:I, s:s, s:s}", "seq", &seq, "name", &name, "sha256", &dsha) == 0);
+	CHECK(seq == 2);
+	CHECK_STR(name, "\xe2\x9c\x93\x7f");
+	CHECK_STR(dsha, SHA_A);
+	CHECK(json_unpack(json_array_get(d, 0), "{s:s}", "name", &name) == 0);
+	CHECK_STR(name, "a\xef\xbf\xbd.db");
+	json_decref(root);
+	sbuf_free(&b);
+}
+
+static void test_read_file(void)
+{
+	char file[16] = "";
+	CHECK(manifest_read_file("{\"file\": \"c.sqlite3\", " TAIL, file, sizeof(file)) == 0);
+	CHECK_STR(file, "c.sqlite3");
+	CHECK(manifest_read_file("{\"file\": \"0123456789abcdef\", " TAIL, file, sizeof(file)) == -EINVAL);
+	CHECK(manifest_read_file("{\"file\": 1, " TAIL, file, sizeof(file)) == -EINVAL);
+	CHECK(manifest_read_file(MIN_DOC("1", SHA_A, "2"), file, sizeof(file)) == -EINVAL);
+	CHECK(manifest_read_file("{\"file\": \"a\", \"file\": \"b\", " TAIL, file, sizeof(file)) == -EINVAL);
+	/* Not a manifest (no sha256): no file either. */
+	CHECK(manifest_read_file("{\"file\": \"c.sqlite3\", \"size\": 1, \"id\": 2}", file, sizeof(file)) == -EINVAL);
+}
+
+/* A key given twice anywhere, even where the reader does not look, refuses the document. */
+static void test_duplicates_refused(void)
+{
+	CHECK(read_basic("{\"tables\": {\"a\": 1, \"a\": 2}, " TAIL) == -EINVAL);
+	CHECK(read_basic("{\"deltas\": [{\"seq\": 1, \"seq\": 1}], " TAIL) == -EINVAL);
+	CHECK(read_basic("{\"file\": \"a\", \"file\": \"a\", " TAIL) == -EINVAL);
+	CHECK(read_basic("{\"tables\": {\"a\": 1, \"b\": 2}, " TAIL) == 0);
+}
+
 int main(void)
 {
 	test_fields_and_round_trip();
@@ -328,5 +401,8 @@ int main(void)
 	test_reader_rejects();
 	test_truncated();
 	test_deep_nesting();
+	test_whole_round_trip();
+	test_read_file();
+	test_duplicates_refused();
 	return tap_done();
 }

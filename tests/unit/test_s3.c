@@ -71,11 +71,24 @@ static void test_retry_rule(void)
 	CHECK(!retryable_http(400, "InvalidArgument"));
 	CHECK(!retryable_http(501, "NotImplemented"));
 	CHECK(!retryable_http(500, "AccessDenied")); /* the code decides over the status */
+	/* A full or over-quota server: asking again at once cannot help. */
+	CHECK(!retryable_http(403, "QuotaExceeded"));
+	CHECK(!retryable_http(507, "InsufficientStorage"));
+	CHECK(!retryable_http(507, ""));
 	CHECK(!retryable_curl(CURLE_URL_MALFORMAT));
 	CHECK(!retryable_curl(CURLE_PEER_FAILED_VERIFICATION));
 	CHECK(!retryable_curl(CURLE_UNSUPPORTED_PROTOCOL));
 
-	struct s3_error e = http_err(412, "");
+	struct s3_error e = http_err(403, "QuotaExceeded");
+	CHECK(s3_error_no_space(&e));
+	e = http_err(507, "");
+	CHECK(s3_error_no_space(&e));
+	e = http_err(503, "SlowDown");
+	CHECK(!s3_error_no_space(&e));
+	e = http_err(403, "AccessDenied");
+	CHECK(!s3_error_no_space(&e));
+
+	e = http_err(412, "");
 	e.precondition_failed = true;
 	CHECK(!s3_error_retryable(&e));
 	/* A local failure (reading the file) is never retried. */

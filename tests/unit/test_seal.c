@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "fsx.h"
+#include "hex.h"
 #include "manifest.h"
 #include "seal.h"
 #include "tap.h"
@@ -110,7 +111,7 @@ static bool sha_of(const char *path, char hex[65], uint64_t *size)
 	unsigned char sha[FSX_SHA256_LEN];
 	if (fsx_sha256_file(path, sha, size) != 0)
 		return false;
-	fsx_hex(sha, sizeof(sha), hex);
+	hex_encode(sha, sizeof(sha), hex);
 	return true;
 }
 
@@ -325,7 +326,7 @@ static void check_bad_seal(const char *src, const char *staging_name, const char
 	memset(&res, 0x5a, sizeof(res));
 	char err[512] = "";
 	int rc = seal_make(&req, &res, err, sizeof(err));
-	printf("# %s: %s\n", staging_name, err);
+	tap_note("# %s: %s\n", staging_name, err);
 	CHECK(rc == -EIO);
 	CHECK(has(err, expect));
 	CHECK(strlen(err) > strlen(expect)); /* the SQLite message follows */

@@ -1,7 +1,8 @@
 /*
- * Unit tests for store: opening and refusing stores, collections, the
- * delta queue, rejection, snapshot ids, publishing and crash recovery.
- * Each case works in its own fresh temporary directory.
+ * Unit tests for store: opening and refusing stores, modes, names and
+ * paths, collections, snapshot ids, publishing and crash recovery (the
+ * queue and rejection: test_store_queue.c). Each case works in its own
+ * fresh temporary directory.
  */
 #include <errno.h>
 #include <limits.h>
@@ -14,81 +15,8 @@
 
 #include "fsx.h"
 #include "store.h"
+#include "storetest.h"
 #include "tap.h"
-
-static char *fresh_dir(void)
-{
-	char *d = strdup(tap_tmpdir()); /* tap_tmpdir reuses one buffer */
-	if (!d)
-		abort();
-	return d;
-}
-
-static void put(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		perror(path);
-		abort();
-	}
-	fputs(text, f);
-	fclose(f);
-}
-
-static void putf(const store *s, const char *coll, enum store_area area, const char *leaf,
-		 const char *text)
-{
-	char p[PATH_MAX];
-	if (store_path(s, coll, area, leaf, p, sizeof(p)) != 0)
-		abort();
-	put(p, text);
-}
-
-static bool exists(const char *path)
-{
-	struct stat st;
-	return lstat(path, &st) == 0;
-}
-
-static bool exists_in(const store *s, const char *coll, enum store_area area, const char *leaf)
-{
-	char p[PATH_MAX];
-	return store_path(s, coll, area, leaf, p, sizeof(p)) == 0 && exists(p);
-}
-
-static bool file_is(const char *path, const char *want)
-{
-	char *text = NULL;
-	size_t len;
-	bool ok = fsx_read_all(path, &text, &len) == 0 && strcmp(text, want) == 0;
-	free(text);
-	return ok;
-}
-
-static store *open_ok(const char *root)
-{
-	store *s = NULL;
-	char err[512];
-	int rc = store_open(root, &s, err, sizeof(err));
-	CHECK(rc == 0 && s != NULL);
-	if (rc != 0) {
-		fprintf(stderr, "store_open(%s): %s\n", root, err);
-		exit(1);
-	}
-	return s;
-}
-
-static size_t entries(const char *dir)
-{
-	char cmd[PATH_MAX + 64];
-	snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", dir);
-	FILE *p = popen(cmd, "r");
-	unsigned long n = 0;
-	if (!p || fscanf(p, "%lu", &n) != 1)
-		abort();
-	pclose(p);
-	return n;
-}
 
 static void test_open_create(void)
 {
@@ -126,7 +54,7 @@ static void test_open_create(void)
 	CHECK(fsx_write_atomic(p, "snapfs-store\nformat 1\ninstance xyz\n", 35) == 0);
 	store *bad = NULL;
 	char err[512];
-	CHECK(store_open(root, &bad, err, sizeof(err)) == -EINVAL && !bad);
+	CHECK(store_open(root, 0, &test_sink, &bad, err, sizeof(err)) == -EINVAL && !bad);
 	CHECK(fsx_write_atomic(p, want, strlen(want)) == 0);
 
 	/* A relative root comes back absolute (daemons chdir to /). */
@@ -151,6 +79,44 @@ static void test_open_create(void)
 	free(base);
 }
 
+static void test_modes(void)
+{
+	char *base = fresh_dir(), root[PATH_MAX], p[2 * PATH_MAX];
+	snprintf(root, sizeof(root), "%s/store", base);
+	CHECK(mkdir(root, 0755) == 0);
+	snprintf(p, sizeof(p), "%s/.lock", root);
+	FILE *f = fopen(p, "w"); /* a world-readable lock file left by an older snapfs */
+	CHECK(f && fclose(f) == 0);
+	CHECK(chmod(p, 0644) == 0);
+	store *s = open_ok(root);
+	CHECK(mode_of(root) == 0700);
+	CHECK(mode_of(p) == 0600);
+	CHECK(store_collection_create(s, "lines") == 0);
+	uint64_t id;
+	make_snapshot(s, "lines", &id);
+	char name[24];
+	store_id_format(id, name, sizeof(name));
+	snprintf(p, sizeof(p), "%s/collections/lines", root);
+	CHECK(mode_of(p) == 0700);
+	snprintf(p, sizeof(p), "%s/collections/lines/snapshots/%s/lines.sqlite3", root, name);
+	CHECK(mode_of(p) == 0400);
+	store_close(s);
+
+	/* group access: the root, the collection and the sealed files open up to the group */
+	store *g = NULL;
+	char err[256];
+	uint64_t q = 0;
+	CHECK(store_open(root, STORE_OPEN_GROUP, &test_sink, &g, err, sizeof(err)) == 0);
+	CHECK(g && store_recover(g, "lines", true, &q) == 0);
+	CHECK(mode_of(root) == 0750);
+	CHECK(mode_of(p) == 0440);
+	snprintf(p, sizeof(p), "%s/collections/lines", root);
+	CHECK(mode_of(p) == 0750);
+	store_close(g);
+	fsx_rm_rf(base);
+	free(base);
+}
+
 static void test_open_refusals(void)
 {
 	char *base = fresh_dir(), root[PATH_MAX], p[PATH_MAX + 32], err[512];
@@ -161,7 +127,7 @@ static void test_open_refusals(void)
 	CHECK(mkdir(root, 0755) == 0);
 	snprintf(p, sizeof(p), "%s/photos", root);
 	put(p, "x");
-	CHECK(store_open(root, &s, err, sizeof(err)) == -ENOTEMPTY && s == NULL);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) == -ENOTEMPTY && s == NULL);
 	CHECK(strstr(err, "is not a snapfs store (no SNAPFS-STORE marker) and is not empty; "
 			  "refusing to take it over") != NULL);
 	CHECK(strstr(err, root) != NULL);
@@ -172,18 +138,18 @@ static void test_open_refusals(void)
 	CHECK(mkdir(root, 0755) == 0);
 	snprintf(p, sizeof(p), "%s/SNAPFS-STORE", root);
 	put(p, "snapfs-store\nformat 2\n");
-	CHECK(store_open(root, &s, err, sizeof(err)) < 0 && s == NULL);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) < 0 && s == NULL);
 	CHECK(strstr(err, "format 2") != NULL && strstr(err, "format 1") != NULL);
 
 	/* A marker that is not ours. */
 	put(p, "something else\n");
-	CHECK(store_open(root, &s, err, sizeof(err)) == -EINVAL && s == NULL);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) == -EINVAL && s == NULL);
 	CHECK(strstr(err, "not a snapfs store") != NULL);
 
 	/* A store can be open once: flock is per open file description. */
 	snprintf(root, sizeof(root), "%s/locked", base);
 	store *first = open_ok(root);
-	CHECK(store_open(root, &s, err, sizeof(err)) == -EBUSY && s == NULL);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) == -EBUSY && s == NULL);
 	char want[64];
 	snprintf(want, sizeof(want), "already mounted by another snapfs process (pid %ld)",
 		 (long)getpid());
@@ -195,7 +161,7 @@ static void test_open_refusals(void)
 	/* A store path that is a file. */
 	snprintf(root, sizeof(root), "%s/file", base);
 	put(root, "x");
-	CHECK(store_open(root, &s, err, sizeof(err)) < 0 && s == NULL && err[0]);
+	CHECK(store_open(root, 0, &test_sink, &s, err, sizeof(err)) < 0 && s == NULL && err[0]);
 	fsx_rm_rf(base);
 	free(base);
 }
@@ -336,176 +302,6 @@ static void test_collections(void)
 	free(base);
 }
 
-static void test_queue(void)
-{
-	char *base = fresh_dir(), p[PATH_MAX];
-	store *s = open_ok(base);
-	CHECK(store_collection_create(s, "lines") == 0);
-	CHECK(store_collection_create(s, "words") == 0);
-	uint64_t a, b, c, w;
-	putf(s, "lines", STORE_AREA_INCOMING, "d1", "one");
-	putf(s, "lines", STORE_AREA_INCOMING, "d2", "two");
-	putf(s, "lines", STORE_AREA_INCOMING, "d3", "three");
-	putf(s, "words", STORE_AREA_INCOMING, "w", "w");
-	CHECK(store_queue_add(s, "lines", "d2", &a) == 0);
-	CHECK(store_queue_add(s, "words", "w", &w) == 0);
-	CHECK(store_queue_add(s, "lines", "d1", &b) == 0);
-	CHECK(store_queue_add(s, "lines", "d3", &c) == 0);
-	CHECK(a >= 1 && a < w && w < b && b < c);
-	CHECK(!exists_in(s, "lines", STORE_AREA_INCOMING, "d1"));
-	snprintf(p, sizeof(p), "%016llu-d2", (unsigned long long)a);
-	CHECK(exists_in(s, "lines", STORE_AREA_QUEUE, p));
-
-	/* refused: dot-files, names with '/', missing files, non-files */
-	putf(s, "lines", STORE_AREA_INCOMING, ".tmp", "x");
-	CHECK(store_queue_add(s, "lines", ".tmp", NULL) == -EINVAL);
-	CHECK(store_queue_add(s, "lines", "../queue", NULL) == -EINVAL);
-	CHECK(store_queue_add(s, "lines", "", NULL) == -EINVAL);
-	CHECK(store_queue_add(s, "lines", "missing", NULL) == -ENOENT);
-	CHECK(store_queue_add(s, "nope", "d1", NULL) == -ENOENT);
-	CHECK(store_queue_add(s, "../x", "d1", NULL) == -EINVAL);
-	CHECK(store_path(s, "lines", STORE_AREA_INCOMING, "adir", p, sizeof(p)) == 0);
-	CHECK(mkdir(p, 0755) == 0);
-	CHECK(store_queue_add(s, "lines", "adir", NULL) == -EINVAL);
-
-	/* not ours: ignored by the listing */
-	putf(s, "lines", STORE_AREA_QUEUE, "junk", "x");
-	putf(s, "lines", STORE_AREA_QUEUE, "123-short", "x");
-	putf(s, "lines", STORE_AREA_QUEUE, "0000000000000009-.dot", "x");
-	putf(s, "lines", STORE_AREA_QUEUE, "000000000000000x-bad", "x");
-	putf(s, "lines", STORE_AREA_QUEUE, "0000000000000009-", "x");
-
-	store_delta *d;
-	size_t n;
-	CHECK(store_queue_list(s, "lines", &d, &n) == 0 && n == 3);
-	if (n == 3) {
-		CHECK(d[0].seq == a && !strcmp(d[0].name, "d2"));
-		CHECK(d[1].seq == b && !strcmp(d[1].name, "d1"));
-		CHECK(d[2].seq == c && !strcmp(d[2].name, "d3"));
-		CHECK(d[0].path[0] == '/' && file_is(d[0].path, "two"));
-		CHECK(store_queue_remove(s, "lines", &d[1]) == 0);
-		CHECK(store_queue_remove(s, "lines", &d[1]) == -ENOENT);
-	}
-	store_deltas_free(d, n);
-	CHECK(store_queue_list(s, "lines", &d, &n) == 0 && n == 2);
-	if (n == 2)
-		CHECK(!strcmp(d[0].name, "d2") && !strcmp(d[1].name, "d3"));
-	store_deltas_free(d, n);
-
-	/* after a restart the sequence continues above what is queued */
-	store_close(s);
-	s = open_ok(base);
-	putf(s, "words", STORE_AREA_INCOMING, "later", "x");
-	uint64_t e;
-	CHECK(store_queue_add(s, "words", "later", &e) == 0 && e == c + 1);
-	store_close(s);
-	fsx_rm_rf(base);
-	free(base);
-}
-
-struct adder {
-	store *s;
-	int t;
-	int failures;
-};
-
-static void *adder_run(void *arg)
-{
-	struct adder *a = arg;
-	for (int i = 0; i < 25; i++) {
-		char name[32];
-		snprintf(name, sizeof(name), "t%d-%d", a->t, i);
-		putf(a->s, "lines", STORE_AREA_INCOMING, name, name);
-		if (store_queue_add(a->s, "lines", name, NULL) != 0)
-			a->failures++;
-	}
-	return NULL;
-}
-
-static void test_queue_threads(void)
-{
-	char *base = fresh_dir();
-	store *s = open_ok(base);
-	CHECK(store_collection_create(s, "lines") == 0);
-	struct adder ad[4];
-	pthread_t th[4];
-	for (int i = 0; i < 4; i++) {
-		ad[i] = (struct adder){s, i, 0};
-		CHECK(pthread_create(&th[i], NULL, adder_run, &ad[i]) == 0);
-	}
-	int failures = 0;
-	for (int i = 0; i < 4; i++) {
-		pthread_join(th[i], NULL);
-		failures += ad[i].failures;
-	}
-	CHECK(failures == 0);
-	store_delta *d;
-	size_t n;
-	CHECK(store_queue_list(s, "lines", &d, &n) == 0 && n == 100);
-	bool increasing = true;
-	for (size_t i = 1; i < n; i++)
-		if (d[i].seq <= d[i - 1].seq)
-			increasing = false;
-	CHECK(increasing);
-	store_deltas_free(d, n);
-	store_close(s);
-	fsx_rm_rf(base);
-	free(base);
-}
-
-static void test_reject(void)
-{
-	char *base = fresh_dir(), p[PATH_MAX];
-	store *s = open_ok(base);
-	CHECK(store_collection_create(s, "lines") == 0);
-	const char *reasons[] = {"not a SQLite database", "integrity_check failed",
-				 "table t: primary key\ndiffers"};
-	for (int i = 0; i < 3; i++) {
-		putf(s, "lines", STORE_AREA_INCOMING, "bad", "garbage");
-		CHECK(store_queue_add(s, "lines", "bad", NULL) == 0);
-		store_delta *d;
-		size_t n;
-		CHECK(store_queue_list(s, "lines", &d, &n) == 0 && n == 1);
-		if (n == 1)
-			CHECK(store_reject(s, "lines", &d[0], reasons[i]) == 0);
-		store_deltas_free(d, n);
-	}
-	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, "bad", p, sizeof(p)) == 0 &&
-	      file_is(p, "garbage"));
-	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, "bad.reason", p, sizeof(p)) == 0 &&
-	      file_is(p, "not a SQLite database\n"));
-	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, "bad.1.reason", p, sizeof(p)) == 0 &&
-	      file_is(p, "integrity_check failed\n"));
-	/* one line, always */
-	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, "bad.2.reason", p, sizeof(p)) == 0 &&
-	      file_is(p, "table t: primary key differs\n"));
-	CHECK(exists_in(s, "lines", STORE_AREA_REJECTED, "bad.2"));
-	CHECK(store_path(s, "lines", STORE_AREA_QUEUE, NULL, p, sizeof(p)) == 0 && entries(p) == 0);
-	uint64_t cnt;
-	CHECK(store_rejected_count(s, "lines", &cnt) == 0 && cnt == 3);
-
-	/* a delta whose name looks like a reason never counts as one */
-	putf(s, "lines", STORE_AREA_INCOMING, "x.reason", "x");
-	CHECK(store_queue_add(s, "lines", "x.reason", NULL) == 0);
-	store_delta *d;
-	size_t n;
-	CHECK(store_queue_list(s, "lines", &d, &n) == 0 && n == 1);
-	if (n == 1)
-		CHECK(store_reject(s, "lines", &d[0], "bad") == 0);
-	store_deltas_free(d, n);
-	CHECK(exists_in(s, "lines", STORE_AREA_REJECTED, "x.reason.1"));
-	CHECK(exists_in(s, "lines", STORE_AREA_REJECTED, "x.reason.1.reason"));
-	CHECK(store_rejected_count(s, "lines", &cnt) == 0 && cnt == 4);
-
-	/* rejecting a delta that is no longer queued fails and creates nothing */
-	store_delta ghost = {99, (char *)"ghost", (char *)"/nowhere"};
-	CHECK(store_reject(s, "lines", &ghost, "gone") == -ENOENT);
-	CHECK(!exists_in(s, "lines", STORE_AREA_REJECTED, "ghost.reason"));
-	store_close(s);
-	fsx_rm_rf(base);
-	free(base);
-}
-
 static void test_ids(void)
 {
 	char *base = fresh_dir(), p[PATH_MAX], buf[32];
@@ -567,30 +363,6 @@ static void test_ids(void)
 	store_close(s);
 	fsx_rm_rf(base);
 	free(base);
-}
-
-static bool latest_is(const store *s, const char *coll, const char *target)
-{
-	char p[PATH_MAX], t[64];
-	if (store_path(s, coll, STORE_AREA_COLLECTION, "latest", p, sizeof(p)) != 0)
-		return false;
-	ssize_t r = readlink(p, t, sizeof(t) - 1);
-	if (r < 0)
-		return false;
-	t[r] = '\0';
-	return !strcmp(t, target);
-}
-
-static void make_snapshot(store *s, const char *coll, uint64_t *id)
-{
-	char dir[PATH_MAX], f[PATH_MAX + 32];
-	CHECK(store_id_alloc(s, coll, id) == 0);
-	CHECK(store_staging_create(s, coll, *id, dir, sizeof(dir)) == 0);
-	snprintf(f, sizeof(f), "%s/%s.sqlite3", dir, coll);
-	put(f, "db");
-	snprintf(f, sizeof(f), "%s/MANIFEST.json", dir);
-	put(f, "{}");
-	CHECK(store_publish(s, coll, *id) == 0);
 }
 
 static void test_publish(void)
@@ -667,6 +439,7 @@ static void test_publish(void)
 static void test_recover(void)
 {
 	char *base = fresh_dir(), p[PATH_MAX];
+	uint64_t quarantined = 0;
 	store *s = open_ok(base);
 	CHECK(store_collection_create(s, "lines") == 0);
 	uint64_t a, id;
@@ -685,13 +458,27 @@ static void test_recover(void)
 	usleep(20000);
 	putf(s, "lines", STORE_AREA_INCOMING, "second", "2");
 	putf(s, "lines", STORE_AREA_INCOMING, ".partial", "p");
+	/* A name too long for queue/ (16 digits + "-" + name > 255): quarantined, not fatal. */
+	char longname[251];
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	putf(s, "lines", STORE_AREA_INCOMING, longname, "long");
 	/* a snapshot renamed into place before latest moved */
 	CHECK(store_path(s, "lines", STORE_AREA_SNAPSHOTS, "00000002", p, sizeof(p)) == 0);
 	CHECK(mkdir(p, 0755) == 0);
 	store_close(s);
 
 	s = open_ok(base);
-	CHECK(store_recover(s, "lines") == 0);
+	CHECK(store_recover(s, "lines", true, &quarantined) == 0);
+	CHECK(quarantined == 1);
+	uint64_t nrej = 0;
+	CHECK(store_rejected_count(s, "lines", &nrej) == 0 && nrej == 1);
+	char reason[512];
+	/* rejected/ names keep room for ".N" and ".reason.tmp": the first 233 bytes */
+	snprintf(reason, sizeof(reason), "%.233s.reason", longname);
+	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, reason, p, sizeof(p)) == 0 &&
+	      file_is(p, "left in incoming/ by an earlier run and could not be queued: its name is 250 bytes, "
+			 "and a delta name has at most 238\n"));
 	CHECK(store_path(s, "lines", STORE_AREA_STAGING, NULL, p, sizeof(p)) == 0 &&
 	      entries(p) == 0);
 	CHECK(!exists_in(s, "lines", STORE_AREA_COLLECTION, "latest.tmp"));
@@ -710,17 +497,17 @@ static void test_recover(void)
 	      file_is(p, "91\n"));
 	CHECK(store_id_alloc(s, "lines", &id) == 0 && id == 91);
 	/* running it again changes nothing */
-	CHECK(store_recover(s, "lines") == 0);
+	CHECK(store_recover(s, "lines", true, &quarantined) == 0 && quarantined == 0);
 	CHECK(store_queue_list(s, "lines", &d, &n) == 0 && n == 2);
 	store_deltas_free(d, n);
-	CHECK(store_recover(s, "nope") == -ENOENT);
-	CHECK(store_recover(s, "../x") == -EINVAL);
+	CHECK(store_recover(s, "nope", true, &quarantined) == -ENOENT);
+	CHECK(store_recover(s, "../x", true, &quarantined) == -EINVAL);
 
 	/* no snapshot left: a dangling latest goes */
 	CHECK(store_collection_create(s, "words") == 0);
 	CHECK(store_path(s, "words", STORE_AREA_COLLECTION, "latest", p, sizeof(p)) == 0);
 	CHECK(symlink("snapshots/00000004", p) == 0);
-	CHECK(store_recover(s, "words") == 0);
+	CHECK(store_recover(s, "words", true, &quarantined) == 0);
 	CHECK(!exists(p));
 	store_close(s);
 	fsx_rm_rf(base);
@@ -730,13 +517,11 @@ static void test_recover(void)
 int main(void)
 {
 	test_open_create();
+	test_modes();
 	test_open_refusals();
 	test_names();
 	test_paths();
 	test_collections();
-	test_queue();
-	test_queue_threads();
-	test_reject();
 	test_ids();
 	test_publish();
 	test_recover();

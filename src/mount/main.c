@@ -1,0 +1,395 @@
+/*
+ * main — command line, start-up order and shutdown of the snapfs daemon.
+ *
+ * Start-up order matters:
+ *   1. parse options (ours, then libfuse's through fuse_session_new);
+ *      open and lock the STORE (refusals are reported before anything
+ *      is mounted, and a bad option creates no STORE);
+ *   2. create the FUSE session and mount, then daemonize: fork() must
+ *      come before any thread exists, and the store lock (an flock on an
+ *      open file description) is inherited by the child;
+ *   3. start the uploader (if s3_bucket is given; main_s3.h) and the
+ *      compactor thread, recover every collection, then tell systemd
+ *      that the mount is ready (sdnotify.h; in the foreground, which is
+ *      how the unit runs it) and serve requests.
+ * The S3 options are checked, and the credentials found (in the
+ * environment or the AWS files, never in options), in step 1; see
+ * main_s3.h.
+ * Shutdown (fusermount3 -u, SIGTERM, SIGINT): the loop ends, systemd is
+ * told that the daemon is stopping, the compactor finishes the delta in
+ * progress and seals what it applied, the uploader abandons (and aborts)
+ * the upload in progress, then the session is unmounted and the store
+ * unlocked; exit status 0.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "compactor.h"
+#include "fsops.h"
+#include "log.h"
+#include "main_s3.h"
+#include "parse.h"
+#include "passthrough.h"
+#include "sdnotify.h"
+#include "store.h"
+#include "vfs.h"
+
+struct snapfs_opts {
+	char *store;
+	char *batch_delay_ms; /* numbers are taken as text: fuse_opt's %u accepts "-3" */
+	char *batch_max;
+	char *keep;
+	char *max_delta_size;
+	char *loglevel;
+	char *max_attempts;
+	char *rejected_max;
+	char *stale_dotfiles;
+	int group_access; /* -o group_access: the STORE's group may read it */
+	int passthrough;  /* -o passthrough: the kernel reads sealed files directly */
+	/* S3 (see snapfs(8)); no option takes a credential. Parsed with or without S3 built in. */
+	struct main_s3_opts s3;
+};
+
+enum { KEY_DISCARD, KEY_HELP, KEY_VERSION };
+
+#define SNAPFS_OPT(t, p) {t, offsetof(struct snapfs_opts, p), 1}
+
+static const struct fuse_opt snapfs_opt_spec[] = {
+	SNAPFS_OPT("batch_delay=%s", batch_delay_ms),
+	SNAPFS_OPT("batch_max=%s", batch_max),
+	SNAPFS_OPT("keep=%s", keep),
+	SNAPFS_OPT("max_delta_size=%s", max_delta_size),
+	SNAPFS_OPT("loglevel=%s", loglevel),
+	SNAPFS_OPT("max_attempts=%s", max_attempts),
+	SNAPFS_OPT("rejected_max=%s", rejected_max),
+	SNAPFS_OPT("stale_dotfiles=%s", stale_dotfiles),
+	SNAPFS_OPT("group_access", group_access),
+	SNAPFS_OPT("passthrough", passthrough),
+	SNAPFS_OPT("s3_bucket=%s", s3.bucket),
+	SNAPFS_OPT("s3_prefix=%s", s3.prefix),
+	SNAPFS_OPT("s3_endpoint=%s", s3.endpoint),
+	SNAPFS_OPT("s3_region=%s", s3.region),
+	SNAPFS_OPT("s3_profile=%s", s3.profile),
+	SNAPFS_OPT("s3_part_size=%s", s3.part_size),
+	SNAPFS_OPT("s3_parallel=%s", s3.parallel),
+	SNAPFS_OPT("s3_upload=%s", s3.upload),
+	SNAPFS_OPT("s3_lease_ttl=%s", s3.lease_ttl),
+	SNAPFS_OPT("s3_host_id=%s", s3.host_id),
+	SNAPFS_OPT("s3_keep=%s", s3.keep),
+	SNAPFS_OPT("s3_grace=%s", s3.grace),
+	/* fstab-only options that mount.fuse3 passes through: accepted and dropped. */
+	FUSE_OPT_KEY("auto", KEY_DISCARD),
+	FUSE_OPT_KEY("noauto", KEY_DISCARD),
+	FUSE_OPT_KEY("user", KEY_DISCARD),
+	FUSE_OPT_KEY("nouser", KEY_DISCARD),
+	FUSE_OPT_KEY("users", KEY_DISCARD),
+	FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+	FUSE_OPT_KEY("defaults", KEY_DISCARD),
+	FUSE_OPT_END,
+};
+
+static int snapfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct snapfs_opts *o = data;
+	if (key == KEY_DISCARD)
+		return 0;
+	if (key == FUSE_OPT_KEY_NONOPT && !o->store) {
+		o->store = strdup(arg);
+		return o->store ? 0 : -1;
+	}
+	return 1; /* the mountpoint and libfuse's options go on to libfuse */
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s STORE MOUNTPOINT [options]\n\n"
+	       "Mounts the snapfs store STORE (a local directory, created if missing) at\n"
+	       "MOUNTPOINT. See snapfs(8).\n\n"
+	       "snapfs options:\n"
+	       "    -o batch_delay=MS      gather deltas this long before merging (default 500)\n"
+	       "    -o batch_max=N         deltas per snapshot at most (default 1000)\n"
+	       "    -o keep=N              newest snapshots kept per collection (default 10)\n"
+	       "    -o max_delta_size=SIZE largest delta accepted, K/M/G suffixes (default 1G)\n"
+	       "    -o loglevel=LEVEL      err, warning, info or debug (default info)\n"
+	       "    -o max_attempts=N      a delta that fails N times in a row for reasons of\n"
+	       "                           its own is rejected (default 3)\n"
+	       "    -o rejected_max=N      deltas kept in each rejected/, oldest removed first;\n"
+	       "                           0: no cap (default 1000)\n"
+	       "    -o stale_dotfiles=AGE  dot-files in incoming/ untouched this long and not\n"
+	       "                           open are removed; 0: never (default 1d)\n"
+	       "    -o group_access        the STORE's group may read it (dirs 0750, files\n"
+	       "                           0640, snapshots 0440; default: owner only)\n"
+	       "    -o passthrough         the kernel reads sealed files from the store itself\n"
+	       "                           (Linux >= 6.9; faster copies, slower sqlite3 queries)\n"
+	       "    -o auto,noauto,user,nouser,users,_netdev,defaults\n"
+	       "                           accepted and ignored (for /etc/fstab)\n"
+	       "%s\n",
+	       prog, main_s3_help());
+}
+
+/* A decimal number in [min, max] into *out; the option's default stays if s is NULL. */
+static int opt_uint(const char *opt, const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	if (!s || parse_uint(s, min, max, out) == 0)
+		return 0;
+	fprintf(stderr, "snapfs: %s=%s: expected a whole number from %u to %u\n", opt, s, min, max);
+	return -1;
+}
+
+static int parse_level(const char *s)
+{
+	static const struct {
+		const char *name;
+		int level;
+	} levels[] = {{"err", LOG_ERR},	  {"error", LOG_ERR}, {"warning", LOG_WARNING},
+		      {"info", LOG_INFO}, {"debug", LOG_DEBUG}};
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (!strcasecmp(s, levels[i].name))
+			return levels[i].level;
+	return -1;
+}
+
+/* The compactor's published() event goes to the vfs and the uploader. */
+struct published_fanout {
+	vfs *v;
+	main_s3 *s3;
+};
+
+static void on_published(void *ctx, const char *coll, uint64_t id)
+{
+	struct published_fanout *f = ctx;
+	vfs_published(f->v, coll, id);
+	main_s3_published(f->s3, coll, id);
+}
+
+/* The compactor's housekeeping event: the vfs cleans stale dot-files of incoming/. */
+static void on_housekeeping(void *ctx, const char *coll)
+{
+	struct published_fanout *f = ctx;
+	vfs_housekeeping(f->v, coll);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct snapfs_opts o = {0};
+	unsigned batch_delay_ms = 500, batch_max = 1000, keep = 10, max_attempts = 3,
+		 rejected_max = 1000;
+	uint64_t stale_ms = 86400000;
+	struct fuse_cmdline_opts cmd = {0};
+	struct fuse_session *se = NULL;
+	store *st = NULL;
+	vfs *v = NULL;
+	compactor *comp = NULL;
+	main_s3 *s3 = NULL;
+	int ret = 1, mounted = 0, handlers = 0, ready = 0;
+	uint64_t max_delta = 1ULL << 30;
+	int level = LOG_INFO;
+	char err[512];
+
+	if (fuse_opt_parse(&args, &o, snapfs_opt_spec, snapfs_opt_proc) < 0 ||
+	    fuse_parse_cmdline(&args, &cmd) != 0) {
+		fprintf(stderr, "snapfs: invalid command line (see snapfs -h)\n");
+		goto out;
+	}
+	if (cmd.show_help) {
+		usage(argv[0]);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out;
+	}
+	if (cmd.show_version) {
+		printf("snapfs version %s\nFUSE library version %s\n", SNAPFS_VERSION, fuse_pkgversion());
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out;
+	}
+	if (!o.store || !cmd.mountpoint) {
+		fprintf(stderr, "snapfs: %s\nusage: %s STORE MOUNTPOINT [options] (see snapfs -h)\n",
+			!o.store ? "no STORE given" : "no MOUNTPOINT given", argv[0]);
+		goto out;
+	}
+	if (opt_uint("keep", o.keep, 1, 1000000, &keep) < 0 ||
+	    opt_uint("batch_max", o.batch_max, 1, 1000000, &batch_max) < 0 ||
+	    opt_uint("batch_delay", o.batch_delay_ms, 0, 3600000, &batch_delay_ms) < 0 ||
+	    opt_uint("max_attempts", o.max_attempts, 1, 1000, &max_attempts) < 0 ||
+	    opt_uint("rejected_max", o.rejected_max, 0, 100000000, &rejected_max) < 0)
+		goto out;
+	if (o.stale_dotfiles && parse_duration_ms(o.stale_dotfiles, &stale_ms) < 0) {
+		fprintf(stderr, "snapfs: stale_dotfiles=%s: not a duration (a number with an optional unit "
+				"ms, s, m, h or d; 0 turns the clean-up off)\n",
+			o.stale_dotfiles);
+		goto out;
+	}
+	if (o.max_delta_size && (parse_size(o.max_delta_size, &max_delta) < 0 || max_delta == 0)) {
+		fprintf(stderr,
+			"snapfs: max_delta_size=%s: not a size (a positive number with an optional "
+			"K, M or G suffix)\n",
+			o.max_delta_size);
+		goto out;
+	}
+	if (o.loglevel && (level = parse_level(o.loglevel)) < 0) {
+		fprintf(stderr, "snapfs: loglevel=%s: use err, warning, info or debug\n", o.loglevel);
+		goto out;
+	}
+	log_init(false, level);
+	if (main_s3_prepare(&o.s3, &s3, err, sizeof(err)) < 0) {
+		fprintf(stderr, "snapfs: %s\n", err);
+		goto out;
+	}
+
+	struct vfs_config vcfg = {.max_delta_size = max_delta, .keep = keep, .stale_dotfiles_ms = stale_ms};
+	if (vfs_create(&vcfg, &v) < 0) {
+		fprintf(stderr, "snapfs: out of memory\n");
+		goto out;
+	}
+	/*
+	 * default_permissions: the kernel checks mode bits (0444 snapshots) for
+	 * non-root callers. noatime: access times mean nothing here, and with
+	 * passthrough each read would otherwise make the kernel fetch
+	 * attributes again (a GETATTR per SQLite transaction).
+	 */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions,noatime,fsname=snapfs,subtype=snapfs") < 0)
+		goto out;
+	se = fuse_session_new(&args, fsops_ops(), sizeof(struct fuse_lowlevel_ops), v);
+	if (!se) {
+		fprintf(stderr, "snapfs: not mounted: libfuse refused the options (see above)\n");
+		goto out;
+	}
+	/* The session checked libfuse's options: only now may a missing STORE be created. */
+	/*
+	 * What the daemon creates (live databases, queued files, records) is
+	 * its owner's alone, or its group's too with group_access; the store
+	 * sets the modes of its directories and sealed files itself.
+	 */
+	umask(o.group_access ? 027 : 077);
+	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &log_sink, &st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "snapfs: %s\n", err);
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	handlers = 1;
+	if (fuse_session_mount(se, cmd.mountpoint) != 0) {
+		fprintf(stderr, "snapfs: cannot mount at %s\n", cmd.mountpoint);
+		goto out;
+	}
+	mounted = 1;
+	/*
+	 * Opt-in: on Linux 6.18 a passthrough read marks the inode's atime
+	 * stale, so SQLite's fstat per transaction becomes a GETATTR round trip
+	 * (queries ~10x slower) while sequential reads reach native speed.
+	 */
+	if (o.passthrough)
+		pt_attach(se);
+	if (fuse_daemonize(cmd.foreground) != 0)
+		goto out;
+	if (!cmd.foreground) {
+		log_init(true, level);
+		store_note_pid(st); /* the lock now belongs to the daemon, not its parent */
+	}
+
+	int rc = 0;
+	/* After the fork: the uploader runs a thread (and libcurl's). */
+	if (s3 && main_s3_start(s3, st, v, err, sizeof(err)) < 0) {
+		log_err("cannot start the uploader: %s", err);
+		goto out;
+	}
+	struct published_fanout fan = {.v = v, .s3 = s3};
+	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms,
+					.batch_max = batch_max,
+					.max_attempts = max_attempts,
+					.rejected_max = rejected_max,
+					/* Look at least twice per stale_dotfiles, at most every 10 min. */
+					.housekeep_ms = stale_ms && stale_ms / 2 < 600000
+								? (unsigned)(stale_ms / 2 > 1000 ? stale_ms / 2 : 1000)
+								: 600000};
+	struct compactor_events ev = {
+		.ctx = &fan, .published = on_published, .housekeeping = on_housekeeping};
+	rc = compactor_start(st, &ccfg, &ev, &comp);
+	if (rc == 0)
+		rc = vfs_start(v, st, comp);
+	if (rc < 0) {
+		log_err("cannot start on store %s: %s", o.store, strerror(-rc));
+		goto out;
+	}
+	fsops_attach_notifier(v, se);
+	log_info("mounted store %s at %s (keep=%u, batch_delay=%ums, batch_max=%u, "
+		 "max_delta_size=%llu)",
+		 store_root(st), cmd.mountpoint, keep, batch_delay_ms, batch_max,
+		 (unsigned long long)max_delta);
+	/*
+	 * Mounted, every collection recovered, the loop about to serve: a
+	 * Type=notify unit is started. Only in the foreground: a daemonized
+	 * snapfs is not the process systemd started.
+	 */
+	if (cmd.foreground) {
+		char state[PATH_MAX + 64];
+		snprintf(state, sizeof(state), "READY=1\nSTATUS=serving store %s at %s", store_root(st),
+			 cmd.mountpoint);
+		if ((rc = sdnotify_send(state, err, sizeof(err))) < 0)
+			log_warn("cannot tell systemd that the mount is ready: %s", err);
+		ready = rc > 0;
+	}
+
+	if (cmd.singlethread) {
+		rc = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
+		/* fuse_parse_cmdline says UINT_MAX for "not given"; libfuse 3.14 warns if passed on. */
+		if (cmd.max_threads > 0 && cmd.max_threads <= 100000)
+			fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
+		if (cmd.max_idle_threads <= 100000)
+			fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+		rc = fuse_session_loop_mt(se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	/* libfuse's signal handlers end the loop with the signal's number: a clean stop too. */
+	ret = (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : 1;
+	log_info("unmounting %s", cmd.mountpoint);
+	if (ready && sdnotify_send("STOPPING=1", err, sizeof(err)) < 0)
+		log_warn("cannot tell systemd that snapfs is stopping: %s", err);
+
+out:
+	compactor_stop(comp); /* before the session goes: it may still notify the kernel */
+	main_s3_stop(s3);     /* after the compactor: it tells the uploader of snapshots */
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (mounted)
+		fuse_session_unmount(se);
+	if (se)
+		fuse_session_destroy(se);
+	pt_detach();
+	vfs_destroy(v);
+	store_close(st);
+	free(cmd.mountpoint);
+	free(o.store);
+	free(o.max_delta_size);
+	free(o.keep);
+	free(o.batch_max);
+	free(o.batch_delay_ms);
+	free(o.loglevel);
+	free(o.max_attempts);
+	free(o.rejected_max);
+	free(o.stale_dotfiles);
+	char **s3o[] = {&o.s3.bucket,	 &o.s3.prefix,	  &o.s3.endpoint, &o.s3.region,
+			&o.s3.profile,	 &o.s3.part_size, &o.s3.parallel, &o.s3.upload,
+			&o.s3.lease_ttl, &o.s3.host_id,	  &o.s3.keep,	  &o.s3.grace};
+	for (size_t i = 0; i < sizeof(s3o) / sizeof(s3o[0]); i++)
+		free(*s3o[i]);
+	fuse_opt_free_args(&args);
+	if (ret == 0 && comp)
+		log_info("stopped cleanly");
+	return ret;
+}

@@ -1,0 +1,251 @@
+/*
+ * vfs_file — file handles: generated status files, sealed snapshot files
+ * (read-only, cacheable) and delta files being written into incoming/.
+ */
+#include "vfs.h"
+#include "vfs_i.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsx.h"
+#include "log.h"
+#include "sbuf.h"
+
+/* With v->mu held. */
+static int file_new(vfs *v, struct node *n, int fd, bool writable, vfs_file **out)
+{
+	vfs_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->node = n;
+	f->fd = fd;
+	f->writable = writable;
+	n->opens++;
+	if (writable)
+		n->writers++;
+	LIST_PUSH(v->files, f);
+	*out = f;
+	return 0;
+}
+
+int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_info *info)
+{
+	char path[PATH_MAX];
+	memset(info, 0, sizeof(*info));
+	info->sealed_fd = -1;
+	bool wr = (flags & O_ACCMODE) != O_RDONLY;
+	vfs_lock(v);
+	struct node *n = vfs_node_by_ino(v, ino);
+	int rc = n ? 0 : -ENOENT, fd = -1;
+	if (rc == 0) {
+		switch (n->kind) {
+		case N_META_STATUS:
+		case N_META_METRICS:
+		case N_COLL_STATUS:
+			if (wr || (flags & O_TRUNC)) {
+				rc = -EROFS;
+				break;
+			}
+			info->direct_io = true;
+			sbuf b = SBUF_INIT;
+			vfs_gen_status(v, n, &b);
+			rc = file_new(v, n, -1, false, out);
+			if (rc == 0) {
+				(*out)->memlen = b.len;
+				(*out)->mem = sbuf_detach(&b);
+			} else {
+				sbuf_free(&b);
+			}
+			break;
+		case N_SNAPDB:
+		case N_MANIFEST:
+		case N_REJFILE:
+			if (wr || (flags & O_TRUNC)) {
+				rc = -EROFS;
+				break;
+			}
+			rc = vfs_node_path(v, n, path, sizeof(path));
+			if (rc == 0 && (fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+				rc = -errno;
+			if (rc == 0 && (rc = file_new(v, n, fd, false, out)) < 0)
+				close(fd);
+			info->keep_cache = n->kind != N_REJFILE;
+			if (rc == 0 && n->kind != N_REJFILE)
+				info->sealed_fd = fd;
+			break;
+		case N_INFILE: {
+			struct vcoll *c = vfs_coll_find(v, n->coll);
+			if (!n->key || !c || (wr && c->removing)) {
+				rc = -ENOENT; /* queued, unlinked or its collection going */
+				break;
+			}
+			rc = vfs_node_path(v, n, path, sizeof(path));
+			if (rc == 0 && (fd = open(path, (flags & (O_ACCMODE | O_TRUNC)) | O_NOFOLLOW |
+							      O_CLOEXEC)) < 0)
+				rc = -errno;
+			if (rc == 0 && (rc = file_new(v, n, fd, wr, out)) < 0)
+				close(fd);
+			if (rc == 0 && (flags & O_TRUNC))
+				n->write_error = 0; /* a fresh start: what failed before is gone */
+			break;
+		}
+		default:
+			rc = -EISDIR;
+		}
+	}
+	vfs_unlock(v);
+	return rc;
+}
+
+int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
+		    struct vfs_entry *e, vfs_file **out)
+{
+	char path[PATH_MAX];
+	memset(e, 0, sizeof(*e));
+	vfs_lock(v);
+	struct node *p = vfs_node_by_ino(v, parent), *n = NULL;
+	int rc = !p ? -ENOENT : p->kind != N_INCOMING ? -EROFS : 0, fd = -1;
+	if (rc == 0)
+		rc = vfs_incoming_name_check(name);
+	struct vcoll *c = rc == 0 ? vfs_coll_find(v, p->coll) : NULL;
+	if (rc == 0 && (!c || c->removing))
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = store_path(v->st, p->coll, STORE_AREA_INCOMING, name, path, sizeof(path));
+	if (rc == 0 &&
+	    (fd = open(path, O_RDWR | O_CREAT | (flags & O_EXCL) | (flags & O_TRUNC) | O_NOFOLLOW |
+				     O_CLOEXEC,
+		       (mode & 0777) | 0600)) < 0)
+		rc = -errno;
+	if (rc == 0 && !(n = vfs_node_get(v, N_INFILE, p->coll, 0, name)))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = vfs_fill_entry(v, n, e);
+	if (rc == 0)
+		rc = file_new(v, n, fd, true, out);
+	if (rc == 0) {
+		n->nlookup++;
+		if (flags & O_TRUNC)
+			n->write_error = 0;
+	}
+	else if (fd >= 0)
+		close(fd);
+	if (rc < 0 && n)
+		vfs_node_maybe_free(v, n);
+	vfs_unlock(v);
+	return rc;
+}
+
+int vfs_read(vfs *v, vfs_file *f, size_t size, off_t off, const char **mem, size_t *len, int *fd)
+{
+	*mem = NULL;
+	*len = 0;
+	*fd = -1;
+	if (f->fd >= 0) {
+		*fd = f->fd;
+		return 0;
+	}
+	if ((size_t)off < f->memlen) {
+		*mem = f->mem + off;
+		*len = f->memlen - (size_t)off < size ? f->memlen - (size_t)off : size;
+	}
+	return 0;
+}
+
+/*
+ * Remembers that writing n's file failed: the file is incomplete and must
+ * never be queued (vfs_queue_delta), until it is truncated and written
+ * again. Called without v->mu.
+ */
+static void write_failed(vfs *v, struct node *n, int err)
+{
+	vfs_lock(v);
+	if (!n->write_error)
+		n->write_error = err;
+	vfs_unlock(v);
+}
+
+ssize_t vfs_write(vfs *v, vfs_file *f, const char *buf, size_t size, off_t off)
+{
+	if (!f->writable)
+		return -EBADF;
+	if (off < 0 || (uint64_t)off + size > v->cfg.max_delta_size) {
+		log_warn("collection %s: delta %s exceeds max_delta_size=%llu bytes; write refused",
+			 f->node->coll, f->node->name ? f->node->name : "?",
+			 (unsigned long long)v->cfg.max_delta_size);
+		write_failed(v, f->node, EFBIG);
+		return -EFBIG;
+	}
+	size_t done = 0;
+	while (done < size) {
+		ssize_t n = pwrite(f->fd, buf + done, size - done, off + (off_t)done);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			write_failed(v, f->node, e);
+			return done ? (ssize_t)done : -e;
+		}
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+int vfs_flush(vfs *v, vfs_file *f)
+{
+	/*
+	 * close(2) waits for FLUSH, not RELEASE: make the data durable here
+	 * so that a close that returned 0 means the delta survives a crash
+	 * (it is queued at release, or by store_recover after a restart).
+	 * A failed fsync means the data may not be on disk: the file is then
+	 * never queued (write_failed), and close(2) reports the error.
+	 */
+	if (!f->writable)
+		return 0;
+	int rc = fsync(f->fd) < 0 ? -errno : 0;
+	char dir[PATH_MAX];
+	if (rc == 0 && store_path(v->st, f->node->coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) == 0)
+		rc = fsx_fsync_dir(dir);
+	if (rc < 0)
+		write_failed(v, f->node, -rc);
+	return rc;
+}
+
+int vfs_fsync(vfs *v, vfs_file *f, bool datasync)
+{
+	if (f->fd < 0 || !f->writable)
+		return 0;
+	return (datasync ? fdatasync(f->fd) : fsync(f->fd)) < 0 ? -errno : 0;
+}
+
+void vfs_release(vfs *v, vfs_file *f)
+{
+	struct inval iv[3];
+	size_t niv;
+	vfs_lock(v);
+	LIST_UNLINK(v->files, f);
+	struct node *n = f->node;
+	if (f->writable)
+		n->writers--;
+	/* The last writer is done with a file under a final name: queue it. */
+	if (f->writable && n->kind == N_INFILE && n->writers == 0 && n->key && n->name[0] != '.')
+		vfs_queue_delta(v, n);
+	if (f->fd >= 0)
+		close(f->fd);
+	vfs_node_close(v, n, iv, 3, &niv);
+	vfs_unlock(v);
+	vfs_send_invals(v, iv, niv);
+	free(f->mem);
+	free(f);
+}
+
