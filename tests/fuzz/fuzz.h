@@ -147,6 +147,33 @@ static inline bool fuzz_utf8_valid(const char *s, size_t len)
 	return true;
 }
 
+/*
+ * s with every byte that does not begin a well-formed UTF-8 sequence
+ * replaced by U+FFFD (EF BF BD), malloc'd: what snapfs's JSON writer
+ * (jsonx.h) promises to make of a name that is not UTF-8.
+ */
+static inline char *fuzz_utf8_fix(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+	char *out = malloc(3 * (size_t)(end - p) + 1);
+	FUZZ_SETUP(out, "out of memory");
+	size_t n = 0;
+	while (p < end) {
+		size_t k = fuzz_utf8_len(p, end);
+		if (k) {
+			memcpy(out + n, p, k);
+			n += k;
+			p += k;
+		} else {
+			memcpy(out + n, "\xef\xbf\xbd", 3);
+			n += 3;
+			p++;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
 /* One line of text a person reads (a reason, an error): no control character at all. */
 static inline bool fuzz_one_line(const char *s)
 {

@@ -5,14 +5,25 @@
  * It is the reference those readers are compared against: whatever they
  * accept must be JSON here (UTF-8 included), and the fields they return
  * must be the ones this reader finds. It is written for clarity, not
- * speed, and shares no code with src/. Lone surrogate escapes are
- * allowed, as RFC 8259's grammar allows them; snapfs's readers refuse
- * them, which is stricter and fine.
+ * speed, and shares no code with src/ nor with jansson, which snapfs
+ * reads JSON with (util/jsonx). RFC 8259's grammar allows some things
+ * snapfs's reader refuses on purpose (jsonx.h), which is stricter and
+ * fine; the oracle accepts them and says it saw them, so that a target
+ * can tell a documented refusal from a wrong one:
+ *  - a lone surrogate escape (\uD800-\uDFFF outside a pair): not Unicode;
+ *  - \u0000: no NUL inside a C string;
+ *  - a key twice in one object, at any depth (RFC 8259 4: "SHOULD be
+ *    unique");
+ *  - a number out of range (RFC 8259 6 lets implementations limit it):
+ *    a whole number (no fraction, no exponent) outside the signed 64
+ *    bits, or any number whose magnitude is past what a double holds.
  */
 #ifndef SNAPFS_FUZZ_JSON_ORACLE_H
 #define SNAPFS_FUZZ_JSON_ORACLE_H
 
 #include "fuzz.h"
+
+#include <math.h>
 
 #define JO_MAX_DEPTH 256
 
@@ -23,6 +34,8 @@ struct jo {
 	bool any_bytes; /* lax: bytes >= 0x80 in strings need not be UTF-8 */
 	bool lone_surrogate; /* a \uD800-\uDFFF escape outside a pair was seen */
 	bool nul_escape;     /* a \u0000 was seen */
+	bool dup_key;        /* an object had a key twice (decoded, byte for byte) */
+	bool num_range;      /* a number out of range (see the top of this file) */
 };
 
 static inline void jo_ws(struct jo *j)
@@ -146,8 +159,35 @@ static inline bool jo_string(struct jo *j, char *out, size_t *len)
 	return true;
 }
 
+/*
+ * Whether the number token s[0..n) is in range: a whole number within
+ * [-2^63, 2^63-1], any other number finite as a double.
+ */
+static inline bool jo_number_in_range(const unsigned char *s, size_t n)
+{
+	bool whole = !memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n);
+	if (whole) {
+		bool neg = n && s[0] == '-';
+		unsigned __int128 v = 0;
+		for (size_t i = neg; i < n; i++) {
+			v = v * 10 + (unsigned)(s[i] - '0');
+			if (v > (unsigned __int128)1 << 64)
+				return false;
+		}
+		return neg ? v <= (unsigned __int128)1 << 63 : v < (unsigned __int128)1 << 63;
+	}
+	char *copy = malloc(n + 1);
+	FUZZ_SETUP(copy, "out of memory");
+	memcpy(copy, s, n);
+	copy[n] = '\0';
+	double d = strtod(copy, NULL);
+	free(copy);
+	return isfinite(d);
+}
+
 static inline bool jo_number(struct jo *j)
 {
+	const unsigned char *start = j->p;
 	if (j->p < j->end && *j->p == '-')
 		j->p++;
 	if (j->p >= j->end || *j->p < '0' || *j->p > '9')
@@ -173,6 +213,8 @@ static inline bool jo_number(struct jo *j)
 		while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
 			j->p++;
 	}
+	if (!jo_number_in_range(start, (size_t)(j->p - start)))
+		j->num_range = true;
 	return true;
 }
 
@@ -182,6 +224,56 @@ static inline bool jo_word(struct jo *j, const char *w)
 	if ((size_t)(j->end - j->p) < n || memcmp(j->p, w, n))
 		return false;
 	j->p += n;
+	return true;
+}
+
+/* A key as decoded, to look for one given twice. */
+struct jo_key {
+	char *s;
+	size_t n;
+};
+
+static inline int jo_key_cmp(const void *a, const void *b)
+{
+	const struct jo_key *x = a, *y = b;
+	size_t n = x->n < y->n ? x->n : y->n;
+	int c = n ? memcmp(x->s, y->s, n) : 0;
+	return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* Whether two of keys[0..n) are the same bytes; frees them. */
+static inline bool jo_keys_dup(struct jo_key *keys, size_t n)
+{
+	bool dup = false;
+	if (n > 1) {
+		qsort(keys, n, sizeof(*keys), jo_key_cmp);
+		for (size_t i = 1; i < n && !dup; i++)
+			dup = !jo_key_cmp(&keys[i - 1], &keys[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(keys[i].s);
+	free(keys);
+	return dup;
+}
+
+/* Decodes the key string at j->p into *keys (grown), moving past it as jo_string does. */
+static inline bool jo_key(struct jo *j, struct jo_key **keys, size_t *n, size_t *cap)
+{
+	const unsigned char *ks = j->p;
+	if (!jo_string(j, NULL, NULL))
+		return false;
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		struct jo_key *k = realloc(*keys, *cap * sizeof(*k));
+		FUZZ_SETUP(k, "out of memory");
+		*keys = k;
+	}
+	char *s = malloc((size_t)(j->p - ks) + 1);
+	FUZZ_SETUP(s, "out of memory");
+	struct jo k2 = {ks, j->end, 0, 0, j->any_bytes, false, false, false, false};
+	size_t len = 0;
+	jo_string(&k2, s, &len);
+	(*keys)[(*n)++] = (struct jo_key){s, len};
 	return true;
 }
 
@@ -213,31 +305,38 @@ static inline bool jo_value(struct jo *j)
 		j->depth--;
 		return true;
 	}
+	struct jo_key *keys = NULL;
+	size_t nkeys = 0, cap = 0;
+	bool ok = false;
 	for (;;) {
 		jo_ws(j);
 		if (close == '}') {
-			if (!jo_string(j, NULL, NULL))
-				return false;
+			if (!jo_key(j, &keys, &nkeys, &cap))
+				break;
 			jo_ws(j);
 			if (j->p >= j->end || *j->p != ':')
-				return false;
+				break;
 			j->p++;
 		}
 		if (!jo_value(j))
-			return false;
+			break;
 		jo_ws(j);
 		if (j->p >= j->end)
-			return false;
+			break;
 		if (*j->p == ',') {
 			j->p++;
 			continue;
 		}
 		if (*j->p != close)
-			return false;
+			break;
 		j->p++;
 		j->depth--;
-		return true;
+		ok = true;
+		break;
 	}
+	if (jo_keys_dup(keys, nkeys))
+		j->dup_key = true;
+	return ok;
 }
 
 /* One member of an object: the decoded key, and the value's text. */
@@ -254,7 +353,15 @@ struct jo_object {
 	int max_depth;	     /* nesting of the whole document, this object counting 1 */
 	bool lone_surrogate; /* somewhere in the document, as in struct jo */
 	bool nul_escape;
+	bool dup_key;
+	bool num_range;
 };
+
+/* Whether the oracle saw any of the things snapfs's reader refuses on purpose (see the top). */
+static inline bool jo_refusable(const struct jo_object *o)
+{
+	return o->lone_surrogate || o->nul_escape || o->dup_key || o->num_range;
+}
 
 static inline void jo_object_free(struct jo_object *o)
 {
@@ -273,7 +380,8 @@ static inline void jo_object_free(struct jo_object *o)
 static inline bool jo_parse_object_ex(const char *text, size_t len, bool any_bytes, struct jo_object *o)
 {
 	memset(o, 0, sizeof(*o));
-	struct jo j = {(const unsigned char *)text, (const unsigned char *)text + len, 1, 1, any_bytes, false, false};
+	struct jo j = {(const unsigned char *)text, (const unsigned char *)text + len, 1, 1, any_bytes,
+		       false, false, false, false};
 	size_t cap = 0;
 	jo_ws(&j);
 	if (j.p >= j.end || *j.p != '{')
@@ -291,7 +399,7 @@ static inline bool jo_parse_object_ex(const char *text, size_t len, bool any_byt
 			size_t klen = 0;
 			char *key = malloc((size_t)(j.p - ks) + 1);
 			FUZZ_SETUP(key, "out of memory");
-			struct jo k2 = {ks, j.end, 0, 0, any_bytes, false, false};
+			struct jo k2 = {ks, j.end, 0, 0, any_bytes, false, false, false, false};
 			jo_string(&k2, key, &klen);
 			key[klen] = '\0';
 			if (o->n == cap) {
@@ -331,6 +439,17 @@ static inline bool jo_parse_object_ex(const char *text, size_t len, bool any_byt
 	o->max_depth = j.max_depth;
 	o->lone_surrogate = j.lone_surrogate;
 	o->nul_escape = j.nul_escape;
+	o->num_range = j.num_range;
+	/* The top level's keys, as jo_value looks at those of nested objects. */
+	struct jo_key *keys = o->n ? malloc(o->n * sizeof(*keys)) : NULL;
+	FUZZ_SETUP(!o->n || keys, "out of memory");
+	for (size_t i = 0; i < o->n; i++) {
+		keys[i].s = malloc(o->m[i].klen + 1);
+		FUZZ_SETUP(keys[i].s, "out of memory");
+		memcpy(keys[i].s, o->m[i].key, o->m[i].klen + 1);
+		keys[i].n = o->m[i].klen;
+	}
+	o->dup_key = j.dup_key || jo_keys_dup(keys, o->n);
 	return true;
 bad:
 	jo_object_free(o);
@@ -342,10 +461,63 @@ static inline bool jo_parse_object(const char *text, size_t len, struct jo_objec
 	return jo_parse_object_ex(text, len, false, o);
 }
 
+/*
+ * The elements of the array whose text is v[0..vlen) (a member's value),
+ * in order, as members without a key. False if it is not an array.
+ */
+static inline bool jo_parse_array(const char *v, size_t vlen, struct jo_object *o)
+{
+	memset(o, 0, sizeof(*o));
+	struct jo j = {(const unsigned char *)v, (const unsigned char *)v + vlen, 1, 1, true,
+		       false, false, false, false};
+	size_t cap = 0;
+	jo_ws(&j);
+	if (j.p >= j.end || *j.p != '[')
+		return false;
+	j.p++;
+	jo_ws(&j);
+	if (j.p < j.end && *j.p == ']') {
+		j.p++;
+	} else {
+		for (;;) {
+			jo_ws(&j);
+			const unsigned char *vs = j.p;
+			if (!jo_value(&j))
+				goto bad;
+			if (o->n == cap) {
+				cap = cap ? cap * 2 : 8;
+				struct jo_member *m = realloc(o->m, cap * sizeof(*m));
+				FUZZ_SETUP(m, "out of memory");
+				o->m = m;
+			}
+			o->m[o->n++] = (struct jo_member){NULL, 0, (const char *)vs, (size_t)(j.p - vs)};
+			jo_ws(&j);
+			if (j.p >= j.end)
+				goto bad;
+			if (*j.p == ',') {
+				j.p++;
+				continue;
+			}
+			if (*j.p != ']')
+				goto bad;
+			j.p++;
+			break;
+		}
+	}
+	jo_ws(&j);
+	if (j.p != j.end)
+		goto bad;
+	return true;
+bad:
+	jo_object_free(o);
+	return false;
+}
+
 /* Whether text[0..len) is one JSON document of any value. */
 static inline bool jo_valid(const char *text, size_t len)
 {
-	struct jo j = {(const unsigned char *)text, (const unsigned char *)text + len, 0, 0, false, false, false};
+	struct jo j = {(const unsigned char *)text, (const unsigned char *)text + len, 0, 0, false, false, false, false,
+		       false};
 	if (!jo_value(&j))
 		return false;
 	jo_ws(&j);
@@ -374,7 +546,8 @@ static inline char *jo_as_string(const struct jo_member *m, size_t *len)
 		return NULL;
 	char *s = malloc(m->vlen + 1);
 	FUZZ_SETUP(s, "out of memory");
-	struct jo j = {(const unsigned char *)m->v, (const unsigned char *)m->v + m->vlen, 0, 0, true, false, false};
+	struct jo j = {(const unsigned char *)m->v, (const unsigned char *)m->v + m->vlen, 0, 0, true,
+		       false, false, false, false};
 	size_t n = 0;
 	jo_string(&j, s, &n);
 	s[n] = '\0';
