@@ -449,7 +449,8 @@ static inline bool jo_parse_object_ex(const char *text, size_t len, bool any_byt
 		memcpy(keys[i].s, o->m[i].key, o->m[i].klen + 1);
 		keys[i].n = o->m[i].klen;
 	}
-	o->dup_key = j.dup_key || jo_keys_dup(keys, o->n);
+	bool top_dup = jo_keys_dup(keys, o->n); /* frees keys: called whatever j.dup_key says */
+	o->dup_key = j.dup_key || top_dup;
 	return true;
 bad:
 	jo_object_free(o);
