@@ -192,10 +192,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				      c.ca_bundle};
 		/*
 		 * Open finding (tests/fuzz/open/s3cred/): a NUL byte inside a
-		 * value cuts it short without a word (and s3cred's wiping stops
-		 * at that NUL, leaving the rest of a secret in freed memory).
-		 * The input's first NUL ends the credentials file, so only the
-		 * config file can hold one.
+		 * value cuts it short without a word. The input's first NUL
+		 * ends the credentials file, so only the config file can hold
+		 * one.
 		 */
 		bool has_nul = memchr(f2, '\0', l2) != NULL;
 		for (size_t i = 0; i < 6; i++) {
