@@ -83,6 +83,18 @@ int compactor_add(compactor *c, const char *coll);
 int compactor_remove(compactor *c, const char *coll);
 /* A delta was queued for coll (store_queue_move succeeded). */
 void compactor_kick(compactor *c, const char *coll);
+/*
+ * A cluster member's compactor of coll starts over from a snapshot: at
+ * its next round, before anything else, the thread empties queue/ (in a
+ * cluster it holds only deltas imported from S3, which keeps them),
+ * makes the live database a copy of db (NULL: none, the next delta
+ * starts an empty one; store_live_replace) and forgets what was left to
+ * seal. A newer request replaces one not carried out yet. Returns its
+ * ticket (> 0); compactor_rebased says when it is done. Never waits.
+ */
+uint64_t compactor_rebase(compactor *c, const char *coll, const char *db);
+/* The newest ticket of coll's compactor_rebase carried out (0: none, or unknown collection). */
+uint64_t compactor_rebased(compactor *c, const char *coll);
 /* A problem seen outside the compactor (a delta not queued): shown as last_error. */
 void compactor_report(compactor *c, const char *coll, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -13,6 +13,8 @@
  *       snapshots/ID/           ID: 8 zero-padded digits (wider past 99999999)
  *         NAME.sqlite3, MANIFEST.json
  *       rejected/DELTANAME      plus DELTANAME.reason (one line)
+ *       outbox/SEQ-DELTANAME    a cluster member's acknowledged deltas, not
+ *                               yet shipped to S3 (store_set_outbox_intake)
  *       latest -> snapshots/ID  symlink, replaced atomically
  *
  * The store knows nothing of FUSE or SQLite. It guarantees:
@@ -59,6 +61,7 @@ enum store_area {
 	STORE_AREA_STAGING,    /* collections/NAME/staging */
 	STORE_AREA_SNAPSHOTS,  /* collections/NAME/snapshots */
 	STORE_AREA_REJECTED,   /* collections/NAME/rejected */
+	STORE_AREA_OUTBOX,     /* collections/NAME/outbox (a cluster member's deltas to ship) */
 };
 
 /* A queued delta. */
@@ -139,6 +142,42 @@ int store_queue_list(store *s, const char *coll, store_delta **out, size_t *n);
 void store_deltas_free(store_delta *d, size_t n);
 /* Removes a delta from the queue (after it was applied). Durable. */
 int store_queue_remove(store *s, const char *coll, const store_delta *d);
+/* As store_queue_list and store_queue_remove, for STORE_AREA_QUEUE or STORE_AREA_OUTBOX. */
+int store_area_list(store *s, const char *coll, enum store_area area, store_delta **out, size_t *n);
+int store_area_remove(store *s, const char *coll, enum store_area area, const store_delta *d);
+
+/* ---- a cluster member's store (store_cluster.c) ---- */
+
+/*
+ * From now on, deltas made complete in incoming/ (store_queue_move,
+ * store_queue_add, and store_recover's leftovers) go to outbox/, to be
+ * shipped, instead of queue/, which then holds only what the compactor
+ * is given (store_queue_import). Call before anything is queued.
+ */
+void store_set_outbox_intake(store *s, bool on);
+/*
+ * Renames file (in the same file system, its content already fsynced)
+ * into queue/ as SEQ-name under the next arrival number, and syncs
+ * queue/. For deltas that did not come through incoming/.
+ */
+int store_queue_import(store *s, const char *coll, const char *file, const char *name, uint64_t *seq);
+/*
+ * Entering cluster mode: moves what queue/ holds to outbox/, except
+ * deltas imported from the cluster (names store_remote_name_valid
+ * accepts), which are deleted: the cluster still has them. Durable.
+ */
+int store_queue_to_outbox(store *s, const char *coll);
+/* Whether name is a delta imported from the cluster: "@HOST@LEAF" (see layout.h). */
+bool store_remote_name(const char *name);
+/* next-id of coll becomes at least id + 1, durably: id is never handed out. */
+int store_id_reserve(store *s, const char *coll, uint64_t id);
+/*
+ * Replaces coll's live database by a copy of db (NULL: none at all):
+ * live.db and its -wal and -shm are removed, the copy is made beside it,
+ * fsynced and renamed into place, and the directory fsynced. Only the
+ * thread that owns the live database may call it, with it closed.
+ */
+int store_live_replace(store *s, const char *coll, const char *db);
 /*
  * Moves a queued delta to rejected/NAME (NAME.1, NAME.2... if taken) and
  * writes NAME.reason holding reason and a newline. Durable.

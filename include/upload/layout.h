@@ -7,6 +7,19 @@
  *   PREFIX/COLL/pointer.json                          the newest snapshot (lease.h)
  *   PREFIX/COLL/lease.json                            the collection's lease
  *
+ * and for a cluster (cluster.h):
+ *
+ *   PREFIX/COLL/collection.json                       the collection exists (create-only)
+ *   PREFIX/COLL/deltas/HOST/INST-SEQ-SHA256           a delta HOST acknowledged, not yet in
+ *                                                     a snapshot the pointer names
+ *   PREFIX/COLL/rejected/HOST/INST-SEQ-SHA256         one the compactor refused, for HOST
+ *   PREFIX/.cluster/hosts/HOST.json                   HOST's claim and heartbeat
+ *
+ * SEQ is the delta's arrival number in HOST's STORE (16 digits) and
+ * SHA256 the hex digest of its bytes: a key names one delta of one STORE
+ * for good, and the same bytes shipped twice land on the same key.
+ * ".cluster" cannot be a collection (names start with a letter or digit).
+ *
  * ID is the writer's local snapshot id (8 digits or more), HOST its host
  * id and INST the instance id of its STORE (16 hex digits, made when the
  * STORE was, see store_instance()). A key names one snapshot of one
@@ -50,6 +63,30 @@ int layout_snapshot_key(const char *prefix, const char *coll, const char *dir, c
 int layout_snapshots_prefix(const char *prefix, const char *coll, char *buf, size_t len);
 int layout_pointer_key(const char *prefix, const char *coll, char *buf, size_t len);
 int layout_lease_key(const char *prefix, const char *coll, char *buf, size_t len);
+/* PREFIX/COLL/collection.json */
+int layout_marker_key(const char *prefix, const char *coll, char *buf, size_t len);
+/* PREFIX/.cluster/hosts/HOST.json */
+int layout_host_key(const char *prefix, const char *host, char *buf, size_t len);
+/* PREFIX/COLL/deltas/ (host NULL) or PREFIX/COLL/deltas/HOST/; the same with rejected for area "rejected". */
+int layout_deltas_prefix(const char *prefix, const char *coll, const char *area, const char *host, char *buf,
+			 size_t len);
+
+/* A shipped delta, as its key names it. */
+struct layout_delta {
+	char host[LAYOUT_HOST_ID_MAX + 1];
+	char inst[LAYOUT_INST_LEN + 1];
+	uint64_t seq;
+	char sha256[65];
+};
+/* INST-SEQ-SHA256, the last part of a delta's key (buf: at least LAYOUT_DELTA_LEAF_MAX). */
+#define LAYOUT_DELTA_LEAF_MAX (LAYOUT_INST_LEN + 1 + 16 + 1 + 64 + 1)
+void layout_delta_leaf(const struct layout_delta *d, char *buf, size_t len);
+/* PREFIX/COLL/AREA/HOST/INST-SEQ-SHA256, AREA "deltas" or "rejected". */
+int layout_delta_key(const char *prefix, const char *coll, const char *area, const struct layout_delta *d,
+		     char *buf, size_t len);
+/* Reads a key under layout_deltas_prefix(prefix, coll, area, NULL); false if it is not a delta's. */
+bool layout_parse_delta_key(const char *prefix, const char *coll, const char *area, const char *key,
+			    struct layout_delta *out);
 
 enum layout_leaf {
 	LAYOUT_LEAF_NONE,     /* a directory name only */

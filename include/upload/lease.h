@@ -7,11 +7,18 @@
  *
  * The lease (JSON: owner, token, expires, acquired_at, ttl):
  *  - absent: created with If-None-Match: *, token 1;
- *  - expired or released (expires 0): taken over with If-Match on the
- *    ETag just read, token + 1 (the fencing token grows with every
- *    takeover, and is written into every pointer its holder writes);
- *  - ours and live: renewed with If-Match, same token;
+ *  - released (expires 0), expired, or left by an earlier process of
+ *    ours (lease_set_self_prefix): taken over with If-Match on the ETag
+ *    just read, token + 1 (the fencing token grows with every takeover,
+ *    and is written into every pointer its holder writes);
+ *  - ours: renewed with If-Match, same token;
  *  - someone else's and live: not touched (-EBUSY, the holder reported).
+ * Expired means watched, not computed: another owner's lease counts as
+ * expired only once this process has read it with the same ETag for its
+ * ttl (and a margin of 2 s + 1 %) on its own monotonic clock. The
+ * wall-clock expires in the document is for people and is never trusted
+ * for a takeover, so a host whose clock is minutes off cannot take a
+ * live lease: its holder renews (a new ETag) well within every ttl.
  * A lost race (412) is re-read once: if the object then holds our owner
  * and token, the write was ours (a retried PUT whose first answer was
  * lost); otherwise the lease is busy.
@@ -107,6 +114,18 @@ int lease_hold(lease *l, double min_left_s, struct lease_state *holder, struct s
  * it (a 412: someone took it after it expired, which counts as released).
  */
 int lease_drop(lease *l, struct s3_error *err);
+/*
+ * As lease_hold, but never acquires: a hold only if the lease is held
+ * now with more than min_left_s seconds left, else -ENOLCK (for users
+ * that may work only while another user of this process holds it).
+ */
+int lease_hold_if_held(lease *l, double min_left_s);
+/*
+ * Owners that start with prefix are earlier processes of this one (the
+ * caller knows they are gone: say, it holds a lock they held): their
+ * lease is taken over at once. 0 or -ENOMEM.
+ */
+int lease_set_self_prefix(lease *l, const char *prefix);
 /* Seconds of the lease left by the local clock; <= 0 when not held. */
 double lease_remaining(lease *l);
 uint64_t lease_token(lease *l);

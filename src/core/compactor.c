@@ -119,7 +119,7 @@ static struct ccoll *next_due(compactor *c, double *wake, bool *have_wake)
 		double at;
 		if (cc->parked && now < cc->not_before)
 			at = cc->not_before;
-		else if (cc->check_live || cc->needs_seal)
+		else if (cc->rebase_pending || cc->check_live || cc->needs_seal)
 			return cc;
 		else if (cc->queued == 0)
 			continue;
@@ -231,6 +231,7 @@ void compactor_stop(compactor *c)
 	while (c->colls) {
 		struct ccoll *cc = c->colls;
 		c->colls = cc->next;
+		free(cc->rebase_db);
 		free(cc);
 	}
 	pthread_cond_destroy(&c->cond);
@@ -317,6 +318,7 @@ int compactor_remove(compactor *c, const char *coll)
 				break;
 			}
 		}
+		free(cc->rebase_db);
 		free(cc);
 	} else {
 		cc->removing = false;
@@ -339,6 +341,36 @@ void compactor_kick(compactor *c, const char *coll)
 		pthread_cond_broadcast(&c->cond);
 	}
 	pthread_mutex_unlock(&c->mu);
+}
+
+uint64_t compactor_rebase(compactor *c, const char *coll, const char *db)
+{
+	char *copy = db ? strdup(db) : NULL;
+	if (db && !copy)
+		return 0;
+	uint64_t ticket = 0;
+	pthread_mutex_lock(&c->mu);
+	struct ccoll *cc = ccoll_find(c, coll);
+	if (cc) {
+		free(cc->rebase_db);
+		cc->rebase_db = copy;
+		copy = NULL;
+		cc->rebase_pending = true;
+		ticket = ++cc->rebase_ticket;
+		pthread_cond_broadcast(&c->cond);
+	}
+	pthread_mutex_unlock(&c->mu);
+	free(copy);
+	return ticket;
+}
+
+uint64_t compactor_rebased(compactor *c, const char *coll)
+{
+	pthread_mutex_lock(&c->mu);
+	struct ccoll *cc = ccoll_find(c, coll);
+	uint64_t done = cc ? cc->rebase_done : 0;
+	pthread_mutex_unlock(&c->mu);
+	return done;
 }
 
 void compactor_report(compactor *c, const char *coll, const char *fmt, ...)

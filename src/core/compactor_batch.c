@@ -442,6 +442,48 @@ static bool apply_queue(compactor *c, struct ccoll *cc, const char *live, livedb
 	return failed;
 }
 
+bool cc_rebase(compactor *c, struct ccoll *cc)
+{
+	pthread_mutex_lock(&c->mu);
+	uint64_t ticket = cc->rebase_ticket;
+	char *db = cc->rebase_db ? strdup(cc->rebase_db) : NULL;
+	bool nomem = cc->rebase_db && !db;
+	pthread_mutex_unlock(&c->mu);
+	if (nomem)
+		return false;
+	/* In a cluster queue/ holds only imports: S3 keeps them until a published snapshot has them. */
+	store_delta *d = NULL;
+	size_t n = 0;
+	int rc = store_queue_list(c->st, cc->name, &d, &n);
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = store_queue_remove(c->st, cc->name, &d[i]);
+	store_deltas_free(d, n);
+	if (rc == 0)
+		rc = store_live_replace(c->st, cc->name, db);
+	if (rc < 0) {
+		cc_error(c, cc, "collection %s: cannot start over from %s: %s; retrying", cc->name,
+			 db ? db : "nothing", strerror(-rc));
+		free(db);
+		return false;
+	}
+	struct last_snapshot ls;
+	cc_load_last(c, cc->name, &ls);
+	pthread_mutex_lock(&c->mu);
+	cc->rebase_done = ticket;
+	cc->rebase_pending = cc->rebase_ticket != ticket; /* a newer request came meanwhile */
+	cc->queued = 0;
+	cc->kicks = 0;
+	cc->needs_seal = false;
+	cc->check_live = false;
+	cc->fail_seq = 0;
+	cc->fail_count = 0;
+	cc->last = ls;
+	pthread_mutex_unlock(&c->mu);
+	log_info("collection %s: starting over from %s (queue emptied)", cc->name, db ? db : "an empty database");
+	free(db);
+	return true;
+}
+
 void cc_run(compactor *c, struct ccoll *cc)
 {
 	char live[PATH_MAX];
@@ -450,7 +492,7 @@ void cc_run(compactor *c, struct ccoll *cc)
 		return;
 	}
 	pthread_mutex_lock(&c->mu);
-	bool recover = cc->recover, first = cc->check_live;
+	bool recover = cc->recover, first = cc->check_live, rebase = cc->rebase_pending;
 	pthread_mutex_unlock(&c->mu);
 	bool failed = false;
 	if (recover) {
@@ -464,6 +506,13 @@ void cc_run(compactor *c, struct ccoll *cc)
 		pthread_mutex_lock(&c->mu);
 		cc->recover = false;
 		pthread_mutex_unlock(&c->mu);
+	}
+	if (rebase) {
+		if (cc_rebase(c, cc))
+			cc_unpark(c, cc);
+		else
+			cc_park(c, cc);
+		return;
 	}
 	if (first) {
 		int rc = check_live(c, cc, live);

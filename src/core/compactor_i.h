@@ -65,6 +65,11 @@ struct ccoll {
 	double last_seal_ms;
 	struct last_snapshot last;
 	char last_error[512];
+	/* compactor_rebase: start over from rebase_db (NULL: nothing) at the next round. */
+	bool rebase_pending;
+	char *rebase_db;        /* malloc'd */
+	uint64_t rebase_ticket; /* of the newest request */
+	uint64_t rebase_done;   /* the newest ticket carried out */
 };
 
 struct compactor {
@@ -94,6 +99,8 @@ bool cc_stopping(compactor *c);
 void cc_load_last(compactor *c, const char *coll, struct last_snapshot *ls);
 /* One round of work on cc (check live, apply the queue, seal), on the compactor thread. */
 void cc_run(compactor *c, struct ccoll *cc);
+/* Carries out a pending compactor_rebase of cc, on the compactor thread; false if it failed. */
+bool cc_rebase(compactor *c, struct ccoll *cc);
 
 /* compactor_status.c */
 const char *cc_state_name(enum cstate s);

@@ -70,6 +70,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "fsx.h"
 #include "hex.h"
 #include "manifest.h"
@@ -81,17 +82,6 @@
 #define SEAL_HASH_BUF (256u << 10) /* stays in L2 between read and hash */
 #define SEAL_CACHE_KIB 262144      /* check connection's page cache */
 #define SEAL_CANCEL_STEPS 10000    /* how often the check looks at the stop flag */
-
-static void seal_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seal_err(char *err, size_t len, const char *fmt, ...)
-{
-	if (!err || !len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- copy and hash ---- */
 
@@ -199,7 +189,7 @@ static int seal_copy(int in, int out, uint64_t size, struct seal_hasher *h, char
 	while (off < size) {
 		if (cancel && atomic_load(cancel)) {
 			rc = -ECANCELED;
-			seal_err(err, len, "copy of %s stopped at byte %" PRIu64 ": snapfs is shutting down", src, off);
+			errbuf_line(err, len, "copy of %s stopped at byte %" PRIu64 ": snapfs is shutting down", src, off);
 			break;
 		}
 		uint64_t left = size - off;
@@ -220,12 +210,12 @@ static int seal_copy(int in, int out, uint64_t size, struct seal_hasher *h, char
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
-			seal_err(err, len, "copy of %s failed at byte %" PRIu64 ": %s", src, off, strerror(errno));
+			errbuf_line(err, len, "copy of %s failed at byte %" PRIu64 ": %s", src, off, strerror(errno));
 			break;
 		}
 		if (n == 0) {
 			rc = -EIO;
-			seal_err(err, len, "copy of %s: file ended at byte %" PRIu64 " of %" PRIu64
+			errbuf_line(err, len, "copy of %s: file ended at byte %" PRIu64 " of %" PRIu64
 				 " (it changed while being sealed)", src, off, size);
 			break;
 		}
@@ -360,7 +350,7 @@ static int seal_check_copy(const struct seal_request *req, const char *path, uin
 	char oerr[512];
 	int rc = sqlh_open_ro(path, &db, oerr, sizeof(oerr));
 	if (rc < 0) {
-		seal_err(err, len, "open of snapshot %08" PRIu64 " of %s failed: %s", req->id, req->collection, oerr);
+		errbuf_line(err, len, "open of snapshot %08" PRIu64 " of %s failed: %s", req->id, req->collection, oerr);
 		return -EIO;
 	}
 	if (req->cancel)
@@ -386,23 +376,23 @@ static int seal_check_copy(const struct seal_request *req, const char *path, uin
 	st = NULL;
 	int out = 0;
 	if (rc == SQLITE_INTERRUPT && req->cancel && atomic_load(req->cancel)) {
-		seal_err(err, len, "check of snapshot %08" PRIu64 " of %s stopped: snapfs is shutting down", req->id,
+		errbuf_line(err, len, "check of snapshot %08" PRIu64 " of %s stopped: snapfs is shutting down", req->id,
 			 req->collection);
 		out = -ECANCELED;
 	} else if (rc != SQLITE_DONE || rows != 1 || strcmp(first, "ok") != 0) {
-		seal_err(err, len, "integrity_check of snapshot %08" PRIu64 " of %s failed: %s", req->id,
+		errbuf_line(err, len, "integrity_check of snapshot %08" PRIu64 " of %s failed: %s", req->id,
 			 req->collection, rows == 0 && rc == SQLITE_DONE ? "no result" : first);
 		out = -EIO;
 	}
 	if (out == 0 && ((rc = seal_pragma_u64(db, "PRAGMA page_size", &c->page_size)) != SQLITE_OK ||
 			 (rc = seal_pragma_u64(db, "PRAGMA page_count", &c->page_count)) != SQLITE_OK ||
 			 (rc = seal_count_rows(db, c)) != SQLITE_OK)) {
-		seal_err(err, len, "row counts of snapshot %08" PRIu64 " of %s failed: %s", req->id,
+		errbuf_line(err, len, "row counts of snapshot %08" PRIu64 " of %s failed: %s", req->id,
 			 req->collection, sqlite3_errmsg(db));
 		out = rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 	}
 	if (sqlite3_close(db) != SQLITE_OK && out == 0) {
-		seal_err(err, len, "close of snapshot %08" PRIu64 " of %s failed: %s", req->id,
+		errbuf_line(err, len, "close of snapshot %08" PRIu64 " of %s failed: %s", req->id,
 			 req->collection, sqlite3_errmsg(db));
 		out = -EIO;
 	}
@@ -462,7 +452,32 @@ static int seal_manifest(const struct seal_request *req, const char *file, uint6
 	int rc = seal_write_manifest(mpath, sbuf_str(&json), json.len, made);
 	sbuf_free(&json);
 	if (rc < 0)
-		seal_err(err, len, "seal of %s: write %s: %s", req->collection, mpath, strerror(-rc));
+		errbuf_line(err, len, "seal of %s: write %s: %s", req->collection, mpath, strerror(-rc));
+	return rc;
+}
+
+/*
+ * Waits for the hasher (when it runs as a thread) once the copy is
+ * synced (rc 0) or failed (rc < 0), and checks that it hashed all size
+ * bytes. Returns rc, or the hasher's error.
+ */
+static int seal_hash_end(struct seal_hasher *h, pthread_t tid, bool *started, int rc, uint64_t size,
+			 const char *coll, const char *copy, char *err, size_t len)
+{
+	if (*started) {
+		if (rc != 0)
+			seal_hasher_publish(h, h->copied, true, true);
+		pthread_join(tid, NULL);
+		*started = false;
+	}
+	if (rc == 0 && h->rc != 0) {
+		rc = h->rc;
+		errbuf_line(err, len, "seal of %s: hashing %s: %s", coll, copy, strerror(-h->rc));
+	}
+	if (rc == 0 && h->hashed != size) {
+		rc = -EIO;
+		errbuf_line(err, len, "seal of %s: hashed %" PRIu64 " bytes of %" PRIu64, coll, h->hashed, size);
+	}
 	return rc;
 }
 
@@ -472,7 +487,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 		err[0] = '\0';
 	if (!req || !res || !req->collection || !req->live_path || !req->staging_dir ||
 	    (req->ndeltas && !req->deltas)) {
-		seal_err(err, len, "seal: invalid request");
+		errbuf_line(err, len, "seal: invalid request");
 		return -EINVAL;
 	}
 	memset(res, 0, sizeof(*res));
@@ -481,7 +496,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	if ((size_t)snprintf(file, sizeof(file), "%s.sqlite3", req->collection) >= sizeof(file) ||
 	    (size_t)snprintf(copy, sizeof(copy), "%s/%s", req->staging_dir, file) >= sizeof(copy) ||
 	    (size_t)snprintf(mpath, sizeof(mpath), "%s/MANIFEST.json", req->staging_dir) >= sizeof(mpath)) {
-		seal_err(err, len, "seal of %s: staging path too long", req->collection);
+		errbuf_line(err, len, "seal of %s: staging path too long", req->collection);
 		return -ENAMETOOLONG;
 	}
 
@@ -497,14 +512,14 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	int in = open(req->live_path, O_RDONLY | O_CLOEXEC);
 	if (in < 0 || fstat(in, &st0) < 0) {
 		rc = -errno;
-		seal_err(err, len, "seal of %s: open %s: %s", req->collection, req->live_path, strerror(errno));
+		errbuf_line(err, len, "seal of %s: open %s: %s", req->collection, req->live_path, strerror(errno));
 		goto out;
 	}
 	posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
 	h.fd = open(copy, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
 	if (h.fd < 0) {
 		rc = -errno;
-		seal_err(err, len, "seal of %s: create %s: %s", req->collection, copy, strerror(errno));
+		errbuf_line(err, len, "seal of %s: create %s: %s", req->collection, copy, strerror(errno));
 		goto out;
 	}
 	made_copy = true;
@@ -515,7 +530,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	rc = seal_copy(in, h.fd, size, &h, err, len, req->live_path, req->cancel);
 	if (rc == 0 && (fstat(in, &st1) < 0 || !seal_same_file(&st0, &st1))) {
 		rc = -EIO;
-		seal_err(err, len, "seal of %s: %s changed while being copied", req->collection, req->live_path);
+		errbuf_line(err, len, "seal of %s: %s changed while being copied", req->collection, req->live_path);
 	}
 	seal_hasher_publish(&h, rc == 0 ? size : h.copied, true, rc != 0);
 	if (!hasher_started)
@@ -529,23 +544,9 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 
 	if (rc == 0 && fsync(h.fd) < 0) {
 		rc = -errno;
-		seal_err(err, len, "seal of %s: fsync %s: %s", req->collection, copy, strerror(errno));
+		errbuf_line(err, len, "seal of %s: fsync %s: %s", req->collection, copy, strerror(errno));
 	}
-	if (hasher_started) {
-		if (rc != 0)
-			seal_hasher_publish(&h, h.copied, true, true);
-		pthread_join(tid, NULL);
-		hasher_started = false;
-	}
-	if (rc == 0 && h.rc != 0) {
-		rc = h.rc;
-		seal_err(err, len, "seal of %s: hashing %s: %s", req->collection, copy, strerror(-h.rc));
-	}
-	if (rc == 0 && h.hashed != size) {
-		rc = -EIO;
-		seal_err(err, len, "seal of %s: hashed %" PRIu64 " bytes of %" PRIu64, req->collection,
-			 h.hashed, size);
-	}
+	rc = seal_hash_end(&h, tid, &hasher_started, rc, size, req->collection, copy, err, len);
 	if (rc < 0)
 		goto out;
 	res->size = size;
@@ -556,7 +557,7 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 		goto out;
 	rc = fsx_fsync_dir(req->staging_dir);
 	if (rc < 0)
-		seal_err(err, len, "seal of %s: fsync %s: %s", req->collection, req->staging_dir, strerror(-rc));
+		errbuf_line(err, len, "seal of %s: fsync %s: %s", req->collection, req->staging_dir, strerror(-rc));
 	/* The check overlaps the hash, so copy_ms is "all but the check": the two add up to the seal. */
 	res->copy_ms = (mono_now() * 1e3) - t0 - res->check_ms;
 

@@ -40,7 +40,7 @@
 #include "hex.h"
 #include "sbuf.h"
 
-const char *const store_coll_subdirs[5] = {"incoming", "queue", "staging", "snapshots", "rejected"};
+const char *const store_coll_subdirs[6] = {"incoming", "queue", "staging", "snapshots", "rejected", "outbox"};
 
 const char *const store_area_names[] = {
 	[STORE_AREA_COLLECTION] = NULL,
@@ -50,6 +50,7 @@ const char *const store_area_names[] = {
 	[STORE_AREA_STAGING] = "staging",
 	[STORE_AREA_SNAPSHOTS] = "snapshots",
 	[STORE_AREA_REJECTED] = "rejected",
+	[STORE_AREA_OUTBOX] = "outbox",
 };
 
 /* ---- open / close -------------------------------------------------------- */
@@ -131,11 +132,9 @@ static int store_sweep_collections(const store *s, const char *dir)
 {
 	char **names;
 	size_t n;
-	int rc = store_list_dir(dir, &names, &n);
-	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
+	int rc = store_list(s, dir, &names, &n);
+	if (rc < 0)
 		return rc;
-	}
 	bool removed = false;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (strncmp(names[i], ".creating-", 10) && strncmp(names[i], ".removing-", 10))
@@ -464,7 +463,7 @@ int store_path(const store *s, const char *coll, enum store_area area, const cha
 		buf[0] = '\0';
 	/* coll and leaf come from the mount: never let them leave the store. */
 	if (!store_name_valid(coll) || (leaf && !store_leaf_valid(leaf)) ||
-	    (unsigned)area > STORE_AREA_REJECTED)
+	    (unsigned)area > STORE_AREA_OUTBOX)
 		return -EINVAL;
 	const char *a = store_area_names[area];
 	int rc;
@@ -511,10 +510,8 @@ int store_collections(store *s, char ***names, size_t *n)
 		return rc;
 	char **all;
 	size_t cnt;
-	if ((rc = store_list_dir(dir, &all, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
+	if ((rc = store_list(s, dir, &all, &cnt)) < 0)
 		return rc;
-	}
 	/* Only valid names: this hides .creating-/.removing- work in progress. */
 	size_t k = 0;
 	for (size_t i = 0; i < cnt; i++) {
@@ -611,7 +608,7 @@ static int dir_check_empty(const store *s, const char *dir)
 
 int store_collection_remove(store *s, const char *name)
 {
-	char dir[PATH_MAX], snaps[PATH_MAX], queue[PATH_MAX], colls[PATH_MAX], gone[PATH_MAX];
+	char dir[PATH_MAX], snaps[PATH_MAX], queue[PATH_MAX], outbox[PATH_MAX], colls[PATH_MAX], gone[PATH_MAX];
 	int rc;
 	if (!store_name_valid(name)) {
 		store_say(s, LOG_ERR, "store: cannot remove collection \"%s\": not a valid name",
@@ -621,6 +618,7 @@ int store_collection_remove(store *s, const char *name)
 	if ((rc = store_coll_path(s, name, STORE_AREA_COLLECTION, NULL, dir, sizeof(dir))) < 0 ||
 	    (rc = store_coll_path(s, name, STORE_AREA_SNAPSHOTS, NULL, snaps, sizeof(snaps))) < 0 ||
 	    (rc = store_coll_path(s, name, STORE_AREA_QUEUE, NULL, queue, sizeof(queue))) < 0 ||
+	    (rc = store_coll_path(s, name, STORE_AREA_OUTBOX, NULL, outbox, sizeof(outbox))) < 0 ||
 	    (rc = store_fmt_path(colls, sizeof(colls), "%s/" COLLECTIONS, s->root)) < 0)
 		return rc;
 	struct stat st;
@@ -634,11 +632,12 @@ int store_collection_remove(store *s, const char *name)
 	unsigned long nr = s->tmp_nr++;
 	pthread_mutex_unlock(&s->mu);
 	/* staging/ is not checked: it only ever holds half-made work. */
-	if ((rc = dir_check_empty(s, snaps)) < 0 || (rc = dir_check_empty(s, queue)) < 0) {
+	if ((rc = dir_check_empty(s, snaps)) < 0 || (rc = dir_check_empty(s, queue)) < 0 ||
+	    (rc = dir_check_empty(s, outbox)) < 0) {
 		pthread_mutex_unlock(&s->seq_mu);
 		if (rc == -ENOTEMPTY)
-			store_say(s, LOG_INFO, "store: not removing collection %s: it holds snapshots or "
-				 "queued deltas",
+			store_say(s, LOG_INFO, "store: not removing collection %s: it holds snapshots, "
+				 "queued deltas or deltas not shipped yet",
 				 name);
 		return rc;
 	}

@@ -209,6 +209,14 @@ bool store_is_reg_at(const char *dir, const char *name)
 	       S_ISREG(st.st_mode);
 }
 
+int store_list(const store *s, const char *dir, char ***out, size_t *n)
+{
+	int rc = store_list_dir(dir, out, n);
+	if (rc < 0)
+		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
+	return rc;
+}
+
 /* Largest snapshot id among the entries of dir; *found false if none. */
 int store_max_id_in(const store *s, const char *dir, uint64_t *max, bool *found)
 {
@@ -216,11 +224,9 @@ int store_max_id_in(const store *s, const char *dir, uint64_t *max, bool *found)
 	size_t n;
 	*found = false;
 	*max = 0;
-	int rc = store_list_dir(dir, &names, &n);
-	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: cannot list %s: %s", dir, strerror(-rc));
+	int rc = store_list(s, dir, &names, &n);
+	if (rc < 0)
 		return rc;
-	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t id;
 		if (store_id_parse(names[i], &id) && (!*found || id > *max)) {

@@ -45,6 +45,8 @@ struct store {
 
 	pthread_mutex_t seq_mu;
 	uint64_t next_seq; /* next queue sequence number; protected by seq_mu */
+	/* Deltas from incoming/ go to outbox/ (a cluster member); set before anything is queued. */
+	bool outbox_intake;
 
 	char instance[STORE_INSTANCE_LEN + 1]; /* from the marker; fixed once open */
 	/* Modes of what the store makes (STORE_OPEN_GROUP adds group read); fixed once open. */
@@ -59,7 +61,7 @@ struct store {
 
 
 /* The sub-directories of a collection, in the order they are created. */
-extern const char *const store_coll_subdirs[5];
+extern const char *const store_coll_subdirs[6];
 /* Each area's directory or file name inside a collection (NULL: the collection itself). */
 extern const char *const store_area_names[];
 
@@ -73,12 +75,19 @@ int store_fsync_file(const store *s, const char *path);
 int store_sync_dir(const store *s, const char *dir);
 int store_rename_noreplace(const char *from, const char *to);
 int store_list_dir(const char *dir, char ***out, size_t *n);
+/* As store_list_dir, saying "cannot list DIR: why" through s when it fails. */
+int store_list(const store *s, const char *dir, char ***out, size_t *n);
 int store_cmp_str(const void *a, const void *b);
 int store_cmp_u64(const void *a, const void *b);
 bool store_is_dir_at(const char *dir, const char *name);
 bool store_is_reg_at(const char *dir, const char *name);
 int store_max_id_in(const store *s, const char *dir, uint64_t *max, bool *found);
 bool store_queue_name_parse(const char *fname, uint64_t *seq, const char **name);
+/* Where deltas made complete in incoming/ go: queue/, or outbox/ in a cluster. */
+static inline enum store_area store_intake(const store *s)
+{
+	return s->outbox_intake ? STORE_AREA_OUTBOX : STORE_AREA_QUEUE;
+}
 int store_coll_path(const store *s, const char *coll, enum store_area area, const char *leaf,
 		     char *buf, size_t len);
 int store_reject_file(store *s, const char *coll, const char *src, const char *srcdir, const char *name,

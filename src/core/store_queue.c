@@ -63,7 +63,7 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 	uint64_t n = s->next_seq;
 	char leaf[NAME_MAX + 32];
 	snprintf(leaf, sizeof(leaf), "%0*llu-%s", SEQ_DIGITS, (unsigned long long)n, name);
-	if ((rc = store_coll_path(s, coll, STORE_AREA_QUEUE, leaf, q, sizeof(q))) == 0) {
+	if ((rc = store_coll_path(s, coll, store_intake(s), leaf, q, sizeof(q))) == 0) {
 		if ((rc = store_rename_noreplace(in, q)) < 0)
 			store_say(s, LOG_ERR, "store: %s: cannot queue delta: rename %s to %s: %s", coll, in, q, strerror(-rc));
 		else
@@ -83,9 +83,9 @@ int store_queue_sync(store *s, const char *coll)
 	char indir[PATH_MAX], qdir[PATH_MAX];
 	int rc;
 	if ((rc = store_coll_path(s, coll, STORE_AREA_INCOMING, NULL, indir, sizeof(indir))) < 0 ||
-	    (rc = store_coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
+	    (rc = store_coll_path(s, coll, store_intake(s), NULL, qdir, sizeof(qdir))) < 0)
 		return rc;
-	/* queue/ first: if only that is lost to a crash the delta is back in incoming/, never gone. */
+	/* queue/ (or outbox/) first: if only that is lost to a crash the delta is back in incoming/, never gone. */
 	if ((rc = store_sync_dir(s, qdir)) < 0 || (rc = store_sync_dir(s, indir)) < 0)
 		return rc;
 	return 0;
@@ -135,18 +135,23 @@ static int cmp_delta(const void *a, const void *b)
 
 int store_queue_list(store *s, const char *coll, store_delta **out, size_t *n)
 {
+	return store_area_list(s, coll, STORE_AREA_QUEUE, out, n);
+}
+
+int store_area_list(store *s, const char *coll, enum store_area area, store_delta **out, size_t *n)
+{
 	char qdir[PATH_MAX];
 	*out = NULL;
 	*n = 0;
-	int rc = store_coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir));
+	if (area != STORE_AREA_QUEUE && area != STORE_AREA_OUTBOX)
+		return -EINVAL;
+	int rc = store_coll_path(s, coll, area, NULL, qdir, sizeof(qdir));
 	if (rc < 0)
 		return rc;
 	char **names;
 	size_t cnt;
-	if ((rc = store_list_dir(qdir, &names, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list queue %s: %s", coll, qdir, strerror(-rc));
+	if ((rc = store_list(s, qdir, &names, &cnt)) < 0)
 		return rc;
-	}
 	store_delta *d = calloc(cnt ? cnt : 1, sizeof(*d));
 	size_t k = 0;
 	if (!d) {
@@ -181,7 +186,7 @@ out:
 		store_deltas_free(d, k);
 	store_names_free(names, cnt);
 	if (rc < 0)
-		store_say(s, LOG_ERR, "store: %s: cannot list queue %s: %s", coll, qdir, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, qdir, strerror(-rc));
 	return rc;
 }
 
@@ -196,8 +201,9 @@ void store_deltas_free(store_delta *d, size_t n)
 	free(d);
 }
 
-/* The queue file of d, rebuilt from seq and name rather than d->path. */
-static int queue_file(const store *s, const char *coll, const store_delta *d, char *buf, size_t len)
+/* The file of d in area, rebuilt from seq and name rather than d->path. */
+static int queue_file(const store *s, const char *coll, enum store_area area, const store_delta *d, char *buf,
+		      size_t len)
 {
 	char leaf[NAME_MAX + 32];
 	if (!d->name || !store_delta_name_valid(d->name)) {
@@ -207,19 +213,26 @@ static int queue_file(const store *s, const char *coll, const store_delta *d, ch
 	if (store_fmt_path(leaf, sizeof(leaf), "%0*llu-%s", SEQ_DIGITS, (unsigned long long)d->seq,
 		     d->name) < 0)
 		return -ENAMETOOLONG;
-	return store_coll_path(s, coll, STORE_AREA_QUEUE, leaf, buf, len);
+	return store_coll_path(s, coll, area, leaf, buf, len);
 }
 
 int store_queue_remove(store *s, const char *coll, const store_delta *d)
 {
+	return store_area_remove(s, coll, STORE_AREA_QUEUE, d);
+}
+
+int store_area_remove(store *s, const char *coll, enum store_area area, const store_delta *d)
+{
 	char q[PATH_MAX], qdir[PATH_MAX];
 	int rc;
-	if ((rc = queue_file(s, coll, d, q, sizeof(q))) < 0 ||
-	    (rc = store_coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
+	if (area != STORE_AREA_QUEUE && area != STORE_AREA_OUTBOX)
+		return -EINVAL;
+	if ((rc = queue_file(s, coll, area, d, q, sizeof(q))) < 0 ||
+	    (rc = store_coll_path(s, coll, area, NULL, qdir, sizeof(qdir))) < 0)
 		return rc;
 	if (unlink(q) < 0) {
 		rc = -errno;
-		store_say(s, LOG_ERR, "store: %s: cannot remove queued delta %s: %s", coll, q, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot remove delta %s: %s", coll, q, strerror(-rc));
 		return rc;
 	}
 	return store_sync_dir(s, qdir);
@@ -369,7 +382,7 @@ int store_reject(store *s, const char *coll, const store_delta *d, const char *r
 {
 	char q[PATH_MAX], qdir[PATH_MAX];
 	int rc;
-	if ((rc = queue_file(s, coll, d, q, sizeof(q))) < 0 ||
+	if ((rc = queue_file(s, coll, STORE_AREA_QUEUE, d, q, sizeof(q))) < 0 ||
 	    (rc = store_coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
 		return rc;
 	return store_reject_file(s, coll, q, qdir, d->name, reason);
@@ -399,10 +412,8 @@ int store_rejected_prune(store *s, const char *coll, uint64_t max, uint64_t *rem
 		return rc;
 	char **names;
 	size_t cnt;
-	if ((rc = store_list_dir(rdir, &names, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
+	if ((rc = store_list(s, rdir, &names, &cnt)) < 0)
 		return rc;
-	}
 	struct rejected_file *f = calloc(cnt ? cnt : 1, sizeof(*f));
 	size_t k = 0;
 	if (!f) {
@@ -448,10 +459,8 @@ int store_rejected_count(store *s, const char *coll, uint64_t *n)
 		return rc;
 	char **names;
 	size_t cnt;
-	if ((rc = store_list_dir(rdir, &names, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, rdir, strerror(-rc));
+	if ((rc = store_list(s, rdir, &names, &cnt)) < 0)
 		return rc;
-	}
 	for (size_t i = 0; i < cnt; i++)
 		if (names[i][0] != '.' && !store_is_reason_name(names[i]) && store_is_reg_at(rdir, names[i]))
 			(*n)++;

@@ -31,11 +31,9 @@ static int recover_staging(const store *s, const char *coll, const char *staging
 {
 	char **names;
 	size_t n;
-	int rc = store_list_dir(staging, &names, &n);
-	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, staging, strerror(-rc));
+	int rc = store_list(s, staging, &names, &n);
+	if (rc < 0)
 		return rc;
-	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char p[PATH_MAX];
 		if ((rc = store_fmt_path(p, sizeof(p), "%s/%s", staging, names[i])) < 0)

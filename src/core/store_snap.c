@@ -159,11 +159,9 @@ static int sync_snapshot_dir(const store *s, const char *coll, const char *dir)
 {
 	char **names;
 	size_t n;
-	int rc = store_list_dir(dir, &names, &n);
-	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, dir, strerror(-rc));
+	int rc = store_list(s, dir, &names, &n);
+	if (rc < 0)
 		return rc;
-	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char p[PATH_MAX];
 		if ((rc = store_fmt_path(p, sizeof(p), "%s/%s", dir, names[i])) < 0)
@@ -285,10 +283,8 @@ int store_snapshots(store *s, const char *coll, uint64_t **ids, size_t *n)
 		return rc;
 	char **names;
 	size_t cnt;
-	if ((rc = store_list_dir(snaps, &names, &cnt)) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s", coll, snaps, strerror(-rc));
+	if ((rc = store_list(s, snaps, &names, &cnt)) < 0)
 		return rc;
-	}
 	uint64_t *v = malloc((cnt ? cnt : 1) * sizeof(*v));
 	size_t k = 0;
 	if (!v) {

@@ -177,22 +177,123 @@ static void on_housekeeping(void *ctx, const char *coll)
 	vfs_housekeeping(f->v, coll);
 }
 
+/* The settings of the local part, checked (the S3 ones are main_s3's). */
+struct main_cfg {
+	unsigned batch_delay_ms, batch_max, keep, max_attempts, rejected_max;
+	uint64_t stale_ms, max_delta;
+	int level;
+};
+
+/* Checks the local options into c, with defaults; -1 (said on stderr) on a bad one. */
+static int main_settings(const struct snapfs_opts *o, struct main_cfg *c)
+{
+	*c = (struct main_cfg){.batch_delay_ms = 500, .batch_max = 1000, .keep = 10, .max_attempts = 3,
+			       .rejected_max = 1000, .stale_ms = 86400000, .max_delta = 1ULL << 30,
+			       .level = LOG_INFO};
+	if (opt_uint("keep", o->keep, 1, 1000000, &c->keep) < 0 ||
+	    opt_uint("batch_max", o->batch_max, 1, 1000000, &c->batch_max) < 0 ||
+	    opt_uint("batch_delay", o->batch_delay_ms, 0, 3600000, &c->batch_delay_ms) < 0 ||
+	    opt_uint("max_attempts", o->max_attempts, 1, 1000, &c->max_attempts) < 0 ||
+	    opt_uint("rejected_max", o->rejected_max, 0, 100000000, &c->rejected_max) < 0)
+		return -1;
+	if (o->stale_dotfiles && parse_duration_ms(o->stale_dotfiles, &c->stale_ms) < 0) {
+		fprintf(stderr, "snapfs: stale_dotfiles=%s: not a duration (a number with an optional unit "
+				"ms, s, m, h or d; 0 turns the clean-up off)\n",
+			o->stale_dotfiles);
+		return -1;
+	}
+	if (o->max_delta_size && (parse_size(o->max_delta_size, &c->max_delta) < 0 || c->max_delta == 0)) {
+		fprintf(stderr,
+			"snapfs: max_delta_size=%s: not a size (a positive number with an optional "
+			"K, M or G suffix)\n",
+			o->max_delta_size);
+		return -1;
+	}
+	if (o->loglevel && (c->level = parse_level(o->loglevel)) < 0) {
+		fprintf(stderr, "snapfs: loglevel=%s: use err, warning, info or debug\n", o->loglevel);
+		return -1;
+	}
+	return 0;
+}
+
+static void main_opts_free(struct snapfs_opts *o)
+{
+	char **all[] = {&o->store,	   &o->max_delta_size, &o->keep,	 &o->batch_max,
+			&o->batch_delay_ms, &o->loglevel,	&o->max_attempts, &o->rejected_max,
+			&o->stale_dotfiles, &o->s3.bucket,	&o->s3.prefix,	 &o->s3.endpoint,
+			&o->s3.region,	   &o->s3.profile,	&o->s3.part_size, &o->s3.parallel,
+			&o->s3.upload,	   &o->s3.lease_ttl,	&o->s3.host_id,	 &o->s3.keep,
+			&o->s3.grace};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		free(*all[i]);
+		*all[i] = NULL;
+	}
+}
+
+/* Starts the compactor, then the vfs on it. 0 or a negative errno. */
+static int main_start_core(store *st, vfs *v, const struct main_cfg *c, struct published_fanout *fan,
+			   compactor **comp)
+{
+	struct compactor_config ccfg = {.batch_delay_ms = c->batch_delay_ms,
+					.batch_max = c->batch_max,
+					.max_attempts = c->max_attempts,
+					.rejected_max = c->rejected_max,
+					/* Look at least twice per stale_dotfiles, at most every 10 min. */
+					.housekeep_ms = c->stale_ms && c->stale_ms / 2 < 600000
+								? (unsigned)(c->stale_ms / 2 > 1000 ? c->stale_ms / 2 : 1000)
+								: 600000};
+	struct compactor_events ev = {.ctx = fan, .published = on_published, .housekeeping = on_housekeeping};
+	int rc = compactor_start(st, &ccfg, &ev, comp);
+	if (rc == 0)
+		rc = vfs_start(v, st, *comp);
+	return rc;
+}
+
+/*
+ * Mounted, every collection recovered, the loop about to serve: a
+ * Type=notify unit is started. Only in the foreground: a daemonized
+ * snapfs is not the process systemd started. True if systemd was told.
+ */
+static bool main_tell_ready(store *st, const char *mountpoint)
+{
+	char state[PATH_MAX + 64], err[256];
+	snprintf(state, sizeof(state), "READY=1\nSTATUS=serving store %s at %s", store_root(st), mountpoint);
+	int rc = sdnotify_send(state, err, sizeof(err));
+	if (rc < 0)
+		log_warn("cannot tell systemd that the mount is ready: %s", err);
+	return rc > 0;
+}
+
+/* Serves requests until unmount or a signal; the loop's result. */
+static int main_serve(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
+{
+	if (cmd->singlethread)
+		return fuse_session_loop(se);
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(lc, cmd->clone_fd);
+	/* fuse_parse_cmdline says UINT_MAX for "not given"; libfuse 3.14 warns if passed on. */
+	if (cmd->max_threads > 0 && cmd->max_threads <= 100000)
+		fuse_loop_cfg_set_max_threads(lc, cmd->max_threads);
+	if (cmd->max_idle_threads <= 100000)
+		fuse_loop_cfg_set_idle_threads(lc, cmd->max_idle_threads);
+	int rc = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	return rc;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct snapfs_opts o = {0};
-	unsigned batch_delay_ms = 500, batch_max = 1000, keep = 10, max_attempts = 3,
-		 rejected_max = 1000;
-	uint64_t stale_ms = 86400000;
+	struct main_cfg mc;
 	struct fuse_cmdline_opts cmd = {0};
 	struct fuse_session *se = NULL;
 	store *st = NULL;
 	vfs *v = NULL;
 	compactor *comp = NULL;
 	main_s3 *s3 = NULL;
-	int ret = 1, mounted = 0, handlers = 0, ready = 0;
-	uint64_t max_delta = 1ULL << 30;
-	int level = LOG_INFO;
+	int ret = 1, mounted = 0, handlers = 0;
+	bool ready = false;
 	char err[512];
 
 	if (fuse_opt_parse(&args, &o, snapfs_opt_spec, snapfs_opt_proc) < 0 ||
@@ -219,36 +320,15 @@ int main(int argc, char *argv[])
 			!o.store ? "no STORE given" : "no MOUNTPOINT given", argv[0]);
 		goto out;
 	}
-	if (opt_uint("keep", o.keep, 1, 1000000, &keep) < 0 ||
-	    opt_uint("batch_max", o.batch_max, 1, 1000000, &batch_max) < 0 ||
-	    opt_uint("batch_delay", o.batch_delay_ms, 0, 3600000, &batch_delay_ms) < 0 ||
-	    opt_uint("max_attempts", o.max_attempts, 1, 1000, &max_attempts) < 0 ||
-	    opt_uint("rejected_max", o.rejected_max, 0, 100000000, &rejected_max) < 0)
+	if (main_settings(&o, &mc) < 0)
 		goto out;
-	if (o.stale_dotfiles && parse_duration_ms(o.stale_dotfiles, &stale_ms) < 0) {
-		fprintf(stderr, "snapfs: stale_dotfiles=%s: not a duration (a number with an optional unit "
-				"ms, s, m, h or d; 0 turns the clean-up off)\n",
-			o.stale_dotfiles);
-		goto out;
-	}
-	if (o.max_delta_size && (parse_size(o.max_delta_size, &max_delta) < 0 || max_delta == 0)) {
-		fprintf(stderr,
-			"snapfs: max_delta_size=%s: not a size (a positive number with an optional "
-			"K, M or G suffix)\n",
-			o.max_delta_size);
-		goto out;
-	}
-	if (o.loglevel && (level = parse_level(o.loglevel)) < 0) {
-		fprintf(stderr, "snapfs: loglevel=%s: use err, warning, info or debug\n", o.loglevel);
-		goto out;
-	}
-	log_init(false, level);
+	log_init(false, mc.level);
 	if (main_s3_prepare(&o.s3, &s3, err, sizeof(err)) < 0) {
 		fprintf(stderr, "snapfs: %s\n", err);
 		goto out;
 	}
 
-	struct vfs_config vcfg = {.max_delta_size = max_delta, .keep = keep, .stale_dotfiles_ms = stale_ms};
+	struct vfs_config vcfg = {.max_delta_size = mc.max_delta, .keep = mc.keep, .stale_dotfiles_ms = mc.stale_ms};
 	if (vfs_create(&vcfg, &v) < 0) {
 		fprintf(stderr, "snapfs: out of memory\n");
 		goto out;
@@ -266,11 +346,11 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "snapfs: not mounted: libfuse refused the options (see above)\n");
 		goto out;
 	}
-	/* The session checked libfuse's options: only now may a missing STORE be created. */
 	/*
-	 * What the daemon creates (live databases, queued files, records) is
-	 * its owner's alone, or its group's too with group_access; the store
-	 * sets the modes of its directories and sealed files itself.
+	 * The session checked libfuse's options: only now may a missing STORE
+	 * be created. What the daemon creates (live databases, queued files,
+	 * records) is its owner's alone, or its group's too with group_access;
+	 * the store sets the modes of its directories and sealed files itself.
 	 */
 	umask(o.group_access ? 027 : 077);
 	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &log_sink, &st, err, sizeof(err)) < 0) {
@@ -295,30 +375,17 @@ int main(int argc, char *argv[])
 	if (fuse_daemonize(cmd.foreground) != 0)
 		goto out;
 	if (!cmd.foreground) {
-		log_init(true, level);
+		log_init(true, mc.level);
 		store_note_pid(st); /* the lock now belongs to the daemon, not its parent */
 	}
 
-	int rc = 0;
 	/* After the fork: the uploader runs a thread (and libcurl's). */
 	if (s3 && main_s3_start(s3, st, v, err, sizeof(err)) < 0) {
 		log_err("cannot start the uploader: %s", err);
 		goto out;
 	}
 	struct published_fanout fan = {.v = v, .s3 = s3};
-	struct compactor_config ccfg = {.batch_delay_ms = batch_delay_ms,
-					.batch_max = batch_max,
-					.max_attempts = max_attempts,
-					.rejected_max = rejected_max,
-					/* Look at least twice per stale_dotfiles, at most every 10 min. */
-					.housekeep_ms = stale_ms && stale_ms / 2 < 600000
-								? (unsigned)(stale_ms / 2 > 1000 ? stale_ms / 2 : 1000)
-								: 600000};
-	struct compactor_events ev = {
-		.ctx = &fan, .published = on_published, .housekeeping = on_housekeeping};
-	rc = compactor_start(st, &ccfg, &ev, &comp);
-	if (rc == 0)
-		rc = vfs_start(v, st, comp);
+	int rc = main_start_core(st, v, &mc, &fan, &comp);
 	if (rc < 0) {
 		log_err("cannot start on store %s: %s", o.store, strerror(-rc));
 		goto out;
@@ -326,35 +393,12 @@ int main(int argc, char *argv[])
 	fsops_attach_notifier(v, se);
 	log_info("mounted store %s at %s (keep=%u, batch_delay=%ums, batch_max=%u, "
 		 "max_delta_size=%llu)",
-		 store_root(st), cmd.mountpoint, keep, batch_delay_ms, batch_max,
-		 (unsigned long long)max_delta);
-	/*
-	 * Mounted, every collection recovered, the loop about to serve: a
-	 * Type=notify unit is started. Only in the foreground: a daemonized
-	 * snapfs is not the process systemd started.
-	 */
-	if (cmd.foreground) {
-		char state[PATH_MAX + 64];
-		snprintf(state, sizeof(state), "READY=1\nSTATUS=serving store %s at %s", store_root(st),
-			 cmd.mountpoint);
-		if ((rc = sdnotify_send(state, err, sizeof(err))) < 0)
-			log_warn("cannot tell systemd that the mount is ready: %s", err);
-		ready = rc > 0;
-	}
+		 store_root(st), cmd.mountpoint, mc.keep, mc.batch_delay_ms, mc.batch_max,
+		 (unsigned long long)mc.max_delta);
+	if (cmd.foreground)
+		ready = main_tell_ready(st, cmd.mountpoint);
 
-	if (cmd.singlethread) {
-		rc = fuse_session_loop(se);
-	} else {
-		struct fuse_loop_config *lc = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
-		/* fuse_parse_cmdline says UINT_MAX for "not given"; libfuse 3.14 warns if passed on. */
-		if (cmd.max_threads > 0 && cmd.max_threads <= 100000)
-			fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
-		if (cmd.max_idle_threads <= 100000)
-			fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
-		rc = fuse_session_loop_mt(se, lc);
-		fuse_loop_cfg_destroy(lc);
-	}
+	rc = main_serve(se, &cmd);
 	/* libfuse's signal handlers end the loop with the signal's number: a clean stop too. */
 	ret = (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : 1;
 	log_info("unmounting %s", cmd.mountpoint);
@@ -374,20 +418,7 @@ out:
 	vfs_destroy(v);
 	store_close(st);
 	free(cmd.mountpoint);
-	free(o.store);
-	free(o.max_delta_size);
-	free(o.keep);
-	free(o.batch_max);
-	free(o.batch_delay_ms);
-	free(o.loglevel);
-	free(o.max_attempts);
-	free(o.rejected_max);
-	free(o.stale_dotfiles);
-	char **s3o[] = {&o.s3.bucket,	 &o.s3.prefix,	  &o.s3.endpoint, &o.s3.region,
-			&o.s3.profile,	 &o.s3.part_size, &o.s3.parallel, &o.s3.upload,
-			&o.s3.lease_ttl, &o.s3.host_id,	  &o.s3.keep,	  &o.s3.grace};
-	for (size_t i = 0; i < sizeof(s3o) / sizeof(s3o[0]); i++)
-		free(*s3o[i]);
+	main_opts_free(&o);
 	fuse_opt_free_args(&args);
 	if (ret == 0 && comp)
 		log_info("stopped cleanly");

@@ -18,7 +18,7 @@
 #include "s3.h"
 
 #include "hex.h"
-#include "s3_int.h"
+#include "s3_i.h"
 #include "xalloc.h"
 
 #include <errno.h>

@@ -4,7 +4,7 @@
  */
 #include "s3.h"
 
-#include "s3_int.h"
+#include "s3_i.h"
 #include "s3_xml.h"
 #include "sbuf.h"
 

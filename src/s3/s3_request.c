@@ -18,7 +18,7 @@
 
 #include "diag.h"
 #include "mono.h"
-#include "s3_int.h"
+#include "s3_i.h"
 #include "sbuf.h"
 #include "sigv4.h"
 #include "xalloc.h"

@@ -6,9 +6,9 @@
  * any other body into resp.errbody), and the one-pass digest of a body.
  *
  * Everything here runs on the thread that runs the request (see
- * s3_int.h); nothing is shared.
+ * s3_i.h); nothing is shared.
  */
-#include "s3_int.h"
+#include "s3_i.h"
 
 #include "hex.h"
 #include "sbuf.h"

@@ -9,6 +9,7 @@
  * numbers) are enforced here, once, for every document.
  */
 #include "s3_xml.h"
+#include "errbuf.h"
 #include "hex.h"
 #include "xalloc.h"
 
@@ -59,19 +60,6 @@ static void fail(struct walker *w, const char *fmt, ...)
 	vsnprintf(w->why, sizeof(w->why), fmt, ap);
 	va_end(ap);
 	XML_StopParser(w->p, XML_FALSE);
-}
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* The local part of an expat name ("uri\x01Local" or "Local"). */
@@ -172,11 +160,11 @@ static int walk(struct walker *w, const char *body, size_t len, const char *what
 		size_t errlen)
 {
 	if (!body || len == 0) {
-		seterr(err, errlen, "%s: empty response body", what);
+		errbuf_line(err, errlen, "%s: empty response body", what);
 		return -EINVAL;
 	}
 	if (len > (size_t)INT32_MAX) {
-		seterr(err, errlen, "%s: response body too large", what);
+		errbuf_line(err, errlen, "%s: response body too large", what);
 		return -EINVAL;
 	}
 	w->p = XML_ParserCreateNS(NULL, NS_SEP);
@@ -200,7 +188,7 @@ static int walk(struct walker *w, const char *body, size_t len, const char *what
 	w->p = NULL;
 	sbuf_free(&w->text);
 	if (w->rc)
-		seterr(err, errlen, "%s: %s", what, w->why);
+		errbuf_line(err, errlen, "%s: %s", what, w->why);
 	return w->rc;
 }
 
@@ -430,13 +418,13 @@ int s3xml_parse_list(const char *body, size_t len, struct s3xml_list *out, char 
 	/* EncodingType may come after the entries: decode once the whole page is read. */
 	for (size_t i = 0; !rc && st.url_encoded && i < out->n; i++) {
 		if (url_decode(out->items[i].key)) {
-			seterr(err, errlen, "ListObjectsV2 response: key \"%.100s\" is not url-encoded",
+			errbuf_line(err, errlen, "ListObjectsV2 response: key \"%.100s\" is not url-encoded",
 				 out->items[i].key);
 			rc = -EINVAL;
 		}
 	}
 	if (!rc && out->truncated && (!out->next_token || !*out->next_token)) {
-		seterr(err, errlen, "ListObjectsV2 response: truncated but no NextContinuationToken");
+		errbuf_line(err, errlen, "ListObjectsV2 response: truncated but no NextContinuationToken");
 		rc = -EINVAL;
 	}
 	if (rc)
@@ -461,7 +449,7 @@ int s3xml_parse_initiate(const char *body, size_t len, char **upload_id, char *e
 	struct walker w = {.root = "InitiateMultipartUploadResult", .end = initiate_end, .arg = upload_id};
 	int rc = walk(&w, body, len, "InitiateMultipartUpload response", err, errlen);
 	if (!rc && (!*upload_id || !**upload_id)) {
-		seterr(err, errlen, "InitiateMultipartUpload response: no UploadId");
+		errbuf_line(err, errlen, "InitiateMultipartUpload response: no UploadId");
 		rc = -EINVAL;
 	}
 	if (rc) {
@@ -496,7 +484,7 @@ int s3xml_parse_complete(const char *body, size_t len, char *etag, size_t etag_l
 	etag[0] = '\0';
 	struct s3xml_error tmp;
 	if (s3xml_parse_error(body, len, e ? e : &tmp) == 0) {
-		seterr(err, errlen, "CompleteMultipartUpload answered with an error document");
+		errbuf_line(err, errlen, "CompleteMultipartUpload answered with an error document");
 		return -EAGAIN;
 	}
 	struct complete_state st = {.etag = etag, .etag_len = etag_len};
@@ -581,16 +569,16 @@ int s3xml_parse_uploads(const char *body, size_t len, struct s3xml_uploads *out,
 	int rc = walk(&w, body, len, "ListMultipartUploads response", err, errlen);
 	for (size_t i = 0; !rc && st.url_encoded && i < out->n; i++) {
 		if (url_decode(out->items[i].key)) {
-			seterr(err, errlen, "ListMultipartUploads response: key is not url-encoded");
+			errbuf_line(err, errlen, "ListMultipartUploads response: key is not url-encoded");
 			rc = -EINVAL;
 		}
 	}
 	if (!rc && st.url_encoded && out->next_key_marker && url_decode(out->next_key_marker)) {
-		seterr(err, errlen, "ListMultipartUploads response: NextKeyMarker is not url-encoded");
+		errbuf_line(err, errlen, "ListMultipartUploads response: NextKeyMarker is not url-encoded");
 		rc = -EINVAL;
 	}
 	if (!rc && out->truncated && !out->next_key_marker) {
-		seterr(err, errlen, "ListMultipartUploads response: truncated but no NextKeyMarker");
+		errbuf_line(err, errlen, "ListMultipartUploads response: truncated but no NextKeyMarker");
 		rc = -EINVAL;
 	}
 	if (rc)

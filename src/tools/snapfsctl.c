@@ -258,71 +258,149 @@ static int ctl_pointer(s3_client *c, const char *prefix, const char *coll)
 	return CTL_OK;
 }
 
-static int ctl_restore(s3_client *c, const struct ctl_opts *o, const char *coll, const char *snap,
-		       const char *dest)
+/* What restore fetches: the keys, and what the manifest says they must be. */
+struct ctl_restore_src {
+	char db_key[S3_KEY_MAX + 1], man_key[S3_KEY_MAX + 1];
+	struct lease_pointer p; /* when restoring what the pointer names */
+	bool from_pointer;
+	uint64_t size, id; /* the manifest's */
+	char sha256[65];
+};
+
+/* The keys of what the pointer names (snap NULL) or of snapshot snap. A CTL_ code. */
+static int ctl_restore_keys(s3_client *c, const struct ctl_opts *o, const char *coll, const char *snap,
+			    struct ctl_restore_src *r)
 {
-	const char *prefix = o->nprefix;
-	char ptr_key[S3_KEY_MAX + 1], db_key[S3_KEY_MAX + 1], man_key[S3_KEY_MAX + 1];
-	struct lease_pointer p = {0};
-	bool from_pointer = snap == NULL, present;
+	char ptr_key[S3_KEY_MAX + 1];
 	struct s3_error e;
-	const char *bucket = s3_client_bucket(c);
-	if (!store_name_valid(coll)) {
-		fprintf(stderr, "snapfs-ctl: \"%s\" is not a collection name\n", coll);
-		return CTL_USAGE;
-	}
-	if (from_pointer) {
-		if (layout_pointer_key(prefix, coll, ptr_key, sizeof(ptr_key)) < 0)
-			return CTL_USAGE;
-		if (lease_pointer_get(c, ptr_key, &p, NULL, NULL, &present, &e) < 0) {
-			ctl_s3_error("reading the pointer", &e);
-			return CTL_FAIL;
-		}
-		if (!present) {
-			fprintf(stderr, "snapfs-ctl: no pointer at s3://%s/%s: nothing uploaded yet?\n",
-				bucket, ptr_key);
-			return CTL_FAIL;
-		}
-		snprintf(db_key, sizeof(db_key), "%s", p.db_key);
-		snprintf(man_key, sizeof(man_key), "%s", p.manifest_key);
-	} else {
+	bool present;
+	r->from_pointer = snap == NULL;
+	if (snap) {
 		char leaf[STORE_NAME_MAX + 16], dir[LAYOUT_DIR_MAX];
 		snprintf(leaf, sizeof(leaf), "%s.sqlite3", coll);
 		int ret = ctl_find_snapshot(c, o, coll, snap, dir);
 		if (ret != CTL_OK)
 			return ret;
-		if (layout_snapshot_key(prefix, coll, dir, leaf, db_key, sizeof(db_key)) < 0 ||
-		    layout_snapshot_key(prefix, coll, dir, "MANIFEST.json", man_key, sizeof(man_key)) < 0)
+		if (layout_snapshot_key(o->nprefix, coll, dir, leaf, r->db_key, sizeof(r->db_key)) < 0 ||
+		    layout_snapshot_key(o->nprefix, coll, dir, "MANIFEST.json", r->man_key, sizeof(r->man_key)) < 0)
 			return CTL_USAGE;
+		return CTL_OK;
 	}
+	if (layout_pointer_key(o->nprefix, coll, ptr_key, sizeof(ptr_key)) < 0)
+		return CTL_USAGE;
+	if (lease_pointer_get(c, ptr_key, &r->p, NULL, NULL, &present, &e) < 0) {
+		ctl_s3_error("reading the pointer", &e);
+		return CTL_FAIL;
+	}
+	if (!present) {
+		fprintf(stderr, "snapfs-ctl: no pointer at s3://%s/%s: nothing uploaded yet?\n",
+			s3_client_bucket(c), ptr_key);
+		return CTL_FAIL;
+	}
+	snprintf(r->db_key, sizeof(r->db_key), "%s", r->p.db_key);
+	snprintf(r->man_key, sizeof(r->man_key), "%s", r->p.manifest_key);
+	return CTL_OK;
+}
 
-	/* The manifest says what the database must be. */
+/* Reads the manifest: what the database must be; it must agree with the pointer. A CTL_ code. */
+static int ctl_restore_manifest(s3_client *c, struct ctl_restore_src *r, const char *dest)
+{
+	const char *bucket = s3_client_bucket(c);
 	void *mdoc = NULL;
 	size_t mlen;
 	struct s3_object_info info;
-	if (s3_get_buf(c, man_key, NULL, CTL_MANIFEST_MAX, &mdoc, &mlen, &info, &e) < 0) {
+	struct s3_error e;
+	if (s3_get_buf(c, r->man_key, NULL, CTL_MANIFEST_MAX, &mdoc, &mlen, &info, &e) < 0) {
 		ctl_s3_error("reading the manifest", &e);
 		return CTL_FAIL;
 	}
 	s3_object_info_free(&info);
-	uint64_t msize, mid;
-	char msha[65];
-	int mrc = manifest_read_basic(mdoc, &msize, msha, &mid);
+	int mrc = manifest_read_basic(mdoc, &r->size, r->sha256, &r->id);
 	free(mdoc);
 	if (mrc < 0) {
 		fprintf(stderr, "snapfs-ctl: refusing s3://%s/%s: not a snapfs manifest; %s not written\n",
-			bucket, man_key, dest);
+			bucket, r->man_key, dest);
 		return CTL_BAD;
 	}
-	if (from_pointer && (strcmp(p.sha256, msha) != 0 || p.size != msize)) {
+	if (r->from_pointer && (strcmp(r->p.sha256, r->sha256) != 0 || r->p.size != r->size)) {
 		fprintf(stderr,
 			"snapfs-ctl: refusing: the pointer says SHA-256 %s, %" PRIu64
 			" bytes, but the manifest s3://%s/%s says %s, %" PRIu64 " bytes; %s not written\n",
-			p.sha256, p.size, bucket, man_key, msha, msize, dest);
+			r->p.sha256, r->p.size, bucket, r->man_key, r->sha256, r->size, dest);
 		return CTL_BAD;
 	}
+	return CTL_OK;
+}
 
-	/* Download next to DEST, verify, then rename over it. */
+/* Checks the downloaded file (fd, at tmp) against the manifest. A CTL_ code. */
+static int ctl_restore_verify(s3_client *c, const struct ctl_restore_src *r, int fd, const char *tmp,
+			      const char *sha, const char *dest)
+{
+	const char *bucket = s3_client_bucket(c);
+	struct stat st;
+	char ic[512];
+	if (fstat(fd, &st) < 0 || fsync(fd) < 0) {
+		fprintf(stderr, "snapfs-ctl: writing %s: %s\n", tmp, strerror(errno));
+		return CTL_FAIL;
+	}
+	if ((uint64_t)st.st_size != r->size) {
+		fprintf(stderr,
+			"snapfs-ctl: refusing s3://%s/%s: %" PRIu64 " bytes, its manifest says %" PRIu64
+			"; %s not written\n",
+			bucket, r->db_key, (uint64_t)st.st_size, r->size, dest);
+		return CTL_BAD;
+	}
+	if (strcmp(sha, r->sha256) != 0) {
+		fprintf(stderr,
+			"snapfs-ctl: refusing s3://%s/%s: its SHA-256 is %s but its manifest says %s "
+			"(damaged or replaced); %s not written\n",
+			bucket, r->db_key, sha, r->sha256, dest);
+		return CTL_BAD;
+	}
+	if (ctl_integrity(tmp, ic, sizeof(ic)) < 0) {
+		fprintf(stderr, "snapfs-ctl: refusing s3://%s/%s: PRAGMA integrity_check: %s; %s not "
+				"written\n",
+			bucket, r->db_key, ic, dest);
+		return CTL_BAD;
+	}
+	return CTL_OK;
+}
+
+static void ctl_restore_print(const struct ctl_restore_src *r, const char *dest)
+{
+	json_t *out = json_object();
+	jsonx_set(out, "restored", jsonx_str(dest));
+	jsonx_set(out, "key", jsonx_str(r->db_key));
+	jsonx_set(out, "id", jsonx_u64(r->id));
+	jsonx_set(out, "size", jsonx_u64(r->size));
+	jsonx_set(out, "sha256", jsonx_str(r->sha256));
+	jsonx_set(out, "integrity_check", jsonx_str("ok"));
+	if (r->from_pointer) {
+		jsonx_set(out, "generation", jsonx_u64(r->p.generation));
+		jsonx_set(out, "host", jsonx_str(r->p.host));
+	}
+	ctl_print(out);
+}
+
+/*
+ * Restores what the pointer names (snap NULL) or snapshot snap to dest:
+ * downloaded beside dest, checked against its manifest (size, SHA-256,
+ * integrity_check), synced, made read-only and renamed over dest.
+ */
+static int ctl_restore(s3_client *c, const struct ctl_opts *o, const char *coll, const char *snap,
+		       const char *dest)
+{
+	struct ctl_restore_src r = {0};
+	if (!store_name_valid(coll)) {
+		fprintf(stderr, "snapfs-ctl: \"%s\" is not a collection name\n", coll);
+		return CTL_USAGE;
+	}
+	int ret = ctl_restore_keys(c, o, coll, snap, &r);
+	if (ret == CTL_OK)
+		ret = ctl_restore_manifest(c, &r, dest);
+	if (ret != CTL_OK)
+		return ret;
+
 	char tmp[PATH_MAX];
 	const char *slash = strrchr(dest, '/');
 	int dlen = slash ? (int)(slash - dest) + 1 : 0;
@@ -337,39 +415,17 @@ static int ctl_restore(s3_client *c, const struct ctl_opts *o, const char *coll,
 			strerror(errno));
 		return CTL_FAIL;
 	}
-	int ret = CTL_FAIL;
-	char sha[FSX_SHA256_HEX], ic[512];
-	struct stat st;
-	if (s3_get_fd(c, db_key, NULL, fd, sha, &info, &e) < 0) {
+	char sha[FSX_SHA256_HEX];
+	struct s3_object_info info;
+	struct s3_error e;
+	ret = CTL_FAIL;
+	if (s3_get_fd(c, r.db_key, NULL, fd, sha, &info, &e) < 0) {
 		ctl_s3_error("downloading the snapshot", &e);
 		goto out;
 	}
 	s3_object_info_free(&info);
-	if (fstat(fd, &st) < 0 || fsync(fd) < 0) {
-		fprintf(stderr, "snapfs-ctl: writing %s: %s\n", tmp, strerror(errno));
+	if ((ret = ctl_restore_verify(c, &r, fd, tmp, sha, dest)) != CTL_OK)
 		goto out;
-	}
-	ret = CTL_BAD;
-	if ((uint64_t)st.st_size != msize) {
-		fprintf(stderr,
-			"snapfs-ctl: refusing s3://%s/%s: %" PRIu64 " bytes, its manifest says %" PRIu64
-			"; %s not written\n",
-			bucket, db_key, (uint64_t)st.st_size, msize, dest);
-		goto out;
-	}
-	if (strcmp(sha, msha) != 0) {
-		fprintf(stderr,
-			"snapfs-ctl: refusing s3://%s/%s: its SHA-256 is %s but its manifest says %s "
-			"(damaged or replaced); %s not written\n",
-			bucket, db_key, sha, msha, dest);
-		goto out;
-	}
-	if (ctl_integrity(tmp, ic, sizeof(ic)) < 0) {
-		fprintf(stderr, "snapfs-ctl: refusing s3://%s/%s: PRAGMA integrity_check: %s; %s not "
-				"written\n",
-			bucket, db_key, ic, dest);
-		goto out;
-	}
 	ret = CTL_FAIL;
 	if (fchmod(fd, 0444) < 0 || close(fd) < 0) {
 		fd = -1;
@@ -386,18 +442,7 @@ static int ctl_restore(s3_client *c, const struct ctl_opts *o, const char *coll,
 	if (rc < 0)
 		fprintf(stderr, "snapfs-ctl: warning: fsync of the directory of %s: %s\n", dest,
 			strerror(-rc));
-	json_t *out = json_object();
-	jsonx_set(out, "restored", jsonx_str(dest));
-	jsonx_set(out, "key", jsonx_str(db_key));
-	jsonx_set(out, "id", jsonx_u64(mid));
-	jsonx_set(out, "size", jsonx_u64(msize));
-	jsonx_set(out, "sha256", jsonx_str(sha));
-	jsonx_set(out, "integrity_check", jsonx_str("ok"));
-	if (from_pointer) {
-		jsonx_set(out, "generation", jsonx_u64(p.generation));
-		jsonx_set(out, "host", jsonx_str(p.host));
-	}
-	ctl_print(out);
+	ctl_restore_print(&r, dest);
 	ret = CTL_OK;
 out:
 	if (fd >= 0)

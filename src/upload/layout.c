@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "s3.h"
@@ -89,6 +90,67 @@ int layout_pointer_key(const char *prefix, const char *coll, char *buf, size_t l
 int layout_lease_key(const char *prefix, const char *coll, char *buf, size_t len)
 {
 	return layout_fmt(buf, len, "%s%s/lease.json", prefix, coll);
+}
+
+int layout_marker_key(const char *prefix, const char *coll, char *buf, size_t len)
+{
+	return layout_fmt(buf, len, "%s%s/collection.json", prefix, coll);
+}
+
+int layout_host_key(const char *prefix, const char *host, char *buf, size_t len)
+{
+	return layout_fmt(buf, len, "%s.cluster/hosts/%s.json", prefix, host);
+}
+
+int layout_deltas_prefix(const char *prefix, const char *coll, const char *area, const char *host, char *buf,
+			 size_t len)
+{
+	return host ? layout_fmt(buf, len, "%s%s/%s/%s/", prefix, coll, area, host)
+		    : layout_fmt(buf, len, "%s%s/%s/", prefix, coll, area);
+}
+
+void layout_delta_leaf(const struct layout_delta *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s-%016llu-%s", d->inst, (unsigned long long)d->seq, d->sha256);
+}
+
+int layout_delta_key(const char *prefix, const char *coll, const char *area, const struct layout_delta *d,
+		     char *buf, size_t len)
+{
+	char leaf[LAYOUT_DELTA_LEAF_MAX];
+	layout_delta_leaf(d, leaf, sizeof(leaf));
+	return layout_fmt(buf, len, "%s%s/%s/%s/%s", prefix, coll, area, d->host, leaf);
+}
+
+static bool layout_hex_lower(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+bool layout_parse_delta_key(const char *prefix, const char *coll, const char *area, const char *key,
+			    struct layout_delta *out)
+{
+	char pfx[LAYOUT_PREFIX_MAX + 200];
+	if (layout_deltas_prefix(prefix, coll, area, NULL, pfx, sizeof(pfx)) < 0 ||
+	    strncmp(key, pfx, strlen(pfx)) != 0)
+		return false;
+	const char *h = key + strlen(pfx), *slash = strchr(h, '/');
+	if (!slash || (size_t)(slash - h) > LAYOUT_HOST_ID_MAX)
+		return false;
+	memset(out, 0, sizeof(*out));
+	memcpy(out->host, h, (size_t)(slash - h));
+	const char *l = slash + 1;
+	if (!layout_host_id_valid(out->host) || strlen(l) != LAYOUT_DELTA_LEAF_MAX - 1 ||
+	    !layout_hex_lower(l, LAYOUT_INST_LEN) || l[16] != '-' || strspn(l + 17, "0123456789") != 16 ||
+	    l[33] != '-' || !layout_hex_lower(l + 34, 64))
+		return false;
+	memcpy(out->inst, l, LAYOUT_INST_LEN);
+	out->seq = strtoull(l + 17, NULL, 10);
+	memcpy(out->sha256, l + 34, 64);
+	return true;
 }
 
 static bool layout_is_inst(const char *s)

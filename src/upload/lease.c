@@ -30,6 +30,8 @@
 
 /* Lease and pointer documents nest 4 deep (pointer, history, entry, keys). */
 #define LEASE_DOC_DEPTH 16
+/* Beyond a watched lease's ttl before it counts as expired (plus 1 % of the ttl for clock rates). */
+#define LEASE_WATCH_MARGIN_S 2.0
 
 struct lease {
 	s3_client *c;
@@ -43,6 +45,15 @@ struct lease {
 	uint64_t token;
 	char etag[S3_ETAG_MAX]; /* of our last write of the lease object */
 	double deadline;        /* monotonic seconds: held until then */
+	/*
+	 * Another owner's lease is judged by watching it, never by its
+	 * wall-clock expires (our clock may be minutes off theirs): the ETag
+	 * we last read, and the monotonic time of the first read that
+	 * returned it. The holder's lease ends at most ttl after that read.
+	 */
+	char seen_etag[S3_ETAG_MAX];
+	double seen_at;
+	char *self_prefix; /* owners starting with it are dead processes of ours (may be NULL) */
 };
 
 /* Copies src into dst[cap], cut short if it does not fit. */
@@ -115,11 +126,24 @@ int lease_new(s3_client *c, const char *key, const char *owner, unsigned ttl_s, 
 	return 0;
 }
 
+int lease_set_self_prefix(lease *l, const char *prefix)
+{
+	char *p = prefix && *prefix ? strdup(prefix) : NULL;
+	if (prefix && *prefix && !p)
+		return -ENOMEM;
+	pthread_mutex_lock(&l->mu);
+	free(l->self_prefix);
+	l->self_prefix = p;
+	pthread_mutex_unlock(&l->mu);
+	return 0;
+}
+
 void lease_free(lease *l)
 {
 	if (!l)
 		return;
 	pthread_mutex_destroy(&l->mu);
+	free(l->self_prefix);
 	free(l->key);
 	free(l);
 }
@@ -264,6 +288,28 @@ static int lease_put(lease *l, uint64_t token, int64_t expires, const char *if_m
 	return 0;
 }
 
+/*
+ * Whether cur, read now with ETag etag and owned by someone else, may be
+ * taken over: released (expires 0); held by an earlier process of ours
+ * (self_prefix); or seen unchanged for its ttl and a margin on our own
+ * monotonic clock. A lease that changed since the last read starts a new
+ * watch. With l->mu.
+ */
+static bool lease_may_take(lease *l, const struct lease_state *cur, const char *etag, double read_at)
+{
+	if (cur->expires == 0)
+		return true;
+	if (l->self_prefix && strncmp(cur->owner, l->self_prefix, strlen(l->self_prefix)) == 0)
+		return true;
+	if (strcmp(l->seen_etag, etag) != 0) {
+		lease_copy(l->seen_etag, sizeof(l->seen_etag), etag);
+		l->seen_at = read_at;
+		return false;
+	}
+	double ttl = (double)(cur->ttl ? cur->ttl : l->ttl_s);
+	return mono_now() >= l->seen_at + ttl + LEASE_WATCH_MARGIN_S + ttl / 100.0;
+}
+
 /* Takes the lease or renews ours, as lease.h says. With l->mu. */
 static int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *err)
 {
@@ -276,12 +322,13 @@ static int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *
 		int rc = lease_read(l->c, l->key, &cur, etag, &present, err);
 		if (rc < 0)
 			return rc;
-		int64_t now = (int64_t)time(NULL);
+		/* After the read: the holder's last write, if any, was sent before it. */
+		double read_at = mono_now();
 		if (!present) {
 			rc = lease_put(l, 1, -1, NULL, err);
-		} else if (strcmp(cur.owner, l->owner) == 0 && cur.expires > now) {
+		} else if (strcmp(cur.owner, l->owner) == 0 && cur.expires != 0) {
 			rc = lease_put(l, cur.token, -1, etag, err); /* renew: same token */
-		} else if (cur.expires <= now) {
+		} else if (strcmp(cur.owner, l->owner) == 0 || lease_may_take(l, &cur, etag, read_at)) {
 			rc = lease_put(l, cur.token + 1, -1, etag, err); /* takeover: fencing */
 		} else {
 			if (holder)
@@ -314,6 +361,16 @@ int lease_hold(lease *l, double min_left_s, struct lease_state *holder, struct s
 	pthread_mutex_lock(&l->mu);
 	if (lease_remaining_locked(l) <= min_left_s)
 		rc = lease_acquire(l, holder, err);
+	if (rc == 0)
+		l->holds++;
+	pthread_mutex_unlock(&l->mu);
+	return rc;
+}
+
+int lease_hold_if_held(lease *l, double min_left_s)
+{
+	pthread_mutex_lock(&l->mu);
+	int rc = lease_remaining_locked(l) > min_left_s ? 0 : -ENOLCK;
 	if (rc == 0)
 		l->holds++;
 	pthread_mutex_unlock(&l->mu);

@@ -160,6 +160,86 @@ static void sweeper_fail(sweeper *s, struct scoll *c, const char *what, const st
 }
 
 /* One pass over c. Runs on the thread without s->mu. */
+/*
+ * Records what a pass found and did in c (under s->mu) and when the next
+ * pass is due. holder: who holds the lease, when it kept deletions from
+ * running; rc: the pass's result.
+ */
+static void sweeper_record(sweeper *s, struct scoll *c, const struct sweep_plan *p,
+			   const struct sweep_result *res, const struct lease_state *holder, int64_t now, int rc)
+{
+	bool busy = holder != NULL;
+	uint64_t fresh = sweeper_new_orphans(c, p);
+	size_t waiting = 0, newer = 0;
+	for (size_t i = 0; i < p->nsnaps; i++) {
+		waiting += p->snaps[i].action == SWEEP_WAIT;
+		newer += p->snaps[i].role == SWEEP_NEWER;
+	}
+
+	pthread_mutex_lock(&s->mu);
+	c->deleted_objects += res->deleted_objects;
+	c->deleted_bytes += res->deleted_bytes;
+	c->deleted_snaps += res->deleted_snaps;
+	c->aborted += res->aborted;
+	c->orphans_found += fresh;
+	c->objects = p->objects - res->deleted_objects;
+	c->bytes = p->bytes - res->deleted_bytes;
+	c->kept = p->kept;
+	c->waiting = waiting + (p->del_snaps - res->deleted_snaps);
+	c->newer = newer;
+	c->seen = true;
+	c->pointer_dir[0] = '\0';
+	for (size_t i = 0; i < p->nsnaps; i++)
+		if (p->snaps[i].role == SWEEP_POINTER)
+			memcpy(c->pointer_dir, p->snaps[i].name.dir, LAYOUT_DIR_MAX);
+	snprintf(c->note, sizeof(c->note), "%s", p->blocked);
+	double wait = SWEEPER_PERIOD_S;
+	if (p->next_due) {
+		double due = (double)(p->next_due - now) + 1.0;
+		wait = due < wait ? due : wait;
+	}
+	if (busy) {
+		char until[RFC3339_LEN];
+		rfc3339_format(holder->expires, until);
+		c->state = "waiting for the lease";
+		snprintf(c->note, sizeof(c->note), "lease held by %s until %s: deletions wait for it",
+			 holder->owner, until);
+		double left = (double)(holder->expires - now) + 1.0;
+		if (left < wait)
+			wait = left;
+	}
+	if (wait < SWEEPER_MIN_WAIT_S)
+		wait = SWEEPER_MIN_WAIT_S;
+	if (c->kicked)
+		wait = SWEEPER_KICK_DELAY_S; /* the pointer moved during this pass: look again */
+	if (rc == 0) {
+		if (!busy)
+			c->state = "idle";
+		c->last_at = (int64_t)time(NULL);
+		c->last_error[0] = '\0';
+		c->failures_in_row = 0;
+		c->next_pass = mono_now() + wait;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void sweeper_log(const sweeper *s, const struct scoll *c, const struct sweep_plan *p,
+			const struct sweep_result *res)
+{
+	if (res->deleted_snaps)
+		log_info("sweep: %s: deleted %zu snapshot(s) (%" PRIu64 " objects, %" PRIu64
+			 " bytes) behind the pointer (generation %" PRIu64 "); %" PRIu64 " objects, %" PRIu64
+			 " bytes kept",
+			 c->name, res->deleted_snaps, res->deleted_objects, res->deleted_bytes,
+			 p->pointer.generation, p->objects - res->deleted_objects, p->bytes - res->deleted_bytes);
+	if (res->aborted_ours)
+		log_info("sweep: %s: aborted %zu multipart upload(s) of host %s left by an earlier run",
+			 c->name, res->aborted_ours, s->host_id);
+	if (res->aborted > res->aborted_ours)
+		log_info("sweep: %s: aborted %zu stale multipart upload(s) of other hosts", c->name,
+			 res->aborted - res->aborted_ours);
+}
+
 static void sweeper_pass(sweeper *s, struct scoll *c)
 {
 	struct sweep_plan p;
@@ -200,71 +280,8 @@ static void sweeper_pass(sweeper *s, struct scoll *c)
 		s3_error_format(&de, detail, sizeof(detail));
 		log_warn("sweep: %s: releasing the lease: %s (it expires by itself)", c->name, detail);
 	}
-	uint64_t fresh = sweeper_new_orphans(c, &p);
-	size_t waiting = 0, newer = 0;
-	for (size_t i = 0; i < p.nsnaps; i++) {
-		waiting += p.snaps[i].action == SWEEP_WAIT;
-		newer += p.snaps[i].role == SWEEP_NEWER;
-	}
-
-	pthread_mutex_lock(&s->mu);
-	c->deleted_objects += res.deleted_objects;
-	c->deleted_bytes += res.deleted_bytes;
-	c->deleted_snaps += res.deleted_snaps;
-	c->aborted += res.aborted;
-	c->orphans_found += fresh;
-	c->objects = p.objects - res.deleted_objects;
-	c->bytes = p.bytes - res.deleted_bytes;
-	c->kept = p.kept;
-	c->waiting = waiting + (p.del_snaps - res.deleted_snaps);
-	c->newer = newer;
-	c->seen = true;
-	c->pointer_dir[0] = '\0';
-	for (size_t i = 0; i < p.nsnaps; i++)
-		if (p.snaps[i].role == SWEEP_POINTER)
-			memcpy(c->pointer_dir, p.snaps[i].name.dir, LAYOUT_DIR_MAX);
-	snprintf(c->note, sizeof(c->note), "%s", p.blocked);
-	double wait = SWEEPER_PERIOD_S;
-	if (p.next_due) {
-		double due = (double)(p.next_due - now) + 1.0;
-		wait = due < wait ? due : wait;
-	}
-	if (busy) {
-		char until[RFC3339_LEN];
-		rfc3339_format(holder.expires, until);
-		c->state = "waiting for the lease";
-		snprintf(c->note, sizeof(c->note), "lease held by %s until %s: deletions wait for it",
-			 holder.owner, until);
-		double left = (double)(holder.expires - now) + 1.0;
-		if (left < wait)
-			wait = left;
-	}
-	if (wait < SWEEPER_MIN_WAIT_S)
-		wait = SWEEPER_MIN_WAIT_S;
-	if (c->kicked)
-		wait = SWEEPER_KICK_DELAY_S; /* the pointer moved during this pass: look again */
-	if (rc == 0) {
-		if (!busy)
-			c->state = "idle";
-		c->last_at = (int64_t)time(NULL);
-		c->last_error[0] = '\0';
-		c->failures_in_row = 0;
-		c->next_pass = mono_now() + wait;
-	}
-	pthread_mutex_unlock(&s->mu);
-
-	if (res.deleted_snaps)
-		log_info("sweep: %s: deleted %zu snapshot(s) (%" PRIu64 " objects, %" PRIu64
-			 " bytes) behind the pointer (generation %" PRIu64 "); %" PRIu64 " objects, %" PRIu64
-			 " bytes kept",
-			 c->name, res.deleted_snaps, res.deleted_objects, res.deleted_bytes,
-			 p.pointer.generation, p.objects - res.deleted_objects, p.bytes - res.deleted_bytes);
-	if (res.aborted_ours)
-		log_info("sweep: %s: aborted %zu multipart upload(s) of host %s left by an earlier run",
-			 c->name, res.aborted_ours, s->host_id);
-	if (res.aborted > res.aborted_ours)
-		log_info("sweep: %s: aborted %zu stale multipart upload(s) of other hosts", c->name,
-			 res.aborted - res.aborted_ours);
+	sweeper_record(s, c, &p, &res, busy ? &holder : NULL, now, rc);
+	sweeper_log(s, c, &p, &res);
 	if (rc < 0 && rc != -ECANCELED)
 		sweeper_fail(s, c, rc == -ESTALE ? "checking the pointer before deleting" : "deleting behind the pointer",
 			     &e, rc);

@@ -10,7 +10,7 @@
  * sends and the HEAD after the upload confirms size and ETag, so the
  * object holds the bytes of that file.
  */
-#include "uploader_int.h"
+#include "uploader_i.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,7 @@
  * uploaded and again after the swap, so that a restart knows whether the
  * newest snapshot still has to be shipped (pointer "pending") or not.
  */
-#include "uploader_int.h"
+#include "uploader_i.h"
 
 #include <errno.h>
 #include <inttypes.h>

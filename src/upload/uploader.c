@@ -26,7 +26,7 @@
  * all three: every call in flight ends within 100 ms, and the clean-up
  * on the way out (abort the upload, release the lease) gets UPL_LINGER_MS.
  */
-#include "uploader_int.h"
+#include "uploader_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -131,9 +131,15 @@ lease *upl_lease(upl *u, struct ucoll *c)
 	pthread_mutex_lock(&u->mu);
 	if (!c->lease) {
 		char key[S3_KEY_MAX + 1];
+		char self[LEASE_OWNER_MAX];
+		/* The STORE's lock proves every earlier process of this host and STORE gone. */
+		snprintf(self, sizeof(self), "%s/%s/", u->host_id, store_instance(u->st));
 		if (layout_lease_key(u->prefix, c->name, key, sizeof(key)) == 0 &&
-		    lease_new(u->ctl, key, u->owner, u->ttl_s, &c->lease) < 0)
+		    lease_new(u->ctl, key, u->owner, u->ttl_s, &c->lease) == 0 &&
+		    lease_set_self_prefix(c->lease, self) < 0) {
+			lease_free(c->lease);
 			c->lease = NULL;
+		}
 	}
 	lease *l = c->lease;
 	pthread_mutex_unlock(&u->mu);
@@ -233,7 +239,11 @@ static void *upl_main(void *arg)
 
 /* ---- life cycle ---- */
 
-/* The owner names this process: host id, pid and a random part. */
+/*
+ * The owner names this process: host id, STORE instance, pid and a random
+ * part. Host and instance let a restart on the same STORE take over the
+ * lease its killed predecessor left at once (lease_set_self_prefix).
+ */
 static void upl_make_owner(upl *u)
 {
 	unsigned char rnd[6];
@@ -247,7 +257,8 @@ static void upl_make_owner(upl *u)
 	if (ufd >= 0)
 		close(ufd);
 	hex_encode(rnd, sizeof(rnd), rhex);
-	snprintf(u->owner, sizeof(u->owner), "%s/%ld/%s", u->host_id, (long)getpid(), rhex);
+	snprintf(u->owner, sizeof(u->owner), "%s/%s/%ld/%s", u->host_id, store_instance(u->st), (long)getpid(),
+		 rhex);
 	srand((unsigned)getpid() ^ (unsigned)rnd[0] << 8 ^ (unsigned)rnd[1] << 16);
 }
 

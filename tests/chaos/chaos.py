@@ -94,8 +94,8 @@ Counters (all but the first four must be 0; any non-zero one fails the run):
                    or that fails integrity_check, or is not latest at the
                    end; multipart uploads left after the clean stop
 
---s3 starts a throwaway radosgw (tests/s3/radosgw.py) behind the fault
-proxy (tests/s3/faultproxy.py), which now and then answers 503 SlowDown
+--s3 starts a throwaway radosgw (tests/pylib/snapfs_test/radosgw.py) behind the fault
+proxy (tests/pylib/snapfs_test/faultproxy.py), which now and then answers 503 SlowDown
 or resets a request body; snapfs uploads through it (s3_lease_ttl=15, so
 a lease held by a killed daemon is waited out).
 
@@ -126,8 +126,8 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-import harness  # noqa: E402
+sys.path.insert(0, os.path.join(REPO, "tests", "pylib"))  # a script: pytest.ini does not apply
+from snapfs_test import harness  # noqa: E402
 
 EXIT_SKIP = 77
 CMD_TIMEOUT = 60          # a cp/rsync/mv/sqlite3 that takes longer is a HANG
@@ -884,14 +884,13 @@ class EnvSnapfs(harness.Snapfs):
 
 
 def s3_unavailable():
-    sys.path.insert(0, os.path.join(REPO, "tests", "s3"))
-    import radosgw
+    from snapfs_test import radosgw
     return radosgw.unavailable_reason()
 
 
 class S3Side:
-    """--s3: a throwaway radosgw (tests/s3/radosgw.py) behind the fault
-    proxy (tests/s3/faultproxy.py); snapfs uploads through the proxy, which
+    """--s3: a throwaway radosgw (tests/pylib/snapfs_test/radosgw.py) behind the fault
+    proxy (tests/pylib/snapfs_test/faultproxy.py); snapfs uploads through the proxy, which
     now and then answers 503 SlowDown or resets a body mid-way. The
     pointer is checked (read straight from radosgw) at every kill and at
     the end: it only moves forward, and it names an object whose size and
@@ -902,9 +901,8 @@ class S3Side:
     HOST = "chaos"
 
     def __init__(self, ch):
-        sys.path.insert(0, os.path.join(REPO, "tests", "s3"))
-        import faultproxy
-        import radosgw
+        from snapfs_test import faultproxy
+        from snapfs_test import radosgw
         self.ch, self.st = ch, ch.st
         self.gw = radosgw.RadosGW()
         self.gw.start()
@@ -1764,19 +1762,6 @@ class Chaos:
             self.s3.stop()
 
 
-def fuse_unusable():
-    if os.geteuid() != 0:
-        return "not root"
-    for tool in ("fusermount3", "rsync", "sqlite3"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed"
-    try:
-        fd = os.open("/dev/fuse", os.O_RDWR)
-    except OSError as e:
-        return f"/dev/fuse: {e.strerror}"
-    os.close(fd)
-    return None
-
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -1819,7 +1804,7 @@ def main(argv=None):
         args.seed = int.from_bytes(os.urandom(4), "big") % 1_000_000
     if args.snapfs:
         harness.SNAPFS_BIN = os.path.abspath(args.snapfs)
-    why = fuse_unusable()
+    why = harness.fuse_unusable(("fusermount3", "rsync", "sqlite3"))
     if why:
         if os.environ.get("SNAPFS_REQUIRE_FUSE") == "1":
             print(f"chaos: FUSE unusable ({why}) but SNAPFS_REQUIRE_FUSE=1", flush=True)

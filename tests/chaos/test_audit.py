@@ -13,11 +13,9 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chaos  # noqa: E402
 
 COLL = "lines"

@@ -7,50 +7,13 @@ teardown unmounts with fusermount3 -u, requires exit status 0, and fails
 on any sanitizer report in the daemon's log.
 """
 
-import faulthandler
-import os
-import shutil
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
-
-# A test that hangs (a FUSE request never answered) dumps every thread's
-# stack and ends the run instead of waiting for meson's timeout.
-TEST_WATCHDOG_S = int(os.environ.get("SNAPFS_TEST_WATCHDOG", "300"))
-
-
-def _fuse_unusable():
-    if os.geteuid() != 0:
-        return "not root"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 not installed"
-    try:
-        fd = os.open("/dev/fuse", os.O_RDWR)
-    except OSError as e:
-        return f"/dev/fuse: {e.strerror}"
-    os.close(fd)
-    return None
+from snapfs_test import harness
 
 
 def pytest_sessionstart(session):
-    why = _fuse_unusable()
-    if why is None:
-        if not os.access(harness.SNAPFS_BIN, os.X_OK):
-            pytest.exit(f"snapfs binary not found at {harness.SNAPFS_BIN} (set SNAPFS_BIN)", returncode=1)
-        return
-    if os.environ.get("SNAPFS_REQUIRE_FUSE") == "1":
-        pytest.exit(f"FUSE unusable ({why}) but SNAPFS_REQUIRE_FUSE=1", returncode=1)
-    pytest.exit(f"skipping mounted tests: FUSE unusable ({why})", returncode=77)
-
-
-@pytest.fixture(autouse=True)
-def _watchdog():
-    faulthandler.dump_traceback_later(TEST_WATCHDOG_S, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
+    harness.exit_unless_usable(harness.fuse_unusable(), ("SNAPFS_REQUIRE_FUSE",), "the mounted tests")
 
 
 @pytest.fixture
@@ -70,14 +33,7 @@ def make_fs(tmp_path):
         return fs
 
     yield make
-    errors = []
-    for fs in made:
-        try:
-            fs.close()
-        except AssertionError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("teardown: " + "\n".join(errors), pytrace=False)
+    harness.close_all(made)
 
 
 @pytest.fixture

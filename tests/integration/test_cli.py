@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from harness import SNAPFS_BIN, run
+from snapfs_test.harness import SNAPFS_BIN, run
 
 
 def snapfs(*args, timeout=20):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from harness import assert_readonly, make_delta, wait_for
+from snapfs_test.harness import assert_readonly, make_delta, wait_for
 
 GOOD_NAMES = ["c", "lines", "Words_2", "a-b_c", "9lives", "x" * 64]
 BAD_NAMES = ["-dash", "_under", ".dot", "a.b", "a b", "caf\u00e9", "x" * 65, "a$b", "a:b", "a\\b"]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness import make_big_delta, make_delta, run, verify_snapshot, wait_for
+from snapfs_test.harness import make_big_delta, make_delta, run, verify_snapshot, wait_for
 
 BIG_ROWS = 400_000  # large enough that merge and seal each take a visible while
 ROUNDS = int(os.environ.get("SNAPFS_CRASH_ROUNDS", "8"))  # kills at random moments

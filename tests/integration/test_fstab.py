@@ -20,7 +20,7 @@ import traceback
 
 import pytest
 
-from harness import REPO, SNAPFS_BIN, Snapfs, in_mount_table, run, wait_for
+from snapfs_test.harness import REPO, SNAPFS_BIN, Snapfs, in_mount_table, run, wait_for
 
 CLONE_NEWNS = 0x00020000
 

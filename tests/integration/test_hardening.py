@@ -14,12 +14,11 @@ import os
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 
 import pytest
 
-from harness import make_big_delta, make_db, make_delta, run, sha256_file, wait_for
+from snapfs_test.harness import make_big_delta, make_db, make_delta, run, sha256_file, wait_for
 
 ERR = r"snapfs error: "
 

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from harness import make_db, make_delta, run, sha256_file, wait_for
+from snapfs_test.harness import make_db, make_delta, run, sha256_file, wait_for
 
 EVIL = "INSERT INTO items VALUES(666, 'evil')"
 

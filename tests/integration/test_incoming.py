@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from harness import make_delta, run, wait_for
+from snapfs_test.harness import make_delta, run, wait_for
 
 
 def assert_applied_once(fs, coll, sha, name, rows):

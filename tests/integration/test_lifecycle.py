@@ -6,7 +6,7 @@ import shutil
 import signal
 import time
 
-from harness import SNAPFS_BIN, make_big_delta, make_delta, run, wait_for
+from snapfs_test.harness import SNAPFS_BIN, make_big_delta, make_delta, run, wait_for
 
 
 def test_fusermount_unmount_exits_zero(fs):

@@ -4,7 +4,7 @@ duplicates applied once, bursts batched into few snapshots."""
 
 import os
 
-from harness import make_db, make_delta, run, wait_for
+from snapfs_test.harness import make_db, make_delta, run, wait_for
 
 
 def submit_in_order(fs, coll, srcs):

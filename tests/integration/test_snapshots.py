@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from harness import (SNAPFS_BIN, assert_readonly, integrity, make_delta, run, sha256_fd, sha256_file,
+from snapfs_test.harness import (SNAPFS_BIN, assert_readonly, integrity, make_delta, run, sha256_fd, sha256_file,
                      verify_snapshot, wait_for)
 
 

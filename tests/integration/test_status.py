@@ -5,7 +5,7 @@ import json
 import os
 import re
 
-from harness import make_delta, wait_for
+from snapfs_test.harness import make_delta, wait_for
 
 COLL_KEYS = {"collection", "state", "queued", "applied_total", "duplicate_total", "rejected_total",
              "rejected", "snapshots", "last_snapshot", "last_error"}

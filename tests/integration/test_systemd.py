@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from harness import REPO, SNAPFS_BIN, Snapfs, in_mount_table, run, wait_for
+from snapfs_test.harness import REPO, SNAPFS_BIN, Snapfs, in_mount_table, run, wait_for
 
 UNIT_SOURCE = os.path.join(REPO, "src", "mount", "snapfs@.service.in")
 

@@ -6,31 +6,22 @@ boto3 client for it), `bucket` (a fresh, empty bucket per test).
 
 Where the Ceph binaries or boto3 are missing the whole session exits 77,
 which meson reports as SKIP; with SNAPFS_REQUIRE_S3=1 (CI) that is a
-failure instead. `python3 tests/s3/radosgw.py install` installs them.
+failure instead. `python3 tests/pylib/snapfs_test/radosgw.py install` installs them.
 """
 
-import faulthandler
-import os
 import signal
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import radosgw  # noqa: E402
-
-TEST_WATCHDOG_S = int(os.environ.get("SNAPFS_TEST_WATCHDOG", "300"))
+from snapfs_test import harness, radosgw
+from snapfs_test.upload import make_s3fs  # noqa: F401 (a fixture for every test here)
 
 _started = []
 
 
 def _check_available():
-    why = radosgw.unavailable_reason()
-    if why is None:
-        return
-    if os.environ.get("SNAPFS_REQUIRE_S3") == "1":
-        pytest.exit(f"S3 test server unavailable ({why}) but SNAPFS_REQUIRE_S3=1", returncode=1)
-    pytest.exit(f"skipping S3 tests: {why}", returncode=77)
+    harness.exit_unless_usable(radosgw.unavailable_reason(), ("SNAPFS_REQUIRE_S3",), "the S3 tests")
 
 
 def _sigterm(signum, frame):
@@ -83,14 +74,6 @@ def bucket(rgw):
     except Exception as e:  # a test's leftovers must not fail the next test
         print(f"bucket fixture: could not remove {name}: {e}", file=sys.stderr)
 
-
-@pytest.fixture(autouse=True)
-def _watchdog():
-    # A request that never returns dumps every thread's stack and ends the
-    # run instead of waiting for meson's timeout.
-    faulthandler.dump_traceback_later(TEST_WATCHDOG_S, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
 
 
 def pytest_terminal_summary(terminalreporter):

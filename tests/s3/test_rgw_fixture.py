@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-import radosgw
+from snapfs_test import radosgw
 
 MiB = 1 << 20
 

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from faultproxy import FaultProxy
+from snapfs_test.faultproxy import FaultProxy
 
 MiB = 1 << 20
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -522,7 +522,7 @@ def test_slow_delete_objects_and_abort_are_waited_out(rgw, s3, bucket):
     """A server that works 20 s on DeleteObjects and AbortMultipartUpload
     before it answers, sending nothing: with a low-speed limit of 2 s the
     calls are still waited out, once each, never cut off and asked again."""
-    from faultproxy import Rule
+    from snapfs_test.faultproxy import Rule
     for i in range(3):
         s3.put_object(Bucket=bucket, Key=f"slow/{i}", Body=b"x")
     up = s3.create_multipart_upload(Bucket=bucket, Key="slow-mp")["UploadId"]
@@ -542,7 +542,7 @@ def test_slow_delete_objects_and_abort_are_waited_out(rgw, s3, bucket):
 
 
 def test_slow_complete_is_waited_out(rgw, s3, bucket, tmp_path):
-    from faultproxy import Rule
+    from snapfs_test.faultproxy import Rule
     src = tmp_path / "f"
     digest = write_random(src, 11 * MiB)
     port = int(rgw.endpoint.rsplit(":", 1)[1])
@@ -555,7 +555,7 @@ def test_slow_complete_is_waited_out(rgw, s3, bucket, tmp_path):
 
 
 def test_a_stalled_call_ends_at_its_deadline_and_says_which(rgw, bucket):
-    from faultproxy import Rule
+    from snapfs_test.faultproxy import Rule
     port = int(rgw.endpoint.rsplit(":", 1)[1])
     with FaultProxy(("127.0.0.1", port), rules=[Rule("HEAD", "", "stall")]) as proxy:
         r = cli(rgw, bucket, "--timeout", "3", "head", "k", endpoint=proxy.url)

@@ -4,13 +4,9 @@ naming the snapshot, and the multipart upload the dead process left is
 aborted (none of ours stays in progress). Unmounting in the middle of an
 upload stops at once and leaves nothing behind either."""
 
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
 
 uh.require_fuse()
 

@@ -4,13 +4,9 @@ any kept snapshot by id; and the keys: a STORE made again never writes
 over the object the pointer names."""
 
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
 
 uh.require_fuse()
 

@@ -3,14 +3,10 @@ radosgw: 503 SlowDown answers and connections reset in the middle of a
 part. The upload completes, the pointer names the right object, and the
 retries show in the metrics."""
 
-import os
-import sys
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from faultproxy import FaultProxy, Rule  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
+from snapfs_test.faultproxy import FaultProxy, Rule  # noqa: E402
 
 uh.require_fuse()
 

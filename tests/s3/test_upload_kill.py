@@ -8,15 +8,12 @@ upload left."""
 import json
 import os
 import random
-import sys
 import threading
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from faultproxy import FaultProxy, Rule  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
+from snapfs_test.faultproxy import FaultProxy, Rule  # noqa: E402
 from test_upload_retention import converged  # noqa: E402
 
 uh.require_fuse()

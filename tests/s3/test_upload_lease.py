@@ -1,27 +1,31 @@
 """The per-collection lease object: a stale lease is taken over with the
 next fencing token; a live lease of another host keeps snapfs from
 writing the pointer until it expires; a lease document that is not one
-is reported, never overwritten blindly."""
+is reported, never overwritten blindly.
+
+Expiry is watched, not computed: another owner's lease counts as expired
+once snapfs has read it unchanged for its ttl (+ 2 s + 1 %) on its own
+monotonic clock, whatever the document's wall-clock expires says."""
 
 import json
-import os
-import sys
+import threading
+import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
 
 uh.require_fuse()
 
 
-def put_lease(s3, bucket, coll, owner, token, expires):
+def put_lease(s3, bucket, coll, owner, token, expires, ttl=60):
     doc = {"owner": owner, "token": token, "expires": expires, "acquired_at": uh.now() - 30,
-           "ttl": 60}
+           "ttl": ttl}
     s3.put_object(Bucket=bucket, Key=f"{uh.PREFIX}{coll}/lease.json", Body=json.dumps(doc).encode())
 
 
 def test_stale_lease_is_taken_over_with_the_next_token(make_s3fs, s3, bucket, tmp_path):
-    put_lease(s3, bucket, "c", "dead-host/4242/0badc0ffee00", 7, uh.now() - 100)
+    # Written 100 s ago by a host gone since: nothing renews it, so after
+    # watching it for its ttl (5 s) snapfs takes it over.
+    put_lease(s3, bucket, "c", "dead-host/4242/0badc0ffee00", 7, uh.now() - 100, ttl=5)
     fs = make_s3fs(bucket)
     c = fs.mkcoll("c")
     sid = fs.publish(c)
@@ -44,7 +48,7 @@ def test_stale_lease_is_taken_over_with_the_next_token(make_s3fs, s3, bucket, tm
 def test_live_lease_of_another_host_blocks_the_pointer_until_it_expires(make_s3fs, s3, bucket,
                                                                       tmp_path):
     expires = uh.now() + 12
-    put_lease(s3, bucket, "c", "someone-else", 3, expires)
+    put_lease(s3, bucket, "c", "someone-else", 3, expires, ttl=12)
     fs = make_s3fs(bucket)
     c = fs.mkcoll("c")
     sid = fs.publish(c)
@@ -61,7 +65,7 @@ def test_live_lease_of_another_host_blocks_the_pointer_until_it_expires(make_s3f
     assert lease["owner"] == "someone-else" and lease["token"] == 3  # untouched
     while uh.now() < expires - 1:
         assert uh.pointer(s3, bucket, c) == (None, None), "pointer written under a live lease"
-        uh.time.sleep(0.5)
+        time.sleep(0.5)
 
     # After it expires, snapfs takes it over (token 4) and writes the pointer.
     u = fs.wait_upload(c, sid, timeout=60)
@@ -89,3 +93,38 @@ def test_a_lease_that_is_not_a_lease_document_is_reported(make_s3fs, s3, bucket)
     fs.wait_upload(c, sid, timeout=90)
     p, _ = uh.pointer(s3, bucket, c)
     assert p["id"] == sid and p["lease_token"] == 1
+
+
+def test_a_lease_kept_alive_by_a_host_whose_clock_is_behind_is_never_taken(make_s3fs, s3, bucket):
+    # The holder's clock is 10 minutes behind ours: every expires it writes
+    # is long past by our clock. It renews every 3 s (ttl 15 s), so the
+    # lease is live, and snapfs must not take it, however stale expires looks.
+    stop = threading.Event()
+
+    def renew():
+        while not stop.is_set():
+            put_lease(s3, bucket, "c", "slow-clock-host/1/aaaa", 3, uh.now() - 600 + 15, ttl=15)
+            stop.wait(3)
+
+    t = threading.Thread(target=renew, daemon=True)
+    t.start()
+    try:
+        fs = make_s3fs(bucket)
+        c = fs.mkcoll("c")
+        sid = fs.publish(c)
+        uh.wait_for(lambda: fs.upload(c)["lease"].startswith("held by slow-clock-host"), 60,
+                    "status: lease held by slow-clock-host")
+        # Two ttls and more: the pointer stays unwritten, the lease untouched.
+        end = uh.now() + 35
+        while uh.now() < end:
+            assert uh.pointer(s3, bucket, c) == (None, None), "pointer written under a live lease"
+            lease, _ = uh.lease(s3, bucket, c)
+            assert lease["owner"] == "slow-clock-host/1/aaaa" and lease["token"] == 3, lease
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join()
+    # Once it stops renewing, snapfs watches it for its ttl and takes it over.
+    fs.wait_upload(c, sid, timeout=60)
+    p, _ = uh.pointer(s3, bucket, c)
+    assert p["id"] == sid and p["lease_token"] == 4

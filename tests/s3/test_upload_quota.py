@@ -5,12 +5,8 @@ through; without, the server fills, the status says so in the server's
 words, local snapshots keep coming, and once space is freed shipping
 resumes by itself with the newest snapshot."""
 
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
 
 uh.require_fuse()
 

@@ -6,12 +6,9 @@ fully uploaded snapshot whose SHA-256 matches. The host that loses a
 race says so in its status."""
 
 import os
-import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
 
 uh.require_fuse()
 

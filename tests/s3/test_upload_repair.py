@@ -4,12 +4,8 @@ never overwrites it, keeps publishing locally, and resumes by itself once
 `snapfs-ctl repair` has replaced it under the lease by compare-and-swap."""
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
 
 uh.require_fuse()
 

@@ -6,11 +6,8 @@ verify a local snapshot directory."""
 import json
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
 
 uh.require_fuse()
 

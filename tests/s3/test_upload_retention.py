@@ -6,12 +6,8 @@ what it names for the whole grace. What the test sees is read back with
 boto3; the rule it checks against is the one snapfs(8) documents."""
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
 
 uh.require_fuse()
 

@@ -6,18 +6,14 @@ works 20 s on CompleteMultipartUpload or AbortMultipartUpload before it
 answers is waited out, once, not cut off and asked again; the abort,
 which is housekeeping, does not hold the upload of a new snapshot up."""
 
-import os
 import signal
-import sys
 import time
 import urllib.parse
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import upload_helpers as uh  # noqa: E402
-from faultproxy import FaultProxy, Rule  # noqa: E402
-from upload_helpers import make_s3fs  # noqa: E402,F401 (a fixture)
+from snapfs_test import upload as uh
+from snapfs_test.faultproxy import FaultProxy, Rule  # noqa: E402
 
 uh.require_fuse()
 

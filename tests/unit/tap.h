@@ -39,7 +39,7 @@ void tap_case(bool ok, const char *name);
 	do {                                                                               \
 		const char *tap_a_ = (a), *tap_b_ = (b);                                   \
 		char tap_d_[1024];                                                         \
-		snprintf(tap_d_, sizeof(tap_d_), "\"%s\" != \"%s\"", tap_a_ ? tap_a_ : "(null)", \
+		snprintf(tap_d_, sizeof(tap_d_), "\"%.500s\" != \"%.500s\"", tap_a_ ? tap_a_ : "(null)", \
 			 tap_b_ ? tap_b_ : "(null)");                                      \
 		tap_result(tap_a_ && tap_b_ && !strcmp(tap_a_, tap_b_), __FILE__, __LINE__, \
 			   #a " == " #b, tap_d_);                                          \

@@ -111,10 +111,43 @@ static void test_parse(void)
 	}
 }
 
+static void test_cluster_keys(void)
+{
+	char buf[1100];
+	CHECK(layout_marker_key("snapfs/", "c", buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "snapfs/c/collection.json");
+	CHECK(layout_host_key("snapfs/", "h1", buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "snapfs/.cluster/hosts/h1.json");
+	CHECK(layout_deltas_prefix("", "c", "deltas", NULL, buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "c/deltas/");
+	CHECK(layout_deltas_prefix("p/", "c", "rejected", "h2", buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "p/c/rejected/h2/");
+	struct layout_delta d = {.host = "h2", .inst = "00112233aabbccdd", .seq = 7,
+				 .sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"};
+	CHECK(layout_delta_key("p/", "c", "deltas", &d, buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "p/c/deltas/h2/00112233aabbccdd-0000000000000007-"
+		       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	struct layout_delta back;
+	CHECK(layout_parse_delta_key("p/", "c", "deltas", buf, &back));
+	CHECK_STR(back.host, "h2");
+	CHECK_STR(back.inst, d.inst);
+	CHECK_EQ(back.seq, 7);
+	CHECK_STR(back.sha256, d.sha256);
+	CHECK(!layout_parse_delta_key("p/", "c", "rejected", buf, &back));
+	CHECK(!layout_parse_delta_key("p/", "d", "deltas", buf, &back));
+	buf[strlen(buf) - 1] = 'X';
+	CHECK(!layout_parse_delta_key("p/", "c", "deltas", buf, &back));
+	CHECK(!layout_parse_delta_key("p/", "c", "deltas", "p/c/deltas/h2/short", &back));
+	CHECK(!layout_parse_delta_key("p/", "c", "deltas", "p/c/deltas/.x/00112233aabbccdd-0000000000000007-"
+							   "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+				      &back));
+}
+
 int main(void)
 {
 	test_names();
 	test_keys();
 	test_parse();
+	test_cluster_keys();
 	return tap_done();
 }

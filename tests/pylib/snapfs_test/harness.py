@@ -10,6 +10,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import re
 import signal
 import sqlite3
@@ -17,11 +18,56 @@ import subprocess
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))  # tests/pylib/snapfs_test
 SNAPFS_BIN = os.environ.get("SNAPFS_BIN") or os.path.join(REPO, "build", "src", "mount", "snapfs")
 
 # Markers of sanitizer reports in the daemon's log: any one fails the test.
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+
+def fuse_unusable(tools=("fusermount3",)):
+    """Why FUSE mounts cannot run here (not root, a tool missing, no
+    usable /dev/fuse, no snapfs binary), or None."""
+    if os.geteuid() != 0:
+        return "not root"
+    for tool in tools:
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    try:
+        fd = os.open("/dev/fuse", os.O_RDWR)
+    except OSError as e:
+        return f"/dev/fuse: {e.strerror}"
+    os.close(fd)
+    if not os.access(SNAPFS_BIN, os.X_OK):
+        return f"snapfs binary not found at {SNAPFS_BIN} (set SNAPFS_BIN)"
+    return None
+
+
+def exit_unless_usable(why, require_vars, what):
+    """At session start: nothing if why is None; else end the session,
+    with exit 77 (meson's SKIP), or 1 when one of require_vars is "1" (CI
+    must not skip)."""
+    import pytest
+    if why is None:
+        return
+    given = [v for v in require_vars if os.environ.get(v) == "1"]
+    if given:
+        pytest.exit(f"{what} cannot run ({why}) but {given[0]}=1", returncode=1)
+    pytest.exit(f"skipping {what}: {why}", returncode=77)
+
+
+def close_all(made):
+    """Closes (and checks) every Snapfs in made; fails the test with every
+    teardown error together."""
+    import pytest
+    errors = []
+    for fs in made:
+        try:
+            fs.close()
+        except AssertionError as e:
+            errors.append(str(e))
+    if errors:
+        pytest.fail("teardown: " + "\n".join(errors), pytrace=False)
 
 # What a line of the daemon's own log looks like (-f: one line per event).
 # Anything else in its output (a libfuse complaint, an assertion) and any

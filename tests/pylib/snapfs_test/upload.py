@@ -1,32 +1,26 @@
 """Helpers for the upload tests: snapfs mounted with S3 options against
 the throwaway radosgw of conftest.py (fixture `rgw`).
 
-The mount is the integration harness's (tests/integration/harness.py,
-imported by path): foreground daemon, log scanned for sanitizer reports
+The mount is the integration harness's (harness.py): foreground daemon, log scanned for sanitizer reports
 and unexpected output, unmount requires exit 0. Each daemon gets an
 environment with only the test server's AWS_* variables (and no AWS
 files), so nothing of the machine's own AWS setup leaks in.
 
-Test modules import the fixtures they use from here:
-
-    from upload_helpers import make_s3fs  # noqa: F401 (a fixture)
+The fixture make_s3fs is defined here and offered to every test under
+tests/s3/ by its conftest.py.
 """
 
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-import harness  # noqa: E402
+from snapfs_test import harness
 
+REPO = harness.REPO
 wait_for = harness.wait_for
 run = harness.run
 
@@ -34,30 +28,12 @@ CTL_BIN = os.environ.get("SNAPFS_CTL_BIN") or os.path.join(REPO, "build", "src",
 PREFIX = "snapfs/"
 
 
-def fuse_unusable():
-    if os.geteuid() != 0:
-        return "not root"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 not installed"
-    try:
-        fd = os.open("/dev/fuse", os.O_RDWR)
-    except OSError as e:
-        return f"/dev/fuse: {e.strerror}"
-    os.close(fd)
-    if not os.access(harness.SNAPFS_BIN, os.X_OK):
-        return f"snapfs binary not found at {harness.SNAPFS_BIN} (set SNAPFS_BIN)"
-    return None
-
 
 def require_fuse():
     """Module-level check: exit 77 (SKIP) where FUSE cannot be used, unless
     SNAPFS_REQUIRE_FUSE=1 or SNAPFS_REQUIRE_S3=1 (CI), where it fails."""
-    why = fuse_unusable()
-    if why is None:
-        return
-    if os.environ.get("SNAPFS_REQUIRE_FUSE") == "1" or os.environ.get("SNAPFS_REQUIRE_S3") == "1":
-        pytest.exit(f"cannot mount snapfs ({why}) but SNAPFS_REQUIRE_*=1", returncode=1)
-    pytest.exit(f"skipping upload tests: {why}", returncode=77)
+    harness.exit_unless_usable(harness.fuse_unusable(), ("SNAPFS_REQUIRE_FUSE", "SNAPFS_REQUIRE_S3"),
+                               "the upload tests")
 
 
 def s3_env(rgw, **over):
@@ -170,14 +146,7 @@ def make_s3fs(tmp_path, rgw):
         return fs
 
     yield make
-    errors = []
-    for fs in made:
-        try:
-            fs.close()
-        except AssertionError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("teardown: " + "\n".join(errors), pytrace=False)
+    harness.close_all(made)
 
 
 # ---------------------------------------------------------------- S3 side

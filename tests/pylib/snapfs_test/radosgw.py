@@ -9,7 +9,7 @@ ceph.conf. Nothing outside the temp dir is read or written.
 
 As a module:
 
-    from radosgw import RadosGW
+    from snapfs_test.radosgw import RadosGW
     with RadosGW() as gw:            # ready: user made, gw.bucket created
         s3 = gw.client()             # boto3, path-style, us-east-1
         s3.put_object(Bucket=gw.bucket, Key="k", Body=b"v")
@@ -17,10 +17,10 @@ As a module:
 
 As a command:
 
-    python3 tests/s3/radosgw.py install   # Debian packages it needs
-    python3 tests/s3/radosgw.py run       # start one, print `export ...`
+    python3 tests/pylib/snapfs_test/radosgw.py install   # Debian packages it needs
+    python3 tests/pylib/snapfs_test/radosgw.py run       # start one, print `export ...`
                                           # lines, serve until SIGTERM/^C
-    python3 tests/s3/radosgw.py probe     # start one, print timings and
+    python3 tests/pylib/snapfs_test/radosgw.py probe     # start one, print timings and
                                           # memory as JSON, stop
 
 The daemons run in the foreground as children of the process that started
@@ -109,7 +109,7 @@ def unavailable_reason():
     """None when a RadosGW can be started here, else why not."""
     miss = missing_binaries()
     if miss:
-        return "missing " + " ".join(miss) + " (python3 tests/s3/radosgw.py install)"
+        return "missing " + " ".join(miss) + " (python3 tests/pylib/snapfs_test/radosgw.py install)"
     try:
         import_boto3()
     except ImportError:

@@ -1,5 +1,5 @@
 /*
- * uploader_int — what the files of the uploader share (uploader.c: the
+ * uploader_i — what the files of the uploader share (uploader.c: the
  * thread and life cycle; upl_job.c: one upload and one swap; upl_state.c:
  * the local record and the status). The interface is uploader.h.
  *
@@ -8,8 +8,8 @@
  * (sweeper_status); it never calls the vfs. u->mu and the sweeper's
  * mutex are never held together, and neither is held across an S3 call.
  */
-#ifndef SNAPFS_UPLOADER_INT_H
-#define SNAPFS_UPLOADER_INT_H
+#ifndef SNAPFS_UPLOADER_I_H
+#define SNAPFS_UPLOADER_I_H
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,15 +1,15 @@
 /*
- * s3_int — what the files of the S3 client share and nobody else sees:
+ * s3_i — what the files of the S3 client share and nobody else sees:
  * the client's struct, a request as the engine runs it, and the helpers
  * of s3_client.c, s3_request.c (the engine), s3_transfer.c, s3_error.c,
- * s3_object.c and s3_upload.c. Internal functions carry the prefix s3i_;
+ * s3_object.c, s3_upload.c and s3_download.c. Internal functions carry the prefix s3i_;
  * the interface is s3.h.
  *
  * Ownership: a struct req and its struct resp belong to the thread that
  * runs the request; s3i_request() runs it to the end on that thread.
  */
-#ifndef SNAPFS_S3_INT_H
-#define SNAPFS_S3_INT_H
+#ifndef SNAPFS_S3_I_H
+#define SNAPFS_S3_I_H
 
 #include <pthread.h>
 #include <stdatomic.h>
