@@ -1,0 +1,2 @@
+CREATE TABLE g(id INTEGER PRIMARY KEY, a, b AS (a + 1) STORED);
+INSERT INTO g(id, a) VALUES (1, 2);

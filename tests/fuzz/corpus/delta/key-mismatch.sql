@@ -1,0 +1,2 @@
+CREATE TABLE pairs(a INTEGER, b TEXT, n REAL, PRIMARY KEY(b, a));
+INSERT INTO pairs VALUES (1, 'x', 0);

@@ -1,0 +1,2 @@
+CREATE TABLE items_body(x PRIMARY KEY);
+INSERT INTO items_body VALUES (1);

@@ -1,0 +1,2 @@
+CREATE TABLE nopk(a, b);
+INSERT INTO nopk VALUES (1, 2);

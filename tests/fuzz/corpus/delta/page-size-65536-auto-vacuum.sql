@@ -1,0 +1,4 @@
+PRAGMA page_size = 65536;
+PRAGMA auto_vacuum = FULL;
+CREATE TABLE kv(k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;
+INSERT INTO kv VALUES ('z', zeroblob(70000));

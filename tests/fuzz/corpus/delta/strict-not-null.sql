@@ -1,0 +1,2 @@
+CREATE TABLE strict_t(id INTEGER PRIMARY KEY, n INTEGER, u TEXT);
+INSERT INTO strict_t VALUES (2, NULL, 'v');

@@ -1,0 +1,2 @@
+CREATE VIRTUAL TABLE ft USING fts5(a, b);
+INSERT INTO ft VALUES ('x', 'y');

@@ -1,0 +1,2 @@
+CREATE TABLE inj(a INTEGER PRIMARY KEY, b 'INT, evil BLOB, g AS (abs(-5))');
+INSERT INTO inj VALUES (1, 2);

@@ -1,0 +1,1 @@
+CREATE TABLE excluded(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO excluded VALUES (1, 'new'), (3, 'three');
