@@ -106,9 +106,12 @@ def test_remote_bad_delta_ends_in_the_senders_rejected(cluster, tmp_path):
     cluster.wait_no_deltas("c")
 
     # Counted on both sides; what the watcher caught of rejected/ in S3 was a's.
-    s = ch.wait_for(lambda: (lambda s: s if s["remote_rejected"] == len(BAD) else None)(a.cluster("c")), 30,
-                    "a counts its deltas the compactor refused")
-    assert s["outbox"] == 0 and s["in_flight"] == 0, s
+    def settled():
+        s = a.cluster("c")
+        if s["remote_rejected"] != len(BAD) or s["outbox"] or s["in_flight"]:
+            raise AssertionError(f"a: {s}")
+        return s
+    ch.wait_for(settled, 30, "a: its refused deltas counted, nothing pending")
     assert b.cluster("c")["relayed"] == len(BAD), b.cluster("c")
     print(f"\nseen under rejected/ in S3: {sorted(watch.seen)}")
     for k, meta in watch.seen.items():

@@ -276,7 +276,10 @@ class Writer(threading.Thread):
                 time.sleep(self.pause)
 
     def finish(self, timeout=300):
-        self.stop.set()
+        """Ends the thread (at once, or once count deltas were sent) and
+        asserts that every write to a running host succeeded."""
+        if self.count is None:
+            self.stop.set()
         self.join(timeout)
         assert not self.is_alive(), f"{self.name} did not end"
         assert not self.errors, f"{self.name}: {self.errors[:3]}"
