@@ -34,6 +34,18 @@ struct ctl_opts {
 	bool dry_run;
 };
 
+/* Collection names (malloc'd) under prefix. */
+struct ctl_names {
+	const char *prefix;
+	char **v;
+	size_t n, cap;
+};
+/* The collections given (checked), or all of those under the prefix. A CTL_ code. */
+int ctl_colls(s3_client *c, const struct ctl_opts *o, char **given, int ngiven, struct ctl_names *out);
+void ctl_names_free(struct ctl_names *cn);
+/* An RFC 3339 time. */
+json_t *ctl_time_json(int64_t t);
+
 /* "what: the formatted S3 error" on stderr. */
 void ctl_s3_error(const char *what, const struct s3_error *e);
 /*
@@ -49,6 +61,8 @@ int ctl_find_snapshot(s3_client *c, const struct ctl_opts *o, const char *coll, 
 int ctl_ls(s3_client *c, const struct ctl_opts *o, char **colls, int n);
 int ctl_sweep(s3_client *c, const struct ctl_opts *o, char **colls, int n);
 int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const char *snap);
+/* ctl_cluster.c: the cluster's hosts and, per collection, lease, pointer and deltas per host. */
+int ctl_cluster(s3_client *c, const struct ctl_opts *o, char **colls, int n);
 #endif
 
 #endif

@@ -62,7 +62,7 @@ static void ctl_owner(char *buf, size_t len)
 		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 }
 
-static json_t *ctl_time_json(int64_t t)
+json_t *ctl_time_json(int64_t t)
 {
 	char when[RFC3339_LEN];
 	rfc3339_format(t, when);
@@ -70,12 +70,6 @@ static json_t *ctl_time_json(int64_t t)
 }
 
 /* ---- the collections under the prefix ---- */
-
-struct ctl_names {
-	const char *prefix;
-	char **v;
-	size_t n, cap;
-};
 
 /* A listing with delimiter '/': one "PREFIX/COLL/" entry per collection. */
 static int ctl_name_one(void *arg, const struct s3_object *o)
@@ -105,15 +99,14 @@ static int ctl_name_one(void *arg, const struct s3_object *o)
 	return 0;
 }
 
-static void ctl_names_free(struct ctl_names *cn)
+void ctl_names_free(struct ctl_names *cn)
 {
 	for (size_t i = 0; i < cn->n; i++)
 		free(cn->v[i]);
 	free(cn->v);
 }
 
-/* The collections given, or all of those under the prefix. */
-static int ctl_colls(s3_client *c, const struct ctl_opts *o, char **given, int ngiven,
+int ctl_colls(s3_client *c, const struct ctl_opts *o, char **given, int ngiven,
 		     struct ctl_names *out)
 {
 	memset(out, 0, sizeof(*out));

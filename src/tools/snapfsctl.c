@@ -82,6 +82,7 @@ static void ctl_usage(FILE *f)
 		   "       snapfs-ctl ls [S3 OPTIONS] [RULES] [COLLECTION...]\n"
 		   "       snapfs-ctl sweep [S3 OPTIONS] [RULES] [--dry-run] [COLLECTION...]\n"
 		   "       snapfs-ctl repair [S3 OPTIONS] COLLECTION [SNAPSHOT]\n"
+		   "       snapfs-ctl cluster [S3 OPTIONS] [COLLECTION...]\n"
 		   "\n"
 		   "verify   check a snapshot directory: size and SHA-256 against MANIFEST.json,\n"
 		   "         PRAGMA integrity_check\n"
@@ -97,6 +98,9 @@ static void ctl_usage(FILE *f)
 		   "repair   replace a lease.json or pointer.json that is not a document of its\n"
 		   "         kind (compare-and-swap, holding the lease); the new pointer names\n"
 		   "         SNAPSHOT or the newest whole snapshot in the bucket\n"
+		   "cluster  the hosts sharing the bucket and prefix (their claims), and per\n"
+		   "         collection its lease, pointer and the deltas each host shipped\n"
+		   "         that no snapshot the pointer names holds yet\n"
 		   "\n"
 		   "S3 OPTIONS: --bucket NAME (required), --prefix PREFIX (default snapfs/),\n"
 		   "            --endpoint URL, --region REGION, --profile NAME\n"
@@ -534,8 +538,8 @@ int main(int argc, char **argv)
 	}
 	bool restore = strcmp(cmd, "restore") == 0, pointer = strcmp(cmd, "pointer") == 0,
 	     ls = strcmp(cmd, "ls") == 0, sweep = strcmp(cmd, "sweep") == 0,
-	     repair = strcmp(cmd, "repair") == 0;
-	if ((!restore && !pointer && !ls && !sweep && !repair) ||
+	     repair = strcmp(cmd, "repair") == 0, cluster = strcmp(cmd, "cluster") == 0;
+	if ((!restore && !pointer && !ls && !sweep && !repair && !cluster) ||
 	    (restore && (npos < 2 || npos > 3)) || (pointer && npos != 1) ||
 	    (repair && (npos < 1 || npos > 2))) {
 		ctl_usage(stderr);
@@ -557,6 +561,8 @@ int main(int argc, char **argv)
 		rc = ctl_ls(c, &o, pos, npos);
 	else if (sweep)
 		rc = ctl_sweep(c, &o, pos, npos);
+	else if (cluster)
+		rc = ctl_cluster(c, &o, pos, npos);
 	else
 		rc = ctl_repair(c, &o, pos[0], npos == 2 ? pos[1] : NULL);
 	s3_client_free(c);
@@ -567,7 +573,7 @@ int main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	static const char *const s3_commands[] = {"restore", "pointer", "ls", "sweep", "repair"};
+	static const char *const s3_commands[] = {"restore", "pointer", "ls", "sweep", "repair", "cluster"};
 	log_init(false, LOG_WARNING);
 	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
 		ctl_usage(stdout);
