@@ -82,7 +82,7 @@ def test_snapfs_ctl_help_matches_its_man_page():
     for t in tags(man["OPTIONS"]):
         man_opts |= set(OPTION.findall(t))
     synopsis = {t.split()[1] for t in map(roff_text, man["SYNOPSIS"]) if t.startswith("snapfs-ctl ")}
-    assert help_cmds == {"verify", "restore", "pointer", "ls", "sweep", "repair"}, out
+    assert help_cmds == {"verify", "restore", "pointer", "ls", "sweep", "repair", "cluster"}, out
     assert man_cmds == help_cmds, f"-h only: {help_cmds - man_cmds}, man only: {man_cmds - help_cmds}"
     assert synopsis - {"-h"} == help_cmds, synopsis
     assert man_opts == help_opts, f"-h only: {help_opts - man_opts}, man only: {man_opts - help_opts}"
