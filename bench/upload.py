@@ -2,7 +2,7 @@
 """Upload throughput: snapfs's uploader against rclone, same file, same
 server, same run.
 
-Starts a throwaway Ceph RADOS Gateway (tests/s3/radosgw.py), mounts snapfs
+Starts a throwaway Ceph RADOS Gateway (tests/pylib/snapfs_test/radosgw.py), mounts snapfs
 with S3 options on a fresh STORE, gets a ~SIZE_MB snapshot made (one big
 delta), and then, ROUNDS times each, alternating:
 
@@ -34,10 +34,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "tests", "s3"))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-import harness  # noqa: E402
-import radosgw  # noqa: E402
+sys.path.insert(0, os.path.join(REPO, "tests", "pylib"))  # a script: the test package by path
+from snapfs_test import harness, radosgw  # noqa: E402
 
 
 def parse_size(s):
@@ -121,7 +119,7 @@ def main():
     try:
         s3 = gw.client()
         bucket = gw.create_bucket("bench-upload")
-        opts = ["batch_delay=50", "keep=2", f"s3_bucket={bucket}", "s3_host_id=bench",
+        opts = ["batch_delay=50", "keep=2", f"s3_bucket={bucket}", "s3_host_id=bench", "s3_cluster=off",
                 f"s3_part_size={a.part_size}", f"s3_parallel={a.parallel}"]
         fs = Mount(work, snapfs_env(gw), opts)
         fs.start()
