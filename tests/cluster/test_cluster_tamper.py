@@ -20,7 +20,12 @@ WHY = re.compile(r"sha-?256|etag|checksum|hash|mismatch|differ|verif|integrity",
 def refused(b, coll, keep_id, bad_id, bad_sha, observe_s=3.0):
     """Waits until b's status says why it refused; then, for observe_s,
     b keeps showing keep_id and never bad_id nor a file with bad_sha."""
-    err = ch.wait_for(lambda: b.cluster(coll)["last_error"], 30, f"{b.name}: a verification error in status")
+    def error():
+        s = b.cluster(coll)
+        if not s["last_error"]:
+            raise AssertionError(f"latest {b.latest_id(coll)}, snapshots {b.snapshot_ids(coll)}, status {s}")
+        return s["last_error"]
+    err = ch.wait_for(error, 30, f"{b.name}: a verification error in status")
     assert WHY.search(err), f"status does not say why: {err!r}"
     deadline = time.monotonic() + observe_s
     while time.monotonic() < deadline:
@@ -75,17 +80,19 @@ def test_follower_refuses_a_pointer_whose_object_is_not_its_sha256(cluster):
     p = cluster.wait_converged("c", [a, b], shas=shas)
     a.unmount()  # nobody compacts: the hand-written pointer stays
 
-    # A "next" snapshot: the same size and ETag the pointer gives, a real
-    # manifest (of the pointer's id), but bytes that are not its sha256.
+    # A "next" snapshot: pointer and manifest agree (id, size, sha256 of
+    # bytes nobody has), the ETag is the object's, but the object's bytes
+    # are not that sha256.
     body = cluster.s3.get_object(Bucket=cluster.bucket, Key=p["keys"]["db"])["Body"].read()
     bad = ch.flip_byte(body)
+    claimed = ch.sha256(ch.flip_byte(body, len(body) // 3))
     man = json.loads(cluster.s3.get_object(Bucket=cluster.bucket, Key=p["keys"]["manifest"])["Body"].read())
     fid = p["id"] + 1
-    man["id"] = fid
+    man.update(id=fid, sha256=claimed)
     d = f"{uh.PREFIX}c/snapshots/{fid:08d}-a-{a.instance()}"
     put = cluster.s3.put_object(Bucket=cluster.bucket, Key=f"{d}/c.sqlite3", Body=bad)
     ch.put_json(cluster.s3, cluster.bucket, f"{d}/MANIFEST.json", man)
-    forged = dict(p, generation=p["generation"] + 1, id=fid, etag=put["ETag"].strip('"'),
+    forged = dict(p, generation=p["generation"] + 1, id=fid, sha256=claimed, etag=put["ETag"].strip('"'),
                   keys={"db": f"{d}/c.sqlite3", "manifest": f"{d}/MANIFEST.json"},
                   written_at=uh.now())
     ch.put_json(cluster.s3, cluster.bucket, f"{uh.PREFIX}c/pointer.json", forged)
