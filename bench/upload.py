@@ -101,7 +101,7 @@ def main():
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args()
-    harness.SNAPFS_BIN = os.path.join(a.build, "snapfs")
+    harness.SNAPFS_BIN = os.path.join(a.build, "src", "mount", "snapfs")
     if not shutil.which("rclone"):
         sys.exit("bench/upload.py: rclone not installed (apt-get install rclone)")
     why = radosgw.unavailable_reason()
