@@ -178,17 +178,21 @@ static int cl_poll_pointer(cluster *cl, s3_client *c3, struct ccl *c)
 	size_t len;
 	struct s3_object_info info;
 	struct s3_get_opts go = {.if_none_match = etag[0] ? etag : NULL, .cancel = &cl->cancel};
+	/* Taken before the request: an answer is at least this fresh. */
+	double asked = mono_now();
 	int rc = s3_get_buf_opts(c3, key, &go, LEASE_DOC_MAX, &doc, &len, &info, &e);
 	if (rc == S3_NOT_MODIFIED) {
 		s3_object_info_free(&info);
 		pthread_mutex_lock(&cl->mu);
 		c->ptr_polled = true;
+		c->ptr_read_at = asked;
 		pthread_mutex_unlock(&cl->mu);
 		return 0;
 	}
 	if (rc == -ENOENT) {
 		pthread_mutex_lock(&cl->mu);
 		c->ptr_polled = true;
+		c->ptr_read_at = asked;
 		c->ptr_present = false;
 		pthread_mutex_unlock(&cl->mu);
 		return 0;
@@ -211,6 +215,7 @@ static int cl_poll_pointer(cluster *cl, s3_client *c3, struct ccl *c)
 	c->ptr = p;
 	c->ptr_present = true;
 	c->ptr_polled = true;
+	c->ptr_read_at = asked;
 	snprintf(c->ptr_etag, sizeof(c->ptr_etag), "%s", info.etag);
 	pthread_mutex_unlock(&cl->mu);
 	s3_object_info_free(&info);

@@ -478,6 +478,7 @@ static void cl_lease_pass(cluster *cl, struct ccl *c)
 	pthread_mutex_lock(&cl->mu);
 	c->hold = true;
 	c->role = CL_SYNC;
+	c->lease_taken_at = mono_now();
 	c->free_polls = 0;
 	snprintf(c->holder.owner, sizeof(c->holder.owner), "%s", "(this host)");
 	c->holder.token = lease_token(c->lease);
@@ -495,11 +496,26 @@ static void cl_advance(cluster *cl, struct ccl *c)
 	enum cl_role role = c->role;
 	uint64_t ticket = c->rebase_ticket;
 	bool present = c->ptr_present;
+	/* Only a pointer read after the lease was taken says where to start from. */
+	bool fresh = c->ptr_polled && c->ptr_read_at > c->lease_taken_at;
 	uint64_t applied = c->applied_generation, gen = c->ptr.generation, id = c->applied_id;
+	bool ours = !strcmp(c->ptr.host, cl->host) && c->ptr.lease_token == c->holder.token;
+	if (role == CL_LEAD && present && gen != applied && !ours) {
+		/* The pointer moved, and not by us: make it local and start over from it. */
+		c->role = role = CL_SYNC;
+		c->lease_taken_at = mono_now();
+		cl_lead_forget(c); /* the rebase empties queue/: import everything again */
+		cl->follow_kick = true;
+		pthread_cond_broadcast(&cl->cv);
+		log_warn("cluster: %s: the pointer moved to generation %" PRIu64 " by %s while this host compacts; "
+			 "starting over from it",
+			 c->name, gen, c->ptr.host);
+		fresh = false;
+	}
 	pthread_mutex_unlock(&cl->mu);
 	if (role == CL_SYNC) {
-		if (present && applied != gen)
-			return; /* the follower is still making it local */
+		if (!fresh || (present && applied != gen))
+			return; /* the follower is still reading the pointer or making it local */
 		char db[PATH_MAX];
 		if (present && cl_local_path(cl, c->name, id, db, sizeof(db)) < 0)
 			return;
@@ -511,6 +527,7 @@ static void cl_advance(cluster *cl, struct ccl *c)
 	} else if (role == CL_REBASE && compactor_rebased(cl->comp, c->name) >= ticket) {
 		pthread_mutex_lock(&cl->mu);
 		c->role = CL_LEAD;
+		cl_lead_forget(c);
 		c->imports_dirty = true;
 		cl->lead_kick = true;
 		pthread_cond_broadcast(&cl->cv);

@@ -52,7 +52,9 @@ struct ccl {
 	unsigned free_polls;    /* polls the lease was seen free (role auto waits CLUSTER_AUTO_DEFER) */
 	struct lease_state holder; /* as last read; owner "" if none */
 	uint64_t rebase_ticket;
-	bool ptr_polled; /* the pointer was read at least once */
+	bool ptr_polled;     /* the pointer was read at least once */
+	double ptr_read_at;  /* mono seconds of the last answer about the pointer (a 304 included) */
+	double lease_taken_at; /* mono seconds when the coordinator took the lease */
 	bool ptr_present;
 	struct lease_pointer ptr; /* as last read (or written by us) */
 	char ptr_etag[S3_ETAG_MAX];
