@@ -13,7 +13,11 @@
 
 void errbuf_set(char *err, size_t len, const char *prefix, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-/* Formats into err as one line: control characters become spaces (reasons, SQLite messages). */
+/*
+ * Formats into err as one line of UTF-8 (reasons, SQLite messages):
+ * control characters become spaces, and bytes that are not well-formed
+ * UTF-8 (raw bytes in a text, a character the length cut) become '?'.
+ */
 void errbuf_line(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

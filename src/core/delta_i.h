@@ -27,9 +27,12 @@
 #define DELTA_SQLITE_PREFIX "sqlite_"
 #define DELTA_SAFE_TYPE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _(),.+-"
 
-/* Room for a quoted, escaped, possibly shortened name in a reason. */
+/*
+ * Room for a quoted, escaped, possibly shortened name in a reason: at
+ * most QN_MAX_CHARS bytes of the name, each written as up to 4 ("\xHH").
+ */
 #define QN_MAX_CHARS 64
-#define QN (2 * QN_MAX_CHARS + 8)
+#define QN (4 * QN_MAX_CHARS + 8)
 
 struct column {
 	char *name;
@@ -48,7 +51,10 @@ struct table {
 	char kind[16]; /* table_list type: "table", "view", "virtual", "shadow" */
 };
 
-/* name as "name" for a reason: quotes escaped, control characters '?', long names cut. */
+/*
+ * name as "name" for a reason, in UTF-8: quotes escaped, control
+ * characters '?', other bytes not UTF-8 "\xHH", long names cut.
+ */
 const char *delta_qname(char q[QN], const char *name);
 /* Appends name as a SQL identifier: "name" with embedded quotes doubled. */
 void delta_add_ident(sbuf *b, const char *name);

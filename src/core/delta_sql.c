@@ -25,23 +25,42 @@
 /* Messages                                                            */
 
 /*
- * Writes name into q (QN bytes) as "name": '"' and '\' are escaped,
- * control characters become '?', and a long name is cut with "...".
+ * Writes name into q (QN bytes) as "name", one line of UTF-8 whatever
+ * the name holds: '"' and '\' are escaped, control characters become
+ * '?', bytes that are not well-formed UTF-8 become "\xHH" (well-formed
+ * multi-byte characters are kept), and a name longer than QN_MAX_CHARS
+ * bytes is cut, between characters, with "...".
  */
 const char *delta_qname(char q[QN], const char *name)
 {
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)(name ? name : "");
+	const unsigned char *end = p + strlen((const char *)p);
 	size_t o = 0;
 	q[o++] = '"';
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)(name ? name : ""); *p; p++, n++) {
-		if (n == QN_MAX_CHARS) {
+	for (size_t n = 0; p < end;) {
+		bool ctl = *p < 0x20 || *p == 0x7f;
+		size_t k = ctl ? 1 : sbuf_utf8_len(p, end);
+		if (n + (k ? k : 1) > QN_MAX_CHARS) {
 			memcpy(q + o, "...", 3);
 			o += 3;
 			break;
 		}
-		if (*p == '"' || *p == '\\')
-			q[o++] = '\\';
-		q[o++] = (*p < 0x20 || *p == 0x7f) ? '?' : (char)*p;
+		if (ctl) {
+			q[o++] = '?';
+		} else if (k == 0) {
+			char e[4] = {'\\', 'x', hex[*p >> 4], hex[*p & 15]};
+			memcpy(q + o, e, 4);
+			o += 4;
+			k = 1;
+		} else {
+			if (*p == '"' || *p == '\\')
+				q[o++] = '\\';
+			memcpy(q + o, p, k);
+			o += k;
+		}
+		p += k;
+		n += k;
 	}
 	q[o++] = '"';
 	q[o] = '\0';

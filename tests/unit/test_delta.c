@@ -546,6 +546,82 @@ static void test_names(sqlite3 *live)
 	}
 }
 
+/* Whether s is well-formed UTF-8 (RFC 3629). */
+static bool utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+	while (p < end) {
+		size_t n = sbuf_utf8_len(p, end);
+		if (n == 0)
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+/*
+ * Reasons go to DELTA.reason, the log and the status JSON: whatever
+ * bytes the delta's names hold, a reason is one line of UTF-8 (issue 6,
+ * item 13; tests/fuzz/regressions/delta/reason-not-utf8.sql). Bytes that
+ * are not UTF-8 read "\xHH", characters that are stay as they are, and a
+ * long name is cut between characters.
+ */
+static void test_reason_utf8(sqlite3 *live)
+{
+	static const struct {
+		const char *name, *want;
+	} cases[] = {
+		{"t\xff\xfe", "\"t\\xff\\xfe\""},
+		{"bad\xc3(\xe2\x82 \xed\xa0\x80 \xf5x", "\"bad\\xc3(\\xe2\\x82 \\xed\\xa0\\x80 \\xf5x\""},
+		{"\xce\xb1\xce\xb2\xce\xb3\x80", "\"\xce\xb1\xce\xb2\xce\xb3\\x80\""},
+		{"ctl\x01q\"b\\", "\"ctl?q\\\"b\\\\\""},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sbuf q = SBUF_INIT;
+		sbuf_adds(&q, "CREATE TABLE ");
+		add_quoted(&q, cases[i].name);
+		sbuf_adds(&q, "(a, b); INSERT INTO ");
+		add_quoted(&q, cases[i].name);
+		sbuf_adds(&q, " VALUES (1, 2);");
+		const char *d = at("utf8.db");
+		mkdb(d, sbuf_str(&q));
+		sbuf_free(&q);
+		char reason[512];
+		int r = merge(live, d, reason, sizeof(reason));
+		bool ok = r == 1 && utf8_valid(reason) && strstr(reason, cases[i].want);
+		tap_note("%s reason of table #%zu in UTF-8: %s\n", ok ? "ok  " : "FAIL", i, reason);
+		CHECK(r == 1);
+		CHECK(utf8_valid(reason));
+		CHECK(strstr(reason, cases[i].want) != NULL);
+	}
+
+	/* A long name of two-byte characters, and one of raw bytes, are cut between characters. */
+	for (int raw = 0; raw < 2; raw++) {
+		sbuf name = SBUF_INIT, q = SBUF_INIT;
+		sbuf_adds(&name, "x");
+		for (int i = 0; i < 100; i++)
+			sbuf_adds(&name, raw ? "\xe9" : "\xc3\xa9");
+		sbuf_adds(&q, "CREATE TABLE ");
+		add_quoted(&q, sbuf_str(&name));
+		sbuf_adds(&q, "(a, b);");
+		const char *d = at("utf8-long.db");
+		mkdb(d, sbuf_str(&q));
+		char reason[1024];
+		int r = merge(live, d, reason, sizeof(reason));
+		bool ok = r == 1 && utf8_valid(reason) && strstr(reason, raw ? "x\\xe9\\xe9" : "x\xc3\xa9\xc3\xa9") &&
+			  strstr(reason, "...\"");
+		tap_note("%s long %s name cut in UTF-8: %s\n", ok ? "ok  " : "FAIL", raw ? "raw" : "UTF-8", reason);
+		CHECK(ok);
+		/* Cut short by the caller's buffer, the reason is still UTF-8. */
+		for (size_t len = 20; len < 64; len++) {
+			r = merge(live, d, reason, len);
+			CHECK(r == 1 && utf8_valid(reason) && strlen(reason) < len);
+		}
+		sbuf_free(&name);
+		sbuf_free(&q);
+	}
+}
+
 static void test_errors(sqlite3 *live)
 {
 	char msg[512];
@@ -607,6 +683,7 @@ int main(void)
 	test_rejects(live);
 	test_bounds(live);
 	test_names(live);
+	test_reason_utf8(live);
 	test_errors(live);
 	CHECK(sqlite3_close(live) == SQLITE_OK);
 	if (!tap_failed) /* keep the files of a failed run */
