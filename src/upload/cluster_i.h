@@ -2,8 +2,9 @@
  * cluster_i — what the files of the cluster module share (cluster.h is
  * the interface):
  *
- *   cluster.c     life cycle, host claim, the coordinator thread
- *                 (discovery, leases and roles)
+ *   cluster.c     life cycle, the coordinator thread (discovery,
+ *                 leases and roles)
+ *   cl_claim.c    the host claim (cluster_claim, the beat)
  *   cl_ship.c     the shipper thread: outbox/ to S3, refusals back
  *   cl_follow.c   the follower thread: the pointer's snapshots made local
  *   cl_lead.c     the intake thread: deltas from S3 into queue/, deleted
@@ -114,6 +115,9 @@ void cl_clear_error(cluster *cl, struct ccl *c);
 bool cl_stopping(cluster *cl);
 /* The pointer of c as published here: the local snapshot dir of its id holds this sha256. */
 int cl_local_path(cluster *cl, const char *coll, uint64_t id, char *buf, size_t len);
+
+/* cl_claim.c: the coordinator rewrites our host claim when it is due. */
+void cl_beat(cluster *cl);
 
 /* cl_ship.c */
 void *cl_ship_main(void *arg);
