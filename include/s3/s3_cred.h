@@ -19,9 +19,11 @@
  *    virtual or auto).
  *  - CA bundle: AWS_CA_BUNDLE, then the profile's "ca_bundle".
  * A half-given key pair (an id without a secret, in the environment or
- * in a profile) is an error, not a reason to look further. Profiles that
- * get keys from elsewhere (role_arn, sso_*, credential_process) are
- * refused with a message saying so.
+ * in a profile) is an error, not a reason to look further; so is a file
+ * that holds a NUL byte anywhere (damaged, or not text: it would cut a
+ * name or value short). Profiles that get keys from elsewhere
+ * (role_arn, sso_*, credential_process) are refused with a message
+ * saying so.
  *
  * Secrets: the secret key and session token are never written into err
  * or anywhere else; s3cred_clear wipes them (and the file buffers read

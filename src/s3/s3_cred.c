@@ -6,7 +6,9 @@
  * or ';', and one level of nesting ("s3 =" followed by indented
  * "name = value" lines, read here as "s3.name"). Only the profile asked
  * for is kept; a malformed line inside it is an error (with file and
- * line), one elsewhere is none of our business.
+ * line), one elsewhere is none of our business. A file that holds a NUL
+ * byte is refused whole (with file and line): it is no text, and the NUL
+ * would cut the name or value it sits in short without a word.
  *
  * Every buffer that may hold a secret (the file text, the values kept
  * from it) is wiped before it is freed.
@@ -129,6 +131,25 @@ static bool section_is(const char *s, const char *e, const char *name, bool conf
 }
 
 /*
+ * A NUL byte would cut the name or value it sits in short, silently
+ * (they are C strings from here on). A text file has none: the file is
+ * damaged, and none of its lines is trusted, in any profile.
+ */
+static int refuse_nul(const char *path, const char *buf, size_t len, char *err, size_t errlen)
+{
+	const char *nul = memchr(buf, '\0', len);
+	if (!nul)
+		return 0;
+	unsigned lineno = 1;
+	for (const char *c = buf; c < nul; c++)
+		lineno += *c == '\n';
+	seterr(err, errlen,
+	       "%s line %u: contains a NUL byte (the file is damaged or not text): fix or rewrite it",
+	       path, lineno);
+	return -EINVAL;
+}
+
+/*
  * Reads profile name from the file at path into *p. A missing file is
  * no error (p->found stays false).
  */
@@ -149,7 +170,7 @@ static int profile_read(const char *path, const char *name, bool config, struct 
 	char parent[64] = ""; /* nested section being read ("s3"), "" if none */
 	unsigned lineno = 0;
 	const char *line = buf, *end = buf + len;
-	rc = 0;
+	rc = refuse_nul(path, buf, len, err, errlen);
 	while (line < end && !rc) {
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
 		const char *le = nl ? nl : end;

@@ -290,6 +290,62 @@ static void test_no_secret_in_errors(void)
 	CHECK(strstr(err, "TOPSECRET") == NULL);
 }
 
+/* Writes len bytes of data to path (write_file stops at a NUL). */
+static void write_bytes(const char *path, const char *data, size_t len)
+{
+	FILE *f = fopen(path, "w");
+	if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+		perror(path);
+		exit(2);
+	}
+}
+
+/*
+ * A NUL byte once cut the value it sat in short, silently: the part
+ * before it was used (tests/fuzz/regressions/s3cred/value-cut-at-nul).
+ * A file holding one is refused, with file and line, in either file and
+ * whichever profile the NUL is in; no secret is quoted.
+ */
+static void test_nul_refused(void)
+{
+	struct s3cred c;
+	char err[512];
+	static const char cut[] = "[default]\naws_access_key_id = AKIDNUL\n"
+				  "aws_secret_access_key = SECRET123\0rest-of-secret\n";
+	static const char other[] = "[default]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123\n"
+				    "[other]\nregion = eu\0west-1\n";
+	static const char header[] = "[def\0ault]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123\n";
+
+	reset(NULL, NULL);
+	write_bytes(cred_path, cut, sizeof(cut) - 1);
+	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == -EINVAL);
+	tap_note("NUL in a value: %s\n", err);
+	CHECK(strstr(err, cred_path) && strstr(err, "line 3") && strstr(err, "contains a NUL byte"));
+	CHECK(strstr(err, "SECRET123") == NULL);
+	CHECK(c.access_key_id == NULL && c.secret_access_key == NULL);
+
+	/* In the config file too (the credentials file is fine). */
+	reset("[default]\naws_access_key_id = A\naws_secret_access_key = S\n", NULL);
+	write_bytes(conf_path, cut, sizeof(cut) - 1);
+	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == -EINVAL);
+	CHECK(strstr(err, conf_path) && strstr(err, "line 3") && strstr(err, "contains a NUL byte"));
+
+	/* In another profile, or in a section header: the file is damaged all the same. */
+	reset(NULL, NULL);
+	write_bytes(cred_path, other, sizeof(other) - 1);
+	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == -EINVAL);
+	CHECK(strstr(err, "line 5") && strstr(err, "contains a NUL byte"));
+	write_bytes(cred_path, header, sizeof(header) - 1);
+	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == -EINVAL);
+	CHECK(strstr(err, "line 1") && strstr(err, "contains a NUL byte"));
+
+	/* The same files without the NUL read as before. */
+	reset("[default]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123rest-of-secret\n", NULL);
+	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == 0);
+	CHECK(streq(c.secret_access_key, "SECRET123rest-of-secret"));
+	s3cred_clear(&c);
+}
+
 int main(void)
 {
 	const char *dir = tap_tmpdir();
@@ -300,6 +356,7 @@ int main(void)
 	test_profiles();
 	test_profile_errors();
 	test_no_secret_in_errors();
+	test_nul_refused();
 	unlink(cred_path);
 	unlink(conf_path);
 	rmdir(dir);
