@@ -284,6 +284,73 @@ static int main_serve(struct fuse_session *se, const struct fuse_cmdline_opts *c
 	return rc;
 }
 
+/*
+ * After the fork (the uploader, the compactor and the cluster run
+ * threads): S3 upload, then the compactor and the vfs, then the
+ * cluster's threads. -1 on failure (logged).
+ */
+static int main_start(store *st, vfs *v, struct fuse_session *se, const struct main_cfg *mc,
+		      struct published_fanout *fan, compactor **comp)
+{
+	char err[512];
+	if (fan->s3 && main_s3_start(fan->s3, st, v, err, sizeof(err)) < 0) {
+		log_err("cannot start the uploader: %s", err);
+		return -1;
+	}
+	int rc = main_start_core(st, v, mc, fan, comp);
+	if (rc < 0) {
+		log_err("cannot start on store %s: %s", store_root(st), strerror(-rc));
+		return -1;
+	}
+	fsops_attach_notifier(v, se);
+	if (main_s3_run(fan->s3, st, *comp, v, err, sizeof(err)) < 0) {
+		log_err("cannot join the cluster: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* -h and -V: true if one was given (and answered on stdout). */
+static bool main_info(const struct fuse_cmdline_opts *cmd, const char *prog)
+{
+	if (cmd->show_help) {
+		usage(prog);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		return true;
+	}
+	if (cmd->show_version) {
+		printf("snapfs version %s\nFUSE library version %s\n", SNAPFS_VERSION, fuse_pkgversion());
+		fuse_lowlevel_version();
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Mounts se at mountpoint (with passthrough if asked) and daemonizes
+ * unless in the foreground. *mounted says whether there is a mount to
+ * undo. -1 on failure (said on stderr).
+ */
+static int main_mount(struct fuse_session *se, const struct fuse_cmdline_opts *cmd, bool passthrough,
+		      int *mounted)
+{
+	if (fuse_session_mount(se, cmd->mountpoint) != 0) {
+		fprintf(stderr, "snapfs: cannot mount at %s\n", cmd->mountpoint);
+		return -1;
+	}
+	*mounted = 1;
+	/*
+	 * Opt-in: on Linux 6.18 a passthrough read marks the inode's atime
+	 * stale, so SQLite's fstat per transaction becomes a GETATTR round trip
+	 * (queries ~10x slower) while sequential reads reach native speed.
+	 */
+	if (passthrough)
+		pt_attach(se);
+	return fuse_daemonize(cmd->foreground) != 0 ? -1 : 0;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -304,17 +371,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "snapfs: invalid command line (see snapfs -h)\n");
 		goto out;
 	}
-	if (cmd.show_help) {
-		usage(argv[0]);
-		printf("FUSE options:\n");
-		fuse_cmdline_help();
-		fuse_lowlevel_help();
-		ret = 0;
-		goto out;
-	}
-	if (cmd.show_version) {
-		printf("snapfs version %s\nFUSE library version %s\n", SNAPFS_VERSION, fuse_pkgversion());
-		fuse_lowlevel_version();
+	if (main_info(&cmd, argv[0])) {
 		ret = 0;
 		goto out;
 	}
@@ -364,41 +421,16 @@ int main(int argc, char *argv[])
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
 	handlers = 1;
-	if (fuse_session_mount(se, cmd.mountpoint) != 0) {
-		fprintf(stderr, "snapfs: cannot mount at %s\n", cmd.mountpoint);
-		goto out;
-	}
-	mounted = 1;
-	/*
-	 * Opt-in: on Linux 6.18 a passthrough read marks the inode's atime
-	 * stale, so SQLite's fstat per transaction becomes a GETATTR round trip
-	 * (queries ~10x slower) while sequential reads reach native speed.
-	 */
-	if (o.passthrough)
-		pt_attach(se);
-	if (fuse_daemonize(cmd.foreground) != 0)
+	if (main_mount(se, &cmd, o.passthrough, &mounted) < 0)
 		goto out;
 	if (!cmd.foreground) {
 		log_init(true, mc.level);
 		store_note_pid(st); /* the lock now belongs to the daemon, not its parent */
 	}
 
-	/* After the fork: the uploader runs a thread (and libcurl's). */
-	if (s3 && main_s3_start(s3, st, v, err, sizeof(err)) < 0) {
-		log_err("cannot start the uploader: %s", err);
-		goto out;
-	}
 	struct published_fanout fan = {.v = v, .s3 = s3};
-	int rc = main_start_core(st, v, &mc, &fan, &comp);
-	if (rc < 0) {
-		log_err("cannot start on store %s: %s", o.store, strerror(-rc));
+	if (main_start(st, v, se, &mc, &fan, &comp) < 0)
 		goto out;
-	}
-	if (main_s3_run(s3, st, comp, v, err, sizeof(err)) < 0) {
-		log_err("cannot join the cluster: %s", err);
-		goto out;
-	}
-	fsops_attach_notifier(v, se);
 	log_info("mounted store %s at %s (keep=%u, batch_delay=%ums, batch_max=%u, "
 		 "max_delta_size=%llu)",
 		 store_root(st), cmd.mountpoint, mc.keep, mc.batch_delay_ms, mc.batch_max,
@@ -406,7 +438,7 @@ int main(int argc, char *argv[])
 	if (cmd.foreground)
 		ready = main_tell_ready(st, cmd.mountpoint);
 
-	rc = main_serve(se, &cmd);
+	int rc = main_serve(se, &cmd);
 	/* libfuse's signal handlers end the loop with the signal's number: a clean stop too. */
 	ret = (rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : 1;
 	log_info("unmounting %s", cmd.mountpoint);
