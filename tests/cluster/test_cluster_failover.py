@@ -161,3 +161,29 @@ def test_restarted_compactor_takes_its_lease_back_at_once(cluster):
     assert p["host"] == "a"
     for h in (a, b):
         cluster.check_applied_once(h, "c", shas)
+
+
+def test_a_follower_never_takes_the_lease(cluster):
+    """s3_role=follower: even with the compactor dead past its lease, the
+    follower only follows (and keeps its deltas in S3 for a compactor to come)."""
+    a = cluster.add("a", opts=["s3_role=compactor"])
+    f = cluster.add("f", opts=["s3_role=follower"])
+    a.mkcoll("c")
+    cluster.wait_collection("c", [a, f])
+    shas = [f.send_new("c")]
+    p = cluster.wait_converged("c", [a, f], shas=shas)
+    a.kill9()
+    shas.append(f.send_new("c"))
+    deadline = time.monotonic() + ch.TAKEOVER_S + 5
+    while time.monotonic() < deadline:
+        s = f.cluster("c")
+        assert s["role"] == "follower" and not s["lease"]["held_here"], s
+        time.sleep(0.2)
+    assert cluster.pointer("c")["generation"] == p["generation"]
+    ch.wait_for(lambda: f.cluster("c")["outbox"] == 0 or None, 30, "f: its delta shipped")
+    assert any(k.endswith("-" + shas[-1]) for k in cluster.keys("c", "deltas"))
+    # The compactor back: it applies what f shipped meanwhile.
+    a.start(timeout=30)
+    cluster.wait_converged("c", [a, f], shas=shas)
+    cluster.wait_no_deltas("c")
+    assert f.status()["cluster"]["role"] == "follower"
