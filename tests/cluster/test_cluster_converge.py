@@ -101,6 +101,7 @@ def test_deltas_on_three_hosts_converge_applied_once(cluster, tmp_path):
     for h in hosts:  # .snapfs/status: who this host is in the cluster
         root = h.status()["cluster"]
         assert root["host"] == h.name and root["instance"] == h.instance() and root["role"] == "auto"
+        assert root["poll_ms"] == 200, root
 
 
 def test_host_on_an_empty_store_shows_every_collection(cluster):

@@ -23,15 +23,16 @@ def upstream(rgw):
     return (u.hostname, u.port)
 
 
-def watch_handover(a, b, coll, timeout):
+def watch_handover(a, b, coll, t0, timeout):
     """Polls both hosts until b holds the lease; never both at once.
     Returns (when a stopped saying it holds, when b started), monotonic."""
     a_down = None
-    deadline = time.monotonic() + timeout
+    deadline = t0 + timeout
     while True:
         ha, hb = a.holds(coll), b.holds(coll)
         now = time.monotonic()
-        assert not (ha and hb), f"{a.name} and {b.name} both hold {coll}'s lease: {a.cluster(coll)} {b.cluster(coll)}"
+        assert not (ha and hb), (f"{now - t0:.1f} s after the cut, {a.name} and {b.name} both hold {coll}'s lease: "
+                                 f"{a.cluster(coll)} {b.cluster(coll)}\n{a.log_text(3000)}")
         if not ha and a_down is None:
             a_down = now
         if hb:
@@ -63,7 +64,7 @@ def test_partitioned_compactor_steps_down_and_follows(cluster, rgw, tmp_path, ac
             t0 = time.monotonic()
             shipped_by_b = [b.send_new("c")]
             left_on_a = [a.send_new("c"), a.send_new("c", how="rsync")]  # acknowledged, cannot ship
-            a_down, b_up = watch_handover(a, b, "c", ch.TAKEOVER_S + 30)
+            a_down, b_up = watch_handover(a, b, "c", t0, ch.TAKEOVER_S + 30)
             print(f"\npartition ({action}): a stepped down after {a_down - t0:.1f} s, "
                   f"b took the lease after {b_up - t0:.1f} s")
             # a's lease ends ttl after its last renewal was sent; b waits ttl + 2 s

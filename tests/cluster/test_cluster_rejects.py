@@ -94,6 +94,7 @@ def test_remote_bad_delta_ends_in_the_senders_rejected(cluster, tmp_path):
     for name, (_, pattern) in BAD.items():
         r = reasons[name]
         assert r.strip() and r.count("\n") <= 1, repr(r)
+        assert r.startswith("refused by the cluster's compactor"), repr(r)  # snapfs(8), MANY HOSTS
         assert re.search(pattern, r, re.I), f"{name}: reason does not name the problem: {r!r}"
         assert harness.sha256_file(a.path("c", "rejected", name)) == bad[name], f"{name}: not the bytes sent"
     for h in (a, b):
