@@ -77,8 +77,9 @@ enum {
 /*
  * Extra status from other modules (the uploader): for a collection,
  * members to add to its status object status (after the compactor's;
- * metrics NULL); with coll NULL, lines to append to the Prometheus
- * metrics (status NULL). Called with the vfs's lock held: memory only.
+ * metrics NULL); with coll NULL, members of the whole mount's status
+ * object (metrics NULL), or lines to append to the Prometheus metrics
+ * (status NULL). Called with the vfs's lock held: memory only.
  */
 typedef void (*vfs_status_fn)(void *ctx, const char *coll, json_t *status, sbuf *metrics);
 

@@ -66,6 +66,8 @@ void vfs_gen_status(vfs *v, struct node *n, sbuf *b)
 	for (struct vcoll *c = v->colls; c; c = c->next)
 		jsonx_set(colls, c->name, coll_status(v, c));
 	jsonx_set(o, "collections", colls);
+	if (v->status_hook)
+		v->status_hook(v->status_ctx, NULL, o, NULL); /* members of the whole mount's (the cluster's) */
 	jsonx_dump(o, 0, b);
 	json_decref(o);
 	sbuf_adds(b, "\n");

@@ -257,6 +257,8 @@ static void upl_status_members(upl *u, const struct ucoll *c, json_t *o)
 void upl_status(void *ctx, const char *coll, json_t *status, sbuf *metrics)
 {
 	upl *u = ctx;
+	if (!coll && !metrics)
+		return; /* the whole mount's status: nothing of the uploader's */
 	if (!coll) {
 		pthread_mutex_lock(&u->mu);
 		upl_metrics(u, metrics);
