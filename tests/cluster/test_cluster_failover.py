@@ -54,15 +54,27 @@ class Reader(threading.Thread):
                     pass  # retired between readlink and open, or the host was just killed
 
 
+def phase(st):
+    """What a compactor's collection status says it is doing."""
+    u = st.get("upload") or {}
+    return st["state"] if st["state"] != "idle" else u.get("state", "idle")
+
+
 def kill_compactor(cluster, coll, rnd, writers):
-    """Kills coll's compactor at a random moment; returns it and the time of the kill."""
+    """Kills coll's compactor while it is in a phase chosen at random (a
+    phase too short to catch: near it), then at a random moment more;
+    returns it and the time of the kill."""
     comp = cluster.compactor(coll)
-    time.sleep(rnd.uniform(0.2, 3.0))
-    state = comp.status(coll)["state"]
+    aim = rnd.choice(["merging", "sealing", "uploading", "swapping"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and phase(comp.status(coll)) != aim:
+        pass
+    time.sleep(rnd.uniform(0, 0.2))
+    now = phase(comp.status(coll))
     writers[comp.name].hold.set()
     t0 = time.monotonic()
     comp.kill9()
-    print(f"killed {comp.name} (compactor state {state})")
+    print(f"killed {comp.name} aiming at {aim}, while {now}")
     return comp, t0
 
 
