@@ -24,9 +24,10 @@ static const char *cl_role_name(enum cl_role r)
 static json_t *cl_coll_json(cluster *cl, const struct ccl *c)
 {
 	json_t *o = json_object();
-	jsonx_set(o, "role", jsonx_str(cl_role_name(c->role)));
+	/* A lease that ran out is not held, whether or not the coordinator has stepped down yet. */
+	bool here = c->role != CL_FOLLOW && mono_now() < c->lease_until;
+	jsonx_set(o, "role", jsonx_str(here ? cl_role_name(c->role) : "follower"));
 	json_t *l = json_object();
-	bool here = c->role != CL_FOLLOW;
 	jsonx_set(l, "holder", here ? jsonx_str(cl->host) : c->holder.owner[0] ? jsonx_str(c->holder.owner) : json_null());
 	jsonx_set(l, "token", jsonx_u64(c->holder.token));
 	jsonx_set(l, "held_here", json_boolean(here));
@@ -89,7 +90,7 @@ static void cl_metrics(cluster *cl, sbuf *m)
 			uint64_t lag = c->ptr_present && c->ptr.generation > c->applied_generation
 					       ? c->ptr.generation - c->applied_generation
 					       : 0;
-			double v[] = {c->role == CL_LEAD,
+			double v[] = {c->role == CL_LEAD && mono_now() < c->lease_until,
 				      (double)(c->ptr_present ? c->ptr.generation : 0),
 				      (double)c->applied_generation,
 				      (double)lag,

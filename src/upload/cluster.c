@@ -275,9 +275,17 @@ static void cl_lease_pass(cluster *cl, struct ccl *c)
 		double left = lease_remaining(c->lease);
 		if (left > (double)cl->ttl_s * 2.0 / 3.0)
 			return;
+		if (left <= 0) {
+			cl_step_down(cl, c, "the lease ran out before it could be renewed");
+			return;
+		}
 		int rc = lease_hold(c->lease, (double)cl->ttl_s * 2.0 / 3.0, &holder, &e);
 		if (rc == 0) {
+			double until = mono_now() + lease_remaining(c->lease);
 			lease_drop(c->lease, &e); /* balance: the coordinator's own hold stays */
+			pthread_mutex_lock(&cl->mu);
+			c->lease_until = until;
+			pthread_mutex_unlock(&cl->mu);
 			return;
 		}
 		if (rc == -EBUSY) {
@@ -326,9 +334,11 @@ static void cl_lease_pass(cluster *cl, struct ccl *c)
 		cl_error(cl, c, "taking the lease", &e, rc);
 		return;
 	}
+	double until = mono_now() + lease_remaining(c->lease);
 	pthread_mutex_lock(&cl->mu);
 	c->hold = true;
 	c->role = CL_SYNC;
+	c->lease_until = until;
 	c->lease_taken_at = mono_now();
 	c->free_polls = 0;
 	snprintf(c->holder.owner, sizeof(c->holder.owner), "%s", "(this host)");

@@ -50,6 +50,7 @@ struct ccl {
 	bool marker_written;    /* collection.json is known to be in S3 */
 	enum cl_role role;
 	bool hold;              /* the coordinator's hold on the lease */
+	double lease_until;     /* mono seconds: held until then, as of the last acquire or renewal */
 	unsigned free_polls;    /* polls the lease was seen free (role auto waits CLUSTER_AUTO_DEFER) */
 	struct lease_state holder; /* as last read; owner "" if none */
 	uint64_t rebase_ticket;

@@ -176,9 +176,9 @@ static void lease_bad_doc(s3_client *c, const char *key, const char *what, const
 	sbuf_free(&b);
 }
 
-/* GETs a small document: 0 with *doc (malloc'd) and etag, or *present false. */
+/* GETs a small document: 0 with *doc (malloc'd) and etag, or *present false. timeout_ms 0: the client's. */
 static int lease_get_doc(s3_client *c, const char *key, char **doc, char etag[S3_ETAG_MAX],
-			 bool *present, struct s3_error *err)
+			 bool *present, unsigned timeout_ms, struct s3_error *err)
 {
 	void *data = NULL;
 	size_t len = 0;
@@ -188,7 +188,8 @@ static int lease_get_doc(s3_client *c, const char *key, char **doc, char etag[S3
 	*present = false;
 	if (etag)
 		etag[0] = '\0';
-	int rc = s3_get_buf(c, key, NULL, LEASE_DOC_MAX, &data, &len, &info, &e);
+	struct s3_get_opts go = {.timeout_ms = timeout_ms};
+	int rc = s3_get_buf_opts(c, key, &go, LEASE_DOC_MAX, (void **)&data, &len, &info, &e);
 	/* Only a missing key is "absent": a missing bucket (also 404) is an error. */
 	if (rc == -ENOENT && (!strcmp(e.code, "NoSuchKey") || !strcmp(e.code, "NotFound") || !e.code[0]))
 		return 0;
@@ -220,12 +221,13 @@ static int lease_get_doc(s3_client *c, const char *key, char **doc, char etag[S3
 	return 0;
 }
 
-int lease_read(s3_client *c, const char *key, struct lease_state *st, char etag[S3_ETAG_MAX],
-	       bool *present, struct s3_error *err)
+/* lease_read within timeout_ms (0: the client's deadline). */
+static int lease_read_within(s3_client *c, const char *key, struct lease_state *st, char etag[S3_ETAG_MAX],
+			     bool *present, unsigned timeout_ms, struct s3_error *err)
 {
 	char *doc;
 	memset(st, 0, sizeof(*st));
-	int rc = lease_get_doc(c, key, &doc, etag, present, err);
+	int rc = lease_get_doc(c, key, &doc, etag, present, timeout_ms, err);
 	if (rc < 0 || !*present)
 		return rc;
 	rc = lease_state_parse(doc, st);
@@ -235,6 +237,32 @@ int lease_read(s3_client *c, const char *key, struct lease_state *st, char etag[
 	}
 	free(doc);
 	return rc;
+}
+
+int lease_read(s3_client *c, const char *key, struct lease_state *st, char etag[S3_ETAG_MAX],
+	       bool *present, struct s3_error *err)
+{
+	return lease_read_within(c, key, st, etag, present, 0, err);
+}
+
+static double lease_remaining_locked(const lease *l)
+{
+	return l->held ? l->deadline - mono_now() : 0;
+}
+
+/*
+ * While the lease is held, each call made to keep it must end before the
+ * lease does: a renewal stalled past it would leave this process
+ * believing it compacts while another may already have taken over. The
+ * milliseconds left (at least 1), or 0 (the client's deadline) when the
+ * lease is not held. With l->mu.
+ */
+static unsigned lease_call_ms(const lease *l)
+{
+	if (!l->held)
+		return 0;
+	double left = l->deadline - mono_now();
+	return left < 0.001 ? 1 : (unsigned)(left * 1000.0);
 }
 
 /*
@@ -254,7 +282,7 @@ static int lease_put(lease *l, uint64_t token, int64_t expires, const char *if_m
 	st.ttl = l->ttl_s;
 	sbuf b = SBUF_INIT;
 	lease_state_json(&st, &b);
-	struct s3_put_opts po = {.content_type = "application/json"};
+	struct s3_put_opts po = {.content_type = "application/json", .timeout_ms = lease_call_ms(l)};
 	if (if_match)
 		po.if_match = if_match;
 	else
@@ -319,7 +347,7 @@ static int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *
 	if (holder)
 		memset(holder, 0, sizeof(*holder));
 	for (int round = 0; round < 2; round++) {
-		int rc = lease_read(l->c, l->key, &cur, etag, &present, err);
+		int rc = lease_read_within(l->c, l->key, &cur, etag, &present, lease_call_ms(l), err);
 		if (rc < 0)
 			return rc;
 		/* After the read: the holder's last write, if any, was sent before it. */
@@ -350,17 +378,14 @@ static int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *
 	return -EBUSY;
 }
 
-static double lease_remaining_locked(const lease *l)
-{
-	return l->held ? l->deadline - mono_now() : 0;
-}
-
 int lease_hold(lease *l, double min_left_s, struct lease_state *holder, struct s3_error *err)
 {
 	int rc = 0;
 	pthread_mutex_lock(&l->mu);
 	if (lease_remaining_locked(l) <= min_left_s)
 		rc = lease_acquire(l, holder, err);
+	if (rc < 0 && l->held && lease_remaining_locked(l) <= 0)
+		l->held = false; /* it ran out while S3 could not be reached */
 	if (rc == 0)
 		l->holds++;
 	pthread_mutex_unlock(&l->mu);
@@ -606,7 +631,7 @@ int lease_pointer_get(s3_client *c, const char *key, struct lease_pointer *p,
 		h->prev = NULL;
 		h->n = 0;
 	}
-	int rc = lease_get_doc(c, key, &doc, etag, present, err);
+	int rc = lease_get_doc(c, key, &doc, etag, present, 0, err);
 	if (rc < 0 || !*present)
 		return rc;
 	rc = lease_pointer_parse(doc, p, h);
