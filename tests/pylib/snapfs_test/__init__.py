@@ -6,5 +6,7 @@ tests/pylib on the path; tests/chaos/chaos.py, a script, adds it itself).
   radosgw     a throwaway Ceph RADOS Gateway (also a command:
               python3 tests/pylib/snapfs_test/radosgw.py install|run|probe)
   faultproxy  a fault-injecting HTTP proxy in front of it
+  s3fixtures  the pytest fixtures of every S3 test folder (rgw, s3, bucket)
   upload      snapfs mounted with S3 options against that gateway
+  cluster     several snapfs hosts on one bucket (tests/cluster/)
 """
