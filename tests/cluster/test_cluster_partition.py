@@ -109,8 +109,16 @@ def test_partitioned_compactor_steps_down_and_follows(cluster, rgw, tmp_path, ac
         cluster.check_applied_once(h, "c", everything)
         assert h.count_rows("c") == 3 * len(everything)
         h.verify_all("c")
-    s = ch.wait_for(lambda: (lambda s: s if s["outbox"] == 0 and s["in_flight"] == 0 else None)(a.cluster("c")),
-                    30, "a: nothing pending")
+    seen = []
+
+    def nothing_pending():
+        seen[:] = [a.cluster("c")]
+        return seen[0] if seen[0]["outbox"] == 0 and seen[0]["in_flight"] == 0 else None
+    try:
+        s = ch.wait_for(nothing_pending, 30, "a: nothing pending")
+    except ch.harness.Timeout:
+        raise AssertionError(f"a still has deltas pending: {seen[0]}\nS3 deltas: {cluster.keys('c', 'deltas')}\n"
+                             f"b: {b.cluster('c')}\n{a.log_text(3000)}") from None
     assert s["role"] == "follower" and s["lease"]["holder"].split("/")[0] == "b"
     assert s["pointer"]["generation"] == p["generation"] and s["lag_generations"] == 0
     assert cluster.compactor("c") is b
