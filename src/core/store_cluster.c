@@ -45,7 +45,7 @@ bool store_remote_name(const char *name)
 
 int store_queue_import(store *s, const char *coll, const char *file, const char *name, uint64_t *seq)
 {
-	char q[PATH_MAX], qdir[PATH_MAX], leaf[NAME_MAX + 32];
+	char qdir[PATH_MAX];
 	int rc;
 	if (!store_delta_name_valid(name) || strlen(name) > STORE_DELTA_NAME_MAX) {
 		store_say(s, LOG_ERR, "store: %s: refusing to import \"%s\": not a usable delta name", coll, name);
@@ -53,21 +53,8 @@ int store_queue_import(store *s, const char *coll, const char *file, const char 
 	}
 	if ((rc = store_coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
 		return rc;
-	pthread_mutex_lock(&s->seq_mu);
-	uint64_t n = s->next_seq;
-	snprintf(leaf, sizeof(leaf), "%0*llu-%s", SEQ_DIGITS, (unsigned long long)n, name);
-	if ((rc = store_coll_path(s, coll, STORE_AREA_QUEUE, leaf, q, sizeof(q))) == 0) {
-		if ((rc = store_rename_noreplace(file, q)) < 0)
-			store_say(s, LOG_ERR, "store: %s: cannot import delta: rename %s to %s: %s", coll, file, q,
-				  strerror(-rc));
-		else
-			s->next_seq = n + 1;
-	}
-	pthread_mutex_unlock(&s->seq_mu);
-	if (rc < 0)
+	if ((rc = store_seq_rename(s, coll, STORE_AREA_QUEUE, file, name, seq)) < 0)
 		return rc;
-	if (seq)
-		*seq = n;
 	return store_sync_dir(s, qdir);
 }
 

@@ -82,6 +82,13 @@ bool store_is_dir_at(const char *dir, const char *name);
 bool store_is_reg_at(const char *dir, const char *name);
 int store_max_id_in(const store *s, const char *dir, uint64_t *max, bool *found);
 bool store_queue_name_parse(const char *fname, uint64_t *seq, const char **name);
+/*
+ * Renames from into area (queue/ or outbox/) as SEQ-name under the next
+ * arrival number, both under seq_mu: a delta visible there means every
+ * smaller number is there already (or never will be). *seq (may be NULL).
+ */
+int store_seq_rename(store *s, const char *coll, enum store_area area, const char *from, const char *name,
+		     uint64_t *seq);
 /* Where deltas made complete in incoming/ go: queue/, or outbox/ in a cluster. */
 static inline enum store_area store_intake(const store *s)
 {

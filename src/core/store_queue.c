@@ -32,7 +32,7 @@
  */
 int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq)
 {
-	char in[PATH_MAX], q[PATH_MAX];
+	char in[PATH_MAX];
 	int rc;
 	if (!store_delta_name_valid(name)) {
 		store_say(s, LOG_ERR, "store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
@@ -59,23 +59,31 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 	/* Sequence and rename under one lock: a delta visible in queue/ means
 	 * every smaller sequence number is already there (or never will be),
 	 * so the compactor never sees arrivals out of order. */
+	if ((rc = store_seq_rename(s, coll, store_intake(s), in, name, seq)) < 0)
+		return rc;
+	store_say(s, LOG_DEBUG, "store: %s: queued delta %s", coll, name);
+	return 0;
+}
+
+int store_seq_rename(store *s, const char *coll, enum store_area area, const char *from, const char *name,
+		     uint64_t *seq)
+{
+	char q[PATH_MAX], leaf[NAME_MAX + 32];
 	pthread_mutex_lock(&s->seq_mu);
 	uint64_t n = s->next_seq;
-	char leaf[NAME_MAX + 32];
 	snprintf(leaf, sizeof(leaf), "%0*llu-%s", SEQ_DIGITS, (unsigned long long)n, name);
-	if ((rc = store_coll_path(s, coll, store_intake(s), leaf, q, sizeof(q))) == 0) {
-		if ((rc = store_rename_noreplace(in, q)) < 0)
-			store_say(s, LOG_ERR, "store: %s: cannot queue delta: rename %s to %s: %s", coll, in, q, strerror(-rc));
+	int rc = store_coll_path(s, coll, area, leaf, q, sizeof(q));
+	if (rc == 0) {
+		if ((rc = store_rename_noreplace(from, q)) < 0)
+			store_say(s, LOG_ERR, "store: %s: cannot queue delta: rename %s to %s: %s", coll, from, q,
+				  strerror(-rc));
 		else
 			s->next_seq = n + 1;
 	}
 	pthread_mutex_unlock(&s->seq_mu);
-	if (rc < 0)
-		return rc;
-	if (seq)
+	if (rc == 0 && seq)
 		*seq = n;
-	store_say(s, LOG_DEBUG, "store: %s: queued delta %s as %s", coll, name, leaf);
-	return 0;
+	return rc;
 }
 
 int store_queue_sync(store *s, const char *coll)

@@ -67,28 +67,14 @@ static int cl_import_one(cluster *cl, struct ccl *c, const char *key, const stru
 	struct s3_object_info info;
 	char sha[FSX_SHA256_HEX];
 	snprintf(leaf, sizeof(leaf), ".import-%016" PRIx64, ld->seq);
-	int rc = store_path(cl->st, c->name, STORE_AREA_STAGING, leaf, tmp, sizeof(tmp));
-	if (rc < 0)
-		return rc;
-	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	struct s3_get_opts go = {.cancel = &cl->cancel};
-	rc = s3_get_fd_opts(cl->lead_c, key, &go, fd, sha, &info, &e);
-	if (rc == 0)
-		s3_object_info_free(&info);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (rc == -ENOENT) { /* applied and deleted, or relayed, meanwhile */
-		unlink(tmp);
+	int rc = cl_fetch_tmp(cl, cl->lead_c, c->name, key, leaf, tmp, sha, &info, &e);
+	if (rc == -ENOENT) /* applied and deleted, or relayed, meanwhile */
 		return 0;
-	}
 	if (rc < 0) {
-		unlink(tmp);
 		cl_error(cl, c, "fetching a delta of the cluster", &e, rc);
 		return rc;
 	}
+	s3_object_info_free(&info);
 	layout_delta_leaf(ld, dl, sizeof(dl));
 	snprintf(name, sizeof(name), "@%s@%s", ld->host, dl);
 	if (strcmp(sha, ld->sha256) != 0) {

@@ -124,18 +124,8 @@ static int cl_unrelay_one(cluster *cl, struct ccl *c, const char *key)
 	char tmp[PATH_MAX], name[STORE_DELTA_NAME_MAX + 1], reason[CL_REASON_MAX + 1];
 	char leaf[64];
 	snprintf(leaf, sizeof(leaf), ".unrelay-%d", (int)getpid());
-	int rc = store_path(cl->st, c->name, STORE_AREA_STAGING, leaf, tmp, sizeof(tmp));
-	if (rc < 0)
-		return rc;
-	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	rc = s3_get_fd(cl->ship_c, key, NULL, fd, NULL, &info, &e);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
+	int rc = cl_fetch_tmp(cl, cl->ship_c, c->name, key, leaf, tmp, NULL, &info, &e);
 	if (rc < 0) {
-		unlink(tmp);
 		if (rc != -ENOENT)
 			cl_error(cl, c, "fetching a refused delta", &e, rc);
 		return rc == -ENOENT ? 0 : rc;

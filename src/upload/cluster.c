@@ -18,6 +18,7 @@
 #include "cluster_i.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -111,6 +112,27 @@ void cl_clear_error(cluster *cl, struct ccl *c)
 	pthread_mutex_lock(&cl->mu);
 	(c ? c->error : cl->error)[0] = '\0';
 	pthread_mutex_unlock(&cl->mu);
+}
+
+int cl_fetch_tmp(cluster *cl, s3_client *c3, const char *coll, const char *key, const char *leaf,
+		 char tmp[PATH_MAX], char *sha256, struct s3_object_info *info, struct s3_error *e)
+{
+	int rc = store_path(cl->st, coll, STORE_AREA_STAGING, leaf, tmp, PATH_MAX);
+	if (rc < 0)
+		return rc;
+	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	struct s3_get_opts go = {.cancel = &cl->cancel};
+	rc = s3_get_fd_opts(c3, key, &go, fd, sha256, info, e);
+	if (rc == 0 && fsync(fd) < 0) {
+		rc = -errno;
+		s3_object_info_free(info);
+	}
+	close(fd);
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
 }
 
 int cl_local_path(cluster *cl, const char *coll, uint64_t id, char *buf, size_t len)

@@ -19,6 +19,7 @@
 #ifndef SNAPFS_CLUSTER_I_H
 #define SNAPFS_CLUSTER_I_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -114,7 +115,14 @@ bool cl_wait(cluster *cl, bool *kick, double seconds);
 void cl_error(cluster *cl, struct ccl *c, const char *what, const struct s3_error *e, int rc);
 void cl_clear_error(cluster *cl, struct ccl *c);
 bool cl_stopping(cluster *cl);
-/* The pointer of c as published here: the local snapshot dir of its id holds this sha256. */
+/*
+ * Downloads key into staging/leaf of coll, fsynced: 0 with info (free
+ * it) and sha256 (65 bytes, may be NULL) of the bytes; else a negative
+ * errno (-ENOENT: no such key) with e, and nothing left behind.
+ */
+int cl_fetch_tmp(cluster *cl, s3_client *c3, const char *coll, const char *key, const char *leaf,
+		 char tmp[PATH_MAX], char *sha256, struct s3_object_info *info, struct s3_error *e);
+/* The path of snapshot id's database of coll here. */
 int cl_local_path(cluster *cl, const char *coll, uint64_t id, char *buf, size_t len);
 
 /* cl_claim.c: the coordinator rewrites our host claim when it is due. */

@@ -331,6 +331,10 @@ static void test_retirement(uint64_t coll)
 /* The status hook, as the uploader's: a member for a collection, a line for the metrics. */
 static void status_hook(void *ctx, const char *coll, json_t *status, sbuf *metrics)
 {
+	if (!coll && status) { /* the whole mount's status */
+		jsonx_set(status, "hook_root", jsonx_int(1));
+		return;
+	}
 	if (!coll) {
 		sbuf_adds(metrics, "hook_metric 1\n");
 		return;
@@ -384,6 +388,7 @@ static void test_status(uint64_t coll)
 	CHECK(uptime >= 0);
 	CHECK(json_object_size(colls) == 1);
 	CHECK(json_integer_value(json_object_get(json_object_get(colls, "c"), "snapshots")) == 0);
+	CHECK(json_integer_value(json_object_get(root, "hook_root")) == 1); /* after the vfs's members */
 	CHECK(text[0] && text[strlen(text) - 1] == '\n');
 	json_decref(root);
 	free(text);
@@ -392,6 +397,53 @@ static void test_status(uint64_t coll)
 	CHECK(strstr(text, "snapfs_snapshots{collection=\"c\"} 0\n") != NULL);
 	CHECK(strstr(text, "\nhook_metric 1\n") != NULL);
 	free(text);
+}
+
+/* A cluster member's mount (vfs_set_cluster): hooks instead of kicks, no rmdir, collections from elsewhere. */
+static int hook_queued, hook_made;
+static char hook_last[64];
+
+static void on_queued(void *ctx, const char *c)
+{
+	hook_queued++;
+	snprintf(hook_last, sizeof(hook_last), "%s", c);
+}
+
+static void on_made(void *ctx, const char *c)
+{
+	hook_made++;
+	snprintf(hook_last, sizeof(hook_last), "%s", c);
+}
+
+static void test_cluster(void)
+{
+	struct vfs_cluster h = {.ctx = &fake, .queued = on_queued, .made = on_made};
+	vfs_set_cluster(v, &h);
+	store_set_outbox_intake(st, true);
+	struct vfs_entry e;
+	CHECK_EQ(vfs_mkdir(v, VFS_ROOT_INO, "k", &e), 0);
+	CHECK_EQ(hook_made, 1);
+	CHECK_STR(hook_last, "k");
+	uint64_t incoming = lookup(e.ino, "incoming"), ino;
+	int k0 = fake.kicks;
+	vfs_file *f = create(incoming, "x.db", "delta x", &ino);
+	vfs_release(v, f);
+	CHECK_EQ(hook_queued, 1); /* shipped, not kicked */
+	CHECK_EQ(fake.kicks, k0);
+	store_delta *d = NULL;
+	size_t n = 0;
+	CHECK_EQ(store_area_list(st, "k", STORE_AREA_OUTBOX, &d, &n), 0);
+	CHECK_EQ(n, 1u);
+	CHECK(n == 1 && !strcmp(d[0].name, "x.db"));
+	store_deltas_free(d, n);
+	CHECK(!in_store("k", STORE_AREA_INCOMING, "x.db"));
+	CHECK_EQ(vfs_rmdir(v, VFS_ROOT_INO, "k"), -EPERM);
+	/* Made by another host: there now, no mkdir hook, no lookup count taken. */
+	CHECK_EQ(vfs_collection_appeared(v, "far"), 0);
+	CHECK_EQ(hook_made, 1);
+	CHECK(lookup(VFS_ROOT_INO, "far") != 0);
+	CHECK_EQ(vfs_collection_appeared(v, "far"), -EEXIST);
+	CHECK_EQ(vfs_collection_appeared(v, "../x"), -EINVAL);
 }
 
 int main(void)
@@ -417,6 +469,7 @@ int main(void)
 	test_rmdir(incoming);
 	test_rejected(coll);
 	test_retirement(coll);
+	test_cluster();
 	vfs_destroy(v);
 	store_close(st);
 	if (!tap_failed)
