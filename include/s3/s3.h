@@ -237,7 +237,7 @@ struct s3_get_opts {
 /*
  * GETs key into a malloc'd buffer of at most max bytes (-EFBIG beyond);
  * *data is NUL-terminated for convenience. o may be NULL. 0, or
- * S3_NOT_MODIFIED (nothing received, info holds the ETag), or a
+ * S3_NOT_MODIFIED (nothing received: *data NULL, info holds the ETag), or a
  * negative errno (-ESTALE: If-Match failed; -ENOENT: no such key).
  */
 int s3_get_buf_opts(s3_client *c, const char *key, const struct s3_get_opts *o, size_t max,

@@ -250,12 +250,12 @@ int s3_get_buf_opts(s3_client *c, const char *key, const struct s3_get_opts *o, 
 		return rc;
 	rq.sink.max = max;
 	rc = s3i_get(c, &rq, &rs, o, NULL, err);
-	if (rc >= 0) {
+	if (rc == 0) {
 		*len = rq.sink.mem.len;
 		*data = sbuf_detach(&rq.sink.mem);
-		if (info)
-			info_fill(info, &rs, *len, rq.retries);
 	}
+	if (rc >= 0 && info) /* S3_NOT_MODIFIED: the ETag, and no data */
+		info_fill(info, &rs, *len, rq.retries);
 	s3i_resp_clear(&rs);
 	s3i_req_free(&rq);
 	return rc;
