@@ -95,6 +95,12 @@ void compactor_kick(compactor *c, const char *coll);
 uint64_t compactor_rebase(compactor *c, const char *coll, const char *db);
 /* The newest ticket of coll's compactor_rebase carried out (0: none, or unknown collection). */
 uint64_t compactor_rebased(compactor *c, const char *coll);
+/*
+ * A snapshot of coll was published by someone else (a cluster member's
+ * follower): what status shows of the newest snapshot is read again
+ * from its files. Any thread; reads files, then takes c->mu briefly.
+ */
+void compactor_adopted(compactor *c, const char *coll);
 /* A problem seen outside the compactor (a delta not queued): shown as last_error. */
 void compactor_report(compactor *c, const char *coll, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

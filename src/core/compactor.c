@@ -364,6 +364,17 @@ uint64_t compactor_rebase(compactor *c, const char *coll, const char *db)
 	return ticket;
 }
 
+void compactor_adopted(compactor *c, const char *coll)
+{
+	struct last_snapshot ls;
+	cc_load_last(c, coll, &ls);
+	pthread_mutex_lock(&c->mu);
+	struct ccoll *cc = ccoll_find(c, coll);
+	if (cc && ls.id > cc->last.id)
+		cc->last = ls;
+	pthread_mutex_unlock(&c->mu);
+}
+
 uint64_t compactor_rebased(compactor *c, const char *coll)
 {
 	pthread_mutex_lock(&c->mu);

@@ -38,6 +38,7 @@ struct main_s3 {
 	struct cluster_config ccfg;
 	cluster *cl; /* made in main_s3_start, running after main_s3_run */
 	vfs *v;
+	compactor *comp; /* once main_s3_run */
 };
 
 const char *main_s3_help(void)
@@ -268,6 +269,7 @@ static void main_s3_followed(void *ctx, const char *coll, uint64_t id)
 {
 	main_s3 *s = ctx;
 	vfs_published(s->v, coll, id); /* not the uploader's: the snapshot is the pointer's already */
+	compactor_adopted(s->comp, coll);
 }
 
 /* The vfs's cluster hooks (called with the vfs's lock held: cluster_* take a leaf lock only). */
@@ -334,6 +336,7 @@ int main_s3_run(main_s3 *s, store *st, compactor *comp, vfs *v, char *err, size_
 {
 	if (!s || !s->cl)
 		return 0;
+	s->comp = comp;
 	return cluster_run(s->cl, comp, s->up, err, errlen) < 0 ? -1 : 0;
 }
 
