@@ -48,7 +48,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "seal_bench: %s (%s)\n", err, strerror(-rc));
 		return 1;
 	}
-	printf("seal_ms=%.1f copy_ms=%.1f check_ms=%.1f size=%llu sha256=%s\n", t1 - t0, res.copy_ms,
-	       res.check_ms, (unsigned long long)res.size, res.sha256);
+	printf("seal_ms=%.1f copy_ms=%.1f check_ms=%.1f size=%llu sha256=%s\n", t1 - t0,
+	       res.copy_ms, res.check_ms, (unsigned long long)res.size, res.sha256);
 	return 0;
 }

@@ -50,7 +50,7 @@ struct compactor_config {
 	unsigned batch_max;      /* deltas per snapshot, at most */
 	unsigned max_attempts;   /* failures in a row before a delta is rejected; 0: 3 */
 	unsigned rejected_max;   /* delta files kept in rejected/; the oldest go first; 0: no cap */
-	unsigned housekeep_ms;   /* how often the housekeeping event runs per collection; 0: 10 min */
+	unsigned housekeep_ms; /* how often the housekeeping event runs per collection; 0: 10 min */
 };
 
 struct compactor_events {
@@ -61,8 +61,8 @@ struct compactor_events {
 	void (*housekeeping)(void *ctx, const char *coll);
 };
 
-int compactor_start(store *st, const struct compactor_config *cfg, const struct compactor_events *ev,
-		    compactor **out);
+int compactor_start(store *st, const struct compactor_config *cfg,
+		    const struct compactor_events *ev, compactor **out);
 /*
  * Finishes the delta being applied (and seals what was applied), then
  * stops the thread and frees everything. Queued deltas stay queued.

@@ -47,9 +47,9 @@
 
 /* How delta_check may be stopped and how much work it may do. */
 struct delta_ctl {
-	const atomic_bool *cancel;  /* may be NULL; once true, the check stops with -ECANCELED */
-	uint64_t budget_base;       /* 0: DELTA_BUDGET_BASE */
-	uint64_t budget_per_page;   /* 0: DELTA_BUDGET_PER_PAGE */
+	const atomic_bool *cancel; /* may be NULL; once true, the check stops with -ECANCELED */
+	uint64_t budget_base;      /* 0: DELTA_BUDGET_BASE */
+	uint64_t budget_per_page;  /* 0: DELTA_BUDGET_PER_PAGE */
 };
 
 /* What delta_check returns besides 0, 1 and a negative errno. */
@@ -72,7 +72,8 @@ struct delta_ctl {
  * Anything the delta's content causes on its own connection (a limit,
  * "out of memory" under the connection's caps, the budget) is a reject.
  */
-int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, char *reason, size_t len);
+int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, char *reason,
+		size_t len);
 
 /*
  * The schema bounds above (limits, nothing that runs an expression), on

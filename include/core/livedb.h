@@ -26,7 +26,8 @@ enum livedb_outcome {
 	LIVEDB_APPLIED = 0,
 	LIVEDB_DUPLICATE = 1, /* its sha256 is in the ledger: nothing done */
 	LIVEDB_REJECTED = 2,  /* the delta is bad: live untouched, reason says why */
-	LIVEDB_FAILED = 3,    /* failed for a reason of its own (unreadable, a merge statement): try later */
+	LIVEDB_FAILED =
+		3, /* failed for a reason of its own (unreadable, a merge statement): try later */
 };
 
 /* A ledger row. */
@@ -45,8 +46,8 @@ typedef struct livedb_entry {
  * receives what return values cannot carry (a ROLLBACK that failed after
  * an error, every step of a close that failed).
  */
-int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *diag, livedb **out, char *err,
-		size_t len);
+int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *diag, livedb **out,
+		char *err, size_t len);
 
 /*
  * Applies one delta atomically: in one transaction, checks the ledger,

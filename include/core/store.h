@@ -66,9 +66,9 @@ enum store_area {
 
 /* A queued delta. */
 typedef struct store_delta {
-	uint64_t seq;   /* arrival order */
-	char *name;     /* the name it was given in incoming/ */
-	char *path;     /* absolute path of the queued file */
+	uint64_t seq; /* arrival order */
+	char *name;   /* the name it was given in incoming/ */
+	char *path;   /* absolute path of the queued file */
 } store_delta;
 
 /*
@@ -80,7 +80,8 @@ typedef struct store_delta {
  * snapshot files 0400, .lock 0600; STORE_OPEN_GROUP lets the group read
  * (0750, 0440). The root's mode is set at every open.
  */
-int store_open(const char *root, unsigned flags, const struct diag *diag, store **out, char *err, size_t errlen);
+int store_open(const char *root, unsigned flags, const struct diag *diag, store **out, char *err,
+	       size_t errlen);
 void store_close(store *s);
 /* Writes the caller's pid into the lock file again (after a daemon's fork). */
 void store_note_pid(store *s);
@@ -176,7 +177,8 @@ bool store_remote_name(const char *name);
  * (or name.1, ...) with reason: a delta this host shipped that the
  * cluster's compactor refused. Durable.
  */
-int store_reject_import(store *s, const char *coll, const char *file, const char *name, const char *reason);
+int store_reject_import(store *s, const char *coll, const char *file, const char *name,
+			const char *reason);
 /* Removes rejected/leaf and its reason (relayed to the cluster). Durable. */
 int store_rejected_remove(store *s, const char *coll, const char *leaf);
 /* next-id of coll becomes at least id + 1, durably: id is never handed out. */

@@ -124,8 +124,8 @@ int vfs_lookup(vfs *v, uint64_t parent, const char *name, struct vfs_entry *e);
 bool vfs_forget(vfs *v, uint64_t ino, uint64_t nlookup);
 int vfs_getattr(vfs *v, uint64_t ino, struct stat *st, double *timeout);
 /* f: the handle the kernel names (ftruncate, fchmod...), or NULL: then the name is acted on. */
-int vfs_setattr(vfs *v, uint64_t ino, vfs_file *f, int to_set, const struct stat *attr, struct stat *out,
-		double *timeout);
+int vfs_setattr(vfs *v, uint64_t ino, vfs_file *f, int to_set, const struct stat *attr,
+		struct stat *out, double *timeout);
 int vfs_readlink(vfs *v, uint64_t ino, char *buf, size_t len);
 int vfs_statfs(vfs *v, struct statvfs *out);
 

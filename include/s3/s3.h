@@ -66,8 +66,8 @@
 
 typedef struct s3_client s3_client;
 
-#define S3_KEY_MAX 1024  /* bytes, as S3 allows */
-#define S3_ETAG_MAX 128  /* with NUL; S3 ETags are 32 hex digits, "-N" for multipart */
+#define S3_KEY_MAX 1024 /* bytes, as S3 allows */
+#define S3_ETAG_MAX 128 /* with NUL; S3 ETags are 32 hex digits, "-N" for multipart */
 #define S3_MIN_PART_SIZE (5ull << 20)
 #define S3_MAX_PART_SIZE (5ull << 30)
 #define S3_MAX_PARTS 10000u
@@ -82,14 +82,14 @@ enum s3_addressing {
 
 struct s3_retry {
 	unsigned max_attempts; /* per request or part, the first included; 0: 8 */
-	unsigned base_ms;      /* backoff before retry n is random(0, min(cap, base * 2^n)); 0: 200 */
-	unsigned cap_ms;       /* 0: 20000 */
+	unsigned base_ms; /* backoff before retry n is random(0, min(cap, base * 2^n)); 0: 200 */
+	unsigned cap_ms;  /* 0: 20000 */
 };
 
 struct s3_config {
 	const char *endpoint; /* "http://127.0.0.1:7480", "https://host"; NULL: https://s3.REGION.amazonaws.com */
-	const char *region;   /* NULL: us-east-1 */
-	const char *bucket;   /* required */
+	const char *region; /* NULL: us-east-1 */
+	const char *bucket; /* required */
 	enum s3_addressing addressing;
 	const char *access_key_id;     /* required */
 	const char *secret_access_key; /* required; copied into the signer only */
@@ -106,7 +106,7 @@ struct s3_config {
 	 * low_speed_limit bytes/s for low_speed_time_s is abandoned (and
 	 * retried). Other calls are bounded by their deadline only.
 	 */
-	unsigned low_speed_limit; /* 0: 1024 */
+	unsigned low_speed_limit;  /* 0: 1024 */
 	unsigned low_speed_time_s; /* 0: 30 */
 	const char *user_agent;    /* NULL: "snapfs/VERSION" */
 	/* Where retries, each request (debug) and clean-ups that failed are reported; {0}: nowhere. */
@@ -119,20 +119,20 @@ struct s3_config {
  * transport failure, sys_errno for a local one. Never contains a secret.
  */
 struct s3_error {
-	char method[8];        /* "PUT", "GET", ... */
-	char detail[48];       /* "part 3", "CompleteMultipartUpload", ... or "" */
+	char method[8];  /* "PUT", "GET", ... */
+	char detail[48]; /* "part 3", "CompleteMultipartUpload", ... or "" */
 	char bucket[64];
 	char key[S3_KEY_MAX + 1]; /* "" for bucket-level requests */
-	int http_status;       /* 0 if no HTTP answer */
-	char code[64];         /* S3 error Code; from the status if there was no error body */
+	int http_status;          /* 0 if no HTTP answer */
+	char code[64];            /* S3 error Code; from the status if there was no error body */
 	char message[512];
 	char request_id[128];
-	int curl_code;         /* CURLcode, 0 if none */
-	char transport[256];   /* curl's error text, or what was wrong with the answer */
-	int sys_errno;         /* a local failure (reading the file, ...), 0 if none */
-	unsigned attempts;     /* tries made */
+	int curl_code;            /* CURLcode, 0 if none */
+	char transport[256];      /* curl's error text, or what was wrong with the answer */
+	int sys_errno;            /* a local failure (reading the file, ...), 0 if none */
+	unsigned attempts;        /* tries made */
 	bool precondition_failed; /* 412, or a 404 answering an If-Match PUT */
-	unsigned deadline_ms;  /* when the call's deadline passed: that deadline, else 0 */
+	unsigned deadline_ms;     /* when the call's deadline passed: that deadline, else 0 */
 };
 
 /* "PUT s3://bucket/key: 403 SignatureDoesNotMatch: The request ... (request id X, 3 attempts)". */
@@ -144,7 +144,7 @@ bool s3_error_no_space(const struct s3_error *e);
 
 /* Counters since the client was made; read without locking, may be slightly behind. */
 struct s3_stats {
-	uint64_t requests;   /* attempts sent, retries included */
+	uint64_t requests; /* attempts sent, retries included */
 	uint64_t retries;
 	uint64_t failures;   /* requests that failed for good */
 	uint64_t bytes_sent; /* request bodies sent in full */
@@ -175,7 +175,7 @@ struct s3_meta {
 };
 
 struct s3_put_opts {
-	bool if_none_match;   /* If-None-Match: *: create only */
+	bool if_none_match; /* If-None-Match: *: create only */
 	/*
 	 * With if_none_match: an object already there with the same size and
 	 * the MD5 of these bytes as its ETag counts as written (a repeated
@@ -183,11 +183,11 @@ struct s3_put_opts {
 	 */
 	bool identical_ok;
 	const char *if_match; /* ETag (quotes optional): replace only that version; NULL: none */
-	const char *content_type;            /* NULL: none sent */
+	const char *content_type; /* NULL: none sent */
 	const struct s3_meta *meta;
 	size_t n_meta;
-	const atomic_bool *cancel;           /* NULL, or set to abandon the request */
-	unsigned timeout_ms;                 /* total deadline; 0: the client's for the call */
+	const atomic_bool *cancel; /* NULL, or set to abandon the request */
+	unsigned timeout_ms;       /* total deadline; 0: the client's for the call */
 };
 
 struct s3_put_result {
@@ -254,15 +254,15 @@ int s3_get_fd_opts(s3_client *c, const char *key, const struct s3_get_opts *o, i
  * GETs key (or range) into a malloc'd buffer of at most max bytes
  * (-EFBIG beyond). *data is NUL-terminated for convenience.
  */
-int s3_get_buf(s3_client *c, const char *key, const struct s3_range *range, size_t max,
-	       void **data, size_t *len, struct s3_object_info *info, struct s3_error *err);
+int s3_get_buf(s3_client *c, const char *key, const struct s3_range *range, size_t max, void **data,
+	       size_t *len, struct s3_object_info *info, struct s3_error *err);
 /*
  * GETs key (or range) into fd from offset 0 (pwrite), then truncates fd
  * to what was received. sha256_hex (NULL, or 65 bytes) receives the
  * SHA-256 of the bytes written. A retry starts over.
  */
-int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int fd,
-	      char *sha256_hex, struct s3_object_info *info, struct s3_error *err);
+int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int fd, char *sha256_hex,
+	      struct s3_object_info *info, struct s3_error *err);
 /* DELETE; a missing key is success, as S3 answers. */
 int s3_delete(s3_client *c, const char *key, struct s3_error *err);
 
@@ -335,8 +335,8 @@ void s3_multipart_list_free(struct s3_multipart *u, size_t n);
 typedef void s3_progress_fn(void *arg, uint64_t done, uint64_t total);
 
 struct s3_upload_opts {
-	uint64_t part_size;  /* 0: 16 MiB; at least 5 MiB; raised if the file needs > 10,000 parts */
-	unsigned parallel;   /* parts in flight; 0: 4 */
+	uint64_t part_size; /* 0: 16 MiB; at least 5 MiB; raised if the file needs > 10,000 parts */
+	unsigned parallel;  /* parts in flight; 0: 4 */
 	uint64_t multipart_threshold; /* files up to this size go in one PUT; 0: part_size */
 	const char *content_type;
 	const struct s3_meta *meta;
@@ -378,9 +378,8 @@ struct s3_upload_result {
  * change meanwhile (if it does, the server sees a digest mismatch and
  * the upload fails).
  */
-int s3_upload_file(s3_client *c, const char *key, const char *path,
-		   const struct s3_upload_opts *opts, struct s3_upload_result *res,
-		   struct s3_error *err);
+int s3_upload_file(s3_client *c, const char *key, const char *path, const struct s3_upload_opts *opts,
+		   struct s3_upload_result *res, struct s3_error *err);
 
 /* ---- whole-file download ---- */
 

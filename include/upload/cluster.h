@@ -102,8 +102,8 @@ struct cluster_config {
  * instance keeps its claim alive; may take up to CLUSTER_CLAIM_WATCH_S
  * to tell a dead claim from a live one.
  */
-int cluster_claim(const struct s3_config *s3, const char *prefix, const char *host_id, const char *instance,
-		  char *err, size_t errlen);
+int cluster_claim(const struct s3_config *s3, const char *prefix, const char *host_id,
+		  const char *instance, char *err, size_t errlen);
 /*
  * Before the compactor and the vfs start on st: every collection's
  * queue/ goes to outbox/ (store_queue_to_outbox) and its live database
@@ -133,7 +133,8 @@ void cluster_kick_ship(cluster *cl, const char *coll);
 /* coll was made here (mkdir): write its marker. */
 void cluster_collection_made(cluster *cl, const char *coll);
 /* The uploader's swapped event (ctx: the cluster). */
-void cluster_swapped(void *ctx, const char *coll, uint64_t id, const struct lease_pointer *p, const char *etag);
+void cluster_swapped(void *ctx, const char *coll, uint64_t id, const struct lease_pointer *p,
+		     const char *etag);
 /*
  * A vfs_status_fn: the member "cluster" of coll's status (role, lease,
  * pointer, lag, deltas pending shipment and in flight, rejections), or

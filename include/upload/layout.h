@@ -68,8 +68,8 @@ int layout_marker_key(const char *prefix, const char *coll, char *buf, size_t le
 /* PREFIX/.cluster/hosts/HOST.json */
 int layout_host_key(const char *prefix, const char *host, char *buf, size_t len);
 /* PREFIX/COLL/deltas/ (host NULL) or PREFIX/COLL/deltas/HOST/; the same with rejected for area "rejected". */
-int layout_deltas_prefix(const char *prefix, const char *coll, const char *area, const char *host, char *buf,
-			 size_t len);
+int layout_deltas_prefix(const char *prefix, const char *coll, const char *area, const char *host,
+			 char *buf, size_t len);
 
 /* A shipped delta, as its key names it. */
 struct layout_delta {
@@ -82,8 +82,8 @@ struct layout_delta {
 #define LAYOUT_DELTA_LEAF_MAX (LAYOUT_INST_LEN + 1 + 16 + 1 + 64 + 1)
 void layout_delta_leaf(const struct layout_delta *d, char *buf, size_t len);
 /* PREFIX/COLL/AREA/HOST/INST-SEQ-SHA256, AREA "deltas" or "rejected". */
-int layout_delta_key(const char *prefix, const char *coll, const char *area, const struct layout_delta *d,
-		     char *buf, size_t len);
+int layout_delta_key(const char *prefix, const char *coll, const char *area,
+		     const struct layout_delta *d, char *buf, size_t len);
 /* Reads a key under layout_deltas_prefix(prefix, coll, area, NULL); false if it is not a delta's. */
 bool layout_parse_delta_key(const char *prefix, const char *coll, const char *area, const char *key,
 			    struct layout_delta *out);

@@ -62,10 +62,10 @@
 #include "s3.h"
 #include "sbuf.h"
 
-#define LEASE_OWNER_MAX 192 /* with NUL */
-#define LEASE_HOST_MAX 65   /* with NUL: host ids are 1-64 characters */
+#define LEASE_OWNER_MAX 192      /* with NUL */
+#define LEASE_HOST_MAX 65        /* with NUL: host ids are 1-64 characters */
 #define LEASE_DOC_MAX (1u << 20) /* lease and pointer documents are at most this big */
-#define LEASE_HISTORY_MAX 128     /* entries a pointer's history keeps, at most */
+#define LEASE_HISTORY_MAX 128    /* entries a pointer's history keeps, at most */
 
 /* The content of a lease object. */
 struct lease_state {
@@ -193,9 +193,8 @@ int lease_pointer_parse(const char *json, struct lease_pointer *p, struct lease_
  * -EPROTO if the object is not a pointer document: err says so, with the
  * key and the start of what is there.
  */
-int lease_pointer_get(s3_client *c, const char *key, struct lease_pointer *p,
-		      struct lease_history *h, char etag[S3_ETAG_MAX], bool *present,
-		      struct s3_error *err);
+int lease_pointer_get(s3_client *c, const char *key, struct lease_pointer *p, struct lease_history *h,
+		      char etag[S3_ETAG_MAX], bool *present, struct s3_error *err);
 /*
  * Writes p (its lease_token set from l) and h (may be NULL) to key if l
  * is held with more than margin_s seconds left (else -ENOLCK, nothing

@@ -83,13 +83,13 @@ struct sweep_snap {
 	struct layout_snap name; /* id, host, inst, dir */
 	enum sweep_role role;
 	enum sweep_action action;
-	uint64_t generation;     /* the pointer generation that named it; 0 if none */
+	uint64_t generation; /* the pointer generation that named it; 0 if none */
 	bool has_db, has_manifest;
 	unsigned objects;
 	uint64_t bytes;
-	time_t newest;           /* LastModified of its newest object */
-	time_t db_modified;      /* LastModified of its database object */
-	int64_t unneeded_since;  /* unix seconds (action wait or delete) */
+	time_t newest;          /* LastModified of its newest object */
+	time_t db_modified;     /* LastModified of its database object */
+	int64_t unneeded_since; /* unix seconds (action wait or delete) */
 };
 
 struct sweep_upload {
@@ -97,8 +97,8 @@ struct sweep_upload {
 	char *upload_id;
 	time_t initiated;
 	struct layout_snap name;
-	bool ours;  /* this host's */
-	bool abort; /* stale: to abort */
+	bool ours;       /* this host's */
+	bool abort;      /* stale: to abort */
 	const char *why; /* "in flight", "left by an earlier run", "older than ...", ... */
 };
 
@@ -113,13 +113,13 @@ struct sweep_plan {
 	size_t nsnaps;
 	struct sweep_upload *uploads;
 	size_t nuploads;
-	size_t unknown;             /* keys under snapshots/ that are not ours: left alone */
-	uint64_t objects, bytes;    /* ours under snapshots/ */
-	uint64_t kept;              /* snapshots with action keep */
+	size_t unknown;                  /* keys under snapshots/ that are not ours: left alone */
+	uint64_t objects, bytes;         /* ours under snapshots/ */
+	uint64_t kept;                   /* snapshots with action keep */
 	uint64_t del_objects, del_bytes; /* what the plan deletes */
 	size_t del_snaps, aborts;
-	int64_t next_due;           /* unix seconds when the next object comes due; 0 if none */
-	char blocked[1200];         /* why no snapshot may be deleted, or "" */
+	int64_t next_due;   /* unix seconds when the next object comes due; 0 if none */
+	char blocked[1200]; /* why no snapshot may be deleted, or "" */
 };
 
 /*

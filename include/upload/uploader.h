@@ -58,8 +58,8 @@
 
 typedef struct upl upl;
 
-#define UPL_DEFAULT_KEEP 4        /* s3_keep */
-#define UPL_DEFAULT_GRACE_S 600   /* s3_grace */
+#define UPL_DEFAULT_KEEP 4      /* s3_keep */
+#define UPL_DEFAULT_GRACE_S 600 /* s3_grace */
 #define UPL_KEEP_MAX 100
 
 struct upl_config {
@@ -69,9 +69,9 @@ struct upl_config {
 	uint64_t part_size;         /* 0: 16 MiB */
 	unsigned parallel;          /* 0: 4 */
 	unsigned lease_ttl_s;       /* 0: 60 */
-	unsigned keep;              /* snapshots kept in S3, 1..UPL_KEEP_MAX; 0: all (no retention) */
-	unsigned grace_s;           /* an unneeded object stays this long */
-	bool enabled;               /* false: status says "off", nothing is sent */
+	unsigned keep;    /* snapshots kept in S3, 1..UPL_KEEP_MAX; 0: all (no retention) */
+	unsigned grace_s; /* an unneeded object stays this long */
+	bool enabled;     /* false: status says "off", nothing is sent */
 	/*
 	 * A cluster member (cluster.h): the pointer is swapped, and the sweep
 	 * deletes, only while the cluster code holds the collection's lease
@@ -107,7 +107,8 @@ void upl_published(void *ctx, const char *coll, uint64_t id);
  * JSON line: p's snapshot, and pointer ("pending" until the pointer step
  * is done, then "swapped" or "conflict") with the pointer generation.
  */
-void upl_record_json(const struct lease_pointer *p, const char *pointer, uint64_t generation, sbuf *out);
+void upl_record_json(const struct lease_pointer *p, const char *pointer, uint64_t generation,
+		     sbuf *out);
 /*
  * Strict: -EINVAL unless json is one JSON object (no key twice) of
  * format 1 with every field of its type, integers >= 0 but at, strings

@@ -26,6 +26,7 @@ struct diag {
 };
 
 /* Formats and hands one report to d; does nothing when d or d->fn is NULL. */
-void diag_say(const struct diag *d, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_say(const struct diag *d, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -17,7 +17,10 @@ typedef struct sbuf {
 	size_t cap;
 } sbuf;
 
-#define SBUF_INIT {NULL, 0, 0}
+#define SBUF_INIT                                                                                  \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 void sbuf_add(sbuf *b, const void *data, size_t len);
 void sbuf_adds(sbuf *b, const char *s);

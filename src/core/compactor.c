@@ -188,8 +188,8 @@ static void *compactor_main(void *arg)
 	return NULL;
 }
 
-int compactor_start(store *st, const struct compactor_config *cfg, const struct compactor_events *ev,
-		    compactor **out)
+int compactor_start(store *st, const struct compactor_config *cfg,
+		    const struct compactor_events *ev, compactor **out)
 {
 	compactor *c = calloc(1, sizeof(*c));
 	if (!c)

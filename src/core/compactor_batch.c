@@ -52,10 +52,12 @@ void cc_load_last(compactor *c, const char *coll, struct last_snapshot *ls)
 		char *json = NULL;
 		struct stat st;
 		if (fsx_read_all(path, &json, NULL) == 0 &&
-		    manifest_read_basic(json, &ls->size, ls->sha256, &ls->id) == 0 && stat(path, &st) == 0)
+		    manifest_read_basic(json, &ls->size, ls->sha256, &ls->id) == 0 &&
+		    stat(path, &st) == 0)
 			ls->created = st.st_mtime;
 		else
-			log_warn("collection %s: cannot read %s; status will not show its details", coll, path);
+			log_warn("collection %s: cannot read %s; status will not show its details",
+				 coll, path);
 		free(json);
 	}
 	ls->id = ids[n - 1];
@@ -63,7 +65,8 @@ void cc_load_last(compactor *c, const char *coll, struct last_snapshot *ls)
 	char err[512];
 	if (store_path(c->st, coll, STORE_AREA_SNAPSHOTS, leaf, path, sizeof(path)) == 0 &&
 	    livedb_ledger_max_file(path, &ls->ledger_max, err, sizeof(err)) < 0)
-		log_warn("collection %s: cannot read the ledger of snapshot %s: %s", coll, idname, err);
+		log_warn("collection %s: cannot read the ledger of snapshot %s: %s", coll, idname,
+			 err);
 	free(ids);
 }
 
@@ -84,7 +87,8 @@ static int live_end(compactor *c, struct ccoll *cc, livedb *db, const char *live
 	}
 	int rc = livedb_close(db, msg, sizeof(msg));
 	if (rc < 0)
-		cc_error(c, cc, "collection %s: closing live database %s failed: %s", cc->name, live, msg);
+		cc_error(c, cc, "collection %s: closing live database %s failed: %s", cc->name,
+			 live, msg);
 	return rc;
 }
 
@@ -99,7 +103,8 @@ static int check_live(compactor *c, struct ccoll *cc, const char *live)
 	int rc = livedb_open(live, &c->cancel, &log_sink, &db, msg, sizeof(msg));
 	if (rc < 0) {
 		if (rc != -ECANCELED)
-			cc_error(c, cc, "collection %s: cannot open live database %s: %s", cc->name, live, msg);
+			cc_error(c, cc, "collection %s: cannot open live database %s: %s", cc->name,
+				 live, msg);
 		return rc;
 	}
 	int64_t max = 0;
@@ -120,8 +125,8 @@ static int check_live(compactor *c, struct ccoll *cc, const char *live)
 }
 
 /* Seals the closed live database of cc as a new snapshot and publishes it. */
-static int seal_and_publish(compactor *c, struct ccoll *cc, const char *live, const livedb_entry *entries,
-			    size_t n, int64_t ledger_max)
+static int seal_and_publish(compactor *c, struct ccoll *cc, const char *live,
+			    const livedb_entry *entries, size_t n, int64_t ledger_max)
 {
 	char staging[PATH_MAX];
 	uint64_t id;
@@ -129,7 +134,8 @@ static int seal_and_publish(compactor *c, struct ccoll *cc, const char *live, co
 	if (rc == 0)
 		rc = store_staging_create(c->st, cc->name, id, staging, sizeof(staging));
 	if (rc < 0) {
-		cc_error(c, cc, "collection %s: cannot prepare a snapshot: %s", cc->name, strerror(-rc));
+		cc_error(c, cc, "collection %s: cannot prepare a snapshot: %s", cc->name,
+			 strerror(-rc));
 		return rc;
 	}
 	struct manifest_delta *md = calloc(n ? n : 1, sizeof(*md));
@@ -164,20 +170,22 @@ static int seal_and_publish(compactor *c, struct ccoll *cc, const char *live, co
 		pthread_mutex_lock(&c->mu);
 		cc->seal_failures++;
 		pthread_mutex_unlock(&c->mu);
-		cc_error(c, cc, "collection %s: snapshot %llu not published: %s", cc->name, (unsigned long long)id,
-			 err);
+		cc_error(c, cc, "collection %s: snapshot %llu not published: %s", cc->name,
+			 (unsigned long long)id, err);
 		return rc;
 	}
 	log_info("collection %s: published snapshot %llu (%llu bytes, sha256 %s, %zu new deltas, "
 		 "copy+hash %.0f ms, check %.0f ms)",
-		 cc->name, (unsigned long long)id, (unsigned long long)res.size, res.sha256, n, res.copy_ms,
-		 res.check_ms);
+		 cc->name, (unsigned long long)id, (unsigned long long)res.size, res.sha256, n,
+		 res.copy_ms, res.check_ms);
 	pthread_mutex_lock(&c->mu);
 	cc->needs_seal = false;
 	cc->published_total++;
 	cc->last_seal_ms = res.copy_ms + res.check_ms;
-	cc->last = (struct last_snapshot){
-		.id = id, .created = req.created, .size = res.size, .ledger_max = ledger_max};
+	cc->last = (struct last_snapshot){.id = id,
+					  .created = req.created,
+					  .size = res.size,
+					  .ledger_max = ledger_max};
 	memcpy(cc->last.sha256, res.sha256, sizeof(cc->last.sha256));
 	cc->last_error[0] = '\0';
 	pthread_mutex_unlock(&c->mu);
@@ -191,7 +199,8 @@ static int seal_and_publish(compactor *c, struct ccoll *cc, const char *live, co
  * on disk. false if it could not be moved: the round then ends and the
  * collection waits a backoff (a disk that cannot take the move now).
  */
-static bool reject(compactor *c, struct ccoll *cc, const store_delta *d, const char *reason, bool *gone)
+static bool reject(compactor *c, struct ccoll *cc, const store_delta *d, const char *reason,
+		   bool *gone)
 {
 	log_warn("collection %s: rejected delta %s: %s", cc->name, d->name, reason);
 	uint64_t pruned = 0;
@@ -208,8 +217,8 @@ static bool reject(compactor *c, struct ccoll *cc, const store_delta *d, const c
 		cc->fail_count = 0;
 	pthread_mutex_unlock(&c->mu);
 	if (rc < 0)
-		cc_error(c, cc, "collection %s: cannot move delta %s to rejected/: %s", cc->name, d->name,
-			 strerror(-rc));
+		cc_error(c, cc, "collection %s: cannot move delta %s to rejected/: %s", cc->name,
+			 d->name, strerror(-rc));
 	return rc == 0;
 }
 
@@ -218,7 +227,8 @@ static bool reject(compactor *c, struct ccoll *cc, const store_delta *d, const c
  * failing). Returns true when it was rejected for failing too often (the
  * batch goes on); false when the round must end and wait a backoff.
  */
-static bool count_failure(compactor *c, struct ccoll *cc, const store_delta *d, const char *msg, bool *gone)
+static bool count_failure(compactor *c, struct ccoll *cc, const store_delta *d, const char *msg,
+			  bool *gone)
 {
 	pthread_mutex_lock(&c->mu);
 	if (cc->fail_seq != d->seq) {
@@ -229,8 +239,8 @@ static bool count_failure(compactor *c, struct ccoll *cc, const store_delta *d, 
 	cc->delta_failures++;
 	pthread_mutex_unlock(&c->mu);
 	if (n < c->cfg.max_attempts) {
-		cc_error(c, cc, "collection %s: delta %s failed (attempt %u of %u): %s", cc->name, d->name, n,
-			 c->cfg.max_attempts, msg);
+		cc_error(c, cc, "collection %s: delta %s failed (attempt %u of %u): %s", cc->name,
+			 d->name, n, c->cfg.max_attempts, msg);
 		return false;
 	}
 	char reason[1024];
@@ -275,8 +285,8 @@ static bool has_wal_sibling(compactor *c, struct ccoll *cc, const store_delta *q
 }
 
 /* What to do after one delta; *stop ends the batch. */
-static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q, size_t nq, size_t i,
-		      bool *applied, bool *gone, bool *stop)
+static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q, size_t nq,
+		      size_t i, bool *applied, bool *gone, bool *stop)
 {
 	char msg[1024], hex[FSX_SHA256_HEX];
 	unsigned char sha[FSX_SHA256_LEN];
@@ -334,26 +344,20 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 			return;
 		}
 		log_info("collection %s: delta %s (sha256 %s) is already in a published snapshot; not applied again",
-			 cc->name,
-			 d->name, hex);
+			 cc->name, d->name, hex);
 		if (store_queue_remove(c->st, cc->name, d) == 0)
 			*gone = true;
 		else
 			*stop = true; /* the disk refuses: wait a backoff rather than loop */
 		return;
-	case LIVEDB_REJECTED:
-		*stop = !reject(c, cc, d, msg, gone);
-		return;
-	case LIVEDB_FAILED:
-		*stop = !count_failure(c, cc, d, msg, gone);
-		return;
-	case -ECANCELED:
-		*stop = true;
-		return;
+	case LIVEDB_REJECTED: *stop = !reject(c, cc, d, msg, gone); return;
+	case LIVEDB_FAILED: *stop = !count_failure(c, cc, d, msg, gone); return;
+	case -ECANCELED: *stop = true; return;
 	default:
 		if (rc < 0 && machine_fault(rc)) {
-			cc_error(c, cc, "collection %s: applying delta %s failed, not the delta's fault: %s", cc->name,
-				 d->name, msg);
+			cc_error(c, cc,
+				 "collection %s: applying delta %s failed, not the delta's fault: %s",
+				 cc->name, d->name, msg);
 			*stop = true;
 			return;
 		}
@@ -386,7 +390,8 @@ static bool apply_queue(compactor *c, struct ccoll *cc, const char *live, livedb
 		rc = livedb_open(live, &c->cancel, &log_sink, dbp, msg, sizeof(msg));
 		if (rc < 0) {
 			if (rc != -ECANCELED)
-				cc_error(c, cc, "collection %s: cannot open live database %s: %s", cc->name, live, msg);
+				cc_error(c, cc, "collection %s: cannot open live database %s: %s",
+					 cc->name, live, msg);
 			failed = rc != -ECANCELED;
 			nwork = 0;
 		}
@@ -479,7 +484,8 @@ bool cc_rebase(compactor *c, struct ccoll *cc)
 	cc->fail_count = 0;
 	cc->last = ls;
 	pthread_mutex_unlock(&c->mu);
-	log_info("collection %s: starting over from %s (queue emptied)", cc->name, db ? db : "an empty database");
+	log_info("collection %s: starting over from %s (queue emptied)", cc->name,
+		 db ? db : "an empty database");
 	free(db);
 	return true;
 }
@@ -499,7 +505,8 @@ void cc_run(compactor *c, struct ccoll *cc)
 		uint64_t quarantined = 0;
 		int rc = store_recover(c->st, cc->name, false, &quarantined);
 		if (rc < 0) {
-			cc_error(c, cc, "collection %s: recovery failed: %s; retrying", cc->name, strerror(-rc));
+			cc_error(c, cc, "collection %s: recovery failed: %s; retrying", cc->name,
+				 strerror(-rc));
 			cc_park(c, cc);
 			return;
 		}

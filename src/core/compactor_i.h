@@ -43,14 +43,14 @@ struct ccoll {
 	struct ccoll *next;
 	/* All fields below are protected by c->mu. */
 	enum cstate state;
-	bool busy;           /* the compactor thread is working on it */
-	bool removing;       /* compactor_remove is deleting it: the thread leaves it alone */
-	bool recover;        /* store_recover failed at add: the thread tries again */
-	bool check_live;     /* first look whether live is ahead of the newest snapshot */
-	bool needs_seal;     /* live ledger is ahead of the newest snapshot */
-	uint64_t queued;     /* deltas in queue/: as last listed, plus kicks since */
-	uint64_t kicks;      /* kicks since the thread last listed the queue */
-	double due; /* when the gathered batch should start (mono_now seconds) */
+	bool busy;       /* the compactor thread is working on it */
+	bool removing;   /* compactor_remove is deleting it: the thread leaves it alone */
+	bool recover;    /* store_recover failed at add: the thread tries again */
+	bool check_live; /* first look whether live is ahead of the newest snapshot */
+	bool needs_seal; /* live ledger is ahead of the newest snapshot */
+	uint64_t queued; /* deltas in queue/: as last listed, plus kicks since */
+	uint64_t kicks;  /* kicks since the thread last listed the queue */
+	double due;      /* when the gathered batch should start (mono_now seconds) */
 	/* After a failure: nothing is tried before not_before (mono_now seconds). */
 	bool parked;
 	double not_before;
@@ -77,7 +77,7 @@ struct compactor {
 	struct compactor_config cfg;
 	struct compactor_events ev;
 	pthread_t thread;
-	atomic_bool cancel;  /* set by compactor_stop: interrupts SQLite work and copies at once */
+	atomic_bool cancel; /* set by compactor_stop: interrupts SQLite work and copies at once */
 	pthread_mutex_t mu;
 	pthread_cond_t cond; /* signalled on kick, add, remove and stop */
 	struct ccoll *colls; /* protected by mu */
@@ -87,7 +87,8 @@ struct compactor {
 /* compactor.c */
 void cc_set_state(compactor *c, struct ccoll *cc, enum cstate s);
 /* Records msg as the collection's last_error and logs it once, at err level. */
-void cc_error(compactor *c, struct ccoll *cc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void cc_error(compactor *c, struct ccoll *cc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Parks cc after a failure: nothing is tried again before the backoff, which doubles each time. */
 void cc_park(compactor *c, struct ccoll *cc);
 /* A success: the backoff starts from its minimum again. */

@@ -20,14 +20,10 @@
 const char *cc_state_name(enum cstate s)
 {
 	switch (s) {
-	case CSTATE_MERGING:
-		return "merging";
-	case CSTATE_SEALING:
-		return "sealing";
-	case CSTATE_WAITING:
-		return "waiting";
-	default:
-		return "idle";
+	case CSTATE_MERGING: return "merging";
+	case CSTATE_SEALING: return "sealing";
+	case CSTATE_WAITING: return "waiting";
+	default: return "idle";
 	}
 }
 
@@ -99,35 +95,41 @@ void compactor_metrics(compactor *c, sbuf *out)
 	} counters[] = {
 		{"snapfs_deltas_applied_total", "counter", "Deltas merged into a live database.",
 		 offsetof(struct ccoll, applied_total)},
-		{"snapfs_deltas_duplicate_total", "counter", "Deltas skipped because the ledger already held them.",
+		{"snapfs_deltas_duplicate_total", "counter",
+		 "Deltas skipped because the ledger already held them.",
 		 offsetof(struct ccoll, duplicate_total)},
 		{"snapfs_deltas_rejected_total", "counter", "Deltas moved to rejected/.",
 		 offsetof(struct ccoll, rejected_total)},
 		{"snapfs_deltas_failed_total", "counter",
 		 "Attempts at a delta that failed for a reason of its own (rejected after max_attempts).",
 		 offsetof(struct ccoll, delta_failures)},
-		{"snapfs_compactor_waits_total", "counter", "Times the collection waited a backoff after a failure.",
+		{"snapfs_compactor_waits_total", "counter",
+		 "Times the collection waited a backoff after a failure.",
 		 offsetof(struct ccoll, waits)},
 		{"snapfs_snapshots_published_total", "counter", "Snapshots sealed and published.",
 		 offsetof(struct ccoll, published_total)},
 		{"snapfs_seal_failures_total", "counter", "Snapshots that failed sealing.",
 		 offsetof(struct ccoll, seal_failures)},
-		{"snapfs_queue_deltas", "gauge", "Deltas waiting in the queue.", offsetof(struct ccoll, queued)},
-		{"snapfs_rejected_deltas", "gauge", "Delta files in rejected/.", offsetof(struct ccoll, rejected_now)},
+		{"snapfs_queue_deltas", "gauge", "Deltas waiting in the queue.",
+		 offsetof(struct ccoll, queued)},
+		{"snapfs_rejected_deltas", "gauge", "Delta files in rejected/.",
+		 offsetof(struct ccoll, rejected_now)},
 	};
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
-		sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", counters[i].name, counters[i].help, counters[i].name,
-			  counters[i].type);
+		sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", counters[i].name, counters[i].help,
+			  counters[i].name, counters[i].type);
 		for (struct ccoll *cc = c->colls; cc; cc = cc->next) {
 			uint64_t v;
 			memcpy(&v, (const char *)cc + counters[i].off, sizeof(v));
-			sbuf_addf(out, "%s{collection=\"%s\"} %llu\n", counters[i].name, cc->name, (unsigned long long)v);
+			sbuf_addf(out, "%s{collection=\"%s\"} %llu\n", counters[i].name, cc->name,
+				  (unsigned long long)v);
 		}
 	}
 	sbuf_adds(out, "# HELP snapfs_seal_seconds Duration of the last seal.\n"
 		       "# TYPE snapfs_seal_seconds gauge\n");
 	for (struct ccoll *cc = c->colls; cc; cc = cc->next)
-		sbuf_addf(out, "snapfs_seal_seconds{collection=\"%s\"} %.3f\n", cc->name, cc->last_seal_ms / 1000.0);
+		sbuf_addf(out, "snapfs_seal_seconds{collection=\"%s\"} %.3f\n", cc->name,
+			  cc->last_seal_ms / 1000.0);
 	pthread_mutex_unlock(&c->mu);
 }

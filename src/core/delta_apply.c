@@ -30,14 +30,16 @@
 #define ATTACHED "delta" /* schema name of the delta inside live */
 #define UPSERT_ALIAS "_snapfs_target"
 
-static int exec_live(sqlite3 *live, const char *sql, char *err, size_t len, const char *what, const char *table)
+static int exec_live(sqlite3 *live, const char *sql, char *err, size_t len, const char *what,
+		     const char *table)
 {
 	char *msg = NULL;
 	int rc = sqlite3_exec(live, sql, NULL, NULL, &msg);
 	if (rc == SQLITE_OK)
 		return 0;
 	char q[QN];
-	errbuf_line(err, len, "%s %s: %s", what, delta_qname(q, table), msg ? msg : sqlite3_errmsg(live));
+	errbuf_line(err, len, "%s %s: %s", what, delta_qname(q, table),
+		    msg ? msg : sqlite3_errmsg(live));
 	sqlite3_free(msg);
 	return delta_live_fault(sqlite3_extended_errcode(live));
 }
@@ -121,7 +123,8 @@ static int delete_keys(sqlite3 *live, const char *dname, const struct table *l, 
 	return r;
 }
 
-static int upsert_rows(sqlite3 *live, const struct table *t, const struct table *l, char *err, size_t len)
+static int upsert_rows(sqlite3 *live, const struct table *t, const struct table *l, char *err,
+		       size_t len)
 {
 	sbuf q = SBUF_INIT;
 	/*
@@ -173,10 +176,13 @@ int delta_detach(sqlite3 *live, char *err, size_t len)
 }
 
 /* Names of the delta's tables, split into upsert tables and deletion tables. */
-static int list_tables(sqlite3 *live, char ***up, size_t *nup, char ***del, size_t *ndel, char *err, size_t len)
+static int list_tables(sqlite3 *live, char ***up, size_t *nup, char ***del, size_t *ndel, char *err,
+		       size_t len)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(live, "SELECT name FROM " ATTACHED ".sqlite_schema WHERE type = 'table' ORDER BY rowid",
+	int rc = sqlite3_prepare_v2(live,
+				    "SELECT name FROM " ATTACHED
+				    ".sqlite_schema WHERE type = 'table' ORDER BY rowid",
 				    -1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		errbuf_line(err, len, "list the delta's tables: %s", sqlite3_errmsg(live));
@@ -214,13 +220,15 @@ static void free_names(char **v, size_t n)
 	free(v);
 }
 
-static int describe(sqlite3 *live, const char *schema, const char *name, struct table *t, char *err, size_t len)
+static int describe(sqlite3 *live, const char *schema, const char *name, struct table *t, char *err,
+		    size_t len)
 {
 	int rc = delta_table_load(live, schema, name, t);
 	if (rc == SQLITE_OK)
 		return 0;
 	char q[QN];
-	errbuf_line(err, len, "describe %s.%s: %s", schema, delta_qname(q, name), sqlite3_errmsg(live));
+	errbuf_line(err, len, "describe %s.%s: %s", schema, delta_qname(q, name),
+		    sqlite3_errmsg(live));
 	return delta_live_fault(rc);
 }
 
@@ -233,7 +241,9 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 		return -EINVAL;
 	}
 	if (sqlite3_db_filename(live, ATTACHED)) {
-		errbuf_line(err, len, "merge %s: a delta is still attached (delta_detach was not called)", path);
+		errbuf_line(err, len,
+			    "merge %s: a delta is still attached (delta_detach was not called)",
+			    path);
 		return -EBUSY;
 	}
 	sbuf uri = SBUF_INIT;
@@ -255,7 +265,9 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 	sbuf_free(&uri);
 	/* A live connection opened without SQLITE_OPEN_URI would have read the URI as a file name. */
 	if (sqlite3_db_readonly(live, ATTACHED) != 1) {
-		errbuf_line(err, len, "attach %s: not attached read-only; open the live database with SQLITE_OPEN_URI", path);
+		errbuf_line(err, len,
+			    "attach %s: not attached read-only; open the live database with SQLITE_OPEN_URI",
+			    path);
 		return -EINVAL;
 	}
 
@@ -292,8 +304,9 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 		else if (!r) {
 			char q[QN];
 			char q2[QN];
-			errbuf_line(err, len, "deletion table %s: no keyed table %s in the collection", delta_qname(q, del[i]),
-			    delta_qname(q2, target));
+			errbuf_line(err, len,
+				    "deletion table %s: no keyed table %s in the collection",
+				    delta_qname(q, del[i]), delta_qname(q2, target));
 			r = 1;
 		}
 		delta_table_free(&l);
@@ -317,4 +330,3 @@ int delta_apply(sqlite3 *live, const char *path, char *err, size_t len)
 	 */
 	return r;
 }
-

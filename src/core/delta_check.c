@@ -17,7 +17,6 @@
 #include "delta_i.h"
 #include "xalloc.h"
 
-
 /* The delta connection's progress handler runs every this many virtual-machine steps. */
 #define DELTA_STEPS 1000
 
@@ -55,11 +54,16 @@ static int live_encoding(sqlite3 *live, char *reason, size_t len)
 	int enc = 0;
 	if (rc == SQLITE_ROW) {
 		const char *e = (const char *)sqlite3_column_text(st, 0);
-		enc = !e ? 0 : !strcmp(e, "UTF-8") ? 1 : !strcmp(e, "UTF-16le") ? 2 : !strcmp(e, "UTF-16be") ? 3 : 0;
+		enc = !e                       ? 0
+		      : !strcmp(e, "UTF-8")    ? 1
+		      : !strcmp(e, "UTF-16le") ? 2
+		      : !strcmp(e, "UTF-16be") ? 3
+					       : 0;
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_OK) {
-		errbuf_line(reason, len, "read the live database's encoding: %s", sqlite3_errmsg(live));
+		errbuf_line(reason, len, "read the live database's encoding: %s",
+			    sqlite3_errmsg(live));
 		sqlite3_finalize(st);
 		return delta_live_fault(rc) < 0 ? delta_live_fault(rc) : -EIO;
 	}
@@ -110,29 +114,37 @@ static int check_header(sqlite3 *live, const char *path, uint32_t *npages, char 
 	}
 	if (size < (long long)sizeof(h)) {
 		close(fd);
-		errbuf_line(reason, len, "not a SQLite database: file is %lld bytes, shorter than the 100-byte header", size);
+		errbuf_line(reason, len,
+			    "not a SQLite database: file is %lld bytes, shorter than the 100-byte header",
+			    size);
 		return 1;
 	}
 	ssize_t n = pread(fd, h, sizeof(h), 0);
 	int e = errno;
 	close(fd);
 	if (n != (ssize_t)sizeof(h)) {
-		errbuf_line(reason, len, "read the header of %s: %s", path, n < 0 ? strerror(e) : "short read");
+		errbuf_line(reason, len, "read the header of %s: %s", path,
+			    n < 0 ? strerror(e) : "short read");
 		return DELTA_RETRY;
 	}
 	if (memcmp(h, "SQLite format 3", 16) != 0) {
-		errbuf_line(reason, len, "not a SQLite database: the file does not start with \"SQLite format 3\"");
+		errbuf_line(reason, len,
+			    "not a SQLite database: the file does not start with \"SQLite format 3\"");
 		return 1;
 	}
 	uint32_t ps = be16(h + 16);
 	if (ps == 1)
 		ps = 65536;
 	if (ps < 512 || ps > 65536 || (ps & (ps - 1))) {
-		errbuf_line(reason, len, "corrupt header: page size %u is not a power of two between 512 and 65536", ps);
+		errbuf_line(reason, len,
+			    "corrupt header: page size %u is not a power of two between 512 and 65536",
+			    ps);
 		return 1;
 	}
 	if (h[18] < 1 || h[18] > 2 || h[19] < 1 || h[19] > 2) {
-		errbuf_line(reason, len, "unsupported file format (write version %u, read version %u)", h[18], h[19]);
+		errbuf_line(reason, len,
+			    "unsupported file format (write version %u, read version %u)", h[18],
+			    h[19]);
 		return 1;
 	}
 	/* The in-header page count is valid when the change counter matches "version-valid-for". */
@@ -140,17 +152,21 @@ static int check_header(sqlite3 *live, const char *path, uint32_t *npages, char 
 	if (pages != 0 && memcmp(h + 24, h + 92, 4) == 0) {
 		long long want = (long long)ps * pages;
 		if (size < want) {
-			errbuf_line(reason, len, "truncated: file is %lld bytes but its header says %u pages of %u", size, pages,
-			    ps);
+			errbuf_line(reason, len,
+				    "truncated: file is %lld bytes but its header says %u pages of %u",
+				    size, pages, ps);
 			return 1;
 		}
 		if (size > want) {
-			errbuf_line(reason, len, "size mismatch: file is %lld bytes but its header says %u pages of %u", size,
-			    pages, ps);
+			errbuf_line(reason, len,
+				    "size mismatch: file is %lld bytes but its header says %u pages of %u",
+				    size, pages, ps);
 			return 1;
 		}
 	} else if (size % ps) {
-		errbuf_line(reason, len, "truncated: file is %lld bytes, not a whole number of %u-byte pages", size, ps);
+		errbuf_line(reason, len,
+			    "truncated: file is %lld bytes, not a whole number of %u-byte pages",
+			    size, ps);
 		return 1;
 	}
 	*npages = (uint32_t)(size / ps);
@@ -161,8 +177,8 @@ static int check_header(sqlite3 *live, const char *path, uint32_t *npages, char 
 		if (lenc < 0)
 			return lenc;
 		if (lenc != 0 && (uint32_t)lenc != enc) {
-			errbuf_line(reason, len, "text encoding %s differs from the collection's %s", encoding_name(enc),
-			    encoding_name((uint32_t)lenc));
+			errbuf_line(reason, len, "text encoding %s differs from the collection's %s",
+				    encoding_name(enc), encoding_name((uint32_t)lenc));
 			return 1;
 		}
 	}
@@ -277,7 +293,8 @@ static int reject(struct check *c, const char *fmt, ...)
 static int delta_error(struct check *c, int rc, const char *what)
 {
 	if ((rc & 0xff) == SQLITE_INTERRUPT && c->over_budget)
-		return reject(c, "%s: took more than %llu steps, the work budget of a delta of this size (see LIMITS in "
+		return reject(c,
+			      "%s: took more than %llu steps, the work budget of a delta of this size (see LIMITS in "
 			      "snapfs(8))",
 			      what, (unsigned long long)(c->budget * DELTA_STEPS));
 	if ((rc & 0xff) == SQLITE_INTERRUPT) {
@@ -285,8 +302,9 @@ static int delta_error(struct check *c, int rc, const char *what)
 		return -ECANCELED;
 	}
 	if ((rc & 0xff) == SQLITE_NOMEM || (rc & 0xff) == SQLITE_TOOBIG)
-		return reject(c, "%s: %s: the delta exceeds what its checks may use (see LIMITS in snapfs(8))", what,
-			      sqlite3_errmsg(c->d));
+		return reject(c,
+			      "%s: %s: the delta exceeds what its checks may use (see LIMITS in snapfs(8))",
+			      what, sqlite3_errmsg(c->d));
 	errbuf_line(c->reason, c->len, "%s: %s", what, sqlite3_errmsg(c->d));
 	return delta_file_fault(rc);
 }
@@ -339,8 +357,9 @@ static int check_integrity(struct check *c)
 static int load_schema(struct check *c)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(c->d, "SELECT type, name, sql FROM main.sqlite_schema ORDER BY rowid", -1, &st,
-				    NULL);
+	int rc = sqlite3_prepare_v2(c->d,
+				    "SELECT type, name, sql FROM main.sqlite_schema ORDER BY rowid",
+				    -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return delta_error(c, rc, "read sqlite_schema");
 	size_t cap = 0;
@@ -372,16 +391,23 @@ static int check_executable(struct check *c)
 		if (!strcmp(e->type, "view") || e->kind == SQL_VIEW)
 			return reject(c, "has view %s: deltas may not carry executable schema", q);
 		if (e->kind == SQL_VIRTUAL)
-			return reject(c, "has virtual table %s: deltas may not carry executable schema", q);
+			return reject(c,
+				      "has virtual table %s: deltas may not carry executable schema",
+				      q);
 		if (!strcmp(e->type, "table")) {
 			if (e->kind != SQL_TABLE && !delta_has_prefix(e->name, DELTA_SQLITE_PREFIX))
-				return reject(c, "has table %s whose definition is not a CREATE TABLE statement", q);
+				return reject(c,
+					      "has table %s whose definition is not a CREATE TABLE statement",
+					      q);
 		} else if (!strcmp(e->type, "index")) {
 			if (e->kind != SQL_INDEX && e->kind != SQL_NONE)
-				return reject(c, "has index %s whose definition is not a CREATE INDEX statement", q);
+				return reject(c,
+					      "has index %s whose definition is not a CREATE INDEX statement",
+					      q);
 		} else {
 			char qt[QN];
-			return reject(c, "has schema entry %s of unknown type %s", q, delta_qname(qt, e->type));
+			return reject(c, "has schema entry %s of unknown type %s", q,
+				      delta_qname(qt, e->type));
 		}
 	}
 	return 0;
@@ -404,15 +430,19 @@ static int check_table_shape(struct check *c, const struct table *t)
 		const struct column *col = &t->col[i];
 		delta_qname(q2, col->name);
 		if (col->hidden == 2 || col->hidden == 3)
-			return reject(c, "table %s has generated column %s: deltas may not carry executable schema",
+			return reject(c,
+				      "table %s has generated column %s: deltas may not carry executable schema",
 				      q, q2);
 		if (col->hidden)
-			return reject(c, "table %s has hidden column %s: deltas may not carry virtual tables", q, q2);
+			return reject(c,
+				      "table %s has hidden column %s: deltas may not carry virtual tables",
+				      q, q2);
 		if (!col->name[0])
 			return reject(c, "table %s has a column with an empty name", q);
 		if (strspn(col->type, DELTA_SAFE_TYPE_CHARS) != strlen(col->type))
-			return reject(c, "table %s column %s has declared type %s outside [A-Za-z0-9 _(),.+-]", q, q2,
-				      delta_qname(q3, col->type));
+			return reject(c,
+				      "table %s column %s has declared type %s outside [A-Za-z0-9 _(),.+-]",
+				      q, q2, delta_qname(q3, col->type));
 	}
 	return 0;
 }
@@ -425,14 +455,16 @@ static int check_against_live(struct check *c, const struct table *t, const stru
 	for (size_t i = 0; i < t->ncol; i++) {
 		const struct column *lc = delta_table_column(l, t->col[i].name);
 		if (!lc || lc->hidden)
-			return reject(c, "table %s differs from the collection's: column %s is not in the collection's table",
+			return reject(c,
+				      "table %s differs from the collection's: column %s is not in the collection's table",
 				      q, delta_qname(q2, t->col[i].name));
 	}
 	for (size_t i = 0; i < l->ncol; i++) {
 		if (l->col[i].hidden) /* generated in live: computed there, never written */
 			continue;
 		if (!delta_table_column(t, l->col[i].name))
-			return reject(c, "table %s differs from the collection's: column %s is missing from the delta",
+			return reject(c,
+				      "table %s differs from the collection's: column %s is missing from the delta",
 				      q, delta_qname(q2, l->col[i].name));
 	}
 	bool same = t->npk == l->npk;
@@ -442,8 +474,9 @@ static int check_against_live(struct check *c, const struct table *t, const stru
 		sbuf a = SBUF_INIT, b = SBUF_INIT;
 		add_name_list(&a, t->pk, t->npk);
 		add_name_list(&b, l->pk, l->npk);
-		reject(c, "table %s differs from the collection's: primary key %s, the collection's is %s", q,
-		       sbuf_str(&a), sbuf_str(&b));
+		reject(c,
+		       "table %s differs from the collection's: primary key %s, the collection's is %s",
+		       q, sbuf_str(&a), sbuf_str(&b));
 		sbuf_free(&a);
 		sbuf_free(&b);
 		return 1;
@@ -471,7 +504,8 @@ static int check_null_keys(struct check *c, const struct table *t)
 	sqlite3_finalize(st);
 	char qn[QN];
 	if (rc == SQLITE_ROW)
-		return reject(c, "table %s has a row with NULL in its primary key", delta_qname(qn, t->name));
+		return reject(c, "table %s has a row with NULL in its primary key",
+			      delta_qname(qn, t->name));
 	if (rc != SQLITE_DONE)
 		return delta_error(c, rc, "scan primary keys");
 	return 0;
@@ -481,8 +515,9 @@ static int check_null_keys(struct check *c, const struct table *t)
 static int check_name_free(struct check *c, const char *name)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(c->live, "SELECT type FROM main.sqlite_schema WHERE name = ?1 COLLATE NOCASE", -1,
-				    &st, NULL);
+	int rc = sqlite3_prepare_v2(c->live,
+				    "SELECT type FROM main.sqlite_schema WHERE name = ?1 COLLATE NOCASE",
+				    -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return live_error(c, rc, "read sqlite_schema");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -490,8 +525,10 @@ static int check_name_free(struct check *c, const char *name)
 	int r = 0;
 	char q[QN], q2[QN];
 	if (rc == SQLITE_ROW)
-		r = reject(c, "table %s is new to the collection, but the collection already has an object of that name (%s)",
-			   delta_qname(q, name), delta_qname(q2, (const char *)sqlite3_column_text(st, 0)));
+		r = reject(c,
+			   "table %s is new to the collection, but the collection already has an object of that name (%s)",
+			   delta_qname(q, name),
+			   delta_qname(q2, (const char *)sqlite3_column_text(st, 0)));
 	else if (rc != SQLITE_DONE)
 		r = live_error(c, rc, "read sqlite_schema");
 	sqlite3_finalize(st);
@@ -518,7 +555,8 @@ static int check_upsert_table(struct check *c, const char *name)
 		return r;
 	char q[QN];
 	if (!t->npk)
-		return reject(c, "table %s has no PRIMARY KEY: rows of a rowid-only table cannot be upserted",
+		return reject(c,
+			      "table %s has no PRIMARY KEY: rows of a rowid-only table cannot be upserted",
 			      delta_qname(q, name));
 	struct table l;
 	rc = delta_table_load(c->live, "main", name, &l);
@@ -531,7 +569,8 @@ static int check_upsert_table(struct check *c, const char *name)
 	} else {
 		if (strcmp(l.kind, "table")) {
 			delta_table_free(&l);
-			return reject(c, "table %s names something that is not a table in the collection",
+			return reject(c,
+				      "table %s names something that is not a table in the collection",
 				      delta_qname(q, name));
 		}
 		r = check_against_live(c, t, &l);
@@ -546,7 +585,8 @@ static int check_delete_table(struct check *c, const char *name)
 	const char *target = name + strlen(DELTA_DELETE_PREFIX);
 	delta_qname(q, name);
 	delta_qname(q2, target);
-	if (!*target || delta_has_prefix(target, DELTA_SQLITE_PREFIX) || delta_has_prefix(target, DELTA_RESERVED_PREFIX))
+	if (!*target || delta_has_prefix(target, DELTA_SQLITE_PREFIX) ||
+	    delta_has_prefix(target, DELTA_RESERVED_PREFIX))
 		return reject(c, "has deletion table %s: %s is not a collection table", q, q2);
 	struct table dt;
 	int rc = delta_table_load(c->d, "main", name, &dt);
@@ -562,11 +602,13 @@ static int check_delete_table(struct check *c, const char *name)
 		if (rc != SQLITE_OK)
 			r = live_error(c, rc, "describe table");
 		else if (!l.ncol || strcmp(l.kind, "table"))
-			r = reject(c, "has deletion table %s for %s, which neither the delta nor the collection has",
+			r = reject(c,
+				   "has deletion table %s for %s, which neither the delta nor the collection has",
 				   q, q2);
 		else if (!l.npk)
-			r = reject(c, "has deletion table %s for %s, which has no PRIMARY KEY in the collection", q,
-				   q2);
+			r = reject(c,
+				   "has deletion table %s for %s, which has no PRIMARY KEY in the collection",
+				   q, q2);
 		t = &l;
 	}
 	if (!r) {
@@ -583,8 +625,9 @@ static int check_delete_table(struct check *c, const char *name)
 				names[i] = dt.col[i].name;
 			add_name_list(&a, names, dt.ncol);
 			add_name_list(&b, t->pk, t->npk);
-			r = reject(c, "deletion table %s has columns %s, but the primary key of %s is %s", q,
-				   sbuf_str(&a), q2, sbuf_str(&b));
+			r = reject(c,
+				   "deletion table %s has columns %s, but the primary key of %s is %s",
+				   q, sbuf_str(&a), q2, sbuf_str(&b));
 			free(names);
 			sbuf_free(&a);
 			sbuf_free(&b);
@@ -607,14 +650,16 @@ static int check_schema(struct check *c)
 			continue;
 		if (delta_has_prefix(name, DELTA_RESERVED_PREFIX)) {
 			if (!delta_has_prefix(name, DELTA_DELETE_PREFIX))
-				r = reject(c, "has table %s: names starting with _snapfs_ are reserved, except %sTABLE",
+				r = reject(c,
+					   "has table %s: names starting with _snapfs_ are reserved, except %sTABLE",
 					   delta_qname(q, name), DELTA_DELETE_PREFIX);
 			continue;
 		}
 		r = check_upsert_table(c, name);
 	}
 	for (size_t i = 0; !r && i < c->ne; i++)
-		if (!strcmp(c->e[i].type, "table") && delta_has_prefix(c->e[i].name, DELTA_DELETE_PREFIX))
+		if (!strcmp(c->e[i].type, "table") &&
+		    delta_has_prefix(c->e[i].name, DELTA_DELETE_PREFIX))
 			r = check_delete_table(c, c->e[i].name);
 	return r;
 }
@@ -627,7 +672,10 @@ int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, ch
 	int r = check_header(live, path, &pages, reason, len);
 	if (r)
 		return r;
-	struct check c = {.live = live, .reason = reason, .len = len, .cancel = ctl ? ctl->cancel : NULL};
+	struct check c = {.live = live,
+			  .reason = reason,
+			  .len = len,
+			  .cancel = ctl ? ctl->cancel : NULL};
 	uint64_t base = DELTA_BUDGET_BASE, per_page = DELTA_BUDGET_PER_PAGE;
 	if (ctl && ctl->budget_base)
 		base = ctl->budget_base;
@@ -671,7 +719,8 @@ int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, ch
 	 * check's own failure rather than logged.
 	 */
 	if (sqlite3_close(c.d) != SQLITE_OK) {
-		errbuf_line(reason, len, "closing the check connection of %s failed: %s", path, sqlite3_errmsg(c.d));
+		errbuf_line(reason, len, "closing the check connection of %s failed: %s", path,
+			    sqlite3_errmsg(c.d));
 		sqlite3_close_v2(c.d);
 		return r < 0 ? r : -EIO;
 	}

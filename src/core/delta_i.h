@@ -25,7 +25,8 @@
 #define DELTA_DELETE_PREFIX "_snapfs_delete_"
 #define DELTA_RESERVED_PREFIX "_snapfs_"
 #define DELTA_SQLITE_PREFIX "sqlite_"
-#define DELTA_SAFE_TYPE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _(),.+-"
+#define DELTA_SAFE_TYPE_CHARS                                                                      \
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _(),.+-"
 
 /*
  * Room for a quoted, escaped, possibly shortened name in a reason: at
@@ -37,7 +38,7 @@
 struct column {
 	char *name;
 	char *type; /* declared type, "" if none */
-	int pk;	    /* 1-based position in the primary key, 0 if not part of it */
+	int pk;     /* 1-based position in the primary key, 0 if not part of it */
 	int hidden; /* table_xinfo: 1 virtual-table hidden, 2/3 generated */
 };
 

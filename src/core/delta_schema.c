@@ -75,8 +75,9 @@ static bool sql_has_keyword(const char *sql, const char *word)
 			p = e ? e + 2 : NULL;
 		} else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_') {
 			const char *s = p;
-			while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-			       *p == '_' || *p == '$' || (unsigned char)*p >= 0x80)
+			while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			       (*p >= '0' && *p <= '9') || *p == '_' || *p == '$' ||
+			       (unsigned char)*p >= 0x80)
 				p++;
 			if ((size_t)(p - s) == wl && !sqlite3_strnicmp(s, word, (int)wl))
 				return true;
@@ -95,8 +96,8 @@ static bool sql_has_keyword(const char *sql, const char *word)
  */
 static bool default_is_literal(const char *t)
 {
-	static const char *const words[] = {"NULL", "TRUE", "FALSE", "CURRENT_TIME", "CURRENT_DATE",
-					    "CURRENT_TIMESTAMP"};
+	static const char *const words[] = {"NULL",         "TRUE",         "FALSE",
+					    "CURRENT_TIME", "CURRENT_DATE", "CURRENT_TIMESTAMP"};
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
 		if (!sqlite3_stricmp(t, words[i]))
 			return true;
@@ -136,7 +137,8 @@ static int table_columns(sqlite3 *d, const char *t, size_t *ncol, char *reason, 
 {
 	char q[QN], q2[QN];
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(d, "SELECT name, dflt_value FROM pragma_table_xinfo(?1, 'main')", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(d, "SELECT name, dflt_value FROM pragma_table_xinfo(?1, 'main')",
+				    -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return sdb_error(d, rc, "describe table", reason, len);
 	sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
@@ -148,20 +150,21 @@ static int table_columns(sqlite3 *d, const char *t, size_t *ncol, char *reason, 
 		(*ncol)++;
 		if (dflt && !default_is_literal(dflt)) {
 			errbuf_line(reason, len,
-				  "table %s column %s has a DEFAULT expression: deltas may not carry expressions "
-				  "(a literal default is fine)",
-				  delta_qname(q, t), delta_qname(q2, col));
+				    "table %s column %s has a DEFAULT expression: deltas may not carry expressions "
+				    "(a literal default is fine)",
+				    delta_qname(q, t), delta_qname(q2, col));
 			r = 1;
 			break;
 		}
 		const char *coll = NULL;
-		if (col && sqlite3_table_column_metadata(d, "main", t, col, NULL, &coll, NULL, NULL, NULL) ==
-				   SQLITE_OK &&
+		if (col &&
+		    sqlite3_table_column_metadata(d, "main", t, col, NULL, &coll, NULL, NULL,
+						  NULL) == SQLITE_OK &&
 		    !builtin_collation(coll)) {
 			char q3[QN];
 			errbuf_line(reason, len,
-				  "table %s column %s uses collation %s: deltas may use only BINARY, NOCASE and RTRIM",
-				  delta_qname(q, t), delta_qname(q2, col), delta_qname(q3, coll));
+				    "table %s column %s uses collation %s: deltas may use only BINARY, NOCASE and RTRIM",
+				    delta_qname(q, t), delta_qname(q2, col), delta_qname(q3, coll));
 			r = 1;
 		}
 	}
@@ -176,10 +179,12 @@ static int table_indexes(sqlite3 *d, const char *t, size_t *nidx, char *reason, 
 {
 	char q[QN], q2[QN], q3[QN];
 	sqlite3_stmt *il = NULL, *ix = NULL;
-	int rc = sqlite3_prepare_v2(d, "SELECT name, partial FROM pragma_index_list(?1, 'main')", -1, &il, NULL);
+	int rc = sqlite3_prepare_v2(d, "SELECT name, partial FROM pragma_index_list(?1, 'main')",
+				    -1, &il, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(d, "SELECT cid, coll FROM pragma_index_xinfo(?1, 'main') WHERE key", -1, &ix,
-					NULL);
+		rc = sqlite3_prepare_v2(d,
+					"SELECT cid, coll FROM pragma_index_xinfo(?1, 'main') WHERE key",
+					-1, &ix, NULL);
 	if (rc != SQLITE_OK) {
 		sqlite3_finalize(il);
 		return sdb_error(d, rc, "describe indexes", reason, len);
@@ -190,8 +195,9 @@ static int table_indexes(sqlite3 *d, const char *t, size_t *nidx, char *reason, 
 		const char *idx = (const char *)sqlite3_column_text(il, 0);
 		(*nidx)++;
 		if (sqlite3_column_int(il, 1)) {
-			errbuf_line(reason, len, "index %s on table %s is a partial index (WHERE): deltas may not carry expressions",
-				  delta_qname(q, idx), delta_qname(q2, t));
+			errbuf_line(reason, len,
+				    "index %s on table %s is a partial index (WHERE): deltas may not carry expressions",
+				    delta_qname(q, idx), delta_qname(q2, t));
 			r = 1;
 			break;
 		}
@@ -201,14 +207,15 @@ static int table_indexes(sqlite3 *d, const char *t, size_t *nidx, char *reason, 
 			const char *coll = (const char *)sqlite3_column_text(ix, 1);
 			if (sqlite3_column_int(ix, 0) == -2) {
 				errbuf_line(reason, len,
-					  "index %s on table %s indexes an expression: deltas may not carry expressions",
-					  delta_qname(q, idx), delta_qname(q2, t));
+					    "index %s on table %s indexes an expression: deltas may not carry expressions",
+					    delta_qname(q, idx), delta_qname(q2, t));
 				r = 1;
 			} else if (!builtin_collation(coll)) {
 				errbuf_line(reason, len,
-					  "index %s on table %s uses collation %s: deltas may use only BINARY, NOCASE and "
-					  "RTRIM",
-					  delta_qname(q, idx), delta_qname(q2, t), delta_qname(q3, coll));
+					    "index %s on table %s uses collation %s: deltas may use only BINARY, NOCASE and "
+					    "RTRIM",
+					    delta_qname(q, idx), delta_qname(q2, t),
+					    delta_qname(q3, coll));
 				r = 1;
 			}
 		}
@@ -226,8 +233,9 @@ int delta_schema_bounds(sqlite3 *d, char *reason, size_t len)
 {
 	char q[QN];
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(d, "SELECT type, name, tbl_name, sql FROM main.sqlite_schema ORDER BY rowid", -1,
-				    &st, NULL);
+	int rc = sqlite3_prepare_v2(
+		d, "SELECT type, name, tbl_name, sql FROM main.sqlite_schema ORDER BY rowid", -1,
+		&st, NULL);
 	if (rc != SQLITE_OK)
 		return sdb_error(d, rc, "read sqlite_schema", reason, len);
 	size_t ntables = 0, nindexes = 0, ncolumns = 0;
@@ -239,16 +247,19 @@ int delta_schema_bounds(sqlite3 *d, char *reason, size_t len)
 			(const char *)sqlite3_column_text(st, 2),
 			(const char *)sqlite3_column_text(st, 3),
 		};
-		if (!o.type || !o.name || strcmp(o.type, "table") || delta_has_prefix(o.name, DELTA_SQLITE_PREFIX))
+		if (!o.type || !o.name || strcmp(o.type, "table") ||
+		    delta_has_prefix(o.name, DELTA_SQLITE_PREFIX))
 			continue; /* indexes are counted with their table; other kinds are delta_check's */
 		if (++ntables > DELTA_MAX_TABLES) {
-			errbuf_line(reason, len, "has more than %d tables (see LIMITS in snapfs(8))", DELTA_MAX_TABLES);
+			errbuf_line(reason, len, "has more than %d tables (see LIMITS in snapfs(8))",
+				    DELTA_MAX_TABLES);
 			r = 1;
 			break;
 		}
 		if (sql_has_keyword(o.sql, "CHECK")) {
-			errbuf_line(reason, len, "table %s has a CHECK constraint: deltas may not carry expressions",
-				  delta_qname(q, o.name));
+			errbuf_line(reason, len,
+				    "table %s has a CHECK constraint: deltas may not carry expressions",
+				    delta_qname(q, o.name));
 			r = 1;
 			break;
 		}
@@ -258,12 +269,14 @@ int delta_schema_bounds(sqlite3 *d, char *reason, size_t len)
 		if (!r)
 			r = table_indexes(d, o.name, &nindexes, reason, len);
 		if (!r && ncolumns > DELTA_MAX_COLUMNS) {
-			errbuf_line(reason, len, "has more than %d columns in all its tables (see LIMITS in snapfs(8))",
-				  DELTA_MAX_COLUMNS);
+			errbuf_line(reason, len,
+				    "has more than %d columns in all its tables (see LIMITS in snapfs(8))",
+				    DELTA_MAX_COLUMNS);
 			r = 1;
 		}
 		if (!r && nindexes > DELTA_MAX_INDEXES) {
-			errbuf_line(reason, len, "has more than %d indexes (see LIMITS in snapfs(8))", DELTA_MAX_INDEXES);
+			errbuf_line(reason, len, "has more than %d indexes (see LIMITS in snapfs(8))",
+				    DELTA_MAX_INDEXES);
 			r = 1;
 		}
 	}

@@ -96,17 +96,14 @@ bool delta_has_prefix(const char *s, const char *prefix)
 int delta_file_fault(int rc)
 {
 	switch (rc & 0xff) {
-	case SQLITE_FULL:
-		return -ENOSPC;
+	case SQLITE_FULL: return -ENOSPC;
 	case SQLITE_INTERRUPT:
 		return -EINTR; /* the caller knows whether it was the budget or a stop */
-	case SQLITE_CANTOPEN:
-		return DELTA_RETRY;
+	case SQLITE_CANTOPEN: return DELTA_RETRY;
 	case SQLITE_IOERR:
 		/* A short read is the file's fault: its size lies. */
 		return rc == SQLITE_IOERR_SHORT_READ ? 1 : DELTA_RETRY;
-	default:
-		return 1;
+	default: return 1;
 	}
 }
 
@@ -123,12 +120,9 @@ int delta_live_fault(int rc)
 	case SQLITE_CONSTRAINT:
 	case SQLITE_MISMATCH:
 	case SQLITE_TOOBIG:
-	case SQLITE_RANGE:
-		return 1;
-	case SQLITE_ERROR:
-		return DELTA_RETRY;
-	default:
-		return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
+	case SQLITE_RANGE: return 1;
+	case SQLITE_ERROR: return DELTA_RETRY;
+	default: return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 	}
 }
 
@@ -167,7 +161,8 @@ int delta_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
 	char *msg = NULL;
 	rc = sqlite3_exec(db, "PRAGMA cell_size_check=ON; PRAGMA mmap_size=0;", NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
-		errbuf_line(err, len, "configure read-only connection to %s: %s", path, msg ? msg : sqlite3_errstr(rc));
+		errbuf_line(err, len, "configure read-only connection to %s: %s", path,
+			    msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		sqlite3_close(db);
 		return delta_file_fault(rc) < 0 ? delta_file_fault(rc) : -EIO;
@@ -206,8 +201,9 @@ int delta_table_load(sqlite3 *db, const char *schema, const char *name, struct t
 	t->name = delta_strdup_or_empty(name);
 	snprintf(t->kind, sizeof(t->kind), "table");
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db, "SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1, ?2)", -1, &st,
-				    NULL);
+	int rc = sqlite3_prepare_v2(db,
+				    "SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1, ?2)",
+				    -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return rc;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -242,7 +238,8 @@ int delta_table_load(sqlite3 *db, const char *schema, const char *name, struct t
 			return SQLITE_CORRUPT; /* pk positions not 1..n: cannot happen with a sane SQLite */
 
 	/* What the table really is, and whether it is WITHOUT ROWID (SQLite >= 3.37). */
-	rc = sqlite3_prepare_v2(db, "SELECT type, wr FROM pragma_table_list(?1) WHERE schema = ?2", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(db, "SELECT type, wr FROM pragma_table_list(?1) WHERE schema = ?2",
+				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, schema, -1, SQLITE_STATIC);
@@ -278,4 +275,3 @@ const struct column *delta_table_column(const struct table *t, const char *name)
 			return &t->col[i];
 	return NULL;
 }
-

@@ -79,8 +79,8 @@ static int run(sqlite3 *db, const char *sql, const char *what, const char *path,
 	return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 }
 
-int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *diag, livedb **out, char *err,
-		size_t len)
+int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *diag, livedb **out,
+		char *err, size_t len)
 {
 	*out = NULL;
 	if (len)
@@ -95,11 +95,13 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 	sbuf_adds(&name, path);
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(sbuf_str(&name), &db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI |
+					 SQLITE_OPEN_NOMUTEX,
 				 NULL);
 	sbuf_free(&name);
 	if (rc != SQLITE_OK) {
-		errbuf_line(err, len, "open live database %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		errbuf_line(err, len, "open live database %s: %s", path,
+			    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);
 		return sqlh_errno(rc);
 	}
@@ -120,7 +122,7 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 			r = r ? r : -EIO;
 		} else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
 			errbuf_line(err, len, "set WAL mode on %s: got journal_mode %s", path,
-			    (const char *)sqlite3_column_text(st, 0));
+				    (const char *)sqlite3_column_text(st, 0));
 			r = -EIO;
 		}
 		sqlite3_finalize(st);
@@ -187,7 +189,8 @@ static int detach(livedb *l, char *msg, size_t len, int ret)
 static int ledger_has(livedb *l, const char *sha, int64_t *seq, char *msg, size_t len)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(l->db, "SELECT seq, name FROM _snapfs_ledger WHERE sha256 = ?1", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(l->db, "SELECT seq, name FROM _snapfs_ledger WHERE sha256 = ?1",
+				    -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -196,7 +199,7 @@ static int ledger_has(livedb *l, const char *sha, int64_t *seq, char *msg, size_
 	if (rc == SQLITE_ROW) {
 		*seq = sqlite3_column_int64(st, 0);
 		errbuf_line(msg, len, "already applied: ledger seq %lld, delta %s", (long long)*seq,
-		    (const char *)sqlite3_column_text(st, 1));
+			    (const char *)sqlite3_column_text(st, 1));
 		r = 1;
 	} else if (rc != SQLITE_DONE) {
 		errbuf_line(msg, len, "read the ledger of %s: %s", l->path, sqlite3_errmsg(l->db));
@@ -207,11 +210,13 @@ static int ledger_has(livedb *l, const char *sha, int64_t *seq, char *msg, size_
 	return r;
 }
 
-static int ledger_add(livedb *l, const char *sha, const char *name, int64_t *seq, char *msg, size_t len)
+static int ledger_add(livedb *l, const char *sha, const char *name, int64_t *seq, char *msg,
+		      size_t len)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(l->db, "INSERT INTO _snapfs_ledger (sha256, name, applied_at) VALUES (?1, ?2, ?3)",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(
+		l->db, "INSERT INTO _snapfs_ledger (sha256, name, applied_at) VALUES (?1, ?2, ?3)",
+		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
@@ -237,7 +242,8 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 		msg[0] = '\0';
 	*seq = 0;
 	if (!is_sha256_hex(sha256_hex) || !delta_name || !delta_path) {
-		errbuf_line(msg, len, "apply %s: sha256 must be 64 lower-case hex digits", delta_name ? delta_name : "(null)");
+		errbuf_line(msg, len, "apply %s: sha256 must be 64 lower-case hex digits",
+			    delta_name ? delta_name : "(null)");
 		return -EINVAL;
 	}
 	/* IMMEDIATE: take the write lock now, so nothing between the ledger check and the commit can be busy. */
@@ -250,7 +256,8 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 		return LIVEDB_DUPLICATE;
 	}
 	if (!r)
-		r = delta_check(db->db, delta_path, &(struct delta_ctl){.cancel = db->cancel}, msg, len);
+		r = delta_check(db->db, delta_path, &(struct delta_ctl){.cancel = db->cancel}, msg,
+				len);
 	if (!r)
 		r = delta_apply(db->db, delta_path, msg, len);
 	if (!r)
@@ -260,7 +267,9 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 	if (r) {
 		rollback(db);
 		*seq = 0;
-		r = r == 1 ? LIVEDB_REJECTED : r == DELTA_RETRY ? LIVEDB_FAILED : livedb_cancelled(db, r);
+		r = r == 1             ? LIVEDB_REJECTED
+		    : r == DELTA_RETRY ? LIVEDB_FAILED
+				       : livedb_cancelled(db, r);
 		return detach(db, msg, len, r);
 	}
 	return detach(db, msg, len, LIVEDB_APPLIED);
@@ -271,11 +280,13 @@ int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n
 	*out = NULL;
 	*n = 0;
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db->db,
-				    "SELECT seq, sha256, name, applied_at FROM _snapfs_ledger WHERE seq > ?1 ORDER BY seq",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(
+		db->db,
+		"SELECT seq, sha256, name, applied_at FROM _snapfs_ledger WHERE seq > ?1 ORDER BY seq",
+		-1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		diag_say(&db->diag, LOG_ERR, "live database %s: read the ledger: %s", db->path, sqlite3_errmsg(db->db));
+		diag_say(&db->diag, LOG_ERR, "live database %s: read the ledger: %s", db->path,
+			 sqlite3_errmsg(db->db));
 		return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 	}
 	sqlite3_bind_int64(st, 1, after);
@@ -293,7 +304,8 @@ int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n
 		}
 		livedb_entry *e = &v[cnt];
 		e->seq = sqlite3_column_int64(st, 0);
-		snprintf(e->sha256, sizeof(e->sha256), "%s", (const char *)sqlite3_column_text(st, 1));
+		snprintf(e->sha256, sizeof(e->sha256), "%s",
+			 (const char *)sqlite3_column_text(st, 1));
 		e->name = strdup((const char *)sqlite3_column_text(st, 2));
 		e->applied_at = sqlite3_column_int64(st, 3);
 		if (!e->name) {
@@ -304,7 +316,7 @@ int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n
 	}
 	if (rc != SQLITE_DONE) {
 		diag_say(&db->diag, LOG_ERR, "live database %s: read the ledger: %s", db->path,
-			rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db->db));
+			 rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db->db));
 		sqlite3_finalize(st);
 		livedb_entries_free(v, cnt);
 		return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
@@ -326,7 +338,8 @@ void livedb_entries_free(livedb_entry *e, size_t n)
 static int ledger_max(sqlite3 *db, const char *path, int64_t *out, char *err, size_t len)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM _snapfs_ledger", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM _snapfs_ledger", -1, &st,
+				    NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -414,8 +427,9 @@ int livedb_close(livedb *db, char *err, size_t len)
 				   "wal_checkpoint(TRUNCATE) was blocked by another connection (busy=1, %d of %d frames checkpointed)",
 				   done, frames);
 		else if (frames != done)
-			close_fail(db, &ret, err, len, -EIO, "wal_checkpoint(TRUNCATE) checkpointed %d of %d frames",
-				   done, frames);
+			close_fail(db, &ret, err, len, -EIO,
+				   "wal_checkpoint(TRUNCATE) checkpointed %d of %d frames", done,
+				   frames);
 	} else {
 		close_fail(db, &ret, err, len, sqlh_errno(rc) ? sqlh_errno(rc) : -EIO,
 			   "wal_checkpoint(TRUNCATE): %s", sqlite3_errmsg(s));
@@ -433,7 +447,8 @@ int livedb_close(livedb *db, char *err, size_t len)
 		if (rc == SQLITE_OK)
 			rc = sqlite3_step(st);
 		if (rc != SQLITE_ROW)
-			close_fail(db, &ret, err, len, -EIO, "journal_mode=DELETE: %s", sqlite3_errmsg(s));
+			close_fail(db, &ret, err, len, -EIO, "journal_mode=DELETE: %s",
+				   sqlite3_errmsg(s));
 		else if (strcmp((const char *)sqlite3_column_text(st, 0), "delete") != 0)
 			close_fail(db, &ret, err, len, -EIO, "journal_mode=DELETE: still in %s mode",
 				   (const char *)sqlite3_column_text(st, 0));
@@ -441,7 +456,8 @@ int livedb_close(livedb *db, char *err, size_t len)
 	}
 	/* Every statement of this module and of delta is finalized where it is made; one left here is a bug. */
 	while ((st = sqlite3_next_stmt(s, NULL)) != NULL) {
-		close_fail(db, &ret, err, len, -EBUSY, "statement left unfinalized: %s", sqlite3_sql(st));
+		close_fail(db, &ret, err, len, -EBUSY, "statement left unfinalized: %s",
+			   sqlite3_sql(st));
 		sqlite3_finalize(st);
 	}
 	/* sqlite3_close, not _v2: _v2 would "succeed" and leave a zombie connection holding the file. */
@@ -455,8 +471,8 @@ int livedb_close(livedb *db, char *err, size_t len)
 	struct stat stw;
 	if (stat(sbuf_str(&wal), &stw) == 0) {
 		if (stw.st_size > 0)
-			close_fail(db, &ret, err, len, -EIO, "%s still holds %lld bytes after close", sbuf_str(&wal),
-				   (long long)stw.st_size);
+			close_fail(db, &ret, err, len, -EIO, "%s still holds %lld bytes after close",
+				   sbuf_str(&wal), (long long)stw.st_size);
 	} else if (errno != ENOENT) {
 		int e = errno;
 		close_fail(db, &ret, err, len, -e, "stat %s: %s", sbuf_str(&wal), strerror(e));
@@ -479,7 +495,8 @@ void livedb_abandon(livedb *db)
 	/* The last close of a WAL database checkpoints it; skip that: a commit is in the -wal already. */
 	sqlite3_db_config(db->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	if (sqlite3_close(db->db) != SQLITE_OK) {
-		diag_say(&db->diag, LOG_ERR, "live database %s: close: %s", db->path, sqlite3_errmsg(db->db));
+		diag_say(&db->diag, LOG_ERR, "live database %s: close: %s", db->path,
+			 sqlite3_errmsg(db->db));
 		sqlite3_close_v2(db->db);
 	}
 	free(db->path);

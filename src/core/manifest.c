@@ -58,7 +58,8 @@ static json_t *manifest_tree(const struct manifest *m)
 	jsonx_set(o, "integrity_check", jsonx_str(m->integrity));
 	jsonx_set(o, "ledger_max", jsonx_int(m->ledger_max));
 	for (size_t i = 0; i < m->ntables; i++)
-		jsonx_set(tables, m->tables[i].name ? m->tables[i].name : "", jsonx_int(m->tables[i].rows));
+		jsonx_set(tables, m->tables[i].name ? m->tables[i].name : "",
+			  jsonx_int(m->tables[i].rows));
 	jsonx_set(o, "tables", tables);
 	for (size_t i = 0; i < m->ndeltas; i++) {
 		json_t *d = json_object();
@@ -96,7 +97,8 @@ static void manifest_layout(json_t *v, int depth, sbuf *out)
 		const char *key;
 		json_t *m;
 		size_t i = 0;
-		json_object_foreach(v, key, m) {
+		json_object_foreach(v, key, m)
+		{
 			sbuf_adds(out, i++ ? "," : "");
 			manifest_indent(out, depth + 1);
 			json_t *k = jsonx_str(key);
@@ -108,7 +110,8 @@ static void manifest_layout(json_t *v, int depth, sbuf *out)
 	} else {
 		size_t i;
 		json_t *m;
-		json_array_foreach(v, i, m) {
+		json_array_foreach(v, i, m)
+		{
 			sbuf_adds(out, i ? "," : "");
 			manifest_indent(out, depth + 1);
 			manifest_layout(m, depth + 1, out);
@@ -138,8 +141,8 @@ static bool manifest_is_sha_hex(const char *s)
 }
 
 /* The needed fields of the top-level object; file (cap bytes) only if not NULL. */
-static int manifest_read(const char *json, uint64_t *size, char sha256[65], uint64_t *id, char *file,
-			 size_t cap)
+static int manifest_read(const char *json, uint64_t *size, char sha256[65], uint64_t *id,
+			 char *file, size_t cap)
 {
 	json_t *root;
 	const char *sha, *f = NULL;

@@ -78,7 +78,7 @@
 #include "sqlh.h"
 #include "sbuf.h"
 
-#define SEAL_CHUNK (8u << 20)     /* copy granularity, and hash hand-off */
+#define SEAL_CHUNK (8u << 20)      /* copy granularity, and hash hand-off */
 #define SEAL_HASH_BUF (256u << 10) /* stays in L2 between read and hash */
 #define SEAL_CACHE_KIB 262144      /* check connection's page cache */
 #define SEAL_CANCEL_STEPS 10000    /* how often the check looks at the stop flag */
@@ -135,7 +135,8 @@ static void *seal_hasher_run(void *arg)
 			break;
 		while (h->rc == 0 && h->hashed < avail) {
 			uint64_t want = avail - h->hashed;
-			ssize_t n = pread(h->fd, buf, want < SEAL_HASH_BUF ? (size_t)want : SEAL_HASH_BUF,
+			ssize_t n = pread(h->fd, buf,
+					  want < SEAL_HASH_BUF ? (size_t)want : SEAL_HASH_BUF,
 					  (off_t)h->hashed);
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -189,7 +190,9 @@ static int seal_copy(int in, int out, uint64_t size, struct seal_hasher *h, char
 	while (off < size) {
 		if (cancel && atomic_load(cancel)) {
 			rc = -ECANCELED;
-			errbuf_line(err, len, "copy of %s stopped at byte %" PRIu64 ": snapfs is shutting down", src, off);
+			errbuf_line(err, len,
+				    "copy of %s stopped at byte %" PRIu64 ": snapfs is shutting down",
+				    src, off);
 			break;
 		}
 		uint64_t left = size - off;
@@ -199,7 +202,8 @@ static int seal_copy(int in, int out, uint64_t size, struct seal_hasher *h, char
 			loff_t ioff = (loff_t)off, ooff = (loff_t)off;
 			n = copy_file_range(in, &ioff, out, &ooff, want, 0);
 			if (n < 0 && off == 0 &&
-			    (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+			    (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP ||
+			     errno == EINVAL)) {
 				kernel_copy = false;
 				continue;
 			}
@@ -210,13 +214,16 @@ static int seal_copy(int in, int out, uint64_t size, struct seal_hasher *h, char
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
-			errbuf_line(err, len, "copy of %s failed at byte %" PRIu64 ": %s", src, off, strerror(errno));
+			errbuf_line(err, len, "copy of %s failed at byte %" PRIu64 ": %s", src, off,
+				    strerror(errno));
 			break;
 		}
 		if (n == 0) {
 			rc = -EIO;
-			errbuf_line(err, len, "copy of %s: file ended at byte %" PRIu64 " of %" PRIu64
-				 " (it changed while being sealed)", src, off, size);
+			errbuf_line(err, len,
+				    "copy of %s: file ended at byte %" PRIu64 " of %" PRIu64
+				    " (it changed while being sealed)",
+				    src, off, size);
 			break;
 		}
 		/* Start writeback now; the fsync at the end then only waits for the tail. */
@@ -350,11 +357,13 @@ static int seal_check_copy(const struct seal_request *req, const char *path, uin
 	char oerr[512];
 	int rc = sqlh_open_ro(path, &db, oerr, sizeof(oerr));
 	if (rc < 0) {
-		errbuf_line(err, len, "open of snapshot %08" PRIu64 " of %s failed: %s", req->id, req->collection, oerr);
+		errbuf_line(err, len, "open of snapshot %08" PRIu64 " of %s failed: %s", req->id,
+			    req->collection, oerr);
 		return -EIO;
 	}
 	if (req->cancel)
-		sqlite3_progress_handler(db, SEAL_CANCEL_STEPS, seal_check_cancelled, (void *)req->cancel);
+		sqlite3_progress_handler(db, SEAL_CANCEL_STEPS, seal_check_cancelled,
+					 (void *)req->cancel);
 	char *sql = sqlite3_mprintf("PRAGMA mmap_size=%llu; PRAGMA cache_size=-%d;",
 				    (unsigned long long)size, SEAL_CACHE_KIB);
 	if (sql)
@@ -376,24 +385,27 @@ static int seal_check_copy(const struct seal_request *req, const char *path, uin
 	st = NULL;
 	int out = 0;
 	if (rc == SQLITE_INTERRUPT && req->cancel && atomic_load(req->cancel)) {
-		errbuf_line(err, len, "check of snapshot %08" PRIu64 " of %s stopped: snapfs is shutting down", req->id,
-			 req->collection);
+		errbuf_line(err, len,
+			    "check of snapshot %08" PRIu64 " of %s stopped: snapfs is shutting down",
+			    req->id, req->collection);
 		out = -ECANCELED;
 	} else if (rc != SQLITE_DONE || rows != 1 || strcmp(first, "ok") != 0) {
-		errbuf_line(err, len, "integrity_check of snapshot %08" PRIu64 " of %s failed: %s", req->id,
-			 req->collection, rows == 0 && rc == SQLITE_DONE ? "no result" : first);
+		errbuf_line(err, len, "integrity_check of snapshot %08" PRIu64 " of %s failed: %s",
+			    req->id, req->collection,
+			    rows == 0 && rc == SQLITE_DONE ? "no result" : first);
 		out = -EIO;
 	}
-	if (out == 0 && ((rc = seal_pragma_u64(db, "PRAGMA page_size", &c->page_size)) != SQLITE_OK ||
-			 (rc = seal_pragma_u64(db, "PRAGMA page_count", &c->page_count)) != SQLITE_OK ||
-			 (rc = seal_count_rows(db, c)) != SQLITE_OK)) {
-		errbuf_line(err, len, "row counts of snapshot %08" PRIu64 " of %s failed: %s", req->id,
-			 req->collection, sqlite3_errmsg(db));
+	if (out == 0 &&
+	    ((rc = seal_pragma_u64(db, "PRAGMA page_size", &c->page_size)) != SQLITE_OK ||
+	     (rc = seal_pragma_u64(db, "PRAGMA page_count", &c->page_count)) != SQLITE_OK ||
+	     (rc = seal_count_rows(db, c)) != SQLITE_OK)) {
+		errbuf_line(err, len, "row counts of snapshot %08" PRIu64 " of %s failed: %s",
+			    req->id, req->collection, sqlite3_errmsg(db));
 		out = rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 	}
 	if (sqlite3_close(db) != SQLITE_OK && out == 0) {
 		errbuf_line(err, len, "close of snapshot %08" PRIu64 " of %s failed: %s", req->id,
-			 req->collection, sqlite3_errmsg(db));
+			    req->collection, sqlite3_errmsg(db));
 		out = -EIO;
 	}
 	if (out < 0)
@@ -452,7 +464,8 @@ static int seal_manifest(const struct seal_request *req, const char *file, uint6
 	int rc = seal_write_manifest(mpath, sbuf_str(&json), json.len, made);
 	sbuf_free(&json);
 	if (rc < 0)
-		errbuf_line(err, len, "seal of %s: write %s: %s", req->collection, mpath, strerror(-rc));
+		errbuf_line(err, len, "seal of %s: write %s: %s", req->collection, mpath,
+			    strerror(-rc));
 	return rc;
 }
 
@@ -476,7 +489,8 @@ static int seal_hash_end(struct seal_hasher *h, pthread_t tid, bool *started, in
 	}
 	if (rc == 0 && h->hashed != size) {
 		rc = -EIO;
-		errbuf_line(err, len, "seal of %s: hashed %" PRIu64 " bytes of %" PRIu64, coll, h->hashed, size);
+		errbuf_line(err, len, "seal of %s: hashed %" PRIu64 " bytes of %" PRIu64, coll,
+			    h->hashed, size);
 	}
 	return rc;
 }
@@ -495,7 +509,8 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	char file[PATH_MAX], copy[PATH_MAX], mpath[PATH_MAX];
 	if ((size_t)snprintf(file, sizeof(file), "%s.sqlite3", req->collection) >= sizeof(file) ||
 	    (size_t)snprintf(copy, sizeof(copy), "%s/%s", req->staging_dir, file) >= sizeof(copy) ||
-	    (size_t)snprintf(mpath, sizeof(mpath), "%s/MANIFEST.json", req->staging_dir) >= sizeof(mpath)) {
+	    (size_t)snprintf(mpath, sizeof(mpath), "%s/MANIFEST.json", req->staging_dir) >=
+		    sizeof(mpath)) {
 		errbuf_line(err, len, "seal of %s: staging path too long", req->collection);
 		return -ENAMETOOLONG;
 	}
@@ -512,14 +527,16 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	int in = open(req->live_path, O_RDONLY | O_CLOEXEC);
 	if (in < 0 || fstat(in, &st0) < 0) {
 		rc = -errno;
-		errbuf_line(err, len, "seal of %s: open %s: %s", req->collection, req->live_path, strerror(errno));
+		errbuf_line(err, len, "seal of %s: open %s: %s", req->collection, req->live_path,
+			    strerror(errno));
 		goto out;
 	}
 	posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
 	h.fd = open(copy, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
 	if (h.fd < 0) {
 		rc = -errno;
-		errbuf_line(err, len, "seal of %s: create %s: %s", req->collection, copy, strerror(errno));
+		errbuf_line(err, len, "seal of %s: create %s: %s", req->collection, copy,
+			    strerror(errno));
 		goto out;
 	}
 	made_copy = true;
@@ -530,7 +547,8 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 	rc = seal_copy(in, h.fd, size, &h, err, len, req->live_path, req->cancel);
 	if (rc == 0 && (fstat(in, &st1) < 0 || !seal_same_file(&st0, &st1))) {
 		rc = -EIO;
-		errbuf_line(err, len, "seal of %s: %s changed while being copied", req->collection, req->live_path);
+		errbuf_line(err, len, "seal of %s: %s changed while being copied", req->collection,
+			    req->live_path);
 	}
 	seal_hasher_publish(&h, rc == 0 ? size : h.copied, true, rc != 0);
 	if (!hasher_started)
@@ -544,7 +562,8 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 
 	if (rc == 0 && fsync(h.fd) < 0) {
 		rc = -errno;
-		errbuf_line(err, len, "seal of %s: fsync %s: %s", req->collection, copy, strerror(errno));
+		errbuf_line(err, len, "seal of %s: fsync %s: %s", req->collection, copy,
+			    strerror(errno));
 	}
 	rc = seal_hash_end(&h, tid, &hasher_started, rc, size, req->collection, copy, err, len);
 	if (rc < 0)
@@ -557,7 +576,8 @@ int seal_make(const struct seal_request *req, struct seal_result *res, char *err
 		goto out;
 	rc = fsx_fsync_dir(req->staging_dir);
 	if (rc < 0)
-		errbuf_line(err, len, "seal of %s: fsync %s: %s", req->collection, req->staging_dir, strerror(-rc));
+		errbuf_line(err, len, "seal of %s: fsync %s: %s", req->collection, req->staging_dir,
+			    strerror(-rc));
 	/* The check overlaps the hash, so copy_ms is "all but the check": the two add up to the seal. */
 	res->copy_ms = (mono_now() * 1e3) - t0 - res->check_ms;
 

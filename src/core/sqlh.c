@@ -14,8 +14,8 @@ void sqlh_add_uri(sbuf *b, const char *path, const char *query)
 	sbuf_adds(b, path[0] == '/' ? "file://" : "file:");
 	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
 		unsigned char c = *p;
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
-		    c == '.' || c == '_' || c == '~' || c == '-') {
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '/' || c == '.' || c == '_' || c == '~' || c == '-') {
 			sbuf_add(b, p, 1);
 		} else {
 			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
@@ -28,26 +28,17 @@ void sqlh_add_uri(sbuf *b, const char *path, const char *query)
 int sqlh_errno(int rc)
 {
 	switch (rc & 0xff) {
-	case SQLITE_OK:
-		return 0;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
+	case SQLITE_OK: return 0;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_FULL: return -ENOSPC;
 	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_READONLY:
-		return -EROFS;
+	case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_READONLY: return -EROFS;
 	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	case SQLITE_INTERRUPT:
-		return -EINTR;
-	default:
-		return -EIO;
+	case SQLITE_AUTH: return -EACCES;
+	case SQLITE_CANTOPEN: return -ENOENT;
+	case SQLITE_INTERRUPT: return -EINTR;
+	default: return -EIO;
 	}
 }
 
@@ -85,9 +76,12 @@ int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
 	sbuf_free(&uri);
 	if (rc != SQLITE_OK) {
 		if (err && len)
-			snprintf(err, len, "open %s read-only: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+			snprintf(err, len, "open %s read-only: %s", path,
+				 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);
-		return rc == SQLITE_NOMEM ? -ENOMEM : (rc & 0xff) == SQLITE_CANTOPEN ? -ENOENT : -EIO;
+		return rc == SQLITE_NOMEM               ? -ENOMEM
+		       : (rc & 0xff) == SQLITE_CANTOPEN ? -ENOENT
+							: -EIO;
 	}
 	sqlh_harden(db);
 	char *msg = NULL;

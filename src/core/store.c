@@ -40,17 +40,14 @@
 #include "hex.h"
 #include "sbuf.h"
 
-const char *const store_coll_subdirs[6] = {"incoming", "queue", "staging", "snapshots", "rejected", "outbox"};
+const char *const store_coll_subdirs[6] = {"incoming",  "queue",    "staging",
+					   "snapshots", "rejected", "outbox"};
 
 const char *const store_area_names[] = {
-	[STORE_AREA_COLLECTION] = NULL,
-	[STORE_AREA_LIVE_DB] = "live.db",
-	[STORE_AREA_INCOMING] = "incoming",
-	[STORE_AREA_QUEUE] = "queue",
-	[STORE_AREA_STAGING] = "staging",
-	[STORE_AREA_SNAPSHOTS] = "snapshots",
-	[STORE_AREA_REJECTED] = "rejected",
-	[STORE_AREA_OUTBOX] = "outbox",
+	[STORE_AREA_COLLECTION] = NULL,     [STORE_AREA_LIVE_DB] = "live.db",
+	[STORE_AREA_INCOMING] = "incoming", [STORE_AREA_QUEUE] = "queue",
+	[STORE_AREA_STAGING] = "staging",   [STORE_AREA_SNAPSHOTS] = "snapshots",
+	[STORE_AREA_REJECTED] = "rejected", [STORE_AREA_OUTBOX] = "outbox",
 };
 
 /* ---- open / close -------------------------------------------------------- */
@@ -109,7 +106,8 @@ static bool marker_parse(const char *text, unsigned long *format, char *instance
 	p += nd + 1;
 	if (!strncmp(p, inst, sizeof(inst) - 1)) {
 		p += sizeof(inst) - 1;
-		if (strspn(p, "0123456789abcdef") != STORE_INSTANCE_LEN || p[STORE_INSTANCE_LEN] != '\n')
+		if (strspn(p, "0123456789abcdef") != STORE_INSTANCE_LEN ||
+		    p[STORE_INSTANCE_LEN] != '\n')
 			return false;
 		memcpy(instance, p, STORE_INSTANCE_LEN);
 		instance[STORE_INSTANCE_LEN] = '\0';
@@ -142,7 +140,8 @@ static int store_sweep_collections(const store *s, const char *dir)
 		char p[PATH_MAX];
 		if ((rc = store_fmt_path(p, sizeof(p), "%s/%s", dir, names[i])) < 0)
 			break;
-		store_say(s, LOG_INFO, "store: removing %s, left over from an interrupted create or remove", p);
+		store_say(s, LOG_INFO,
+			  "store: removing %s, left over from an interrupted create or remove", p);
 		if ((rc = fsx_rm_rf(p)) < 0)
 			store_say(s, LOG_ERR, "store: cannot remove %s: %s", p, strerror(-rc));
 		removed = true;
@@ -199,7 +198,8 @@ static int store_lock(store *s, char *err, size_t errlen)
 		return rc;
 	}
 	if (fchmod(s->lock_fd, 0600) < 0)
-		store_say(s, LOG_WARNING, "store: cannot make %s private (mode 0600): %s", p, strerror(errno));
+		store_say(s, LOG_WARNING, "store: cannot make %s private (mode 0600): %s", p,
+			  strerror(errno));
 	/* flock belongs to the open file description: a second store_open of
 	 * the same store, even in this process, is refused. */
 	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
@@ -211,7 +211,8 @@ static int store_lock(store *s, char *err, size_t errlen)
 			pid[strcspn(pid, "\n")] = '\0';
 			set_err(err, errlen,
 				"%s: already mounted by another snapfs process (pid %s); refusing to open it",
-				s->root, pid[0] && store_all_digits(pid, strlen(pid)) ? pid : "unknown");
+				s->root,
+				pid[0] && store_all_digits(pid, strlen(pid)) ? pid : "unknown");
 			return -EBUSY;
 		}
 		set_err(err, errlen, "%s: cannot lock: %s", p, strerror(-rc));
@@ -226,8 +227,8 @@ void store_note_pid(store *s)
 	char pid[32];
 	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 	if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, pid, (size_t)len, 0) != len)
-		store_say(s, LOG_WARNING, "store: cannot write our pid into %s/%s: %s", s->root, LOCK_NAME,
-			 strerror(errno));
+		store_say(s, LOG_WARNING, "store: cannot write our pid into %s/%s: %s", s->root,
+			  LOCK_NAME, strerror(errno));
 }
 
 /*
@@ -294,17 +295,19 @@ static int store_marker_write(store *s, const char *marker, bool fresh, char *er
 	_Static_assert(STORE_FORMAT == 1, "marker text names the format");
 	int rc = instance_new(s->instance);
 	if (rc < 0) {
-		set_err(err, errlen, "%s: cannot make a store instance id: %s", s->root, strerror(-rc));
+		set_err(err, errlen, "%s: cannot make a store instance id: %s", s->root,
+			strerror(-rc));
 		return rc;
 	}
-	int mlen = snprintf(mtext, sizeof(mtext), "snapfs-store\nformat 1\ninstance %s\n", s->instance);
+	int mlen =
+		snprintf(mtext, sizeof(mtext), "snapfs-store\nformat 1\ninstance %s\n", s->instance);
 	if ((rc = fsx_write_atomic(marker, mtext, (size_t)mlen)) < 0) {
 		set_err(err, errlen, "%s: cannot write store marker: %s", marker, strerror(-rc));
 		return rc;
 	}
 	if (fresh)
-		store_say(s, LOG_INFO, "store: initialised a new store in %s (instance %s)", s->root,
-			  s->instance);
+		store_say(s, LOG_INFO, "store: initialised a new store in %s (instance %s)",
+			  s->root, s->instance);
 	else
 		store_say(s, LOG_INFO, "store: %s: gave the store its instance id %s", s->root,
 			  s->instance);
@@ -338,7 +341,8 @@ static int store_collections_open(store *s, char *err, size_t errlen)
 			  (unsigned)s->dir_mode, strerror(errno));
 	}
 	if ((rc = store_sweep_collections(s, colls)) < 0) {
-		set_err(err, errlen, "%s: cannot clean up interrupted work: %s", colls, strerror(-rc));
+		set_err(err, errlen, "%s: cannot clean up interrupted work: %s", colls,
+			strerror(-rc));
 		return rc;
 	}
 	char **names;
@@ -470,24 +474,27 @@ int store_path(const store *s, const char *coll, enum store_area area, const cha
 	if (a && leaf)
 		rc = store_fmt_path(buf, len, "%s/" COLLECTIONS "/%s/%s/%s", s->root, coll, a, leaf);
 	else if (a || leaf)
-		rc = store_fmt_path(buf, len, "%s/" COLLECTIONS "/%s/%s", s->root, coll, a ? a : leaf);
+		rc = store_fmt_path(buf, len, "%s/" COLLECTIONS "/%s/%s", s->root, coll,
+				    a ? a : leaf);
 	else
 		rc = store_fmt_path(buf, len, "%s/" COLLECTIONS "/%s", s->root, coll);
 	if (rc < 0)
-		store_say(s, LOG_ERR, "store: path for collection %s (%s%s%s) is longer than %zu bytes", coll,
-			a ? a : "", a && leaf ? "/" : "", leaf ? leaf : "", len);
+		store_say(s, LOG_ERR,
+			  "store: path for collection %s (%s%s%s) is longer than %zu bytes", coll,
+			  a ? a : "", a && leaf ? "/" : "", leaf ? leaf : "", len);
 	return rc;
 }
 
 /* store_path, logging the reason when the caller passed a bad name. */
 int store_coll_path(const store *s, const char *coll, enum store_area area, const char *leaf,
-		     char *buf, size_t len)
+		    char *buf, size_t len)
 {
 	int rc = store_path(s, coll, area, leaf, buf, len);
 	if (rc == -EINVAL)
-		store_say(s, LOG_ERR, "store: refusing collection name \"%s\"%s%s%s: not a valid name",
-			coll ? coll : "", leaf ? " with entry \"" : "", leaf ? leaf : "",
-			leaf ? "\"" : "");
+		store_say(s, LOG_ERR,
+			  "store: refusing collection name \"%s\"%s%s%s: not a valid name",
+			  coll ? coll : "", leaf ? " with entry \"" : "", leaf ? leaf : "",
+			  leaf ? "\"" : "");
 	return rc;
 }
 
@@ -530,9 +537,10 @@ int store_collections(store *s, char ***names, size_t *n)
 int store_collection_create(store *s, const char *name)
 {
 	if (!store_name_valid(name)) {
-		store_say(s, LOG_ERR, "store: cannot create collection \"%s\": not a valid name (1-%d characters of "
-			"[A-Za-z0-9_-], first one alphanumeric)",
-			name ? name : "", STORE_NAME_MAX);
+		store_say(s, LOG_ERR,
+			  "store: cannot create collection \"%s\": not a valid name (1-%d characters of "
+			  "[A-Za-z0-9_-], first one alphanumeric)",
+			  name ? name : "", STORE_NAME_MAX);
 		return -EINVAL;
 	}
 	char final[PATH_MAX], tmp[PATH_MAX], sub[PATH_MAX], colls[PATH_MAX];
@@ -546,8 +554,8 @@ int store_collection_create(store *s, const char *name)
 	unsigned long nr = s->tmp_nr++;
 	pthread_mutex_unlock(&s->mu);
 	if ((rc = store_fmt_path(colls, sizeof(colls), "%s/" COLLECTIONS, s->root)) < 0 ||
-	    (rc = store_fmt_path(tmp, sizeof(tmp), "%s/.creating-%s-%ld-%lu", colls, name, (long)getpid(),
-			   nr)) < 0) {
+	    (rc = store_fmt_path(tmp, sizeof(tmp), "%s/.creating-%s-%ld-%lu", colls, name,
+				 (long)getpid(), nr)) < 0) {
 		store_say(s, LOG_ERR, "store: cannot create collection %s: path too long", name);
 		return rc;
 	}
@@ -557,7 +565,7 @@ int store_collection_create(store *s, const char *name)
 	if (mkdir(tmp, s->dir_mode) < 0) {
 		rc = -errno;
 		store_say(s, LOG_ERR, "store: cannot create collection %s: mkdir %s: %s", name, tmp,
-			strerror(-rc));
+			  strerror(-rc));
 		return rc;
 	}
 	for (size_t i = 0; i < sizeof(store_coll_subdirs) / sizeof(store_coll_subdirs[0]); i++) {
@@ -565,8 +573,8 @@ int store_collection_create(store *s, const char *name)
 			goto out_err;
 		if (mkdir(sub, s->dir_mode) < 0) {
 			rc = -errno;
-			store_say(s, LOG_ERR, "store: cannot create collection %s: mkdir %s: %s", name, sub,
-				strerror(-rc));
+			store_say(s, LOG_ERR, "store: cannot create collection %s: mkdir %s: %s",
+				  name, sub, strerror(-rc));
 			goto out_err;
 		}
 	}
@@ -574,8 +582,9 @@ int store_collection_create(store *s, const char *name)
 		goto out_err;
 	if ((rc = store_rename_noreplace(tmp, final)) < 0) {
 		if (rc != -EEXIST && rc != -ENOTEMPTY)
-			store_say(s, LOG_ERR, "store: cannot create collection %s: rename %s to %s: %s", name,
-				tmp, final, strerror(-rc));
+			store_say(s, LOG_ERR,
+				  "store: cannot create collection %s: rename %s to %s: %s", name,
+				  tmp, final, strerror(-rc));
 		else
 			rc = -EEXIST;
 		goto out_err;
@@ -608,11 +617,12 @@ static int dir_check_empty(const store *s, const char *dir)
 
 int store_collection_remove(store *s, const char *name)
 {
-	char dir[PATH_MAX], snaps[PATH_MAX], queue[PATH_MAX], outbox[PATH_MAX], colls[PATH_MAX], gone[PATH_MAX];
+	char dir[PATH_MAX], snaps[PATH_MAX], queue[PATH_MAX], outbox[PATH_MAX], colls[PATH_MAX],
+		gone[PATH_MAX];
 	int rc;
 	if (!store_name_valid(name)) {
 		store_say(s, LOG_ERR, "store: cannot remove collection \"%s\": not a valid name",
-			name ? name : "");
+			  name ? name : "");
 		return -EINVAL;
 	}
 	if ((rc = store_coll_path(s, name, STORE_AREA_COLLECTION, NULL, dir, sizeof(dir))) < 0 ||
@@ -636,13 +646,14 @@ int store_collection_remove(store *s, const char *name)
 	    (rc = dir_check_empty(s, outbox)) < 0) {
 		pthread_mutex_unlock(&s->seq_mu);
 		if (rc == -ENOTEMPTY)
-			store_say(s, LOG_INFO, "store: not removing collection %s: it holds snapshots, "
-				 "queued deltas or deltas not shipped yet",
-				 name);
+			store_say(s, LOG_INFO,
+				  "store: not removing collection %s: it holds snapshots, "
+				  "queued deltas or deltas not shipped yet",
+				  name);
 		return rc;
 	}
 	if ((rc = store_fmt_path(gone, sizeof(gone), "%s/.removing-%s-%ld-%lu", colls, name,
-			   (long)getpid(), nr)) < 0) {
+				 (long)getpid(), nr)) < 0) {
 		pthread_mutex_unlock(&s->seq_mu);
 		store_say(s, LOG_ERR, "store: cannot remove collection %s: path too long", name);
 		return rc;
@@ -653,18 +664,17 @@ int store_collection_remove(store *s, const char *name)
 	rc = store_rename_noreplace(dir, gone);
 	pthread_mutex_unlock(&s->seq_mu);
 	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: cannot remove collection %s: rename %s to %s: %s", name, dir, gone,
-			strerror(-rc));
+		store_say(s, LOG_ERR, "store: cannot remove collection %s: rename %s to %s: %s",
+			  name, dir, gone, strerror(-rc));
 		return rc;
 	}
 	if ((rc = store_sync_dir(s, colls)) < 0)
 		return rc;
 	if ((rc = fsx_rm_rf(gone)) < 0) {
-		store_say(s, LOG_ERR, "store: collection %s removed, but deleting %s failed: %s", name, gone,
-			strerror(-rc));
+		store_say(s, LOG_ERR, "store: collection %s removed, but deleting %s failed: %s",
+			  name, gone, strerror(-rc));
 		return 0; /* the collection is gone; the next open finishes the job */
 	}
 	store_say(s, LOG_INFO, "store: removed collection %s", name);
 	return 0;
 }
-

@@ -35,12 +35,14 @@ bool store_remote_name(const char *name)
 	if (name[0] != '@')
 		return false;
 	const char *h = name + 1, *at = strchr(h, '@');
-	if (!at || at == h || at - h > 64 || strspn(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
-						     (size_t)(at - h))
+	if (!at || at == h || at - h > 64 ||
+	    strspn(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+		    (size_t)(at - h))
 		return false;
 	const char *l = at + 1;
-	return strlen(l) == 16 + 1 + 16 + 1 + 64 && strspn(l, "0123456789abcdef") == 16 && l[16] == '-' &&
-	       strspn(l + 17, "0123456789") == 16 && l[33] == '-' && strspn(l + 34, "0123456789abcdef") == 64;
+	return strlen(l) == 16 + 1 + 16 + 1 + 64 && strspn(l, "0123456789abcdef") == 16 &&
+	       l[16] == '-' && strspn(l + 17, "0123456789") == 16 && l[33] == '-' &&
+	       strspn(l + 34, "0123456789abcdef") == 64;
 }
 
 int store_queue_import(store *s, const char *coll, const char *file, const char *name, uint64_t *seq)
@@ -48,7 +50,8 @@ int store_queue_import(store *s, const char *coll, const char *file, const char 
 	char qdir[PATH_MAX];
 	int rc;
 	if (!store_delta_name_valid(name) || strlen(name) > STORE_DELTA_NAME_MAX) {
-		store_say(s, LOG_ERR, "store: %s: refusing to import \"%s\": not a usable delta name", coll, name);
+		store_say(s, LOG_ERR, "store: %s: refusing to import \"%s\": not a usable delta name",
+			  coll, name);
 		return -EINVAL;
 	}
 	if ((rc = store_coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
@@ -58,7 +61,8 @@ int store_queue_import(store *s, const char *coll, const char *file, const char 
 	return store_sync_dir(s, qdir);
 }
 
-int store_reject_import(store *s, const char *coll, const char *file, const char *name, const char *reason)
+int store_reject_import(store *s, const char *coll, const char *file, const char *name,
+			const char *reason)
 {
 	char dir[PATH_MAX];
 	const char *slash = strrchr(file, '/');
@@ -115,8 +119,8 @@ int store_queue_to_outbox(store *s, const char *coll)
 			moved++;
 		}
 		if (rc < 0)
-			store_say(s, LOG_ERR, "store: %s: cannot move %s to %s: %s", coll, d[i].path, odir,
-				  strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot move %s to %s: %s", coll,
+				  d[i].path, odir, strerror(-rc));
 	}
 	store_deltas_free(d, n);
 	/* outbox/ first: a crash between the two leaves a delta in both, never in neither. */
@@ -124,7 +128,8 @@ int store_queue_to_outbox(store *s, const char *coll)
 	if (rc2 == 0)
 		rc2 = store_sync_dir(s, qdir);
 	if (moved || dropped)
-		store_say(s, LOG_INFO, "store: %s: %zu queued delta(s) moved to outbox/ to be shipped, %zu imported "
+		store_say(s, LOG_INFO,
+			  "store: %s: %zu queued delta(s) moved to outbox/ to be shipped, %zu imported "
 			  "one(s) dropped (the cluster keeps them)",
 			  coll, moved, dropped);
 	return rc < 0 ? rc : rc2;
@@ -142,8 +147,8 @@ int store_id_reserve(store *s, const char *coll, uint64_t id)
 		rc = store_next_id_write(s, nid, id + 1);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0)
-		store_say(s, LOG_ERR, "store: %s: cannot reserve snapshot id %llu: %s", coll, (unsigned long long)id,
-			  strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot reserve snapshot id %llu: %s", coll,
+			  (unsigned long long)id, strerror(-rc));
 	return rc;
 }
 
@@ -167,7 +172,8 @@ static int copy_file(const char *src, const char *dst)
 		ssize_t k;
 		if (!plain) {
 			k = copy_file_range(in, NULL, out, NULL, COPY_CHUNK, 0);
-			if (k < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+			if (k < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+				      errno == EOPNOTSUPP)) {
 				plain = true;
 				if (!(buf = malloc(COPY_CHUNK))) {
 					rc = -ENOMEM;
@@ -214,20 +220,23 @@ int store_live_replace(store *s, const char *coll, const char *db)
 			return rc;
 		if (unlink(side) < 0 && errno != ENOENT) {
 			rc = -errno;
-			store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, side, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, side,
+				  strerror(-rc));
 			return rc;
 		}
 	}
 	unlink(tmp);
 	if (db) {
 		if ((rc = copy_file(db, tmp)) < 0) {
-			store_say(s, LOG_ERR, "store: %s: cannot copy %s to %s: %s", coll, db, tmp, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot copy %s to %s: %s", coll, db, tmp,
+				  strerror(-rc));
 			return rc;
 		}
 		if (rename(tmp, live) < 0) {
 			rc = -errno;
 			unlink(tmp);
-			store_say(s, LOG_ERR, "store: %s: cannot rename %s to %s: %s", coll, tmp, live, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot rename %s to %s: %s", coll, tmp,
+				  live, strerror(-rc));
 			return rc;
 		}
 	}

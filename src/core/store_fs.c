@@ -252,4 +252,3 @@ bool store_queue_name_parse(const char *fname, uint64_t *seq, const char **name)
 	*name = dash + 1;
 	return true;
 }
-

@@ -59,7 +59,6 @@ struct store {
 	unsigned long tmp_nr; /* suffix for .creating-/.removing- names; protected by mu */
 };
 
-
 /* The sub-directories of a collection, in the order they are created. */
 extern const char *const store_coll_subdirs[6];
 /* Each area's directory or file name inside a collection (NULL: the collection itself). */
@@ -87,17 +86,17 @@ bool store_queue_name_parse(const char *fname, uint64_t *seq, const char **name)
  * arrival number, both under seq_mu: a delta visible there means every
  * smaller number is there already (or never will be). *seq (may be NULL).
  */
-int store_seq_rename(store *s, const char *coll, enum store_area area, const char *from, const char *name,
-		     uint64_t *seq);
+int store_seq_rename(store *s, const char *coll, enum store_area area, const char *from,
+		     const char *name, uint64_t *seq);
 /* Where deltas made complete in incoming/ go: queue/, or outbox/ in a cluster. */
 static inline enum store_area store_intake(const store *s)
 {
 	return s->outbox_intake ? STORE_AREA_OUTBOX : STORE_AREA_QUEUE;
 }
 int store_coll_path(const store *s, const char *coll, enum store_area area, const char *leaf,
-		     char *buf, size_t len);
-int store_reject_file(store *s, const char *coll, const char *src, const char *srcdir, const char *name,
-		       const char *reason);
+		    char *buf, size_t len);
+int store_reject_file(store *s, const char *coll, const char *src, const char *srcdir,
+		      const char *name, const char *reason);
 bool store_latest_target(const char *latest, uint64_t *id);
 int store_latest_set(store *s, const char *coll, uint64_t id);
 int store_next_id_read(const store *s, const char *path, uint64_t *v);

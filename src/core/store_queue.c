@@ -35,12 +35,14 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 	char in[PATH_MAX];
 	int rc;
 	if (!store_delta_name_valid(name)) {
-		store_say(s, LOG_ERR, "store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
+		store_say(s, LOG_ERR,
+			  "store: %s: refusing to queue \"%s\": not a plain non-dot file name",
+			  coll, name);
 		return -EINVAL;
 	}
 	if (strlen(name) > STORE_DELTA_NAME_MAX) {
-		store_say(s, LOG_ERR, "store: %s: cannot queue %s: a delta name has at most %d bytes", coll, name,
-			STORE_DELTA_NAME_MAX);
+		store_say(s, LOG_ERR, "store: %s: cannot queue %s: a delta name has at most %d bytes",
+			  coll, name, STORE_DELTA_NAME_MAX);
 		return -ENAMETOOLONG;
 	}
 	if ((rc = store_coll_path(s, coll, STORE_AREA_INCOMING, name, in, sizeof(in))) < 0)
@@ -48,7 +50,8 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 	struct stat st;
 	if (lstat(in, &st) < 0) {
 		rc = -errno;
-		store_say(s, LOG_ERR, "store: %s: cannot queue delta %s: %s", coll, in, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot queue delta %s: %s", coll, in,
+			  strerror(-rc));
 		return rc;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -65,8 +68,8 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 	return 0;
 }
 
-int store_seq_rename(store *s, const char *coll, enum store_area area, const char *from, const char *name,
-		     uint64_t *seq)
+int store_seq_rename(store *s, const char *coll, enum store_area area, const char *from,
+		     const char *name, uint64_t *seq)
 {
 	char q[PATH_MAX], leaf[NAME_MAX + 32];
 	pthread_mutex_lock(&s->seq_mu);
@@ -75,8 +78,8 @@ int store_seq_rename(store *s, const char *coll, enum store_area area, const cha
 	int rc = store_coll_path(s, coll, area, leaf, q, sizeof(q));
 	if (rc == 0) {
 		if ((rc = store_rename_noreplace(from, q)) < 0)
-			store_say(s, LOG_ERR, "store: %s: cannot queue delta: rename %s to %s: %s", coll, from, q,
-				  strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot queue delta: rename %s to %s: %s",
+				  coll, from, q, strerror(-rc));
 		else
 			s->next_seq = n + 1;
 	}
@@ -104,7 +107,9 @@ int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq)
 	char in[PATH_MAX];
 	int rc;
 	if (!store_delta_name_valid(name)) {
-		store_say(s, LOG_ERR, "store: %s: refusing to queue \"%s\": not a plain non-dot file name", coll, name);
+		store_say(s, LOG_ERR,
+			  "store: %s: refusing to queue \"%s\": not a plain non-dot file name",
+			  coll, name);
 		return -EINVAL;
 	}
 	if ((rc = store_coll_path(s, coll, STORE_AREA_INCOMING, name, in, sizeof(in))) < 0)
@@ -119,7 +124,8 @@ int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq)
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		rc = fstat(fd, &st) < 0 ? -errno : -EINVAL;
-		store_say(s, LOG_ERR, "store: %s: not queuing %s: %s", coll, in, rc == -EINVAL ? "not a regular file" : strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: not queuing %s: %s", coll, in,
+			  rc == -EINVAL ? "not a regular file" : strerror(-rc));
 		close(fd);
 		return rc;
 	}
@@ -170,7 +176,8 @@ int store_area_list(store *s, const char *coll, enum store_area area, store_delt
 		uint64_t seq;
 		const char *name;
 		/* Anything that is not SEQ-NAME and a regular file is not ours. */
-		if (!store_queue_name_parse(names[i], &seq, &name) || !store_is_reg_at(qdir, names[i]))
+		if (!store_queue_name_parse(names[i], &seq, &name) ||
+		    !store_is_reg_at(qdir, names[i]))
 			continue;
 		char p[PATH_MAX];
 		if (store_fmt_path(p, sizeof(p), "%s/%s", qdir, names[i]) < 0)
@@ -210,16 +217,17 @@ void store_deltas_free(store_delta *d, size_t n)
 }
 
 /* The file of d in area, rebuilt from seq and name rather than d->path. */
-static int queue_file(const store *s, const char *coll, enum store_area area, const store_delta *d, char *buf,
-		      size_t len)
+static int queue_file(const store *s, const char *coll, enum store_area area, const store_delta *d,
+		      char *buf, size_t len)
 {
 	char leaf[NAME_MAX + 32];
 	if (!d->name || !store_delta_name_valid(d->name)) {
-		store_say(s, LOG_ERR, "store: %s: not a queued delta name: \"%s\"", coll, d->name ? d->name : "");
+		store_say(s, LOG_ERR, "store: %s: not a queued delta name: \"%s\"", coll,
+			  d->name ? d->name : "");
 		return -EINVAL;
 	}
 	if (store_fmt_path(leaf, sizeof(leaf), "%0*llu-%s", SEQ_DIGITS, (unsigned long long)d->seq,
-		     d->name) < 0)
+			   d->name) < 0)
 		return -ENAMETOOLONG;
 	return store_coll_path(s, coll, area, leaf, buf, len);
 }
@@ -240,7 +248,8 @@ int store_area_remove(store *s, const char *coll, enum store_area area, const st
 		return rc;
 	if (unlink(q) < 0) {
 		rc = -errno;
-		store_say(s, LOG_ERR, "store: %s: cannot remove delta %s: %s", coll, q, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot remove delta %s: %s", coll, q,
+			  strerror(-rc));
 		return rc;
 	}
 	return store_sync_dir(s, qdir);
@@ -299,8 +308,8 @@ static int reject_name(const char *rdir, const char *name, char *out, size_t len
  * reason is one line: control characters and bytes that are not UTF-8
  * are escaped (sbuf_add_text), so a delta's name cannot forge a line.
  */
-int store_reject_file(store *s, const char *coll, const char *src, const char *srcdir, const char *name,
-		       const char *reason)
+int store_reject_file(store *s, const char *coll, const char *src, const char *srcdir,
+		      const char *name, const char *reason)
 {
 	char rdir[PATH_MAX], dst[PATH_MAX], rpath[PATH_MAX], cand[NAME_MAX + 1];
 	int rc;
@@ -312,8 +321,8 @@ int store_reject_file(store *s, const char *coll, const char *src, const char *s
 
 	pthread_mutex_lock(&s->mu);
 	if ((rc = reject_name(rdir, name, cand, sizeof(cand))) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot find a free name in %s for delta %s: %s", coll, rdir, name,
-			strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot find a free name in %s for delta %s: %s",
+			  coll, rdir, name, strerror(-rc));
 		goto out;
 	}
 	if ((rc = store_fmt_path(dst, sizeof(dst), "%s/%s", rdir, cand)) < 0 ||
@@ -333,13 +342,15 @@ int store_reject_file(store *s, const char *coll, const char *src, const char *s
 		goto out;
 	}
 	if ((rc = store_rename_noreplace(src, dst)) < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot reject delta: rename %s to %s: %s", coll, src, dst, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot reject delta: rename %s to %s: %s", coll,
+			  src, dst, strerror(-rc));
 		unlink(rpath);
 		goto out;
 	}
 	if ((rc = store_sync_dir(s, rdir)) < 0 || (rc = store_sync_dir(s, srcdir)) < 0)
 		goto out;
-	store_say(s, LOG_INFO, "store: %s: rejected delta %s as %s: %.*s", coll, name, cand, (int)line.len - 1, line.buf);
+	store_say(s, LOG_INFO, "store: %s: rejected delta %s as %s: %.*s", coll, name, cand,
+		  (int)line.len - 1, line.buf);
 out:
 	pthread_mutex_unlock(&s->mu);
 	sbuf_free(&line);
@@ -366,17 +377,21 @@ void store_recover_rejected(store *s, const char *coll)
 			changed |= unlink(p) == 0;
 		} else if (store_has_suffix(name, REASON_SUFFIX)) {
 			/* A reason whose delta never got here (a crash between the two): the delta is still queued. */
-			if (store_fmt_path(q, sizeof(q), "%s/%.*s", rdir, (int)(len - strlen(REASON_SUFFIX)), name) == 0 &&
+			if (store_fmt_path(q, sizeof(q), "%s/%.*s", rdir,
+					   (int)(len - strlen(REASON_SUFFIX)), name) == 0 &&
 			    lstat(q, &st) < 0 && errno == ENOENT) {
-				store_say(s, LOG_INFO, "store: %s: removing %s: its delta was not rejected after all (a crash in between)",
-					 coll, p);
+				store_say(s, LOG_INFO,
+					  "store: %s: removing %s: its delta was not rejected after all (a crash in between)",
+					  coll, p);
 				changed |= unlink(p) == 0;
 			}
-		} else if (name[0] != '.' && store_fmt_path(q, sizeof(q), "%s/%s" REASON_SUFFIX, rdir, name) == 0 &&
+		} else if (name[0] != '.' &&
+			   store_fmt_path(q, sizeof(q), "%s/%s" REASON_SUFFIX, rdir, name) == 0 &&
 			   lstat(q, &st) < 0 && errno == ENOENT) {
 			/* Left by a snapfs that moved the delta first: say so rather than leave it unexplained. */
-			static const char lost[] = "rejected, but its reason was lost when snapfs stopped in the middle of "
-						   "writing it; the log of that run says why\n";
+			static const char lost[] =
+				"rejected, but its reason was lost when snapfs stopped in the middle of "
+				"writing it; the log of that run says why\n";
 			if (fsx_write_atomic(q, lost, sizeof(lost) - 1) == 0)
 				changed = true;
 		}
@@ -431,7 +446,8 @@ int store_rejected_prune(store *s, const char *coll, uint64_t max, uint64_t *rem
 	for (size_t i = 0; i < cnt; i++) {
 		struct stat st;
 		if (names[i][0] == '.' || store_is_reason_name(names[i]) ||
-		    store_fmt_path(p, sizeof(p), "%s/%s", rdir, names[i]) < 0 || lstat(p, &st) < 0 || !S_ISREG(st.st_mode))
+		    store_fmt_path(p, sizeof(p), "%s/%s", rdir, names[i]) < 0 ||
+		    lstat(p, &st) < 0 || !S_ISREG(st.st_mode))
 			continue;
 		f[k].name = names[i];
 		f[k].mtime = st.st_mtim;
@@ -441,15 +457,17 @@ int store_rejected_prune(store *s, const char *coll, uint64_t max, uint64_t *rem
 		/* Oldest first (when they were rejected: the rename keeps mtime, so by arrival). */
 		qsort(f, k, sizeof(*f), cmp_rejected);
 		for (size_t i = 0; i < k - max; i++) {
-			if (store_fmt_path(p, sizeof(p), "%s/%s", rdir, f[i].name) < 0 || unlink(p) < 0)
+			if (store_fmt_path(p, sizeof(p), "%s/%s", rdir, f[i].name) < 0 ||
+			    unlink(p) < 0)
 				continue;
 			(*removed)++;
 			if (store_fmt_path(p, sizeof(p), "%s/%s" REASON_SUFFIX, rdir, f[i].name) == 0)
 				unlink(p);
 		}
 		if (*removed) {
-			store_say(s, LOG_INFO, "store: %s: removed the %llu oldest deltas from rejected/ (rejected_max=%llu)", coll,
-				 (unsigned long long)*removed, (unsigned long long)max);
+			store_say(s, LOG_INFO,
+				  "store: %s: removed the %llu oldest deltas from rejected/ (rejected_max=%llu)",
+				  coll, (unsigned long long)*removed, (unsigned long long)max);
 			rc = store_sync_dir(s, rdir);
 		}
 	}
@@ -470,9 +488,9 @@ int store_rejected_count(store *s, const char *coll, uint64_t *n)
 	if ((rc = store_list(s, rdir, &names, &cnt)) < 0)
 		return rc;
 	for (size_t i = 0; i < cnt; i++)
-		if (names[i][0] != '.' && !store_is_reason_name(names[i]) && store_is_reg_at(rdir, names[i]))
+		if (names[i][0] != '.' && !store_is_reason_name(names[i]) &&
+		    store_is_reg_at(rdir, names[i]))
 			(*n)++;
 	store_names_free(names, cnt);
 	return 0;
 }
-

@@ -40,7 +40,8 @@ static int recover_staging(const store *s, const char *coll, const char *staging
 			break;
 		store_say(s, LOG_INFO, "store: %s: removing half-made %s", coll, p);
 		if ((rc = fsx_rm_rf(p)) < 0)
-			store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, p, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, p,
+				  strerror(-rc));
 	}
 	store_names_free(names, n);
 	return rc < 0 ? rc : (n ? store_sync_dir(s, staging) : 0);
@@ -57,7 +58,8 @@ static int recover_latest(store *s, const char *coll)
 	uint64_t *ids, cur;
 	size_t n;
 	int rc;
-	if ((rc = store_coll_path(s, coll, STORE_AREA_COLLECTION, LATEST, latest, sizeof(latest))) < 0 ||
+	if ((rc = store_coll_path(s, coll, STORE_AREA_COLLECTION, LATEST, latest, sizeof(latest))) <
+		    0 ||
 	    (rc = store_coll_path(s, coll, STORE_AREA_COLLECTION, NULL, dir, sizeof(dir))) < 0 ||
 	    (rc = store_snapshots(s, coll, &ids, &n)) < 0)
 		return rc;
@@ -65,16 +67,17 @@ static int recover_latest(store *s, const char *coll)
 	bool has = store_latest_target(latest, &cur);
 	if (n && (!has || cur != ids[n - 1])) {
 		store_say(s, LOG_INFO, "store: %s: pointing latest at snapshot %llu", coll,
-			 (unsigned long long)ids[n - 1]);
+			  (unsigned long long)ids[n - 1]);
 		rc = store_latest_set(s, coll, ids[n - 1]);
 	} else if (!n) {
 		struct stat st;
 		if (lstat(latest, &st) == 0) {
-			store_say(s, LOG_INFO, "store: %s: removing latest: there is no snapshot", coll);
+			store_say(s, LOG_INFO, "store: %s: removing latest: there is no snapshot",
+				  coll);
 			if (unlink(latest) < 0) {
 				rc = -errno;
-				store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, latest,
-					strerror(-rc));
+				store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll,
+					  latest, strerror(-rc));
 			} else {
 				rc = store_sync_dir(s, dir);
 			}
@@ -113,8 +116,9 @@ static void recover_incoming(store *s, const char *coll, const char *indir, uint
 	size_t n;
 	int rc = store_list_dir(indir, &names, &n);
 	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot list %s: %s; its files are queued at the next start", coll, indir,
-			strerror(-rc));
+		store_say(s, LOG_ERR,
+			  "store: %s: cannot list %s: %s; its files are queued at the next start",
+			  coll, indir, strerror(-rc));
 		return;
 	}
 	struct incoming_file *f = calloc(n ? n : 1, sizeof(*f));
@@ -131,7 +135,8 @@ static void recover_incoming(store *s, const char *coll, const char *indir, uint
 		if (store_fmt_path(p, sizeof(p), "%s/%s", indir, names[i]) < 0 || lstat(p, &st) < 0)
 			continue;
 		if (!S_ISREG(st.st_mode)) {
-			store_say(s, LOG_WARNING, "store: %s: leaving %s in incoming/: not a regular file", coll, p);
+			store_say(s, LOG_WARNING,
+				  "store: %s: leaving %s in incoming/: not a regular file", coll, p);
 			continue;
 		}
 		f[k].name = names[i];
@@ -140,7 +145,8 @@ static void recover_incoming(store *s, const char *coll, const char *indir, uint
 	}
 	qsort(f, k, sizeof(*f), cmp_incoming);
 	for (size_t i = 0; i < k; i++) {
-		store_say(s, LOG_INFO, "store: %s: queuing %s, left in incoming/ by an earlier run", coll, f[i].name);
+		store_say(s, LOG_INFO, "store: %s: queuing %s, left in incoming/ by an earlier run",
+			  coll, f[i].name);
 		rc = store_queue_add(s, coll, f[i].name, NULL);
 		if (rc == 0 || rc == -ENOENT)
 			continue;
@@ -152,13 +158,15 @@ static void recover_incoming(store *s, const char *coll, const char *indir, uint
 				 strlen(f[i].name), STORE_DELTA_NAME_MAX);
 		else
 			snprintf(reason, sizeof(reason),
-				 "left in incoming/ by an earlier run and could not be queued: %s", strerror(-rc));
+				 "left in incoming/ by an earlier run and could not be queued: %s",
+				 strerror(-rc));
 		if (store_fmt_path(p, sizeof(p), "%s/%s", indir, f[i].name) == 0 &&
 		    store_reject_file(s, coll, p, indir, f[i].name, reason) == 0)
 			(*quarantined)++;
 		else
-			store_say(s, LOG_ERR, "store: %s: %s stays in incoming/: it can neither be queued nor moved to rejected/",
-				coll, f[i].name);
+			store_say(s, LOG_ERR,
+				  "store: %s: %s stays in incoming/: it can neither be queued nor moved to rejected/",
+				  coll, f[i].name);
 	}
 	free(f);
 	store_names_free(names, n);
@@ -169,7 +177,8 @@ static void recover_modes(store *s, const char *coll, const char *dir)
 {
 	char sub[PATH_MAX], snaps[PATH_MAX];
 	if (chmod(dir, s->dir_mode) < 0)
-		store_say(s, LOG_WARNING, "store: %s: cannot set the mode of %s: %s", coll, dir, strerror(errno));
+		store_say(s, LOG_WARNING, "store: %s: cannot set the mode of %s: %s", coll, dir,
+			  strerror(errno));
 	for (size_t i = 0; i < sizeof(store_coll_subdirs) / sizeof(store_coll_subdirs[0]); i++)
 		if (store_fmt_path(sub, sizeof(sub), "%s/%s", dir, store_coll_subdirs[i]) == 0)
 			chmod(sub, s->dir_mode);
@@ -206,14 +215,16 @@ int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantin
 		return rc;
 	struct stat st;
 	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		store_say(s, LOG_ERR, "store: cannot recover collection %s: %s is not a directory", coll, dir);
+		store_say(s, LOG_ERR, "store: cannot recover collection %s: %s is not a directory",
+			  coll, dir);
 		return -ENOENT;
 	}
 	for (size_t i = 0; i < sizeof(store_coll_subdirs) / sizeof(store_coll_subdirs[0]); i++) {
 		if ((rc = store_fmt_path(sub, sizeof(sub), "%s/%s", dir, store_coll_subdirs[i])) < 0)
 			return rc;
 		if ((rc = fsx_mkdir_p(sub, s->dir_mode)) < 0) {
-			store_say(s, LOG_ERR, "store: %s: cannot create %s: %s", coll, sub, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot create %s: %s", coll, sub,
+				  strerror(-rc));
 			return rc;
 		}
 	}
@@ -236,8 +247,8 @@ int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantin
 		rc = store_next_id_write(s, nid, floor);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot raise next-id above the ids on disk: %s", coll,
-			strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot raise next-id above the ids on disk: %s",
+			  coll, strerror(-rc));
 		return rc;
 	}
 
@@ -251,7 +262,8 @@ int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantin
 			return rc;
 		if (unlink(tmp) < 0 && errno != ENOENT) {
 			rc = -errno;
-			store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, tmp, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot remove %s: %s", coll, tmp,
+				  strerror(-rc));
 			return rc;
 		}
 	}
@@ -264,4 +276,3 @@ int store_recover(store *s, const char *coll, bool incoming, uint64_t *quarantin
 		recover_incoming(s, coll, indir, quarantined);
 	return 0;
 }
-

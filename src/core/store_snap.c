@@ -64,7 +64,8 @@ int store_next_id_read(const store *s, const char *path, uint64_t *v)
 	free(text);
 	if (!ok) {
 		/* Never guess: a wrong guess could hand out an id twice. */
-		store_say(s, LOG_ERR, "store: %s does not hold a snapshot id; fix or remove it by hand", path);
+		store_say(s, LOG_ERR,
+			  "store: %s does not hold a snapshot id; fix or remove it by hand", path);
 		return -EINVAL;
 	}
 	return 0;
@@ -125,7 +126,8 @@ int store_id_alloc(store *s, const char *coll, uint64_t *id)
 		rc = store_next_id_write(s, nid, v + 1);
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot allocate a snapshot id: %s", coll, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot allocate a snapshot id: %s", coll,
+			  strerror(-rc));
 		return rc;
 	}
 	*id = v;
@@ -142,8 +144,8 @@ int store_staging_create(store *s, const char *coll, uint64_t id, char *buf, siz
 		return rc;
 	if (mkdir(buf, s->dir_mode) < 0) {
 		rc = -errno;
-		store_say(s, LOG_ERR, "store: %s: cannot create staging directory %s: %s", coll, buf,
-			strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot create staging directory %s: %s", coll,
+			  buf, strerror(-rc));
 		return rc;
 	}
 	return store_sync_dir(s, staging);
@@ -167,14 +169,16 @@ static int sync_snapshot_dir(const store *s, const char *coll, const char *dir)
 		if ((rc = store_fmt_path(p, sizeof(p), "%s/%s", dir, names[i])) < 0)
 			break;
 		if (!store_is_reg_at(dir, names[i])) {
-			store_say(s, LOG_ERR, "store: %s: refusing to publish %s: %s is not a regular file", coll,
-				dir, p);
+			store_say(s, LOG_ERR,
+				  "store: %s: refusing to publish %s: %s is not a regular file",
+				  coll, dir, p);
 			rc = -EINVAL;
 			break;
 		}
 		if (chmod(p, s->sealed_mode) < 0) {
 			rc = -errno;
-			store_say(s, LOG_ERR, "store: %s: cannot set the mode of %s: %s", coll, p, strerror(-rc));
+			store_say(s, LOG_ERR, "store: %s: cannot set the mode of %s: %s", coll, p,
+				  strerror(-rc));
 			break;
 		}
 		rc = store_fsync_file(s, p);
@@ -204,7 +208,8 @@ int store_latest_set(store *s, const char *coll, uint64_t id)
 	char dir[PATH_MAX], latest[PATH_MAX], tmp[PATH_MAX], target[48], name[24];
 	int rc;
 	if ((rc = store_coll_path(s, coll, STORE_AREA_COLLECTION, NULL, dir, sizeof(dir))) < 0 ||
-	    (rc = store_coll_path(s, coll, STORE_AREA_COLLECTION, LATEST, latest, sizeof(latest))) < 0 ||
+	    (rc = store_coll_path(s, coll, STORE_AREA_COLLECTION, LATEST, latest, sizeof(latest))) <
+		    0 ||
 	    (rc = store_coll_path(s, coll, STORE_AREA_COLLECTION, LATEST_TMP, tmp, sizeof(tmp))) < 0)
 		return rc;
 	store_id_format(id, name, sizeof(name));
@@ -216,12 +221,14 @@ int store_latest_set(store *s, const char *coll, uint64_t id)
 	}
 	if (symlink(target, tmp) < 0) {
 		rc = -errno;
-		store_say(s, LOG_ERR, "store: %s: cannot create symlink %s: %s", coll, tmp, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot create symlink %s: %s", coll, tmp,
+			  strerror(-rc));
 		return rc;
 	}
 	if (rename(tmp, latest) < 0) {
 		rc = -errno;
-		store_say(s, LOG_ERR, "store: %s: cannot rename %s to %s: %s", coll, tmp, latest, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot rename %s to %s: %s", coll, tmp, latest,
+			  strerror(-rc));
 		unlink(tmp);
 		return rc;
 	}
@@ -247,8 +254,8 @@ int store_publish(store *s, const char *coll, uint64_t id)
 	if ((rc = store_rename_noreplace(src, dst)) < 0) {
 		if (rc == -ENOTEMPTY)
 			rc = -EEXIST;
-		store_say(s, LOG_ERR, "store: %s: cannot publish snapshot %s: rename %s to %s: %s", coll, name,
-			src, dst, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot publish snapshot %s: rename %s to %s: %s",
+			  coll, name, src, dst, strerror(-rc));
 		return rc;
 	}
 	if ((rc = store_sync_dir(s, snaps)) < 0 || (rc = store_sync_dir(s, staging)) < 0)
@@ -263,7 +270,7 @@ int store_publish(store *s, const char *coll, uint64_t id)
 	if (store_latest_target(latest, &cur) && cur > id) {
 		store_id_format(cur, curname, sizeof(curname));
 		newer = store_coll_path(s, coll, STORE_AREA_SNAPSHOTS, curname, curdir,
-				  sizeof(curdir)) == 0 &&
+					sizeof(curdir)) == 0 &&
 			lstat(curdir, &st) == 0;
 	}
 	rc = newer ? 0 : store_latest_set(s, coll, id);
@@ -321,7 +328,8 @@ int store_snapshot_remove(store *s, const char *coll, uint64_t id)
 	uint64_t cur;
 	if (store_latest_target(latest, &cur) && cur == id) {
 		pthread_mutex_unlock(&s->mu);
-		store_say(s, LOG_ERR, "store: %s: not removing snapshot %s: latest points to it", coll, name);
+		store_say(s, LOG_ERR, "store: %s: not removing snapshot %s: latest points to it",
+			  coll, name);
 		return -EBUSY;
 	}
 	/* Out of snapshots/ in one rename, into staging/ which recovery
@@ -330,17 +338,16 @@ int store_snapshot_remove(store *s, const char *coll, uint64_t id)
 	rc = rename(dir, gone) < 0 ? -errno : 0;
 	pthread_mutex_unlock(&s->mu);
 	if (rc < 0) {
-		store_say(s, LOG_ERR, "store: %s: cannot remove snapshot: rename %s to %s: %s", coll, dir, gone,
-			strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: cannot remove snapshot: rename %s to %s: %s",
+			  coll, dir, gone, strerror(-rc));
 		return rc;
 	}
 	if ((rc = store_sync_dir(s, snaps)) < 0 || (rc = store_sync_dir(s, staging)) < 0)
 		return rc;
 	if ((rc = fsx_rm_rf(gone)) < 0)
-		store_say(s, LOG_ERR, "store: %s: snapshot %s removed, but deleting %s failed: %s", coll, name,
-			gone, strerror(-rc));
+		store_say(s, LOG_ERR, "store: %s: snapshot %s removed, but deleting %s failed: %s",
+			  coll, name, gone, strerror(-rc));
 	else
 		store_say(s, LOG_INFO, "store: %s: removed snapshot %s", coll, name);
 	return 0;
 }
-

@@ -60,7 +60,10 @@ struct snapfs_opts {
 
 enum { KEY_DISCARD, KEY_HELP, KEY_VERSION };
 
-#define SNAPFS_OPT(t, p) {t, offsetof(struct snapfs_opts, p), 1}
+#define SNAPFS_OPT(t, p)                                                                           \
+	{                                                                                          \
+		t, offsetof(struct snapfs_opts, p), 1                                              \
+	}
 
 static const struct fuse_opt snapfs_opt_spec[] = {
 	SNAPFS_OPT("batch_delay=%s", batch_delay_ms),
@@ -152,8 +155,11 @@ static int parse_level(const char *s)
 	static const struct {
 		const char *name;
 		int level;
-	} levels[] = {{"err", LOG_ERR},	  {"error", LOG_ERR}, {"warning", LOG_WARNING},
-		      {"info", LOG_INFO}, {"debug", LOG_DEBUG}};
+	} levels[] = {{"err", LOG_ERR},
+		      {"error", LOG_ERR},
+		      {"warning", LOG_WARNING},
+		      {"info", LOG_INFO},
+		      {"debug", LOG_DEBUG}};
 	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
 		if (!strcasecmp(s, levels[i].name))
 			return levels[i].level;
@@ -190,8 +196,13 @@ struct main_cfg {
 /* Checks the local options into c, with defaults; -1 (said on stderr) on a bad one. */
 static int main_settings(const struct snapfs_opts *o, struct main_cfg *c)
 {
-	*c = (struct main_cfg){.batch_delay_ms = 500, .batch_max = 1000, .keep = 10, .max_attempts = 3,
-			       .rejected_max = 1000, .stale_ms = 86400000, .max_delta = 1ULL << 30,
+	*c = (struct main_cfg){.batch_delay_ms = 500,
+			       .batch_max = 1000,
+			       .keep = 10,
+			       .max_attempts = 3,
+			       .rejected_max = 1000,
+			       .stale_ms = 86400000,
+			       .max_delta = 1ULL << 30,
 			       .level = LOG_INFO};
 	if (opt_uint("keep", o->keep, 1, 1000000, &c->keep) < 0 ||
 	    opt_uint("batch_max", o->batch_max, 1, 1000000, &c->batch_max) < 0 ||
@@ -200,12 +211,14 @@ static int main_settings(const struct snapfs_opts *o, struct main_cfg *c)
 	    opt_uint("rejected_max", o->rejected_max, 0, 100000000, &c->rejected_max) < 0)
 		return -1;
 	if (o->stale_dotfiles && parse_duration_ms(o->stale_dotfiles, &c->stale_ms) < 0) {
-		fprintf(stderr, "snapfs: stale_dotfiles=%s: not a duration (a number with an optional unit "
-				"ms, s, m, h or d; 0 turns the clean-up off)\n",
+		fprintf(stderr,
+			"snapfs: stale_dotfiles=%s: not a duration (a number with an optional unit "
+			"ms, s, m, h or d; 0 turns the clean-up off)\n",
 			o->stale_dotfiles);
 		return -1;
 	}
-	if (o->max_delta_size && (parse_size(o->max_delta_size, &c->max_delta) < 0 || c->max_delta == 0)) {
+	if (o->max_delta_size &&
+	    (parse_size(o->max_delta_size, &c->max_delta) < 0 || c->max_delta == 0)) {
 		fprintf(stderr,
 			"snapfs: max_delta_size=%s: not a size (a positive number with an optional "
 			"K, M or G suffix)\n",
@@ -213,7 +226,8 @@ static int main_settings(const struct snapfs_opts *o, struct main_cfg *c)
 		return -1;
 	}
 	if (o->loglevel && (c->level = parse_level(o->loglevel)) < 0) {
-		fprintf(stderr, "snapfs: loglevel=%s: use err, warning, info or debug\n", o->loglevel);
+		fprintf(stderr, "snapfs: loglevel=%s: use err, warning, info or debug\n",
+			o->loglevel);
 		return -1;
 	}
 	return 0;
@@ -221,12 +235,12 @@ static int main_settings(const struct snapfs_opts *o, struct main_cfg *c)
 
 static void main_opts_free(struct snapfs_opts *o)
 {
-	char **all[] = {&o->store,	   &o->max_delta_size, &o->keep,	 &o->batch_max,
-			&o->batch_delay_ms, &o->loglevel,	&o->max_attempts, &o->rejected_max,
-			&o->stale_dotfiles, &o->s3.bucket,	&o->s3.prefix,	 &o->s3.endpoint,
-			&o->s3.region,	   &o->s3.profile,	&o->s3.part_size, &o->s3.parallel,
-			&o->s3.upload,	   &o->s3.lease_ttl,	&o->s3.host_id,	 &o->s3.keep,
-			&o->s3.grace,	   &o->s3.cluster,	&o->s3.role,	 &o->s3.poll};
+	char **all[] = {&o->store,          &o->max_delta_size, &o->keep,         &o->batch_max,
+			&o->batch_delay_ms, &o->loglevel,       &o->max_attempts, &o->rejected_max,
+			&o->stale_dotfiles, &o->s3.bucket,      &o->s3.prefix,    &o->s3.endpoint,
+			&o->s3.region,      &o->s3.profile,     &o->s3.part_size, &o->s3.parallel,
+			&o->s3.upload,      &o->s3.lease_ttl,   &o->s3.host_id,   &o->s3.keep,
+			&o->s3.grace,       &o->s3.cluster,     &o->s3.role,      &o->s3.poll};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		free(*all[i]);
 		*all[i] = NULL;
@@ -234,18 +248,21 @@ static void main_opts_free(struct snapfs_opts *o)
 }
 
 /* Starts the compactor, then the vfs on it. 0 or a negative errno. */
-static int main_start_core(store *st, vfs *v, const struct main_cfg *c, struct published_fanout *fan,
-			   compactor **comp)
+static int main_start_core(store *st, vfs *v, const struct main_cfg *c,
+			   struct published_fanout *fan, compactor **comp)
 {
-	struct compactor_config ccfg = {.batch_delay_ms = c->batch_delay_ms,
-					.batch_max = c->batch_max,
-					.max_attempts = c->max_attempts,
-					.rejected_max = c->rejected_max,
-					/* Look at least twice per stale_dotfiles, at most every 10 min. */
-					.housekeep_ms = c->stale_ms && c->stale_ms / 2 < 600000
-								? (unsigned)(c->stale_ms / 2 > 1000 ? c->stale_ms / 2 : 1000)
-								: 600000};
-	struct compactor_events ev = {.ctx = fan, .published = on_published, .housekeeping = on_housekeeping};
+	struct compactor_config ccfg = {
+		.batch_delay_ms = c->batch_delay_ms,
+		.batch_max = c->batch_max,
+		.max_attempts = c->max_attempts,
+		.rejected_max = c->rejected_max,
+		/* Look at least twice per stale_dotfiles, at most every 10 min. */
+		.housekeep_ms = c->stale_ms && c->stale_ms / 2 < 600000
+					? (unsigned)(c->stale_ms / 2 > 1000 ? c->stale_ms / 2 : 1000)
+					: 600000};
+	struct compactor_events ev = {.ctx = fan,
+				      .published = on_published,
+				      .housekeeping = on_housekeeping};
 	int rc = compactor_start(st, &ccfg, &ev, comp);
 	if (rc == 0)
 		rc = vfs_start(v, st, *comp);
@@ -260,7 +277,8 @@ static int main_start_core(store *st, vfs *v, const struct main_cfg *c, struct p
 static bool main_tell_ready(store *st, const char *mountpoint)
 {
 	char state[PATH_MAX + 64], err[256];
-	snprintf(state, sizeof(state), "READY=1\nSTATUS=serving store %s at %s", store_root(st), mountpoint);
+	snprintf(state, sizeof(state), "READY=1\nSTATUS=serving store %s at %s", store_root(st),
+		 mountpoint);
 	int rc = sdnotify_send(state, err, sizeof(err));
 	if (rc < 0)
 		log_warn("cannot tell systemd that the mount is ready: %s", err);
@@ -321,7 +339,8 @@ static bool main_info(const struct fuse_cmdline_opts *cmd, const char *prog)
 		return true;
 	}
 	if (cmd->show_version) {
-		printf("snapfs version %s\nFUSE library version %s\n", SNAPFS_VERSION, fuse_pkgversion());
+		printf("snapfs version %s\nFUSE library version %s\n", SNAPFS_VERSION,
+		       fuse_pkgversion());
 		fuse_lowlevel_version();
 		return true;
 	}
@@ -333,8 +352,8 @@ static bool main_info(const struct fuse_cmdline_opts *cmd, const char *prog)
  * unless in the foreground. *mounted says whether there is a mount to
  * undo. -1 on failure (said on stderr).
  */
-static int main_mount(struct fuse_session *se, const struct fuse_cmdline_opts *cmd, bool passthrough,
-		      int *mounted)
+static int main_mount(struct fuse_session *se, const struct fuse_cmdline_opts *cmd,
+		      bool passthrough, int *mounted)
 {
 	if (fuse_session_mount(se, cmd->mountpoint) != 0) {
 		fprintf(stderr, "snapfs: cannot mount at %s\n", cmd->mountpoint);
@@ -388,7 +407,9 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 
-	struct vfs_config vcfg = {.max_delta_size = mc.max_delta, .keep = mc.keep, .stale_dotfiles_ms = mc.stale_ms};
+	struct vfs_config vcfg = {.max_delta_size = mc.max_delta,
+				  .keep = mc.keep,
+				  .stale_dotfiles_ms = mc.stale_ms};
 	if (vfs_create(&vcfg, &v) < 0) {
 		fprintf(stderr, "snapfs: out of memory\n");
 		goto out;
@@ -413,7 +434,8 @@ int main(int argc, char *argv[])
 	 * the store sets the modes of its directories and sealed files itself.
 	 */
 	umask(o.group_access ? 027 : 077);
-	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &log_sink, &st, err, sizeof(err)) < 0 ||
+	if (store_open(o.store, o.group_access ? STORE_OPEN_GROUP : 0, &log_sink, &st, err,
+		       sizeof(err)) < 0 ||
 	    main_s3_claim(s3, st, err, sizeof(err)) < 0) {
 		fprintf(stderr, "snapfs: %s\n", err);
 		goto out;

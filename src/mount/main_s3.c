@@ -30,7 +30,7 @@ struct main_s3 {
 	struct s3_config cfg;
 	struct upl_config ucfg;
 	char host[LAYOUT_HOST_ID_MAX + 1];
-	char prefix[LAYOUT_PREFIX_MAX]; /* normalized */
+	char prefix[LAYOUT_PREFIX_MAX];  /* normalized */
 	const struct main_s3_opts *opts; /* main's, which outlive this */
 	upl *up;                         /* once started */
 	/* A cluster member (s3_cluster=on, the default). */
@@ -71,8 +71,8 @@ const char *main_s3_help(void)
 static bool main_s3_option_given(const struct main_s3_opts *o)
 {
 	return o->prefix || o->endpoint || o->region || o->profile || o->part_size || o->parallel ||
-	       o->upload || o->lease_ttl || o->host_id || o->keep || o->grace || o->cluster || o->role ||
-	       o->poll;
+	       o->upload || o->lease_ttl || o->host_id || o->keep || o->grace || o->cluster ||
+	       o->role || o->poll;
 }
 
 static void main_s3_clear(main_s3 *s)
@@ -109,12 +109,14 @@ static int main_s3_cluster_values(const struct main_s3_opts *o, main_s3 *s, char
 		snprintf(err, errlen, "s3_role=%s: use auto, compactor or follower", o->role);
 		return -1;
 	}
-	if (o->poll && (parse_duration_ms(o->poll, &poll_ms) < 0 || poll_ms < 100 || poll_ms > 60000)) {
+	if (o->poll &&
+	    (parse_duration_ms(o->poll, &poll_ms) < 0 || poll_ms < 100 || poll_ms > 60000)) {
 		snprintf(err, errlen, "s3_poll=%s: expected a duration from 100ms to 60s", o->poll);
 		return -1;
 	}
 	if (!s->cluster && (o->role || o->poll)) {
-		snprintf(err, errlen, "s3_role= and s3_poll= are for a cluster member: not with s3_cluster=off");
+		snprintf(err, errlen,
+			 "s3_role= and s3_poll= are for a cluster member: not with s3_cluster=off");
 		return -1;
 	}
 	s->ccfg.poll_ms = (unsigned)poll_ms;
@@ -255,7 +257,8 @@ int main_s3_claim(main_s3 *s, store *st, char *err, size_t errlen)
 {
 	if (!s || !s->cluster)
 		return 0;
-	return cluster_claim(&s->cfg, s->prefix, s->host, store_instance(st), err, errlen) < 0 ? -1 : 0;
+	return cluster_claim(&s->cfg, s->prefix, s->host, store_instance(st), err, errlen) < 0 ? -1
+											       : 0;
 }
 
 /* The cluster's hooks: collections other hosts made, snapshots followed. */
@@ -305,7 +308,8 @@ int main_s3_start(main_s3 *s, store *st, vfs *v, char *err, size_t errlen)
 		s->ccfg.lease_ttl_s = s->ucfg.lease_ttl_s;
 		s->ccfg.part_size = s->ucfg.part_size;
 		s->ccfg.parallel = s->ucfg.parallel;
-		s->ccfg.hooks = (struct cluster_hooks){.ctx = s, .appeared = main_s3_appeared,
+		s->ccfg.hooks = (struct cluster_hooks){.ctx = s,
+						       .appeared = main_s3_appeared,
 						       .published = main_s3_followed};
 		if ((rc = cluster_prepare(st, err, errlen)) == 0)
 			rc = cluster_new(st, &s->ccfg, &s->cl, err, errlen);

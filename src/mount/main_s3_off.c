@@ -17,13 +17,20 @@ int main_s3_prepare(const struct main_s3_opts *o, main_s3 **out, char *err, size
 {
 	const struct {
 		const char *name, *value;
-	} given[] = {{"s3_bucket", o->bucket},       {"s3_prefix", o->prefix},
-		     {"s3_endpoint", o->endpoint},   {"s3_region", o->region},
-		     {"s3_profile", o->profile},     {"s3_part_size", o->part_size},
-		     {"s3_parallel", o->parallel},   {"s3_upload", o->upload},
-		     {"s3_lease_ttl", o->lease_ttl}, {"s3_host_id", o->host_id},
-		     {"s3_keep", o->keep},           {"s3_grace", o->grace},
-		     {"s3_cluster", o->cluster},     {"s3_role", o->role},
+	} given[] = {{"s3_bucket", o->bucket},
+		     {"s3_prefix", o->prefix},
+		     {"s3_endpoint", o->endpoint},
+		     {"s3_region", o->region},
+		     {"s3_profile", o->profile},
+		     {"s3_part_size", o->part_size},
+		     {"s3_parallel", o->parallel},
+		     {"s3_upload", o->upload},
+		     {"s3_lease_ttl", o->lease_ttl},
+		     {"s3_host_id", o->host_id},
+		     {"s3_keep", o->keep},
+		     {"s3_grace", o->grace},
+		     {"s3_cluster", o->cluster},
+		     {"s3_role", o->role},
 		     {"s3_poll", o->poll}};
 	*out = NULL;
 	for (size_t i = 0; i < sizeof(given) / sizeof(given[0]); i++)

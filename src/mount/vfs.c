@@ -37,8 +37,8 @@ static void work_run(vfs *v, const struct vfs_work *w)
 	switch (w->kind) {
 	case VFS_WORK_REMOVE_SNAPSHOT:
 		if (store_snapshot_remove(v->st, w->coll, w->id) == 0)
-			log_info("collection %s: removed snapshot %llu (retired, no longer in use)", w->coll,
-				 (unsigned long long)w->id);
+			log_info("collection %s: removed snapshot %llu (retired, no longer in use)",
+				 w->coll, (unsigned long long)w->id);
 		break;
 	case VFS_WORK_QUEUE_SYNC:
 		if ((rc = store_queue_sync(v->st, w->coll)) < 0)
@@ -50,7 +50,8 @@ static void work_run(vfs *v, const struct vfs_work *w)
 	case VFS_WORK_SYNC_INCOMING:
 		if (store_path(v->st, w->coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) == 0 &&
 		    (rc = fsx_fsync_dir(dir)) < 0)
-			log_err("collection %s: fsync of %s after a rename failed: %s", w->coll, dir, strerror(-rc));
+			log_err("collection %s: fsync of %s after a rename failed: %s", w->coll,
+				dir, strerror(-rc));
 		break;
 	}
 }
@@ -244,8 +245,8 @@ int vfs_getattr(vfs *v, uint64_t ino, struct stat *st, double *timeout)
  * another file (renamed over, or queued and made again). Without a
  * handle it acts on the name, which must still be this node's.
  */
-int vfs_setattr(vfs *v, uint64_t ino, vfs_file *f, int to_set, const struct stat *attr, struct stat *out,
-		double *timeout)
+int vfs_setattr(vfs *v, uint64_t ino, vfs_file *f, int to_set, const struct stat *attr,
+		struct stat *out, double *timeout)
 {
 	char path[PATH_MAX];
 	vfs_lock(v);
@@ -279,7 +280,8 @@ int vfs_setattr(vfs *v, uint64_t ino, vfs_file *f, int to_set, const struct stat
 		if ((by_fd ? fchown(fd, uid, gid) : lchown(path, uid, gid)) < 0)
 			rc = -errno;
 	}
-	if (rc == 0 && (to_set & (VFS_SET_ATIME | VFS_SET_MTIME | VFS_SET_ATIME_NOW | VFS_SET_MTIME_NOW))) {
+	if (rc == 0 &&
+	    (to_set & (VFS_SET_ATIME | VFS_SET_MTIME | VFS_SET_ATIME_NOW | VFS_SET_MTIME_NOW))) {
 		struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
 		if (to_set & VFS_SET_ATIME_NOW)
 			ts[0].tv_nsec = UTIME_NOW;
@@ -289,7 +291,8 @@ int vfs_setattr(vfs *v, uint64_t ino, vfs_file *f, int to_set, const struct stat
 			ts[1].tv_nsec = UTIME_NOW;
 		else if (to_set & VFS_SET_MTIME)
 			ts[1] = attr->st_mtim;
-		if ((by_fd ? futimens(fd, ts) : utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW)) < 0)
+		if ((by_fd ? futimens(fd, ts) : utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW)) <
+		    0)
 			rc = -errno;
 	}
 	if (rc == 0 && by_fd) {
@@ -328,4 +331,3 @@ int vfs_statfs(vfs *v, struct statvfs *out)
 {
 	return statvfs(store_root(v->st), out) < 0 ? -errno : 0;
 }
-

@@ -101,7 +101,8 @@ int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 	}
 	vfs_lock(v);
 	struct node *n = vfs_node_by_ino(v, ino);
-	struct vcoll *c = n && n->kind != N_ROOT && n->kind != N_META ? vfs_coll_find(v, n->coll) : NULL;
+	struct vcoll *c =
+		n && n->kind != N_ROOT && n->kind != N_META ? vfs_coll_find(v, n->coll) : NULL;
 	char buf[PATH_MAX];
 	if (!n || (n->kind != N_ROOT && n->kind != N_META && !c))
 		rc = -ENOENT;
@@ -128,8 +129,7 @@ int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 				rc = dir_add(d, "status", N_COLL_STATUS, 0);
 			break;
 		case N_INCOMING:
-		case N_REJECTED:
-			break; /* listed by backing_listing, without the lock */
+		case N_REJECTED: break; /* listed by backing_listing, without the lock */
 		case N_SNAPS:
 			for (size_t i = 0; rc == 0 && i < c->nids; i++) {
 				store_id_format(c->ids[i], buf, sizeof(buf));
@@ -142,8 +142,7 @@ int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 				rc = dir_add(d, "MANIFEST.json", N_MANIFEST, n->id);
 			*cache_readdir = true;
 			break;
-		default:
-			rc = -ENOTDIR;
+		default: rc = -ENOTDIR;
 		}
 	}
 	if (rc == 0) {
@@ -158,8 +157,7 @@ int vfs_opendir(vfs *v, uint64_t ino, vfs_dir **out, bool *cache_readdir)
 	return rc;
 }
 
-int vfs_readdir_entry(vfs *v, vfs_dir *d, size_t i, bool plus, const char **name,
-		      struct vfs_entry *e)
+int vfs_readdir_entry(vfs *v, vfs_dir *d, size_t i, bool plus, const char **name, struct vfs_entry *e)
 {
 	if (i >= d->n)
 		return -ENOENT;
@@ -214,4 +212,3 @@ void vfs_releasedir(vfs *v, vfs_dir *d)
 	vfs_send_invals(v, iv, niv);
 	vfs_dir_free(d);
 }
-

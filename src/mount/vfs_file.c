@@ -90,8 +90,8 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 				break;
 			}
 			rc = vfs_node_path(v, n, path, sizeof(path));
-			if (rc == 0 && (fd = open(path, (flags & (O_ACCMODE | O_TRUNC)) | O_NOFOLLOW |
-							      O_CLOEXEC)) < 0)
+			if (rc == 0 && (fd = open(path, (flags & (O_ACCMODE | O_TRUNC)) |
+								O_NOFOLLOW | O_CLOEXEC)) < 0)
 				rc = -errno;
 			if (rc == 0 && (rc = file_new(v, n, fd, wr, out)) < 0)
 				close(fd);
@@ -99,8 +99,7 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 				n->write_error = 0; /* a fresh start: what failed before is gone */
 			break;
 		}
-		default:
-			rc = -EISDIR;
+		default: rc = -EISDIR;
 		}
 	}
 	vfs_unlock(v);
@@ -122,10 +121,10 @@ int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int 
 		rc = -ENOENT;
 	if (rc == 0)
 		rc = store_path(v->st, p->coll, STORE_AREA_INCOMING, name, path, sizeof(path));
-	if (rc == 0 &&
-	    (fd = open(path, O_RDWR | O_CREAT | (flags & O_EXCL) | (flags & O_TRUNC) | O_NOFOLLOW |
-				     O_CLOEXEC,
-		       (mode & 0777) | 0600)) < 0)
+	if (rc == 0 && (fd = open(path,
+				  O_RDWR | O_CREAT | (flags & O_EXCL) | (flags & O_TRUNC) |
+					  O_NOFOLLOW | O_CLOEXEC,
+				  (mode & 0777) | 0600)) < 0)
 		rc = -errno;
 	if (rc == 0 && !(n = vfs_node_get(v, N_INFILE, p->coll, 0, name)))
 		rc = -ENOMEM;
@@ -137,8 +136,7 @@ int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int 
 		n->nlookup++;
 		if (flags & O_TRUNC)
 			n->write_error = 0;
-	}
-	else if (fd >= 0)
+	} else if (fd >= 0)
 		close(fd);
 	if (rc < 0 && n)
 		vfs_node_maybe_free(v, n);
@@ -214,7 +212,8 @@ int vfs_flush(vfs *v, vfs_file *f)
 		return 0;
 	int rc = fsync(f->fd) < 0 ? -errno : 0;
 	char dir[PATH_MAX];
-	if (rc == 0 && store_path(v->st, f->node->coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) == 0)
+	if (rc == 0 &&
+	    store_path(v->st, f->node->coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) == 0)
 		rc = fsx_fsync_dir(dir);
 	if (rc < 0)
 		write_failed(v, f->node, -rc);
@@ -248,4 +247,3 @@ void vfs_release(vfs *v, vfs_file *f)
 	free(f->mem);
 	free(f);
 }
-

@@ -53,13 +53,13 @@ struct node {
 	uint64_t ino;
 	enum nkind kind;
 	char coll[STORE_NAME_MAX + 1];
-	uint64_t id;  /* N_SNAPDIR, N_SNAPDB, N_MANIFEST */
-	char *name;   /* N_INFILE, N_REJFILE */
-	char *key;    /* NULL once the name is gone (unlinked, renamed over, queued) */
+	uint64_t id; /* N_SNAPDIR, N_SNAPDB, N_MANIFEST */
+	char *name;  /* N_INFILE, N_REJFILE */
+	char *key;   /* NULL once the name is gone (unlinked, renamed over, queued) */
 	uint64_t nlookup;
 	unsigned opens;   /* open handles, files and directories */
 	unsigned writers; /* open handles with write access (N_INFILE) */
-	int write_error;  /* N_INFILE: errno of a failed write or flush since the file was last truncated */
+	int write_error; /* N_INFILE: errno of a failed write or flush since the file was last truncated */
 	struct node *next_ino, *next_key;
 };
 
@@ -100,10 +100,10 @@ struct vfs {
 	void *status_ctx;
 	struct vfs_cluster cluster; /* queued NULL: not a cluster member; fixed once serving */
 	pthread_mutex_t mu;
-	uint64_t next_ino;              /* protected by mu */
-	struct node *by_ino[NBUCKETS];  /* protected by mu */
-	struct node *by_key[NBUCKETS];  /* protected by mu */
-	struct vcoll *colls;            /* protected by mu */
+	uint64_t next_ino;             /* protected by mu */
+	struct node *by_ino[NBUCKETS]; /* protected by mu */
+	struct node *by_key[NBUCKETS]; /* protected by mu */
+	struct vcoll *colls;           /* protected by mu */
 	/*
 	 * Open handles, protected by mu. An unmount can overtake RELEASEs
 	 * still on their way, so vfs_destroy frees what is left here.
@@ -134,9 +134,9 @@ struct vfs_dir {
 struct vfs_file {
 	struct node *node;
 	struct vfs_file *prev, *next; /* in vfs->files */
-	int fd;        /* backing file, or -1 for generated content */
+	int fd;                       /* backing file, or -1 for generated content */
 	bool writable;
-	char *mem;     /* generated content (status, metrics) */
+	char *mem; /* generated content (status, metrics) */
 	size_t memlen;
 };
 
@@ -164,7 +164,6 @@ struct inval {
 	uint64_t parent;
 	char name[STORE_NAME_MAX + 16];
 };
-
 
 struct node *vfs_node_by_ino(vfs *v, uint64_t ino);
 struct node *vfs_node_by_key(vfs *v, const char *key);

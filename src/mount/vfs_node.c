@@ -137,20 +137,16 @@ int vfs_node_path(vfs *v, const struct node *n, char *buf, size_t len)
 	char leaf[PATH_MAX], idname[24];
 	store_id_format(n->id, idname, sizeof(idname));
 	switch (n->kind) {
-	case N_INFILE:
-		return store_path(v->st, n->coll, STORE_AREA_INCOMING, n->name, buf, len);
-	case N_REJFILE:
-		return store_path(v->st, n->coll, STORE_AREA_REJECTED, n->name, buf, len);
-	case N_SNAPDIR:
-		return store_path(v->st, n->coll, STORE_AREA_SNAPSHOTS, idname, buf, len);
+	case N_INFILE: return store_path(v->st, n->coll, STORE_AREA_INCOMING, n->name, buf, len);
+	case N_REJFILE: return store_path(v->st, n->coll, STORE_AREA_REJECTED, n->name, buf, len);
+	case N_SNAPDIR: return store_path(v->st, n->coll, STORE_AREA_SNAPSHOTS, idname, buf, len);
 	case N_SNAPDB:
 		snprintf(leaf, sizeof(leaf), "%s/%s.sqlite3", idname, n->coll);
 		return store_path(v->st, n->coll, STORE_AREA_SNAPSHOTS, leaf, buf, len);
 	case N_MANIFEST:
 		snprintf(leaf, sizeof(leaf), "%s/MANIFEST.json", idname);
 		return store_path(v->st, n->coll, STORE_AREA_SNAPSHOTS, leaf, buf, len);
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 }
 
@@ -190,8 +186,7 @@ int vfs_node_stat(vfs *v, struct node *n, struct stat *st, double *timeout)
 		*timeout = 0;
 		return 0;
 	}
-	default:
-		break;
+	default: break;
 	}
 	int rc = vfs_node_path(v, n, path, sizeof(path));
 	if (rc < 0)
@@ -299,8 +294,8 @@ int vfs_resolve(vfs *v, struct node *p, const char *name, struct node **out, dou
 		if (!vfs_name_ok(name))
 			return -ENOENT;
 		if (store_path(v->st, p->coll,
-			       p->kind == N_INCOMING ? STORE_AREA_INCOMING : STORE_AREA_REJECTED, name,
-			       buf, sizeof(buf)) < 0 ||
+			       p->kind == N_INCOMING ? STORE_AREA_INCOMING : STORE_AREA_REJECTED,
+			       name, buf, sizeof(buf)) < 0 ||
 		    lstat(buf, &st) < 0)
 			return -ENOENT;
 		n = vfs_node_get(v, p->kind == N_INCOMING ? N_INFILE : N_REJFILE, p->coll, 0, name);
@@ -324,12 +319,10 @@ int vfs_resolve(vfs *v, struct node *p, const char *name, struct node **out, dou
 		else
 			return -ENOENT;
 		break;
-	default:
-		return -ENOTDIR;
+	default: return -ENOTDIR;
 	}
 	if (!n)
 		return -ENOMEM;
 	*out = n;
 	return 0;
 }
-

@@ -117,7 +117,8 @@ int vfs_rmdir(vfs *v, uint64_t parent, const char *name)
 	if (parent != VFS_ROOT_INO)
 		return -EROFS;
 	if (v->cluster.queued) {
-		log_info("rmdir %s refused: on a cluster member a collection belongs to every host", name);
+		log_info("rmdir %s refused: on a cluster member a collection belongs to every host",
+			 name);
 		return -EPERM;
 	}
 	vfs_lock(v);
@@ -190,9 +191,10 @@ bool vfs_queue_delta(vfs *v, struct node *n)
 		log_err("collection %s: cannot queue delta %s: %s; it stays in incoming/ and is queued at the "
 			"next start",
 			n->coll, n->name, strerror(-rc));
-		compactor_report(v->comp, n->coll,
-				 "delta %s not queued: %s; it stays in incoming/ and is queued at the next start", n->name,
-				 strerror(-rc));
+		compactor_report(
+			v->comp, n->coll,
+			"delta %s not queued: %s; it stays in incoming/ and is queued at the next start",
+			n->name, strerror(-rc));
 		return false;
 	}
 	log_info("collection %s: queued delta %s (#%llu)", n->coll, n->name, (unsigned long long)seq);
@@ -227,7 +229,8 @@ int vfs_unlink(vfs *v, uint64_t parent, const char *name)
 			vfs_node_unkey(v, n);
 		/* rm in rejected/ is how an operator cleans it: keep the count in status true. */
 		size_t len = strlen(name);
-		if (kind == N_REJFILE && name[0] != '.' && !(len >= 7 && !strcmp(name + len - 7, ".reason")))
+		if (kind == N_REJFILE && name[0] != '.' &&
+		    !(len >= 7 && !strcmp(name + len - 7, ".reason")))
 			compactor_rejected_removed(v->comp, p->coll, 1);
 	}
 	vfs_unlock(v);
@@ -306,7 +309,6 @@ int vfs_refuse_create(vfs *v, uint64_t parent)
 	return rc;
 }
 
-
 /*
  * Housekeeping (on the compactor thread): dot-files of incoming/ that no
  * handle holds and that nobody wrote for stale_dotfiles_ms are left-overs
@@ -316,7 +318,8 @@ int vfs_refuse_create(vfs *v, uint64_t parent)
 void vfs_housekeeping(vfs *v, const char *coll)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
-	if (!v->cfg.stale_dotfiles_ms || store_path(v->st, coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) < 0)
+	if (!v->cfg.stale_dotfiles_ms ||
+	    store_path(v->st, coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) < 0)
 		return;
 	DIR *d = opendir(dir);
 	if (!d)

@@ -97,8 +97,8 @@ void vfs_snap_maybe_delete(vfs *v, const struct node *n)
 			return;
 		uint64_t id = c->retired[i];
 		vfs_ids_remove_at(c->retired, &c->nretired, i);
-		log_info("collection %s: retired snapshot %llu released by its last reader", c->name,
-			 (unsigned long long)id);
+		log_info("collection %s: retired snapshot %llu released by its last reader",
+			 c->name, (unsigned long long)id);
 		vfs_defer(v, VFS_WORK_REMOVE_SNAPSHOT, c->name, id);
 		return;
 	}
@@ -234,9 +234,9 @@ void vfs_published(void *ctx, const char *coll, uint64_t id)
 	if (c && vfs_ids_push(&c->ids, &c->nids, &c->capids, id) == 0)
 		nretired = vfs_retain(v, c, retired, sizeof(retired) / sizeof(retired[0]));
 	for (size_t i = 0; i < nretired; i++)
-		niv += vfs_retired_names(v, coll, retired[i], iv + niv, sizeof(iv) / sizeof(iv[0]) - niv);
+		niv += vfs_retired_names(v, coll, retired[i], iv + niv,
+					 sizeof(iv) / sizeof(iv[0]) - niv);
 	vfs_unlock(v);
 	/* Outside the lock: the kernel may call back into us to drop the names. */
 	vfs_send_invals(v, iv, niv);
 }
-

@@ -23,7 +23,6 @@
 #include "log.h"
 #include "sbuf.h"
 
-
 /* One collection's status object; with v->mu held. */
 static json_t *coll_status(vfs *v, const struct vcoll *c)
 {
@@ -52,8 +51,9 @@ void vfs_gen_status(vfs *v, struct node *n, sbuf *b)
 			     "# TYPE snapfs_snapshots gauge\n");
 		for (struct vcoll *c = v->colls; c; c = c->next)
 			sbuf_addf(b, "snapfs_snapshots{collection=\"%s\"} %zu\n", c->name, c->nids);
-		sbuf_addf(b, "# HELP snapfs_uptime_seconds Seconds since mount.\n"
-			     "# TYPE snapfs_uptime_seconds gauge\nsnapfs_uptime_seconds %lld\n",
+		sbuf_addf(b,
+			  "# HELP snapfs_uptime_seconds Seconds since mount.\n"
+			  "# TYPE snapfs_uptime_seconds gauge\nsnapfs_uptime_seconds %lld\n",
 			  (long long)(time(NULL) - v->started));
 		if (v->status_hook)
 			v->status_hook(v->status_ctx, NULL, NULL, b);
@@ -67,7 +67,8 @@ void vfs_gen_status(vfs *v, struct node *n, sbuf *b)
 		jsonx_set(colls, c->name, coll_status(v, c));
 	jsonx_set(o, "collections", colls);
 	if (v->status_hook)
-		v->status_hook(v->status_ctx, NULL, o, NULL); /* members of the whole mount's (the cluster's) */
+		v->status_hook(v->status_ctx, NULL, o,
+			       NULL); /* members of the whole mount's (the cluster's) */
 	jsonx_dump(o, 0, b);
 	json_decref(o);
 	sbuf_adds(b, "\n");

@@ -81,8 +81,8 @@ bool s3i_clean_token(const char *v)
 		return false;
 	for (; *v; v++) {
 		unsigned char ch = (unsigned char)*v;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '_' || ch == '.'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
 			return false;
 	}
 	return true;
@@ -139,7 +139,8 @@ static int parse_endpoint(s3_client *c, const char *endpoint, char *err, size_t 
 	if (!u)
 		xalloc_die("in the S3 client");
 	if (curl_url_set(u, CURLUPART_URL, endpoint, 0) != CURLUE_OK) {
-		seterr(err, errlen, "endpoint \"%s\" is not a URL (want http://host:port or https://host)",
+		seterr(err, errlen,
+		       "endpoint \"%s\" is not a URL (want http://host:port or https://host)",
 		       endpoint);
 		goto out;
 	}
@@ -190,7 +191,8 @@ int s3_client_new(const struct s3_config *cfg, s3_client **out, char *err, size_
 		seterr(err, errlen, "curl_global_init failed: %s", curl_easy_strerror(curl_init_rc));
 		return -EIO;
 	}
-	if (!cfg->bucket || !*cfg->bucket || !s3i_clean_token(cfg->bucket) || strlen(cfg->bucket) > 63) {
+	if (!cfg->bucket || !*cfg->bucket || !s3i_clean_token(cfg->bucket) ||
+	    strlen(cfg->bucket) > 63) {
 		seterr(err, errlen, "bucket name \"%.70s\" is missing or not valid",
 		       cfg->bucket ? cfg->bucket : "");
 		return -EINVAL;
@@ -224,13 +226,13 @@ int s3_client_new(const struct s3_config *cfg, s3_client **out, char *err, size_
 
 	bool https = strcmp(c->scheme, "https") == 0;
 	switch (cfg->addressing) {
-	case S3_ADDRESSING_PATH:
-		c->path_style = true;
-		break;
+	case S3_ADDRESSING_PATH: c->path_style = true; break;
 	case S3_ADDRESSING_VIRTUAL:
 		if (is_ip_literal(c->hostport) || !dns_bucket(c->bucket, https)) {
-			seterr(err, errlen, "virtual-host addressing needs a host name endpoint and a "
-			       "DNS-compatible bucket name (\"%s\" at %s)", c->bucket, c->hostport);
+			seterr(err, errlen,
+			       "virtual-host addressing needs a host name endpoint and a "
+			       "DNS-compatible bucket name (\"%s\" at %s)",
+			       c->bucket, c->hostport);
 			rc = -EINVAL;
 			goto fail;
 		}
@@ -242,7 +244,8 @@ int s3_client_new(const struct s3_config *cfg, s3_client **out, char *err, size_
 		 * self-hosted server (radosgw, MinIO) is reachable path-style,
 		 * most are not set up for bucket sub-domains.
 		 */
-		c->path_style = !(s3i_ends_with(c->hostport, ".amazonaws.com") && dns_bucket(c->bucket, https));
+		c->path_style = !(s3i_ends_with(c->hostport, ".amazonaws.com") &&
+				  dns_bucket(c->bucket, https));
 		break;
 	}
 

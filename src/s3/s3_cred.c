@@ -187,7 +187,8 @@ static int profile_read(const char *path, const char *name, bool config, struct 
 		if (*s == '[' && !indented) {
 			if (e[-1] != ']') {
 				if (in) {
-					seterr(err, errlen, "%s line %u: section header without ']'", path, lineno);
+					seterr(err, errlen, "%s line %u: section header without ']'",
+					       path, lineno);
 					rc = -EINVAL;
 				}
 				in = false;
@@ -202,8 +203,8 @@ static int profile_read(const char *path, const char *name, bool config, struct 
 			continue;
 		const char *eq = memchr(s, '=', (size_t)(e - s));
 		if (!eq) {
-			seterr(err, errlen, "%s line %u (profile \"%s\"): expected \"name = value\"", path,
-			       lineno, name);
+			seterr(err, errlen, "%s line %u (profile \"%s\"): expected \"name = value\"",
+			       path, lineno, name);
 			rc = -EINVAL;
 			continue;
 		}
@@ -211,7 +212,8 @@ static int profile_read(const char *path, const char *name, bool config, struct 
 		trim(&ks, &ke);
 		trim(&vs, &ve);
 		if (ks == ke) {
-			seterr(err, errlen, "%s line %u (profile \"%s\"): empty name", path, lineno, name);
+			seterr(err, errlen, "%s line %u (profile \"%s\"): empty name", path, lineno,
+			       name);
 			rc = -EINVAL;
 			continue;
 		}
@@ -282,7 +284,8 @@ static int load_keys(bool named, const char *pname, const struct profile *cred,
 	const char *id = env("AWS_ACCESS_KEY_ID"), *secret = env("AWS_SECRET_ACCESS_KEY");
 	if (!named && (id || secret)) {
 		if (!id || !secret) {
-			seterr(err, errlen, "%s is set but %s is not", id ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
+			seterr(err, errlen, "%s is set but %s is not",
+			       id ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
 			       id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
 			return -EINVAL;
 		}
@@ -294,8 +297,8 @@ static int load_keys(bool named, const char *pname, const struct profile *cred,
 	}
 	if (!cred->found && !conf->found) {
 		if (named || env("AWS_PROFILE") || env("AWS_DEFAULT_PROFILE"))
-			seterr(err, errlen, "profile \"%s\" is in neither %s nor %s", pname, cred->path,
-			       conf->path);
+			seterr(err, errlen, "profile \"%s\" is in neither %s nor %s", pname,
+			       cred->path, conf->path);
 		else
 			seterr(err, errlen,
 			       "no credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set "
@@ -307,8 +310,9 @@ static int load_keys(bool named, const char *pname, const struct profile *cred,
 	secret = lookup(cred, conf, "aws_secret_access_key");
 	const char *where = profile_get(cred, "aws_access_key_id") ? cred->path : conf->path;
 	if (!id && !secret) {
-		static const char *const indirect[] = {"role_arn", "credential_process", "sso_session",
-						       "sso_start_url", "web_identity_token_file"};
+		static const char *const indirect[] = {"role_arn", "credential_process",
+						       "sso_session", "sso_start_url",
+						       "web_identity_token_file"};
 		for (size_t i = 0; i < sizeof(indirect) / sizeof(indirect[0]); i++) {
 			if (lookup(cred, conf, indirect[i])) {
 				seterr(err, errlen,
@@ -369,7 +373,8 @@ static int load_settings(const char *pname, const struct profile *cred, const st
 	else if (strcmp(v, "auto") == 0)
 		out->addressing = S3CRED_ADDRESSING_AUTO;
 	else {
-		seterr(err, errlen, "profile \"%s\": s3 addressing_style \"%.40s\" is not path, virtual or auto",
+		seterr(err, errlen,
+		       "profile \"%s\": s3 addressing_style \"%.40s\" is not path, virtual or auto",
 		       pname, v);
 		return -EINVAL;
 	}

@@ -73,8 +73,11 @@ static int dl_range(struct dl *d, size_t i, struct s3_error *e, unsigned *retrie
 	uint64_t first = (uint64_t)i * d->part;
 	uint64_t last = first + d->part - 1 < d->size - 1 ? first + d->part - 1 : d->size - 1;
 	struct s3_range r = {first, last};
-	struct s3_get_opts go = {
-		.range = &r, .if_match = d->etag, .cancel = d->o->cancel, .offset = first, .keep_size = true};
+	struct s3_get_opts go = {.range = &r,
+				 .if_match = d->etag,
+				 .cancel = d->o->cancel,
+				 .offset = first,
+				 .keep_size = true};
 	struct req rq;
 	struct resp rs = {0};
 	int rc = s3i_req_init(d->c, &rq, "GET", d->key, e);

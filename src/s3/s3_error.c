@@ -52,9 +52,9 @@ static bool in_list(const char *s, const char *const *list)
  * "The server is full, or this account or bucket is over its quota":
  * asking again at once cannot help, freeing space can.
  */
-static const char *const no_space[] = {
-	"QuotaExceeded", "InsufficientStorage", "InsufficientCapacity", "XMinioStorageFull",
-	"StorageFull", NULL};
+static const char *const no_space[] = {"QuotaExceeded",        "InsufficientStorage",
+				       "InsufficientCapacity", "XMinioStorageFull",
+				       "StorageFull",          NULL};
 
 bool s3_error_no_space(const struct s3_error *e)
 {
@@ -63,17 +63,34 @@ bool s3_error_no_space(const struct s3_error *e)
 
 bool s3_error_retryable(const struct s3_error *e)
 {
-	static const char *const never[] = {
-		"AccessDenied", "NoSuchBucket", "NoSuchKey", "NoSuchUpload", "SignatureDoesNotMatch",
-		"InvalidAccessKeyId", "PreconditionFailed", "InvalidArgument", "InvalidRequest",
-		"EntityTooSmall", "EntityTooLarge", "InvalidPart", "InvalidPartOrder", "InvalidBucketName",
-		"AllAccessDisabled", "AccountProblem", "InvalidObjectState", "NotImplemented",
-		"MethodNotAllowed", "ExpiredToken", "InvalidToken", "MalformedXML", NULL};
+	static const char *const never[] = {"AccessDenied",
+					    "NoSuchBucket",
+					    "NoSuchKey",
+					    "NoSuchUpload",
+					    "SignatureDoesNotMatch",
+					    "InvalidAccessKeyId",
+					    "PreconditionFailed",
+					    "InvalidArgument",
+					    "InvalidRequest",
+					    "EntityTooSmall",
+					    "EntityTooLarge",
+					    "InvalidPart",
+					    "InvalidPartOrder",
+					    "InvalidBucketName",
+					    "AllAccessDisabled",
+					    "AccountProblem",
+					    "InvalidObjectState",
+					    "NotImplemented",
+					    "MethodNotAllowed",
+					    "ExpiredToken",
+					    "InvalidToken",
+					    "MalformedXML",
+					    NULL};
 	static const char *const transient[] = {
-		"RequestTimeout", "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled",
-		"TooManyRequests", "TooManyRequestsException", "RequestLimitExceeded",
-		"BandwidthLimitExceeded", "InternalError", "ServiceUnavailable", "OperationAborted",
-		"ConditionalRequestConflict",
+		"RequestTimeout", "SlowDown", "Throttling", "ThrottlingException",
+		"RequestThrottled", "TooManyRequests", "TooManyRequestsException",
+		"RequestLimitExceeded", "BandwidthLimitExceeded", "InternalError",
+		"ServiceUnavailable", "OperationAborted", "ConditionalRequestConflict",
 		/* The body was damaged on the way: sending it again is the cure. */
 		"BadDigest", "XAmzContentSHA256Mismatch", "IncompleteBody", NULL};
 
@@ -95,10 +112,8 @@ bool s3_error_retryable(const struct s3_error *e)
 		case CURLE_SEND_FAIL_REWIND:
 		case CURLE_HTTP2:
 		case CURLE_HTTP2_STREAM:
-		case CURLE_AGAIN:
-			return true;
-		default:
-			return false;
+		case CURLE_AGAIN: return true;
+		default: return false;
 		}
 	}
 	if (e->precondition_failed || s3_error_no_space(e))
@@ -118,12 +133,15 @@ void s3_error_format(const struct s3_error *e, char *buf, size_t len)
 		sbuf_addf(&b, " (%s)", e->detail);
 	sbuf_adds(&b, ": ");
 	if (e->sys_errno)
-		sbuf_addf(&b, "%s%s%s", e->transport, e->transport[0] ? ": " : "", strerror(e->sys_errno));
+		sbuf_addf(&b, "%s%s%s", e->transport, e->transport[0] ? ": " : "",
+			  strerror(e->sys_errno));
 	else if (e->curl_code)
-		sbuf_addf(&b, "transport error: %s", e->transport[0] ? e->transport
-						      : curl_easy_strerror((CURLcode)e->curl_code));
+		sbuf_addf(&b, "transport error: %s",
+			  e->transport[0] ? e->transport
+					  : curl_easy_strerror((CURLcode)e->curl_code));
 	else if (e->http_status || e->code[0]) {
-		sbuf_addf(&b, "%d %s", e->http_status, e->code[0] ? e->code : status_code_name(e->http_status));
+		sbuf_addf(&b, "%d %s", e->http_status,
+			  e->code[0] ? e->code : status_code_name(e->http_status));
 		if (e->message[0])
 			sbuf_addf(&b, ": %s", e->message);
 		if (e->transport[0])
@@ -172,7 +190,8 @@ static const char *code_hint(const char *code)
 		{"NoSuchBucket", "the bucket does not exist"},
 		{"NoSuchKey", "the key does not exist"},
 		{"NoSuchUpload", "the multipart upload does not exist (completed or aborted)"},
-		{"PreconditionFailed", "the object's current version does not satisfy If-Match / If-None-Match"},
+		{"PreconditionFailed",
+		 "the object's current version does not satisfy If-Match / If-None-Match"},
 		{"RequestTimeTooSkewed", "the local clock is too far from the server's"},
 		{"EntityTooSmall", "a part other than the last is smaller than the server's minimum"},
 		{"InvalidPart", "a part is missing or its ETag does not match"},
@@ -214,4 +233,3 @@ void s3i_error_from_answer(struct req *rq, struct resp *rs, struct s3_error *e)
 	}
 	e->precondition_failed = rs->status == 412 || (rq->if_match && rs->status == 404);
 }
-

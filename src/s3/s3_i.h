@@ -32,12 +32,12 @@
 #define S3I_META_MAX 32
 
 struct s3_client {
-	char *scheme;    /* "http" or "https" */
-	char *hostport;  /* endpoint host[:port] as sent in Host (default port left out) */
+	char *scheme;   /* "http" or "https" */
+	char *hostport; /* endpoint host[:port] as sent in Host (default port left out) */
 	char *bucket;
 	char *region;
 	bool path_style;
-	char *ca_bundle;  /* NULL: curl's default */
+	char *ca_bundle; /* NULL: curl's default */
 	char *user_agent;
 	struct diag diag; /* the owner's sink (s3_config.diag); fixed once made */
 	struct s3_retry retry;
@@ -80,7 +80,7 @@ struct body {
 	const unsigned char *mem;
 	int fd;
 	uint64_t off, len;
-	uint64_t pos; /* bytes handed to curl in this attempt */
+	uint64_t pos;   /* bytes handed to curl in this attempt */
 	int read_errno; /* set when pread failed or the file came up short */
 	char sha256[SIGV4_SHA256_HEX_LEN + 1];
 	unsigned char md5[16];
@@ -121,12 +121,12 @@ typedef int check_fn(struct resp *rs, void *arg, struct s3_error *e);
 
 struct req {
 	const char *method;
-	const char *detail; /* for messages; NULL or "part 3" */
-	const char *key;    /* NULL: a bucket-level request */
-	const char *query;  /* wire form, NULL: none */
+	const char *detail;                        /* for messages; NULL or "part 3" */
+	const char *key;                           /* NULL: a bucket-level request */
+	const char *query;                         /* wire form, NULL: none */
 	struct sigv4_header hdrs[S3I_MAX_HEADERS]; /* besides Host and what the signer adds */
 	size_t n_hdrs;
-	bool if_match; /* a 404 then means "precondition failed" */
+	bool if_match;        /* a 404 then means "precondition failed" */
 	bool not_modified_ok; /* If-None-Match on a GET: a 304 is an answer, not an error */
 	struct body body;
 	struct sink sink;
@@ -141,8 +141,8 @@ struct req {
 	unsigned timeout_ms;
 	unsigned retries; /* out: attempts beyond the first */
 	/* Set by s3i_request for its attempts. */
-	double deadline;      /* monotonic seconds */
-	bool after_cancel;    /* started after s3_client_cancel: bounded, not cancelled */
+	double deadline;   /* monotonic seconds */
+	bool after_cancel; /* started after s3_client_cancel: bounded, not cancelled */
 };
 /* ---- s3_client.c ---- */
 

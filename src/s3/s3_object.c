@@ -51,7 +51,8 @@ int s3i_put_headers(s3_client *c, struct req *rq, const struct s3_put_opts *o, s
 		return s3i_bad_arg(c, rq, err, "too many metadata entries");
 	for (size_t i = 0; i < o->n_meta; i++) {
 		if (!s3i_clean_token(o->meta[i].name) || !s3i_clean_value(o->meta[i].value))
-			return s3i_bad_arg(c, rq, err, "metadata name or value is not valid in a header");
+			return s3i_bad_arg(c, rq, err,
+					   "metadata name or value is not valid in a header");
 		sbuf_addf(&sb[i + 1], "x-amz-meta-%s", o->meta[i].name);
 		s3i_add_header(rq, sbuf_str(&sb[i + 1]), o->meta[i].value);
 	}
@@ -194,8 +195,8 @@ static int check_length(struct resp *rs, void *arg, struct s3_error *e)
 	if (rs->have_length && rq->sink.written != rs->content_length) {
 		/* curl catches this too (PARTIAL_FILE); a retry is the answer either way. */
 		e->curl_code = CURLE_PARTIAL_FILE;
-		snprintf(e->transport, sizeof(e->transport),
-			 "received %" PRIu64 " bytes of %" PRIu64, rq->sink.written, rs->content_length);
+		snprintf(e->transport, sizeof(e->transport), "received %" PRIu64 " bytes of %" PRIu64,
+			 rq->sink.written, rs->content_length);
 		return -EIO;
 	}
 	return 0;
@@ -222,7 +223,8 @@ int s3i_get(s3_client *c, struct req *rq, struct resp *rs, const struct s3_get_o
 	if (o && o->if_none_match) {
 		s3i_etag_copy(inm, o->if_none_match, strlen(o->if_none_match));
 		if (!*inm || !s3i_clean_value(inm))
-			return s3i_bad_arg(c, rq, err, "If-None-Match ETag is empty or not printable");
+			return s3i_bad_arg(c, rq, err,
+					   "If-None-Match ETag is empty or not printable");
 		s3i_add_header(rq, "if-none-match", inm);
 		rq->not_modified_ok = true;
 	}
@@ -261,8 +263,8 @@ int s3_get_buf_opts(s3_client *c, const char *key, const struct s3_get_opts *o, 
 	return rc;
 }
 
-int s3_get_buf(s3_client *c, const char *key, const struct s3_range *range, size_t max,
-	       void **data, size_t *len, struct s3_object_info *info, struct s3_error *err)
+int s3_get_buf(s3_client *c, const char *key, const struct s3_range *range, size_t max, void **data,
+	       size_t *len, struct s3_object_info *info, struct s3_error *err)
 {
 	struct s3_get_opts o = {.range = range};
 	return s3_get_buf_opts(c, key, &o, max, data, len, info, err);
@@ -287,7 +289,8 @@ int s3_get_fd_opts(s3_client *c, const char *key, const struct s3_get_opts *o, i
 		if (err) {
 			s3i_error_init(c, &rq, err);
 			err->sys_errno = errno;
-			s3i_copy(err->transport, sizeof(err->transport), "truncating the output file");
+			s3i_copy(err->transport, sizeof(err->transport),
+				 "truncating the output file");
 		}
 		rc = -errno;
 	}
@@ -307,8 +310,8 @@ int s3_get_fd_opts(s3_client *c, const char *key, const struct s3_get_opts *o, i
 	return rc;
 }
 
-int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int fd,
-	      char *sha256_hex, struct s3_object_info *info, struct s3_error *err)
+int s3_get_fd(s3_client *c, const char *key, const struct s3_range *range, int fd, char *sha256_hex,
+	      struct s3_object_info *info, struct s3_error *err)
 {
 	struct s3_get_opts o = {.range = range};
 	return s3_get_fd_opts(c, key, &o, fd, sha256_hex, info, err);
@@ -370,7 +373,8 @@ int s3_delete_objects(s3_client *c, const char *const *keys, size_t n, size_t *f
 	rq.detail = "DeleteObjects";
 	if (!n || n > S3_DELETE_MAX)
 		return s3i_bad_arg(c, &rq, err, "DeleteObjects takes 1 to 1000 keys");
-	sbuf_adds(&xml, "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>");
+	sbuf_adds(&xml,
+		  "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>");
 	for (size_t i = 0; i < n; i++) {
 		if (!keys[i][0] || strlen(keys[i]) > S3_KEY_MAX || !s3i_clean_value(keys[i])) {
 			sbuf_free(&xml);
@@ -442,14 +446,17 @@ int s3_list(s3_client *c, const char *prefix, const char *delimiter, s3_list_fn 
 		struct s3xml_list page = {0};
 		if (!rc) {
 			char why[256];
-			if (s3xml_parse_list(rq.sink.mem.buf, rq.sink.mem.len, &page, why, sizeof(why)))
+			if (s3xml_parse_list(rq.sink.mem.buf, rq.sink.mem.len, &page, why,
+					     sizeof(why)))
 				rc = s3i_protocol_error(c, &rq, err, why);
 			else if (page.truncated && token && strcmp(token, page.next_token) == 0)
-				rc = s3i_protocol_error(c, &rq, err, "the same continuation token twice");
+				rc = s3i_protocol_error(c, &rq, err,
+							"the same continuation token twice");
 		}
 		for (size_t i = 0; !rc && i < page.n; i++) {
 			struct s3xml_object *x = &page.items[i];
-			struct s3_object o = {x->key, x->etag, x->size, x->last_modified, x->is_prefix};
+			struct s3_object o = {x->key, x->etag, x->size, x->last_modified,
+					      x->is_prefix};
 			rc = fn(arg, &o);
 		}
 		free(token);

@@ -124,7 +124,8 @@ static int sign_attempt(s3_client *c, const struct req *rq, struct signed_req *o
 		s3i_copy(e->transport, sizeof(e->transport), serr);
 		goto out;
 	}
-	sbuf_addf(&out->url, "%s://%s%s", c->scheme, sbuf_str(&host), sigv4_signed_canonical_path(sig));
+	sbuf_addf(&out->url, "%s://%s%s", c->scheme, sbuf_str(&host),
+		  sigv4_signed_canonical_path(sig));
 	if (*sigv4_signed_canonical_query(sig))
 		sbuf_addf(&out->url, "?%s", sigv4_signed_canonical_query(sig));
 
@@ -183,7 +184,8 @@ static void setup_handle(s3_client *c, CURL *h, struct req *rq, const struct sig
 	} else if (strcmp(rq->method, "PUT") == 0 || strcmp(rq->method, "POST") == 0) {
 		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body.len);
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, strcmp(rq->method, "POST") == 0 ? "POST" : NULL);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST,
+				 strcmp(rq->method, "POST") == 0 ? "POST" : NULL);
 	} else {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST,
@@ -215,12 +217,14 @@ static int outcome(s3_client *c, const struct req *rq, struct resp *rs, CURLcode
 	}
 	if (cc == CURLE_WRITE_ERROR && rq->sink.too_big) {
 		e->sys_errno = EFBIG;
-		s3i_copy(e->transport, sizeof(e->transport), "the answer is larger than the buffer allowed");
+		s3i_copy(e->transport, sizeof(e->transport),
+			 "the answer is larger than the buffer allowed");
 		return -EFBIG;
 	}
 	if (cc != CURLE_OK) {
 		e->curl_code = (int)cc;
-		s3i_copy(e->transport, sizeof(e->transport), errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		s3i_copy(e->transport, sizeof(e->transport),
+			 errbuf[0] ? errbuf : curl_easy_strerror(cc));
 		return -EIO;
 	}
 	if (rs->status == 304 && rq->not_modified_ok)
@@ -259,7 +263,9 @@ static int attempt(s3_client *c, struct s3i_conn k, struct req *rq, struct resp 
 	diag_say(&c->diag, LOG_DEBUG, "s3: %s %s%s%s -> %ld%s%s%s", rq->method, c->bucket,
 		 rq->key ? "/" : "", rq->key ? rq->key : "", status, cc ? " " : "",
 		 cc ? curl_easy_strerror(cc) : "",
-		 stop == 'c' ? " cancelled" : stop == 'd' ? " deadline" : "");
+		 stop == 'c'   ? " cancelled"
+		 : stop == 'd' ? " deadline"
+			       : "");
 out:
 	curl_easy_setopt(k.h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(k.h, CURLOPT_ERRORBUFFER, NULL);
@@ -374,8 +380,8 @@ int s3i_request(s3_client *c, struct req *rq, struct resp *rs, struct s3_error *
 			break; /* no time left for another attempt: this error is the answer */
 		char msg[1024];
 		s3_error_format(&e, msg, sizeof(msg));
-		diag_say(&c->diag, LOG_WARNING, "%s; retrying in %u ms (attempt %u of %u)", msg, ms, n + 1,
-			 c->retry.max_attempts);
+		diag_say(&c->diag, LOG_WARNING, "%s; retrying in %u ms (attempt %u of %u)", msg, ms,
+			 n + 1, c->retry.max_attempts);
 		rq->retries++;
 		atomic_fetch_add(&c->retries, 1);
 		if (!pause_ms(c, rq, ms)) {

@@ -104,7 +104,8 @@ static size_t write_cb(char *data, size_t size, size_t nitems, void *ud)
 	} else {
 		size_t done = 0;
 		while (done < len) {
-			ssize_t n = pwrite(s->fd, data + done, len - done, (off_t)(s->base + s->written + done));
+			ssize_t n = pwrite(s->fd, data + done, len - done,
+					   (off_t)(s->base + s->written + done));
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {
@@ -120,8 +121,7 @@ static size_t write_cb(char *data, size_t size, size_t nitems, void *ud)
 	return len;
 }
 
-static bool header_is(const char *line, size_t len, const char *name, const char **value,
-		      size_t *vlen)
+static bool header_is(const char *line, size_t len, const char *name, const char **value, size_t *vlen)
 {
 	size_t n = strlen(name);
 	if (len <= n || line[n] != ':' || strncasecmp(line, name, n) != 0)
@@ -175,7 +175,8 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *ud)
 	} else if (header_is(line, len, "content-range", &v, &vlen)) {
 		const char *slash = memchr(v, '/', vlen);
 		if (slash)
-			rs->have_total = parse_u64n(slash + 1, (size_t)(v + vlen - slash - 1), &rs->total);
+			rs->have_total =
+				parse_u64n(slash + 1, (size_t)(v + vlen - slash - 1), &rs->total);
 	} else if (header_is(line, len, "x-amz-request-id", &v, &vlen)) {
 		snprintf(rs->request_id, sizeof(rs->request_id), "%.*s", (int)vlen, v);
 	} else if (header_is(line, len, "last-modified", &v, &vlen)) {
@@ -194,7 +195,8 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *ud)
 			const char *e = line + len;
 			while (v < e && (*v == ' ' || *v == '\t'))
 				v++;
-			while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+			while (e > v &&
+			       (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
 				e--;
 			sbuf_add(&val, v, (size_t)(e - v));
 			rs->meta = xreallocarray(rs->meta, rs->n_meta + 1, sizeof(*rs->meta));
@@ -270,7 +272,8 @@ int s3i_body_digest(struct body *b, const atomic_bool *cancel, struct s3_error *
 			if (n <= 0) {
 				e->sys_errno = n < 0 ? errno : ENODATA;
 				s3i_copy(e->transport, sizeof(e->transport),
-					 n < 0 ? "reading the file" : "the file is shorter than the range to send");
+					 n < 0 ? "reading the file"
+					       : "the file is shorter than the range to send");
 				rc = -e->sys_errno;
 				goto out;
 			}

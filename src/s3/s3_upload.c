@@ -56,7 +56,8 @@ int s3_multipart_create(s3_client *c, const char *key, const struct s3_put_opts 
 		rc = s3i_request(c, &rq, &rs, err);
 	if (!rc) {
 		char why[256];
-		if (s3xml_parse_initiate(rq.sink.mem.buf, rq.sink.mem.len, upload_id, why, sizeof(why)))
+		if (s3xml_parse_initiate(rq.sink.mem.buf, rq.sink.mem.len, upload_id, why,
+					 sizeof(why)))
 			rc = s3i_protocol_error(c, &rq, err, why);
 	}
 	s3i_resp_clear(&rs);
@@ -123,8 +124,8 @@ int s3_multipart_upload_part(s3_client *c, const char *key, const char *upload_i
 			     int fd, uint64_t off, uint64_t len, const atomic_bool *cancel,
 			     struct s3_part *part, unsigned *retries, struct s3_error *err)
 {
-	return upload_part(c, key, upload_id, number, fd, off, len, cancel, NULL, part, NULL, retries,
-			   err);
+	return upload_part(c, key, upload_id, number, fd, off, len, cancel, NULL, part, NULL,
+			   retries, err);
 }
 
 /* CompleteMultipartUpload may answer 200 with an <Error> inside: that is a failure. */
@@ -139,7 +140,8 @@ static int check_complete(struct resp *rs, void *arg, struct s3_error *e)
 		e->http_status = (int)rs->status;
 		s3i_copy(e->code, sizeof(e->code), x.code[0] ? x.code : "InternalError");
 		s3i_copy(e->message, sizeof(e->message), x.message);
-		s3i_copy(e->request_id, sizeof(e->request_id), x.request_id[0] ? x.request_id : rs->request_id);
+		s3i_copy(e->request_id, sizeof(e->request_id),
+			 x.request_id[0] ? x.request_id : rs->request_id);
 		return -EIO;
 	}
 	if (rc) {
@@ -165,7 +167,8 @@ int s3_multipart_complete(s3_client *c, const char *key, const char *upload_id,
 	rq.detail = "CompleteMultipartUpload";
 	if (!n || n > S3_MAX_PARTS || !upload_id || !*upload_id)
 		return s3i_bad_arg(c, &rq, err, "no parts, too many parts, or no upload id");
-	sbuf_adds(&xml, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+	sbuf_adds(&xml,
+		  "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
 	for (size_t i = 0; i < n; i++) {
 		if (i && parts[i].number <= parts[i - 1].number) {
 			sbuf_free(&xml);
@@ -255,7 +258,8 @@ int s3_multipart_list(s3_client *c, const char *prefix, struct s3_multipart **ou
 		struct s3xml_uploads page = {0};
 		if (!rc) {
 			char why[256];
-			if (s3xml_parse_uploads(rq.sink.mem.buf, rq.sink.mem.len, &page, why, sizeof(why)))
+			if (s3xml_parse_uploads(rq.sink.mem.buf, rq.sink.mem.len, &page, why,
+						sizeof(why)))
 				rc = s3i_protocol_error(c, &rq, err, why);
 		}
 		for (size_t i = 0; !rc && i < page.n; i++) {
@@ -273,8 +277,9 @@ int s3_multipart_list(s3_client *c, const char *prefix, struct s3_multipart **ou
 			count++;
 		}
 		bool more = !rc && page.truncated;
-		if (more && key_marker && strcmp(key_marker, page.next_key_marker) == 0 && id_marker &&
-		    page.next_upload_id_marker && strcmp(id_marker, page.next_upload_id_marker) == 0) {
+		if (more && key_marker && strcmp(key_marker, page.next_key_marker) == 0 &&
+		    id_marker && page.next_upload_id_marker &&
+		    strcmp(id_marker, page.next_upload_id_marker) == 0) {
 			rc = s3i_protocol_error(c, &rq, err, "the same upload markers twice");
 			more = false;
 		}
@@ -331,10 +336,10 @@ struct upload {
 	atomic_uint retries;
 
 	pthread_mutex_t mu;
-	unsigned next;        /* index of the next part to send; protected by mu */
-	uint64_t done;        /* bytes acknowledged; protected by mu */
-	int rc;               /* first failure; protected by mu */
-	struct s3_error err;  /* its error; protected by mu */
+	unsigned next;       /* index of the next part to send; protected by mu */
+	uint64_t done;       /* bytes acknowledged; protected by mu */
+	int rc;              /* first failure; protected by mu */
+	struct s3_error err; /* its error; protected by mu */
 };
 
 static void *upload_worker(void *arg)
@@ -353,8 +358,9 @@ static void *upload_worker(void *arg)
 		uint64_t len = u->size - off < u->part_size ? u->size - off : u->part_size;
 		struct s3_error e;
 		unsigned retries = 0;
-		int rc = upload_part(u->c, u->key, u->upload_id, i + 1, u->fd, off, len, u->opts->cancel,
-				     &u->stop, &u->parts[i], u->md5[i], &retries, &e);
+		int rc = upload_part(u->c, u->key, u->upload_id, i + 1, u->fd, off, len,
+				     u->opts->cancel, &u->stop, &u->parts[i], u->md5[i], &retries,
+				     &e);
 		atomic_fetch_add(&u->retries, retries);
 		pthread_mutex_lock(&u->mu);
 		if (rc) {
@@ -402,8 +408,10 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 			    struct s3_upload_result *res, char expect[S3_ETAG_MAX],
 			    char complete_etag[S3_ETAG_MAX], struct s3_error *err)
 {
-	struct s3_put_opts po = {.content_type = o->content_type, .meta = o->meta,
-				 .n_meta = o->n_meta, .cancel = o->cancel};
+	struct s3_put_opts po = {.content_type = o->content_type,
+				 .meta = o->meta,
+				 .n_meta = o->n_meta,
+				 .cancel = o->cancel};
 	char *upload_id = NULL;
 	struct s3_error ce = {0};
 	int rc = s3_multipart_create(c, key, &po, &upload_id, &ce);
@@ -416,8 +424,13 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 	if (o->started)
 		o->started(o->started_arg, upload_id);
 
-	struct upload u = {.c = c, .key = key, .upload_id = upload_id, .fd = fd, .size = size,
-			   .part_size = part_size, .opts = o};
+	struct upload u = {.c = c,
+			   .key = key,
+			   .upload_id = upload_id,
+			   .fd = fd,
+			   .size = size,
+			   .part_size = part_size,
+			   .opts = o};
 	u.n_parts = (unsigned)((size + part_size - 1) / part_size);
 	u.parts = xcalloc(u.n_parts, sizeof(*u.parts));
 	u.md5 = xcalloc(u.n_parts, sizeof(*u.md5));
@@ -452,8 +465,10 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 			 * An earlier attempt completed the upload but its answer was
 			 * lost: the object is there. The HEAD that follows decides.
 			 */
-			diag_say(&c->diag, LOG_INFO, "s3: CompleteMultipartUpload of s3://%s/%s answered NoSuchUpload on a retry; "
-				 "checking the object", c->bucket, key);
+			diag_say(&c->diag, LOG_INFO,
+				 "s3: CompleteMultipartUpload of s3://%s/%s answered NoSuchUpload on a retry; "
+				 "checking the object",
+				 c->bucket, key);
 			complete_etag[0] = '\0';
 			rc = 0;
 		} else if (rc && err) {
@@ -466,7 +481,8 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 		if (s3_multipart_abort(c, key, upload_id, &ae)) {
 			char msg[1024];
 			s3_error_format(&ae, msg, sizeof(msg));
-			diag_say(&c->diag, LOG_WARNING, "s3: could not abort the unfinished upload %s: %s", upload_id, msg);
+			diag_say(&c->diag, LOG_WARNING,
+				 "s3: could not abort the unfinished upload %s: %s", upload_id, msg);
 		}
 	} else {
 		multipart_etag(u.md5, u.n_parts, expect);
@@ -479,9 +495,8 @@ static int upload_multipart(s3_client *c, const char *key, int fd, uint64_t size
 	return rc;
 }
 
-int s3_upload_file(s3_client *c, const char *key, const char *path,
-		   const struct s3_upload_opts *opts, struct s3_upload_result *res,
-		   struct s3_error *err)
+int s3_upload_file(s3_client *c, const char *key, const char *path, const struct s3_upload_opts *opts,
+		   struct s3_upload_result *res, struct s3_error *err)
 {
 	struct s3_upload_opts o = opts ? *opts : (struct s3_upload_opts){0};
 	struct s3_upload_result r = {0};
@@ -517,9 +532,12 @@ int s3_upload_file(s3_client *c, const char *key, const char *path,
 	char expect[S3_ETAG_MAX] = "", sent_etag[S3_ETAG_MAX] = "";
 	int rc;
 	if (size <= threshold) {
-		struct s3_put_opts po = {.content_type = o.content_type, .meta = o.meta,
-					 .n_meta = o.n_meta, .cancel = o.cancel,
-					 .if_none_match = o.create_only, .identical_ok = o.create_only};
+		struct s3_put_opts po = {.content_type = o.content_type,
+					 .meta = o.meta,
+					 .n_meta = o.n_meta,
+					 .cancel = o.cancel,
+					 .if_none_match = o.create_only,
+					 .identical_ok = o.create_only};
 		struct body b = {.kind = BODY_FD, .fd = fd, .off = 0, .len = size};
 		struct s3_put_result pr;
 		unsigned char md5[16];
@@ -558,7 +576,8 @@ int s3_upload_file(s3_client *c, const char *key, const char *path,
 			else if (sent_etag[0] && strcmp(sent_etag, info.etag) != 0)
 				why = "the object's ETag is not the one the upload answered (overwritten?)";
 			else if (!sent_etag[0] && !r.etag_is_md5 &&
-				 !(r.parts && strchr(expect, '-') && s3i_ends_with(info.etag, strchr(expect, '-'))))
+				 !(r.parts && strchr(expect, '-') &&
+				   s3i_ends_with(info.etag, strchr(expect, '-'))))
 				/* Encrypted objects have other ETags, but still "-N" for N parts. */
 				why = "the object's ETag does not match what was sent";
 			if (why) {
@@ -566,8 +585,10 @@ int s3_upload_file(s3_client *c, const char *key, const char *path,
 					s3i_error_init(c, &rq, err);
 					s3i_copy(err->method, sizeof(err->method), "HEAD");
 					snprintf(err->transport, sizeof(err->transport),
-						 "%s: %" PRIu64 " bytes, ETag %s; sent %" PRIu64 " bytes, ETag %s",
-						 why, info.size, info.etag, size, sent_etag[0] ? sent_etag : expect);
+						 "%s: %" PRIu64 " bytes, ETag %s; sent %" PRIu64
+						 " bytes, ETag %s",
+						 why, info.size, info.etag, size,
+						 sent_etag[0] ? sent_etag : expect);
 				}
 				rc = -EIO;
 			}
@@ -578,4 +599,3 @@ int s3_upload_file(s3_client *c, const char *key, const char *path,
 		*res = r;
 	return rc;
 }
-

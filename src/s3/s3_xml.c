@@ -34,11 +34,11 @@ typedef void start_fn(struct walker *w, const char *path);
 
 struct walker {
 	XML_Parser p;
-	const char *root;          /* expected root element (local name) */
+	const char *root; /* expected root element (local name) */
 	char path[MAX_DEPTH * NAME_MAX_LEN];
 	size_t path_len[MAX_DEPTH + 1]; /* path length at each depth */
-	unsigned depth;            /* 0 outside the root, 1 in the root */
-	unsigned untracked;        /* elements opened after a failure or too deep */
+	unsigned depth;                 /* 0 outside the root, 1 in the root */
+	unsigned untracked;             /* elements opened after a failure or too deep */
 	char root_seen[NAME_MAX_LEN];
 	sbuf text;
 	int rc; /* 0, or the first failure; the parser is stopped when set */
@@ -418,13 +418,15 @@ int s3xml_parse_list(const char *body, size_t len, struct s3xml_list *out, char 
 	/* EncodingType may come after the entries: decode once the whole page is read. */
 	for (size_t i = 0; !rc && st.url_encoded && i < out->n; i++) {
 		if (url_decode(out->items[i].key)) {
-			errbuf_line(err, errlen, "ListObjectsV2 response: key \"%.100s\" is not url-encoded",
-				 out->items[i].key);
+			errbuf_line(err, errlen,
+				    "ListObjectsV2 response: key \"%.100s\" is not url-encoded",
+				    out->items[i].key);
 			rc = -EINVAL;
 		}
 	}
 	if (!rc && out->truncated && (!out->next_token || !*out->next_token)) {
-		errbuf_line(err, errlen, "ListObjectsV2 response: truncated but no NextContinuationToken");
+		errbuf_line(err, errlen,
+			    "ListObjectsV2 response: truncated but no NextContinuationToken");
 		rc = -EINVAL;
 	}
 	if (rc)
@@ -446,7 +448,9 @@ static void initiate_end(struct walker *w, const char *path, const char *text, s
 int s3xml_parse_initiate(const char *body, size_t len, char **upload_id, char *err, size_t errlen)
 {
 	*upload_id = NULL;
-	struct walker w = {.root = "InitiateMultipartUploadResult", .end = initiate_end, .arg = upload_id};
+	struct walker w = {.root = "InitiateMultipartUploadResult",
+			   .end = initiate_end,
+			   .arg = upload_id};
 	int rc = walk(&w, body, len, "InitiateMultipartUpload response", err, errlen);
 	if (!rc && (!*upload_id || !**upload_id)) {
 		errbuf_line(err, errlen, "InitiateMultipartUpload response: no UploadId");
@@ -569,16 +573,19 @@ int s3xml_parse_uploads(const char *body, size_t len, struct s3xml_uploads *out,
 	int rc = walk(&w, body, len, "ListMultipartUploads response", err, errlen);
 	for (size_t i = 0; !rc && st.url_encoded && i < out->n; i++) {
 		if (url_decode(out->items[i].key)) {
-			errbuf_line(err, errlen, "ListMultipartUploads response: key is not url-encoded");
+			errbuf_line(err, errlen,
+				    "ListMultipartUploads response: key is not url-encoded");
 			rc = -EINVAL;
 		}
 	}
 	if (!rc && st.url_encoded && out->next_key_marker && url_decode(out->next_key_marker)) {
-		errbuf_line(err, errlen, "ListMultipartUploads response: NextKeyMarker is not url-encoded");
+		errbuf_line(err, errlen,
+			    "ListMultipartUploads response: NextKeyMarker is not url-encoded");
 		rc = -EINVAL;
 	}
 	if (!rc && out->truncated && !out->next_key_marker) {
-		errbuf_line(err, errlen, "ListMultipartUploads response: truncated but no NextKeyMarker");
+		errbuf_line(err, errlen,
+			    "ListMultipartUploads response: truncated but no NextKeyMarker");
 		rc = -EINVAL;
 	}
 	if (rc)

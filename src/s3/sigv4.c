@@ -142,8 +142,7 @@ int sigv4_signer_new(const struct sigv4_credentials *cred, const char *region, c
 		seterr(err, errlen, "secret access key is missing");
 		return -EINVAL;
 	}
-	const char *token =
-		cred->session_token && *cred->session_token ? cred->session_token : NULL;
+	const char *token = cred->session_token && *cred->session_token ? cred->session_token : NULL;
 	if (token && !plain_field(token, "")) {
 		/* The token is a credential: say where, never what. */
 		seterr(err, errlen,
@@ -158,9 +157,8 @@ int sigv4_signer_new(const struct sigv4_credentials *cred, const char *region, c
 	}
 	if (!plain_field(service, "/,;=")) {
 		seterr(err, errlen, "service \"%.64s\" is %s", service ? service : "",
-		       service && *service
-			       ? "not printable ASCII without space, '/', ',', ';' or '='"
-			       : "missing");
+		       service && *service ? "not printable ASCII without space, '/', ',', ';' or '='"
+					   : "missing");
 		return -EINVAL;
 	}
 
@@ -448,8 +446,7 @@ static int check_request(const sigv4_signer *s, const struct sigv4_request *req,
 		return -EINVAL;
 	}
 	if (req->n_headers && !req->headers) {
-		seterr(err, errlen, "%zu headers announced but no header list given",
-		       req->n_headers);
+		seterr(err, errlen, "%zu headers announced but no header list given", req->n_headers);
 		return -EINVAL;
 	}
 	if (!valid_payload_hash(req->payload_sha256)) {

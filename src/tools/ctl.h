@@ -41,7 +41,8 @@ struct ctl_names {
 	size_t n, cap;
 };
 /* The collections given (checked), or all of those under the prefix. A CTL_ code. */
-int ctl_colls(s3_client *c, const struct ctl_opts *o, char **given, int ngiven, struct ctl_names *out);
+int ctl_colls(s3_client *c, const struct ctl_opts *o, char **given, int ngiven,
+	      struct ctl_names *out);
 void ctl_names_free(struct ctl_names *cn);
 /* An RFC 3339 time. */
 json_t *ctl_time_json(int64_t t);

@@ -44,7 +44,9 @@ void ctl_s3_error(const char *what, const struct s3_error *e)
 
 static struct sweep_rules ctl_rules(const struct ctl_opts *o)
 {
-	struct sweep_rules r = {.keep = o->keep, .grace_s = o->grace_s, .upload_age_s = o->upload_age_s};
+	struct sweep_rules r = {.keep = o->keep,
+				.grace_s = o->grace_s,
+				.upload_age_s = o->upload_age_s};
 	return r;
 }
 
@@ -58,8 +60,8 @@ static void ctl_owner(char *buf, size_t len)
 	host[sizeof(host) - 1] = '\0';
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		memset(rnd, (int)getpid(), sizeof(rnd));
-	snprintf(buf, len, "snapfs-ctl/%s/%ld/%02x%02x%02x%02x%02x%02x", host, (long)getpid(), rnd[0],
-		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+	snprintf(buf, len, "snapfs-ctl/%s/%ld/%02x%02x%02x%02x%02x%02x", host, (long)getpid(),
+		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 }
 
 json_t *ctl_time_json(int64_t t)
@@ -106,8 +108,7 @@ void ctl_names_free(struct ctl_names *cn)
 	free(cn->v);
 }
 
-int ctl_colls(s3_client *c, const struct ctl_opts *o, char **given, int ngiven,
-		     struct ctl_names *out)
+int ctl_colls(s3_client *c, const struct ctl_opts *o, char **given, int ngiven, struct ctl_names *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->prefix = o->nprefix;
@@ -149,7 +150,8 @@ static json_t *ctl_dir_json(const struct ctl_opts *o, const char *coll, const ch
 	return jsonx_str_or_null(s.dir);
 }
 
-static json_t *ctl_pointer_json(const struct ctl_opts *o, const char *coll, const struct sweep_plan *p)
+static json_t *ctl_pointer_json(const struct ctl_opts *o, const char *coll,
+				const struct sweep_plan *p)
 {
 	if (!p->pointer_present || p->pointer_rc != 0)
 		return json_null();
@@ -184,7 +186,8 @@ static json_t *ctl_snap_json(const struct sweep_snap *s)
 	jsonx_set(e, "complete", json_boolean(s->has_db && s->has_manifest));
 	jsonx_set(e, "bytes", jsonx_u64(s->bytes));
 	jsonx_set(e, "last_modified", ctl_time_json(s->newest));
-	jsonx_set(e, "unneeded_since", s->action != SWEEP_KEEP ? jsonx_int(s->unneeded_since) : json_null());
+	jsonx_set(e, "unneeded_since",
+		  s->action != SWEEP_KEEP ? jsonx_int(s->unneeded_since) : json_null());
 	return e;
 }
 
@@ -272,8 +275,8 @@ int ctl_ls(s3_client *c, const struct ctl_opts *o, char **colls, int n)
 }
 
 /* One collection: plan, take the lease, run, release. */
-static int ctl_sweep_one(s3_client *c, const struct ctl_opts *o, const char *coll, const char *owner,
-			 json_t *swept)
+static int ctl_sweep_one(s3_client *c, const struct ctl_opts *o, const char *coll,
+			 const char *owner, json_t *swept)
 {
 	struct sweep_rules r = ctl_rules(o);
 	struct sweep_plan p;
@@ -316,7 +319,8 @@ static int ctl_sweep_one(s3_client *c, const struct ctl_opts *o, const char *col
 			ret = CTL_FAIL;
 		}
 		if (lease_drop(l, &e) < 0) {
-			snprintf(what, sizeof(what), "%s: releasing the lease (it expires by itself)", coll);
+			snprintf(what, sizeof(what),
+				 "%s: releasing the lease (it expires by itself)", coll);
 			ctl_s3_error(what, &e);
 		}
 	}
@@ -423,8 +427,9 @@ int ctl_find_snapshot(s3_client *c, const struct ctl_opts *o, const char *coll, 
 		errno = 0;
 		unsigned long long v = strtoull(snap, &end, 10);
 		if (!*snap || *end || errno || snap[0] < '0' || snap[0] > '9') {
-			fprintf(stderr, "snapfs-ctl: \"%s\" is not a snapshot: give its id (42), ID-HOST or "
-					"the directory ID-HOST-INST as snapfs-ctl ls shows it\n",
+			fprintf(stderr,
+				"snapfs-ctl: \"%s\" is not a snapshot: give its id (42), ID-HOST or "
+				"the directory ID-HOST-INST as snapfs-ctl ls shows it\n",
 				snap);
 			free(f.dirs);
 			free(f.leaves);
@@ -445,7 +450,8 @@ int ctl_find_snapshot(s3_client *c, const struct ctl_opts *o, const char *coll, 
 		struct layout_snap s;
 		if (!layout_parse_dir(f.dirs[i], &s) || f.leaves[i] != 3)
 			continue;
-		if (named ? (!want.inst[0] && s.id == want.id && strcmp(s.host, want.host) == 0) : s.id == id) {
+		if (named ? (!want.inst[0] && s.id == want.id && strcmp(s.host, want.host) == 0)
+			  : s.id == id) {
 			sbuf_addf(&cands, " %s", s.dir);
 			which = i;
 			match++;
@@ -455,17 +461,20 @@ int ctl_find_snapshot(s3_client *c, const struct ctl_opts *o, const char *coll, 
 	if (match == 1 && f.leaves[which] == 3) {
 		memcpy(dir, f.dirs[which], LAYOUT_DIR_MAX);
 	} else if (match == 1) {
-		fprintf(stderr, "snapfs-ctl: %s: snapshot %s is not whole in the bucket (a database or "
-				"manifest object is missing)\n",
+		fprintf(stderr,
+			"snapfs-ctl: %s: snapshot %s is not whole in the bucket (a database or "
+			"manifest object is missing)\n",
 			coll, f.dirs[which]);
 		ret = CTL_FAIL;
 	} else if (!match) {
-		fprintf(stderr, "snapfs-ctl: %s: no snapshot \"%s\" in s3://%s/%s (snapfs-ctl ls lists "
-				"those there)\n",
+		fprintf(stderr,
+			"snapfs-ctl: %s: no snapshot \"%s\" in s3://%s/%s (snapfs-ctl ls lists "
+			"those there)\n",
 			coll, snap, s3_client_bucket(c), pfx);
 		ret = CTL_FAIL;
 	} else {
-		fprintf(stderr, "snapfs-ctl: %s: \"%s\" names several snapshots:%s; give the whole name\n",
+		fprintf(stderr,
+			"snapfs-ctl: %s: \"%s\" names several snapshots:%s; give the whole name\n",
 			coll, snap, sbuf_str(&cands));
 		ret = CTL_USAGE;
 	}
@@ -507,8 +516,9 @@ static int ctl_repair_target(s3_client *c, const struct ctl_opts *o, const char 
 			memcpy(dir, best->name.dir, LAYOUT_DIR_MAX);
 		sweep_plan_free(&pl);
 		if (!best) {
-			fprintf(stderr, "snapfs-ctl: %s: no whole snapshot in the bucket for the pointer to "
-					"name\n",
+			fprintf(stderr,
+				"snapfs-ctl: %s: no whole snapshot in the bucket for the pointer to "
+				"name\n",
 				coll);
 			return CTL_FAIL;
 		}
@@ -564,7 +574,8 @@ int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const c
 	struct lease_pointer cur;
 	struct s3_error e;
 	bool lpresent, ppresent;
-	if (!store_name_valid(coll) || layout_lease_key(o->nprefix, coll, lease_key, sizeof(lease_key)) < 0 ||
+	if (!store_name_valid(coll) ||
+	    layout_lease_key(o->nprefix, coll, lease_key, sizeof(lease_key)) < 0 ||
 	    layout_pointer_key(o->nprefix, coll, ptr_key, sizeof(ptr_key)) < 0) {
 		fprintf(stderr, "snapfs-ctl: \"%s\" is not a collection name\n", coll);
 		return CTL_USAGE;
@@ -608,8 +619,9 @@ int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const c
 	if (rc == -EBUSY) {
 		char until[RFC3339_LEN];
 		rfc3339_format(holder.expires, until);
-		fprintf(stderr, "snapfs-ctl: %s: the lease is held by %s until %s; nothing changed, try "
-				"again later\n",
+		fprintf(stderr,
+			"snapfs-ctl: %s: the lease is held by %s until %s; nothing changed, try "
+			"again later\n",
 			coll, holder.owner, until);
 		lease_free(l);
 		return CTL_FAIL;
@@ -623,11 +635,12 @@ int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const c
 	struct lease_pointer p;
 	if (prc == -EPROTO) {
 		ret = ctl_repair_target(c, o, coll, snap, &p);
-		if (ret == CTL_OK &&
-		    (rc = lease_pointer_swap(l, ptr_key, &p, NULL, ptr_etag, CTL_MARGIN_S, NULL, &e)) < 0) {
-			ctl_s3_error(rc == -ESTALE ? "replacing the pointer (it changed meanwhile: nothing "
-						     "written)"
-						   : "replacing the pointer",
+		if (ret == CTL_OK && (rc = lease_pointer_swap(l, ptr_key, &p, NULL, ptr_etag,
+							      CTL_MARGIN_S, NULL, &e)) < 0) {
+			ctl_s3_error(rc == -ESTALE
+					     ? "replacing the pointer (it changed meanwhile: nothing "
+					       "written)"
+					     : "replacing the pointer",
 				     &e);
 			ret = CTL_FAIL;
 		}
@@ -641,7 +654,8 @@ int ctl_repair(s3_client *c, const struct ctl_opts *o, const char *coll, const c
 	jsonx_set(out, "collection", jsonx_str(coll));
 	if (lrc == -EPROTO) {
 		char lease_desc[64];
-		snprintf(lease_desc, sizeof(lease_desc), "replaced (token %" PRIu64 ", released)", token);
+		snprintf(lease_desc, sizeof(lease_desc), "replaced (token %" PRIu64 ", released)",
+			 token);
 		jsonx_set(out, "lease", jsonx_str(lease_desc));
 	} else {
 		jsonx_set(out, "lease", jsonx_str("ok"));

@@ -52,7 +52,8 @@ static int ctl_hosts(s3_client *c, const struct ctl_opts *o, json_t *list)
 }
 
 /* {HOST: {"count", "bytes"}} of the deltas (area "deltas" or "rejected") of coll. */
-static int ctl_deltas(s3_client *c, const struct ctl_opts *o, const char *coll, const char *area, json_t **out)
+static int ctl_deltas(s3_client *c, const struct ctl_opts *o, const char *coll, const char *area,
+		      json_t **out)
 {
 	char pfx[S3_KEY_MAX + 1];
 	struct s3_object *obj = NULL;
@@ -76,9 +77,11 @@ static int ctl_deltas(s3_client *c, const struct ctl_opts *o, const char *coll, 
 			jsonx_set(h, "bytes", jsonx_u64(0));
 			jsonx_set(*out, d.host, h);
 		}
-		jsonx_set(h, "count", jsonx_u64((uint64_t)json_integer_value(json_object_get(h, "count")) + 1));
+		jsonx_set(h, "count",
+			  jsonx_u64((uint64_t)json_integer_value(json_object_get(h, "count")) + 1));
 		jsonx_set(h, "bytes",
-			  jsonx_u64((uint64_t)json_integer_value(json_object_get(h, "bytes")) + obj[i].size));
+			  jsonx_u64((uint64_t)json_integer_value(json_object_get(h, "bytes")) +
+				    obj[i].size));
 	}
 	s3_objects_free(obj, n);
 	return CTL_OK;
@@ -91,7 +94,8 @@ static int ctl_cluster_coll(s3_client *c, const struct ctl_opts *o, const char *
 	struct s3_object_info info;
 	json_t *j = json_object();
 	jsonx_set(j, "collection", jsonx_str(coll));
-	bool marker = layout_marker_key(o->nprefix, coll, key, sizeof(key)) == 0 && s3_head(c, key, &info, &e) == 0;
+	bool marker = layout_marker_key(o->nprefix, coll, key, sizeof(key)) == 0 &&
+		      s3_head(c, key, &info, &e) == 0;
 	if (marker)
 		s3_object_info_free(&info);
 	jsonx_set(j, "marker", json_boolean(marker));

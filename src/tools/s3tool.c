@@ -99,10 +99,28 @@ static int parse_count(const char *s, unsigned *out)
 /* ---- main --------------------------------------------------------------- */
 
 enum {
-	OPT_ENDPOINT = 256, OPT_REGION, OPT_BUCKET, OPT_PROFILE, OPT_PATH_STYLE, OPT_VHOST,
-	OPT_MAX_ATTEMPTS, OPT_RETRY_BASE, OPT_RETRY_CAP, OPT_CONNECT_TIMEOUT, OPT_LOW_SPEED_TIME,
-	OPT_IF_NONE_MATCH, OPT_IF_MATCH, OPT_CONTENT_TYPE, OPT_RANGE, OPT_PART_SIZE, OPT_PARALLEL,
-	OPT_THRESHOLD, OPT_PROGRESS, OPT_META, OPT_TIMEOUT, OPT_SLOW_TIMEOUT,
+	OPT_ENDPOINT = 256,
+	OPT_REGION,
+	OPT_BUCKET,
+	OPT_PROFILE,
+	OPT_PATH_STYLE,
+	OPT_VHOST,
+	OPT_MAX_ATTEMPTS,
+	OPT_RETRY_BASE,
+	OPT_RETRY_CAP,
+	OPT_CONNECT_TIMEOUT,
+	OPT_LOW_SPEED_TIME,
+	OPT_IF_NONE_MATCH,
+	OPT_IF_MATCH,
+	OPT_CONTENT_TYPE,
+	OPT_RANGE,
+	OPT_PART_SIZE,
+	OPT_PARALLEL,
+	OPT_THRESHOLD,
+	OPT_PROGRESS,
+	OPT_META,
+	OPT_TIMEOUT,
+	OPT_SLOW_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -140,8 +158,8 @@ struct cmd_spec {
 };
 
 static const struct cmd_spec commands[] = {
-	{"put", 2, 2}, {"get", 2, 2}, {"head", 1, 1},     {"rm", 1, 1},
-	{"ls", 0, 1},  {"upload", 2, 2}, {"uploads", 0, 1}, {"abort", 2, 2},
+	{"put", 2, 2},       {"get", 2, 2},      {"head", 1, 1},    {"rm", 1, 1},
+	{"ls", 0, 1},        {"upload", 2, 2},   {"uploads", 0, 1}, {"abort", 2, 2},
 	{"rm-prefix", 1, 1}, {"download", 2, 2},
 };
 
@@ -153,15 +171,18 @@ static int client_option(int ch, const char *a, struct s3_config *cfg)
 	case OPT_VHOST: cfg->addressing = S3_ADDRESSING_VIRTUAL; return 0;
 	case OPT_MAX_ATTEMPTS:
 		if (parse_count(a, &cfg->retry.max_attempts) || !cfg->retry.max_attempts)
-			return s3tool_usage_error("--max-attempts wants a positive number, not \"%s\"", a);
+			return s3tool_usage_error("--max-attempts wants a positive number, not \"%s\"",
+						  a);
 		return 0;
 	case OPT_RETRY_BASE:
 		if (parse_count(a, &cfg->retry.base_ms) || !cfg->retry.base_ms)
-			return s3tool_usage_error("--retry-base-ms wants a positive number, not \"%s\"", a);
+			return s3tool_usage_error("--retry-base-ms wants a positive number, not \"%s\"",
+						  a);
 		return 0;
 	case OPT_RETRY_CAP:
 		if (parse_count(a, &cfg->retry.cap_ms) || !cfg->retry.cap_ms)
-			return s3tool_usage_error("--retry-cap-ms wants a positive number, not \"%s\"", a);
+			return s3tool_usage_error("--retry-cap-ms wants a positive number, not \"%s\"",
+						  a);
 		return 0;
 	case OPT_CONNECT_TIMEOUT:
 		if (parse_count(a, &cfg->connect_timeout_s) || !cfg->connect_timeout_s)
@@ -194,7 +215,8 @@ static int command_option(int ch, char *a, struct s3tool_opts *co)
 	case OPT_PART_SIZE:
 		if (parse_size(a, &co->part_size) || co->part_size < S3_MIN_PART_SIZE ||
 		    co->part_size > S3_MAX_PART_SIZE)
-			return s3tool_usage_error("--part-size wants a size from 5M to 5G, not \"%s\"", a);
+			return s3tool_usage_error("--part-size wants a size from 5M to 5G, not \"%s\"",
+						  a);
 		return 0;
 	case OPT_PARALLEL:
 		if (parse_count(a, &co->parallel) || !co->parallel || co->parallel > 64)
@@ -208,7 +230,8 @@ static int command_option(int ch, char *a, struct s3tool_opts *co)
 	case OPT_META: {
 		char *eq = strchr(a, '=');
 		if (!eq || eq == a || co->n_meta == 32)
-			return s3tool_usage_error("--meta wants NAME=VALUE (at most 32), not \"%s\"", a);
+			return s3tool_usage_error("--meta wants NAME=VALUE (at most 32), not \"%s\"",
+						  a);
 		*eq = '\0';
 		co->meta[co->n_meta].name = a;
 		co->meta[co->n_meta].value = eq + 1;
@@ -236,7 +259,8 @@ int main(int argc, char **argv)
 		ch = getopt_long(argc, argv, "+vhV", long_opts, NULL);
 		if (ch == -1) {
 			if (npos == 4)
-				return s3tool_usage_error("too many arguments (\"%s\")", argv[optind]);
+				return s3tool_usage_error("too many arguments (\"%s\")",
+							  argv[optind]);
 			pos[npos++] = argv[optind++];
 			continue;
 		}
@@ -254,7 +278,8 @@ int main(int argc, char **argv)
 			if (r < 0)
 				r = command_option(ch, optarg, &co);
 			if (r < 0)
-				return s3tool_usage_error("unknown option or missing value: %s", argv[optind - 1]);
+				return s3tool_usage_error("unknown option or missing value: %s",
+							  argv[optind - 1]);
 			if (r > 0)
 				return r;
 			break;

@@ -13,7 +13,7 @@
 #include "s3.h"
 
 /* Exit codes besides 0. */
-#define S3TOOL_FAIL 1         /* the reason is on stderr */
+#define S3TOOL_FAIL 1 /* the reason is on stderr */
 #define S3TOOL_USAGE 2
 #define S3TOOL_PRECONDITION 3 /* --if-none-match or --if-match did not hold */
 
@@ -27,7 +27,7 @@ struct s3tool_opts {
 	unsigned parallel;
 	bool progress;
 	const atomic_bool *cancel; /* set by SIGINT/SIGTERM: the running request stops */
-	struct s3_meta meta[32]; /* --meta NAME=VALUE; values point into argv */
+	struct s3_meta meta[32];   /* --meta NAME=VALUE; values point into argv */
 	size_t n_meta;
 };
 
@@ -38,6 +38,7 @@ int s3tool_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
  * Runs command name with its arguments a1 and a2 (NULL where the command
  * takes fewer). Returns the exit code.
  */
-int s3tool_run(s3_client *c, const char *name, const char *a1, const char *a2, const struct s3tool_opts *co);
+int s3tool_run(s3_client *c, const char *name, const char *a1, const char *a2,
+	       const struct s3tool_opts *co);
 
 #endif

@@ -26,7 +26,8 @@ static int fail(const struct s3_error *e, int rc)
 {
 	char msg[2048];
 	if (rc == -ECANCELED && !e->http_status && !e->curl_code) {
-		fprintf(stderr, "snapfs-s3: %s s3://%s/%s: cancelled\n", e->method, e->bucket, e->key);
+		fprintf(stderr, "snapfs-s3: %s s3://%s/%s: cancelled\n", e->method, e->bucket,
+			e->key);
 		return S3TOOL_FAIL;
 	}
 	s3_error_format(e, msg, sizeof(msg));
@@ -304,7 +305,8 @@ static int cmd_upload(s3_client *c, const char *key, const char *path, const str
 	jsonx_set(j, "upload_retries", jsonx_u64(res.retries));
 	jsonx_set(j, "seconds", jsonx_real(dt, 3));
 	/* A whole number, as "%.0f" wrote it. */
-	jsonx_set(j, "bytes_per_second", jsonx_u64(dt > 0 ? (uint64_t)((double)res.size / dt + 0.5) : 0));
+	jsonx_set(j, "bytes_per_second",
+		  jsonx_u64(dt > 0 ? (uint64_t)((double)res.size / dt + 0.5) : 0));
 	jsonx_set(j, "peak_rss_kib", jsonx_u64(peak_rss_kib()));
 	emit(j, c);
 	return 0;
@@ -342,7 +344,8 @@ static int cmd_download(s3_client *c, const char *key, const char *path, const s
 	jsonx_set(j, "parts", jsonx_u64(res.parts));
 	jsonx_set(j, "download_retries", jsonx_u64(res.retries));
 	jsonx_set(j, "seconds", jsonx_real(dt, 3));
-	jsonx_set(j, "bytes_per_second", jsonx_u64(dt > 0 ? (uint64_t)((double)res.size / dt + 0.5) : 0));
+	jsonx_set(j, "bytes_per_second",
+		  jsonx_u64(dt > 0 ? (uint64_t)((double)res.size / dt + 0.5) : 0));
 	emit(j, c);
 	return 0;
 }
@@ -385,7 +388,8 @@ static int cmd_abort(s3_client *c, const char *key, const char *upload_id)
 
 /* ---- dispatch ----------------------------------------------------------- */
 
-int s3tool_run(s3_client *c, const char *name, const char *a1, const char *a2, const struct s3tool_opts *co)
+int s3tool_run(s3_client *c, const char *name, const char *a1, const char *a2,
+	       const struct s3tool_opts *co)
 {
 	if (strcmp(name, "put") == 0)
 		return cmd_put(c, a1, a2, co);

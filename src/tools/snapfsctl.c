@@ -155,35 +155,42 @@ static int ctl_verify(const char *dir)
 	}
 	int rc = fsx_read_all(mpath, &doc, &len);
 	if (rc < 0) {
-		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, mpath, strerror(-rc));
+		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, mpath,
+			strerror(-rc));
 		return CTL_FAIL;
 	}
-	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 || manifest_read_file(doc, file, sizeof(file)) < 0 ||
-	    !file[0] || strchr(file, '/') || strcmp(file, "..") == 0 || strcmp(file, ".") == 0) {
+	if (manifest_read_basic(doc, &msize, msha, &mid) < 0 ||
+	    manifest_read_file(doc, file, sizeof(file)) < 0 || !file[0] || strchr(file, '/') ||
+	    strcmp(file, "..") == 0 || strcmp(file, ".") == 0) {
 		free(doc);
-		fprintf(stderr, "snapfs-ctl: verify %s: %s is not a snapfs manifest (file, size, sha256, id)\n",
+		fprintf(stderr,
+			"snapfs-ctl: verify %s: %s is not a snapfs manifest (file, size, sha256, id)\n",
 			dir, mpath);
 		return CTL_BAD;
 	}
 	free(doc);
 	snprintf(dbpath, sizeof(dbpath), "%s/%s", dir, file);
 	if ((rc = fsx_sha256_file(dbpath, raw, &size)) < 0) {
-		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, dbpath, strerror(-rc));
+		fprintf(stderr, "snapfs-ctl: verify %s: cannot read %s: %s\n", dir, dbpath,
+			strerror(-rc));
 		return CTL_FAIL;
 	}
 	hex_encode(raw, sizeof(raw), sha);
 	if (size != msize) {
-		fprintf(stderr, "snapfs-ctl: verify %s: %s is %" PRIu64 " bytes, the manifest says %" PRIu64 "\n",
+		fprintf(stderr,
+			"snapfs-ctl: verify %s: %s is %" PRIu64 " bytes, the manifest says %" PRIu64
+			"\n",
 			dir, dbpath, size, msize);
 		return CTL_BAD;
 	}
 	if (strcmp(sha, msha) != 0) {
-		fprintf(stderr, "snapfs-ctl: verify %s: SHA-256 of %s is %s, the manifest says %s\n", dir,
-			dbpath, sha, msha);
+		fprintf(stderr, "snapfs-ctl: verify %s: SHA-256 of %s is %s, the manifest says %s\n",
+			dir, dbpath, sha, msha);
 		return CTL_BAD;
 	}
 	if (ctl_integrity(dbpath, ic, sizeof(ic)) < 0) {
-		fprintf(stderr, "snapfs-ctl: verify %s: PRAGMA integrity_check of %s: %s\n", dir, dbpath, ic);
+		fprintf(stderr, "snapfs-ctl: verify %s: PRAGMA integrity_check of %s: %s\n", dir,
+			dbpath, ic);
 		return CTL_BAD;
 	}
 	json_t *out = json_object();
@@ -272,8 +279,8 @@ struct ctl_restore_src {
 };
 
 /* The keys of what the pointer names (snap NULL) or of snapshot snap. A CTL_ code. */
-static int ctl_restore_keys(s3_client *c, const struct ctl_opts *o, const char *coll, const char *snap,
-			    struct ctl_restore_src *r)
+static int ctl_restore_keys(s3_client *c, const struct ctl_opts *o, const char *coll,
+			    const char *snap, struct ctl_restore_src *r)
 {
 	char ptr_key[S3_KEY_MAX + 1];
 	struct s3_error e;
@@ -285,8 +292,10 @@ static int ctl_restore_keys(s3_client *c, const struct ctl_opts *o, const char *
 		int ret = ctl_find_snapshot(c, o, coll, snap, dir);
 		if (ret != CTL_OK)
 			return ret;
-		if (layout_snapshot_key(o->nprefix, coll, dir, leaf, r->db_key, sizeof(r->db_key)) < 0 ||
-		    layout_snapshot_key(o->nprefix, coll, dir, "MANIFEST.json", r->man_key, sizeof(r->man_key)) < 0)
+		if (layout_snapshot_key(o->nprefix, coll, dir, leaf, r->db_key, sizeof(r->db_key)) <
+			    0 ||
+		    layout_snapshot_key(o->nprefix, coll, dir, "MANIFEST.json", r->man_key,
+					sizeof(r->man_key)) < 0)
 			return CTL_USAGE;
 		return CTL_OK;
 	}
@@ -322,14 +331,16 @@ static int ctl_restore_manifest(s3_client *c, struct ctl_restore_src *r, const c
 	int mrc = manifest_read_basic(mdoc, &r->size, r->sha256, &r->id);
 	free(mdoc);
 	if (mrc < 0) {
-		fprintf(stderr, "snapfs-ctl: refusing s3://%s/%s: not a snapfs manifest; %s not written\n",
+		fprintf(stderr,
+			"snapfs-ctl: refusing s3://%s/%s: not a snapfs manifest; %s not written\n",
 			bucket, r->man_key, dest);
 		return CTL_BAD;
 	}
 	if (r->from_pointer && (strcmp(r->p.sha256, r->sha256) != 0 || r->p.size != r->size)) {
 		fprintf(stderr,
 			"snapfs-ctl: refusing: the pointer says SHA-256 %s, %" PRIu64
-			" bytes, but the manifest s3://%s/%s says %s, %" PRIu64 " bytes; %s not written\n",
+			" bytes, but the manifest s3://%s/%s says %s, %" PRIu64
+			" bytes; %s not written\n",
 			r->p.sha256, r->p.size, bucket, r->man_key, r->sha256, r->size, dest);
 		return CTL_BAD;
 	}
@@ -337,8 +348,8 @@ static int ctl_restore_manifest(s3_client *c, struct ctl_restore_src *r, const c
 }
 
 /* Checks the downloaded file (fd, at tmp) against the manifest. A CTL_ code. */
-static int ctl_restore_verify(s3_client *c, const struct ctl_restore_src *r, int fd, const char *tmp,
-			      const char *sha, const char *dest)
+static int ctl_restore_verify(s3_client *c, const struct ctl_restore_src *r, int fd,
+			      const char *tmp, const char *sha, const char *dest)
 {
 	const char *bucket = s3_client_bucket(c);
 	struct stat st;
@@ -349,8 +360,8 @@ static int ctl_restore_verify(s3_client *c, const struct ctl_restore_src *r, int
 	}
 	if ((uint64_t)st.st_size != r->size) {
 		fprintf(stderr,
-			"snapfs-ctl: refusing s3://%s/%s: %" PRIu64 " bytes, its manifest says %" PRIu64
-			"; %s not written\n",
+			"snapfs-ctl: refusing s3://%s/%s: %" PRIu64
+			" bytes, its manifest says %" PRIu64 "; %s not written\n",
 			bucket, r->db_key, (uint64_t)st.st_size, r->size, dest);
 		return CTL_BAD;
 	}
@@ -362,8 +373,9 @@ static int ctl_restore_verify(s3_client *c, const struct ctl_restore_src *r, int
 		return CTL_BAD;
 	}
 	if (ctl_integrity(tmp, ic, sizeof(ic)) < 0) {
-		fprintf(stderr, "snapfs-ctl: refusing s3://%s/%s: PRAGMA integrity_check: %s; %s not "
-				"written\n",
+		fprintf(stderr,
+			"snapfs-ctl: refusing s3://%s/%s: PRAGMA integrity_check: %s; %s not "
+			"written\n",
 			bucket, r->db_key, ic, dest);
 		return CTL_BAD;
 	}
@@ -438,7 +450,8 @@ static int ctl_restore(s3_client *c, const struct ctl_opts *o, const char *coll,
 	}
 	fd = -1;
 	if (rename(tmp, dest) < 0) {
-		fprintf(stderr, "snapfs-ctl: cannot rename %s to %s: %s\n", tmp, dest, strerror(errno));
+		fprintf(stderr, "snapfs-ctl: cannot rename %s to %s: %s\n", tmp, dest,
+			strerror(errno));
 		goto out;
 	}
 	tmp[0] = '\0';
@@ -473,7 +486,8 @@ static int ctl_option(struct ctl_opts *o, int ch, const char *arg)
 		if (strcmp(arg, "all") == 0) {
 			o->keep = 0;
 		} else if (parse_uint(arg, 1, UPL_KEEP_MAX, &o->keep) < 0) {
-			fprintf(stderr, "snapfs-ctl: --keep %s: a whole number from 1 to %d, or all\n", arg,
+			fprintf(stderr,
+				"snapfs-ctl: --keep %s: a whole number from 1 to %d, or all\n", arg,
 				UPL_KEEP_MAX);
 			return CTL_USAGE;
 		}
@@ -481,7 +495,8 @@ static int ctl_option(struct ctl_opts *o, int ch, const char *arg)
 	case OPT_GRACE:
 	case OPT_UPLOAD_AGE:
 		if (parse_duration_ms(arg, &ms) < 0 || ms / 1000 > 365u * 86400u) {
-			fprintf(stderr, "snapfs-ctl: --%s %s: a duration (a number with ms, s, m, h or d)\n",
+			fprintf(stderr,
+				"snapfs-ctl: --%s %s: a duration (a number with ms, s, m, h or d)\n",
 				ch == OPT_GRACE ? "grace" : "upload-age", arg);
 			return CTL_USAGE;
 		}
@@ -502,12 +517,17 @@ int main(int argc, char **argv)
 			     .grace_s = UPL_DEFAULT_GRACE_S,
 			     .upload_age_s = SWEEP_DEFAULT_UPLOAD_AGE_S};
 	static const struct option lo[] = {
-		{"bucket", required_argument, NULL, 'b'},    {"prefix", required_argument, NULL, 'p'},
-		{"endpoint", required_argument, NULL, 'e'},  {"region", required_argument, NULL, 'r'},
-		{"profile", required_argument, NULL, 'P'},   {"help", no_argument, NULL, 'h'},
-		{"keep", required_argument, NULL, OPT_KEEP}, {"grace", required_argument, NULL, OPT_GRACE},
+		{"bucket", required_argument, NULL, 'b'},
+		{"prefix", required_argument, NULL, 'p'},
+		{"endpoint", required_argument, NULL, 'e'},
+		{"region", required_argument, NULL, 'r'},
+		{"profile", required_argument, NULL, 'P'},
+		{"help", no_argument, NULL, 'h'},
+		{"keep", required_argument, NULL, OPT_KEEP},
+		{"grace", required_argument, NULL, OPT_GRACE},
 		{"upload-age", required_argument, NULL, OPT_UPLOAD_AGE},
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN}, {NULL, 0, NULL, 0},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+		{NULL, 0, NULL, 0},
 	};
 	int ch, rc;
 	log_init(false, LOG_WARNING);
@@ -573,7 +593,8 @@ int main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	static const char *const s3_commands[] = {"restore", "pointer", "ls", "sweep", "repair", "cluster"};
+	static const char *const s3_commands[] = {"restore", "pointer", "ls",
+						  "sweep",   "repair",  "cluster"};
 	log_init(false, LOG_WARNING);
 	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
 		ctl_usage(stdout);
@@ -584,8 +605,9 @@ int main(int argc, char **argv)
 		return ctl_verify(argv[2]);
 	for (size_t i = 0; argc > 1 && i < sizeof(s3_commands) / sizeof(s3_commands[0]); i++)
 		if (strcmp(argv[1], s3_commands[i]) == 0) {
-			fprintf(stderr, "snapfs-ctl: %s: this snapfs-ctl was built without S3 (meson "
-					"-Ds3=disabled); only verify works\n",
+			fprintf(stderr,
+				"snapfs-ctl: %s: this snapfs-ctl was built without S3 (meson "
+				"-Ds3=disabled); only verify works\n",
 				argv[1]);
 			return CTL_FAIL;
 		}

@@ -39,8 +39,8 @@ static void cl_claim_doc(const char *host, const char *inst, sbuf *out)
 }
 
 /* Reads the claim: 0 with *present, inst[] and etag; a negative errno (err) on failure. */
-static int cl_claim_read(s3_client *c3, const char *key, bool *present, char inst[LAYOUT_INST_LEN + 1],
-			 char etag[S3_ETAG_MAX], struct s3_error *e)
+static int cl_claim_read(s3_client *c3, const char *key, bool *present,
+			 char inst[LAYOUT_INST_LEN + 1], char etag[S3_ETAG_MAX], struct s3_error *e)
 {
 	void *doc = NULL;
 	size_t len;
@@ -68,12 +68,14 @@ static int cl_claim_read(s3_client *c3, const char *key, bool *present, char ins
 }
 
 /* Writes our claim over etag (NULL: create-only); new_etag receives its ETag. */
-static int cl_claim_write(s3_client *c3, const char *key, const char *host, const char *inst, const char *etag,
-			  char new_etag[S3_ETAG_MAX], struct s3_error *e)
+static int cl_claim_write(s3_client *c3, const char *key, const char *host, const char *inst,
+			  const char *etag, char new_etag[S3_ETAG_MAX], struct s3_error *e)
 {
 	sbuf b = SBUF_INIT;
 	cl_claim_doc(host, inst, &b);
-	struct s3_put_opts po = {.content_type = "application/json", .if_none_match = etag == NULL, .if_match = etag};
+	struct s3_put_opts po = {.content_type = "application/json",
+				 .if_none_match = etag == NULL,
+				 .if_match = etag};
 	struct s3_put_result pr;
 	int rc = s3_put_buf(c3, key, b.buf, b.len, &po, &pr, e);
 	sbuf_free(&b);
@@ -82,10 +84,11 @@ static int cl_claim_write(s3_client *c3, const char *key, const char *host, cons
 	return rc;
 }
 
-int cluster_claim(const struct s3_config *s3, const char *prefix, const char *host_id, const char *instance,
-		  char *err, size_t errlen)
+int cluster_claim(const struct s3_config *s3, const char *prefix, const char *host_id,
+		  const char *instance, char *err, size_t errlen)
 {
-	char key[S3_KEY_MAX + 1], etag[S3_ETAG_MAX] = "", inst[LAYOUT_INST_LEN + 1], first[S3_ETAG_MAX];
+	char key[S3_KEY_MAX + 1], etag[S3_ETAG_MAX] = "", inst[LAYOUT_INST_LEN + 1],
+				  first[S3_ETAG_MAX];
 	s3_client *c3;
 	struct s3_error e;
 	bool present;
@@ -101,8 +104,8 @@ int cluster_claim(const struct s3_config *s3, const char *prefix, const char *ho
 		/* Another STORE's claim: a live one is rewritten every CLUSTER_BEAT_S. */
 		snprintf(first, sizeof(first), "%s", etag);
 		double until = mono_now() + CLUSTER_CLAIM_WATCH_S;
-		log_info("cluster: host id %s is claimed by STORE instance %s; watching it for %d s", host_id,
-			 inst, CLUSTER_CLAIM_WATCH_S);
+		log_info("cluster: host id %s is claimed by STORE instance %s; watching it for %d s",
+			 host_id, inst, CLUSTER_CLAIM_WATCH_S);
 		while (rc == 0 && present && !strcmp(etag, first) && mono_now() < until) {
 			usleep(500000);
 			rc = cl_claim_read(c3, key, &present, inst, etag, &e);
@@ -120,8 +123,9 @@ int cluster_claim(const struct s3_config *s3, const char *prefix, const char *ho
 		char ne[S3_ETAG_MAX];
 		rc = cl_claim_write(c3, key, host_id, instance, present ? etag : NULL, ne, &e);
 		if (rc == -ESTALE)
-			snprintf(err, errlen, "s3_host_id=%s: the claim s3://%s/%s changed while it was taken: "
-					      "another snapfs is starting with this host id",
+			snprintf(err, errlen,
+				 "s3_host_id=%s: the claim s3://%s/%s changed while it was taken: "
+				 "another snapfs is starting with this host id",
 				 host_id, s3_client_bucket(c3), key);
 	}
 	if (rc < 0 && rc != -ESTALE) {
@@ -154,9 +158,11 @@ void cl_beat(cluster *cl)
 			rc = 0, snprintf(ne, sizeof(ne), "%s", etag);
 		else
 			log_err("cluster: another snapfs (STORE instance %s) claims host id %s: two hosts must not "
-				"share one; this one keeps its claim", present ? inst : "?", cl->host);
+				"share one; this one keeps its claim",
+				present ? inst : "?", cl->host);
 		if (rc < 0)
-			rc = cl_claim_write(cl->coord_c, key, cl->host, cl->inst, present ? etag : NULL, ne, &e);
+			rc = cl_claim_write(cl->coord_c, key, cl->host, cl->inst,
+					    present ? etag : NULL, ne, &e);
 	}
 	pthread_mutex_lock(&cl->mu);
 	if (rc == 0) {

@@ -87,8 +87,9 @@ static bool cl_have(cluster *cl, const char *coll, const struct lease_pointer *p
 		store_id_format(ids[n - 1], leaf, sizeof(leaf));
 		strcat(leaf, "/MANIFEST.json");
 		if (store_path(cl->st, coll, STORE_AREA_SNAPSHOTS, leaf, path, sizeof(path)) == 0 &&
-		    fsx_read_all(path, &json, NULL) == 0 && manifest_read_basic(json, &size, sha, &mid) == 0 &&
-		    !strcmp(sha, p->sha256) && size == p->size) {
+		    fsx_read_all(path, &json, NULL) == 0 &&
+		    manifest_read_basic(json, &size, sha, &mid) == 0 && !strcmp(sha, p->sha256) &&
+		    size == p->size) {
 			have = true;
 			*id = ids[n - 1];
 		}
@@ -99,8 +100,8 @@ static bool cl_have(cluster *cl, const char *coll, const struct lease_pointer *p
 }
 
 /* Steps 1-4 of the header into staging/ID. 0, or a negative errno with why. */
-static int cl_fetch(cluster *cl, s3_client *c3, const char *coll, const struct lease_pointer *p, uint64_t id,
-		    char *why, size_t len)
+static int cl_fetch(cluster *cl, s3_client *c3, const char *coll, const struct lease_pointer *p,
+		    uint64_t id, char *why, size_t len)
 {
 	char dir[PATH_MAX], db[PATH_MAX + 80], man[PATH_MAX + 16];
 	struct s3_error e;
@@ -115,8 +116,11 @@ static int cl_fetch(cluster *cl, s3_client *c3, const char *coll, const struct l
 		return rc;
 	}
 	s3_object_info_free(&info);
-	if (manifest_read_basic(mdoc, &msize, msha, &mid) < 0 || msize != p->size || strcmp(msha, p->sha256)) {
-		snprintf(why, len, "the manifest %.300s does not say what the pointer says (%" PRIu64 " bytes, %.64s)",
+	if (manifest_read_basic(mdoc, &msize, msha, &mid) < 0 || msize != p->size ||
+	    strcmp(msha, p->sha256)) {
+		snprintf(why, len,
+			 "the manifest %.300s does not say what the pointer says (%" PRIu64
+			 " bytes, %.64s)",
 			 p->manifest_key, p->size, p->sha256);
 		free(mdoc);
 		return -EBADMSG;
@@ -145,7 +149,8 @@ static int cl_fetch(cluster *cl, s3_client *c3, const char *coll, const struct l
 		s3_error_format(&e, why, len);
 	else if (res.size != p->size || strcmp(res.sha256, p->sha256) != 0)
 		rc = -EBADMSG, snprintf(why, len,
-					"%.300s is %" PRIu64 " bytes with SHA-256 %.64s, but the pointer says %" PRIu64
+					"%.300s is %" PRIu64
+					" bytes with SHA-256 %.64s, but the pointer says %" PRIu64
 					" bytes, %.64s (damaged or replaced)",
 					p->db_key, res.size, res.sha256, p->size, p->sha256);
 	else if (fsync(fd) < 0)
@@ -249,16 +254,18 @@ int cl_follow_one(cluster *cl, s3_client *c3, struct ccl *c)
 			double b = 1.0;
 			for (unsigned i = 1; i < c->follow_failures && b < CL_BACKOFF_MAX_S; i++)
 				b *= 2;
-			c->follow_not_before = mono_now() + (b < CL_BACKOFF_MAX_S ? b : CL_BACKOFF_MAX_S);
-			snprintf(c->error, sizeof(c->error), "snapshot of generation %" PRIu64 " not shown: %.400s",
+			c->follow_not_before =
+				mono_now() + (b < CL_BACKOFF_MAX_S ? b : CL_BACKOFF_MAX_S);
+			snprintf(c->error, sizeof(c->error),
+				 "snapshot of generation %" PRIu64 " not shown: %.400s",
 				 p.generation, why);
 			pthread_mutex_unlock(&cl->mu);
-			log_err("cluster: %s: snapshot %s of generation %" PRIu64 " not shown: %s", c->name, p.db_key,
-				p.generation, why);
+			log_err("cluster: %s: snapshot %s of generation %" PRIu64 " not shown: %s",
+				c->name, p.db_key, p.generation, why);
 			return rc;
 		}
-		log_info("cluster: %s: snapshot %08" PRIu64 " of %s (generation %" PRIu64 ", %" PRIu64
-			 " bytes) verified and published in %.2f s",
+		log_info("cluster: %s: snapshot %08" PRIu64 " of %s (generation %" PRIu64
+			 ", %" PRIu64 " bytes) verified and published in %.2f s",
 			 c->name, id, p.host, p.generation, p.size, mono_now() - t0);
 		cl->hooks.published(cl->hooks.ctx, c->name, id);
 	}
@@ -289,7 +296,8 @@ void *cl_follow_main(void *arg)
 			if (role == CL_FOLLOW || role == CL_SYNC)
 				cl_follow_one(cl, cl->follow_c, v[i]);
 			else
-				cl_poll_pointer(cl, cl->follow_c, v[i]); /* the compactor watches it moving under it */
+				cl_poll_pointer(cl, cl->follow_c,
+						v[i]); /* the compactor watches it moving under it */
 		}
 		free(v);
 	} while (cl_wait(cl, &cl->follow_kick, cl->poll_s));

@@ -62,7 +62,8 @@ static bool cl_imported(const struct ccl *c, const char *key)
 
 static int cl_import_one(cluster *cl, struct ccl *c, const char *key, const struct layout_delta *ld)
 {
-	char tmp[PATH_MAX], leaf[64], name[LAYOUT_HOST_ID_MAX + LAYOUT_DELTA_LEAF_MAX + 4], dl[LAYOUT_DELTA_LEAF_MAX];
+	char tmp[PATH_MAX], leaf[64], name[LAYOUT_HOST_ID_MAX + LAYOUT_DELTA_LEAF_MAX + 4],
+		dl[LAYOUT_DELTA_LEAF_MAX];
 	struct s3_error e;
 	struct s3_object_info info;
 	char sha[FSX_SHA256_HEX];
@@ -80,8 +81,9 @@ static int cl_import_one(cluster *cl, struct ccl *c, const char *key, const stru
 	if (strcmp(sha, ld->sha256) != 0) {
 		/* Not the bytes its host shipped: refuse it as a delta would be refused. */
 		char why[256];
-		snprintf(why, sizeof(why), "the object's bytes have SHA-256 %.64s, not the %.64s its key names "
-					   "(changed in S3 after it was shipped)",
+		snprintf(why, sizeof(why),
+			 "the object's bytes have SHA-256 %.64s, not the %.64s its key names "
+			 "(changed in S3 after it was shipped)",
 			 sha, ld->sha256);
 		rc = store_reject_import(cl->st, c->name, tmp, name, why);
 		if (rc < 0)
@@ -116,7 +118,8 @@ static int cl_import_one(cluster *cl, struct ccl *c, const char *key, const stru
 	c->imported++;
 	c->imports_dirty = true;
 	pthread_mutex_unlock(&cl->mu);
-	log_info("cluster: %s: imported delta %s of host %s (#%" PRIu64 ")", c->name, dl, ld->host, seq);
+	log_info("cluster: %s: imported delta %s of host %s (#%" PRIu64 ")", c->name, dl, ld->host,
+		 seq);
 	return 0;
 }
 
@@ -163,8 +166,10 @@ static void cl_delete_applied(cluster *cl, struct ccl *c)
 	char db[PATH_MAX], why[256];
 	sqlite3 *sq = NULL;
 	sqlite3_stmt *st = NULL;
-	if (cl_local_path(cl, c->name, id, db, sizeof(db)) < 0 || sqlh_open_ro(db, &sq, why, sizeof(why)) < 0 ||
-	    sqlite3_prepare_v2(sq, "SELECT 1 FROM _snapfs_ledger WHERE sha256 = ?1", -1, &st, NULL) != SQLITE_OK) {
+	if (cl_local_path(cl, c->name, id, db, sizeof(db)) < 0 ||
+	    sqlh_open_ro(db, &sq, why, sizeof(why)) < 0 ||
+	    sqlite3_prepare_v2(sq, "SELECT 1 FROM _snapfs_ledger WHERE sha256 = ?1", -1, &st,
+			       NULL) != SQLITE_OK) {
 		sqlite3_close(sq);
 		free(im);
 		return;
@@ -204,8 +209,9 @@ static void cl_delete_applied(cluster *cl, struct ccl *c)
 	c->deleted += done;
 	pthread_mutex_unlock(&cl->mu);
 	if (done)
-		log_info("cluster: %s: deleted %zu delta(s) from S3: snapshot %08" PRIu64 " holds them", c->name,
-			 done, id);
+		log_info("cluster: %s: deleted %zu delta(s) from S3: snapshot %08" PRIu64
+			 " holds them",
+			 c->name, done, id);
 	free(keys);
 	free(im);
 }
@@ -214,13 +220,15 @@ static void cl_delete_applied(cluster *cl, struct ccl *c)
 static int cl_relay_one(cluster *cl, struct ccl *c, const char *leaf)
 {
 	char path[PATH_MAX], rpath[PATH_MAX + 16], key[S3_KEY_MAX + 1], dkey[S3_KEY_MAX + 1];
-	char reason[CL_REASON_MAX + 1] = "", ereason[CL_REASON_MAX * 3 + 1], ename[STORE_DELTA_NAME_MAX * 3 + 1] = "";
+	char reason[CL_REASON_MAX + 1] = "", ereason[CL_REASON_MAX * 3 + 1],
+				    ename[STORE_DELTA_NAME_MAX * 3 + 1] = "";
 	struct layout_delta ld;
 	struct s3_error e;
 	const char *at = strchr(leaf + 1, '@');
 	if (!at || (size_t)(at - leaf - 1) > LAYOUT_HOST_ID_MAX)
 		return 0;
-	snprintf(dkey, sizeof(dkey), "%s%s/deltas/%.*s/%s", cl->prefix, c->name, (int)(at - leaf - 1), leaf + 1, at + 1);
+	snprintf(dkey, sizeof(dkey), "%s%s/deltas/%.*s/%s", cl->prefix, c->name,
+		 (int)(at - leaf - 1), leaf + 1, at + 1);
 	if (!layout_parse_delta_key(cl->prefix, c->name, "deltas", dkey, &ld) ||
 	    layout_delta_key(cl->prefix, c->name, "rejected", &ld, key, sizeof(key)) < 0 ||
 	    store_path(cl->st, c->name, STORE_AREA_REJECTED, leaf, path, sizeof(path)) < 0)
@@ -249,7 +257,9 @@ static int cl_relay_one(cluster *cl, struct ccl *c, const char *leaf)
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	struct stat st;
-	int rc = fstat(fd, &st) < 0 ? -errno : s3_put_file(cl->lead_c, key, fd, 0, (uint64_t)st.st_size, &po, &pr, &e);
+	int rc = fstat(fd, &st) < 0
+			 ? -errno
+			 : s3_put_file(cl->lead_c, key, fd, 0, (uint64_t)st.st_size, &po, &pr, &e);
 	close(fd);
 	if (rc == 0)
 		rc = s3_delete(cl->lead_c, dkey, &e);
@@ -260,7 +270,8 @@ static int cl_relay_one(cluster *cl, struct ccl *c, const char *leaf)
 	if ((rc = store_rejected_remove(cl->st, c->name, leaf)) < 0)
 		return rc;
 	compactor_rejected_removed(cl->comp, c->name, 1);
-	log_info("cluster: %s: refused delta %s relayed to host %s: %s", c->name, leaf, ld.host, reason);
+	log_info("cluster: %s: refused delta %s relayed to host %s: %s", c->name, leaf, ld.host,
+		 reason);
 	pthread_mutex_lock(&cl->mu);
 	for (size_t j = 0; j < c->nimports; j++)
 		if (!strcmp(c->imports[j].key, dkey)) {

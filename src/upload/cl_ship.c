@@ -32,8 +32,8 @@ void cl_pct_encode(const char *in, char *out, size_t len)
 {
 	size_t k = 0;
 	for (const unsigned char *p = (const unsigned char *)in; *p && k + 4 < len; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
-		    *p == '_' || *p == '-')
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-')
 			out[k++] = (char)*p;
 		else
 			k += (size_t)snprintf(out + k, len - k, "%%%02X", *p);
@@ -43,7 +43,10 @@ void cl_pct_encode(const char *in, char *out, size_t len)
 
 static int cl_hexval(char c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+				      : -1;
 }
 
 /* Decodes %XX; control bytes, '/' and NUL become '_' (a name, never a path). */
@@ -109,7 +112,8 @@ static int cl_ship_one(cluster *cl, struct ccl *c, const store_delta *d)
 	}
 	if ((rc = store_area_remove(cl->st, c->name, STORE_AREA_OUTBOX, d)) < 0)
 		return rc;
-	log_info("cluster: %s: delta %s shipped as %s (%" PRIu64 " bytes)", c->name, d->name, key, size);
+	log_info("cluster: %s: delta %s shipped as %s (%" PRIu64 " bytes)", c->name, d->name, key,
+		 size);
 	pthread_mutex_lock(&cl->mu);
 	c->shipped++;
 	pthread_mutex_unlock(&cl->mu);

@@ -28,7 +28,10 @@ static json_t *cl_coll_json(cluster *cl, const struct ccl *c)
 	bool here = c->role != CL_FOLLOW && mono_now() < c->lease_until;
 	jsonx_set(o, "role", jsonx_str(here ? cl_role_name(c->role) : "follower"));
 	json_t *l = json_object();
-	jsonx_set(l, "holder", here ? jsonx_str(cl->host) : c->holder.owner[0] ? jsonx_str(c->holder.owner) : json_null());
+	jsonx_set(l, "holder",
+		  here                 ? jsonx_str(cl->host)
+		  : c->holder.owner[0] ? jsonx_str(c->holder.owner)
+				       : json_null());
 	jsonx_set(l, "token", jsonx_u64(c->holder.token));
 	jsonx_set(l, "held_here", json_boolean(here));
 	jsonx_set(o, "lease", l);
@@ -62,12 +65,12 @@ static json_t *cl_coll_json(cluster *cl, const struct ccl *c)
 static void cl_metrics(cluster *cl, sbuf *m)
 {
 	static const char *const names[] = {
-		"snapfs_cluster_compactor",       "snapfs_cluster_pointer_generation",
+		"snapfs_cluster_compactor",          "snapfs_cluster_pointer_generation",
 		"snapfs_cluster_applied_generation", "snapfs_cluster_lag_generations",
-		"snapfs_cluster_lag_seconds",     "snapfs_cluster_outbox_deltas",
-		"snapfs_cluster_in_flight_deltas", "snapfs_cluster_shipped_total",
-		"snapfs_cluster_imported_total",  "snapfs_cluster_deleted_total",
-		"snapfs_cluster_relayed_total",   "snapfs_cluster_remote_rejected_total",
+		"snapfs_cluster_lag_seconds",        "snapfs_cluster_outbox_deltas",
+		"snapfs_cluster_in_flight_deltas",   "snapfs_cluster_shipped_total",
+		"snapfs_cluster_imported_total",     "snapfs_cluster_deleted_total",
+		"snapfs_cluster_relayed_total",      "snapfs_cluster_remote_rejected_total",
 	};
 	static const char *const help[] = {
 		"1 if this host compacts the collection",
@@ -119,9 +122,10 @@ void cluster_status(void *ctx, const char *coll, json_t *status, sbuf *metrics)
 		json_t *o = json_object();
 		jsonx_set(o, "host", jsonx_str(cl->host));
 		jsonx_set(o, "instance", jsonx_str(cl->inst));
-		jsonx_set(o, "role", jsonx_str(cl->role == CLUSTER_ROLE_FOLLOWER    ? "follower"
-					       : cl->role == CLUSTER_ROLE_COMPACTOR ? "compactor"
-										    : "auto"));
+		jsonx_set(o, "role",
+			  jsonx_str(cl->role == CLUSTER_ROLE_FOLLOWER    ? "follower"
+				    : cl->role == CLUSTER_ROLE_COMPACTOR ? "compactor"
+									 : "auto"));
 		jsonx_set(o, "poll_ms", jsonx_u64((uint64_t)(cl->poll_s * 1000.0 + 0.5)));
 		jsonx_set(o, "last_error", cl->error[0] ? jsonx_str(cl->error) : json_null());
 		jsonx_set(status, "cluster", o);

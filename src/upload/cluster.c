@@ -31,7 +31,6 @@
 #include "log.h"
 #include "sbuf.h"
 
-
 /* ---- shared helpers ------------------------------------------------------- */
 
 bool cl_stopping(cluster *cl)
@@ -191,7 +190,8 @@ static void cl_discover(cluster *cl)
 		if (known || layout_marker_key(cl->prefix, v[i]->name, key, sizeof(key)) < 0)
 			continue;
 		char doc[256];
-		int len = snprintf(doc, sizeof(doc), "{\"collection\":\"%s\",\"created_by\":\"%s\"}\n", v[i]->name,
+		int len = snprintf(doc, sizeof(doc),
+				   "{\"collection\":\"%s\",\"created_by\":\"%s\"}\n", v[i]->name,
 				   cl->host);
 		struct s3_put_opts po = {.content_type = "application/json", .if_none_match = true};
 		struct s3_put_result pr;
@@ -241,8 +241,8 @@ static void cl_discover(cluster *cl)
 		}
 		rc = cl->hooks.appeared(cl->hooks.ctx, f.names[i]);
 		if (rc < 0 && rc != -EEXIST) {
-			log_err("cluster: %s: cannot create the collection another host made: %s", f.names[i],
-				strerror(-rc));
+			log_err("cluster: %s: cannot create the collection another host made: %s",
+				f.names[i], strerror(-rc));
 			continue;
 		}
 		log_info("cluster: %s: collection made by another host, now here too", f.names[i]);
@@ -368,7 +368,8 @@ static void cl_lease_pass(cluster *cl, struct ccl *c)
 	cl->follow_kick = true;
 	pthread_cond_broadcast(&cl->cv);
 	pthread_mutex_unlock(&cl->mu);
-	log_info("cluster: %s: took the compactor lease (token %" PRIu64 "); making the pointer's snapshot local",
+	log_info("cluster: %s: took the compactor lease (token %" PRIu64
+		 "); making the pointer's snapshot local",
 		 c->name, lease_token(c->lease));
 }
 
@@ -390,7 +391,8 @@ static void cl_advance(cluster *cl, struct ccl *c)
 		cl_lead_forget(c); /* the rebase empties queue/: import everything again */
 		cl->follow_kick = true;
 		pthread_cond_broadcast(&cl->cv);
-		log_warn("cluster: %s: the pointer moved to generation %" PRIu64 " by %s while this host compacts; "
+		log_warn("cluster: %s: the pointer moved to generation %" PRIu64
+			 " by %s while this host compacts; "
 			 "starting over from it",
 			 c->name, gen, c->ptr.host);
 		fresh = false;
@@ -415,7 +417,8 @@ static void cl_advance(cluster *cl, struct ccl *c)
 		cl->lead_kick = true;
 		pthread_cond_broadcast(&cl->cv);
 		pthread_mutex_unlock(&cl->mu);
-		log_info("cluster: %s: this host is the compactor (generation %" PRIu64 ")", c->name, gen);
+		log_info("cluster: %s: this host is the compactor (generation %" PRIu64 ")",
+			 c->name, gen);
 	}
 }
 
@@ -457,21 +460,23 @@ int cluster_prepare(store *st, char *err, size_t errlen)
 	size_t n;
 	int rc = store_collections(st, &names, &n);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot list the collections of %s: %s", store_root(st), strerror(-rc));
+		snprintf(err, errlen, "cannot list the collections of %s: %s", store_root(st),
+			 strerror(-rc));
 		return rc;
 	}
 	store_set_outbox_intake(st, true);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if ((rc = store_queue_to_outbox(st, names[i])) < 0 ||
 		    (rc = store_live_replace(st, names[i], NULL)) < 0)
-			snprintf(err, errlen, "collection %s: cannot enter cluster mode: %s", names[i],
-				 strerror(-rc));
+			snprintf(err, errlen, "collection %s: cannot enter cluster mode: %s",
+				 names[i], strerror(-rc));
 	}
 	store_names_free(names, n);
 	return rc;
 }
 
-static int cl_client(const struct s3_config *base, unsigned timeout_s, s3_client **out, char *err, size_t errlen)
+static int cl_client(const struct s3_config *base, unsigned timeout_s, s3_client **out, char *err,
+		     size_t errlen)
 {
 	struct s3_config c = *base;
 	if (timeout_s) {
@@ -523,7 +528,8 @@ int cluster_run(cluster *cl, compactor *comp, upl *u, char *err, size_t errlen)
 	size_t n;
 	int rc = store_collections(cl->st, &names, &n);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot list the collections of %s: %s", store_root(cl->st), strerror(-rc));
+		snprintf(err, errlen, "cannot list the collections of %s: %s", store_root(cl->st),
+			 strerror(-rc));
 		return rc;
 	}
 	pthread_mutex_lock(&cl->mu);
@@ -542,7 +548,9 @@ int cluster_run(cluster *cl, compactor *comp, upl *u, char *err, size_t errlen)
 	}
 	log_info("cluster: host %s (STORE instance %s) in s3://%s/%s, role %s, poll %.0f ms, lease ttl %u s",
 		 cl->host, cl->inst, s3_client_bucket(cl->coord_c), cl->prefix,
-		 cl->role == CLUSTER_ROLE_FOLLOWER ? "follower" : cl->role == CLUSTER_ROLE_COMPACTOR ? "compactor" : "auto",
+		 cl->role == CLUSTER_ROLE_FOLLOWER    ? "follower"
+		 : cl->role == CLUSTER_ROLE_COMPACTOR ? "compactor"
+						      : "auto",
 		 cl->poll_s * 1000.0, cl->ttl_s);
 	return 0;
 }
@@ -612,7 +620,8 @@ void cluster_collection_made(cluster *cl, const char *coll)
 	pthread_mutex_unlock(&cl->mu);
 }
 
-void cluster_swapped(void *ctx, const char *coll, uint64_t id, const struct lease_pointer *p, const char *etag)
+void cluster_swapped(void *ctx, const char *coll, uint64_t id, const struct lease_pointer *p,
+		     const char *etag)
 {
 	cluster *cl = ctx;
 	pthread_mutex_lock(&cl->mu);

@@ -48,20 +48,20 @@ struct ccl {
 	struct ccl *next;
 	lease *lease; /* the uploader's (upl_lease_of), made and used by the coordinator thread only */
 	/* Protected by cl->mu. */
-	bool marker_written;    /* collection.json is known to be in S3 */
+	bool marker_written; /* collection.json is known to be in S3 */
 	enum cl_role role;
-	bool hold;              /* the coordinator's hold on the lease */
-	double lease_until;     /* mono seconds: held until then, as of the last acquire or renewal */
-	unsigned free_polls;    /* polls the lease was seen free (role auto waits CLUSTER_AUTO_DEFER) */
+	bool hold;           /* the coordinator's hold on the lease */
+	double lease_until;  /* mono seconds: held until then, as of the last acquire or renewal */
+	unsigned free_polls; /* polls the lease was seen free (role auto waits CLUSTER_AUTO_DEFER) */
 	struct lease_state holder; /* as last read; owner "" if none */
 	uint64_t rebase_ticket;
-	bool ptr_polled;     /* the pointer was read at least once */
-	double ptr_read_at;  /* mono seconds of the last answer about the pointer (a 304 included) */
+	bool ptr_polled;    /* the pointer was read at least once */
+	double ptr_read_at; /* mono seconds of the last answer about the pointer (a 304 included) */
 	double lease_taken_at; /* mono seconds when the coordinator took the lease */
 	bool ptr_present;
 	struct lease_pointer ptr; /* as last read (or written by us) */
 	char ptr_etag[S3_ETAG_MAX];
-	double ptr_changed_at;    /* mono seconds when the generation last moved */
+	double ptr_changed_at;                   /* mono seconds when the generation last moved */
 	uint64_t applied_generation, applied_id; /* the pointer snapshot published here */
 	char applied_sha[65];
 	double applied_at;
@@ -69,10 +69,10 @@ struct ccl {
 	double follow_not_before;
 	struct cl_import *imports;
 	size_t nimports, capimports;
-	bool imports_dirty;    /* check imports against the pointer's ledger */
+	bool imports_dirty; /* check imports against the pointer's ledger */
 	uint64_t imported, deleted, relayed, shipped, remote_rejected;
 	uint64_t outbox, in_flight;
-	char error[512];       /* last failure of any thread for this collection ("" none) */
+	char error[512]; /* last failure of any thread for this collection ("" none) */
 };
 
 struct cluster {

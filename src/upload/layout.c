@@ -28,7 +28,8 @@ bool layout_host_id_valid(const char *id)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = id[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		bool alnum =
+			(c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
 			return false;
 	}
@@ -52,7 +53,8 @@ int layout_prefix_normalize(const char *prefix, char *buf, size_t len)
 	return 0;
 }
 
-static int layout_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int layout_fmt(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static int layout_fmt(char *buf, size_t len, const char *fmt, ...)
 {
 	va_list ap;
@@ -102,8 +104,8 @@ int layout_host_key(const char *prefix, const char *host, char *buf, size_t len)
 	return layout_fmt(buf, len, "%s.cluster/hosts/%s.json", prefix, host);
 }
 
-int layout_deltas_prefix(const char *prefix, const char *coll, const char *area, const char *host, char *buf,
-			 size_t len)
+int layout_deltas_prefix(const char *prefix, const char *coll, const char *area, const char *host,
+			 char *buf, size_t len)
 {
 	return host ? layout_fmt(buf, len, "%s%s/%s/%s/", prefix, coll, area, host)
 		    : layout_fmt(buf, len, "%s%s/%s/", prefix, coll, area);
@@ -114,8 +116,8 @@ void layout_delta_leaf(const struct layout_delta *d, char *buf, size_t len)
 	snprintf(buf, len, "%s-%016llu-%s", d->inst, (unsigned long long)d->seq, d->sha256);
 }
 
-int layout_delta_key(const char *prefix, const char *coll, const char *area, const struct layout_delta *d,
-		     char *buf, size_t len)
+int layout_delta_key(const char *prefix, const char *coll, const char *area,
+		     const struct layout_delta *d, char *buf, size_t len)
 {
 	char leaf[LAYOUT_DELTA_LEAF_MAX];
 	layout_delta_leaf(d, leaf, sizeof(leaf));
@@ -144,8 +146,8 @@ bool layout_parse_delta_key(const char *prefix, const char *coll, const char *ar
 	memcpy(out->host, h, (size_t)(slash - h));
 	const char *l = slash + 1;
 	if (!layout_host_id_valid(out->host) || strlen(l) != LAYOUT_DELTA_LEAF_MAX - 1 ||
-	    !layout_hex_lower(l, LAYOUT_INST_LEN) || l[16] != '-' || strspn(l + 17, "0123456789") != 16 ||
-	    l[33] != '-' || !layout_hex_lower(l + 34, 64))
+	    !layout_hex_lower(l, LAYOUT_INST_LEN) || l[16] != '-' ||
+	    strspn(l + 17, "0123456789") != 16 || l[33] != '-' || !layout_hex_lower(l + 34, 64))
 		return false;
 	memcpy(out->inst, l, LAYOUT_INST_LEN);
 	out->seq = strtoull(l + 17, NULL, 10);

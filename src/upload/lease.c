@@ -41,7 +41,7 @@ struct lease {
 	pthread_mutex_t mu;
 	/* Protected by mu. */
 	bool held;
-	unsigned holds;         /* users in this process (lease_hold) */
+	unsigned holds; /* users in this process (lease_hold) */
 	uint64_t token;
 	char etag[S3_ETAG_MAX]; /* of our last write of the lease object */
 	double deadline;        /* monotonic seconds: held until then */
@@ -75,11 +75,12 @@ int lease_state_parse(const char *json, struct lease_state *st)
 	memset(st, 0, sizeof(*st));
 	if (jsonx_load(json, LEASE_DOC_DEPTH, &root) < 0)
 		return -EINVAL;
-	int rc = json_unpack(root, "{s:s, s:I, s:I, s?I, s?I}", "owner", &owner, "token", &token, "expires",
-			     &expires, "acquired_at", &acquired_at, "ttl", &ttl) < 0 ||
-			 token < 0 || ttl < 0 || jsonx_copy(st->owner, sizeof(st->owner), owner) < 0
-		 ? -EINVAL
-		 : 0;
+	int rc = json_unpack(root, "{s:s, s:I, s:I, s?I, s?I}", "owner", &owner, "token", &token,
+			     "expires", &expires, "acquired_at", &acquired_at, "ttl", &ttl) < 0 ||
+				 token < 0 || ttl < 0 ||
+				 jsonx_copy(st->owner, sizeof(st->owner), owner) < 0
+			 ? -EINVAL
+			 : 0;
 	json_decref(root);
 	if (rc < 0) {
 		memset(st, 0, sizeof(*st));
@@ -191,7 +192,8 @@ static int lease_get_doc(s3_client *c, const char *key, char **doc, char etag[S3
 	struct s3_get_opts go = {.timeout_ms = timeout_ms};
 	int rc = s3_get_buf_opts(c, key, &go, LEASE_DOC_MAX, (void **)&data, &len, &info, &e);
 	/* Only a missing key is "absent": a missing bucket (also 404) is an error. */
-	if (rc == -ENOENT && (!strcmp(e.code, "NoSuchKey") || !strcmp(e.code, "NotFound") || !e.code[0]))
+	if (rc == -ENOENT &&
+	    (!strcmp(e.code, "NoSuchKey") || !strcmp(e.code, "NotFound") || !e.code[0]))
 		return 0;
 	if (rc == -EFBIG) {
 		/* Not one of our documents; its ETag all the same, for a repair. */
@@ -200,7 +202,8 @@ static int lease_get_doc(s3_client *c, const char *key, char **doc, char etag[S3
 			lease_copy(etag, S3_ETAG_MAX, info.etag);
 			s3_object_info_free(&info);
 		}
-		lease_bad_doc(c, key, "larger than 1 MiB: not a lease or pointer document", NULL, err);
+		lease_bad_doc(c, key, "larger than 1 MiB: not a lease or pointer document", NULL,
+			      err);
 		return -EPROTO;
 	}
 	if (rc < 0) {
@@ -222,8 +225,9 @@ static int lease_get_doc(s3_client *c, const char *key, char **doc, char etag[S3
 }
 
 /* lease_read within timeout_ms (0: the client's deadline). */
-static int lease_read_within(s3_client *c, const char *key, struct lease_state *st, char etag[S3_ETAG_MAX],
-			     bool *present, unsigned timeout_ms, struct s3_error *err)
+static int lease_read_within(s3_client *c, const char *key, struct lease_state *st,
+			     char etag[S3_ETAG_MAX], bool *present, unsigned timeout_ms,
+			     struct s3_error *err)
 {
 	char *doc;
 	memset(st, 0, sizeof(*st));
@@ -298,7 +302,8 @@ static int lease_put(lease *l, uint64_t token, int64_t expires, const char *if_m
 		bool present;
 		struct s3_error e2;
 		if (lease_read(l->c, l->key, &now, etag, &present, &e2) == 0 && present &&
-		    strcmp(now.owner, l->owner) == 0 && now.token == token && now.expires == st.expires) {
+		    strcmp(now.owner, l->owner) == 0 && now.token == token &&
+		    now.expires == st.expires) {
 			lease_copy(pr.etag, sizeof(pr.etag), etag);
 			rc = 0;
 		}
@@ -356,7 +361,8 @@ static int lease_acquire(lease *l, struct lease_state *holder, struct s3_error *
 			rc = lease_put(l, 1, -1, NULL, err);
 		} else if (strcmp(cur.owner, l->owner) == 0 && cur.expires != 0) {
 			rc = lease_put(l, cur.token, -1, etag, err); /* renew: same token */
-		} else if (strcmp(cur.owner, l->owner) == 0 || lease_may_take(l, &cur, etag, read_at)) {
+		} else if (strcmp(cur.owner, l->owner) == 0 ||
+			   lease_may_take(l, &cur, etag, read_at)) {
 			rc = lease_put(l, cur.token + 1, -1, etag, err); /* takeover: fencing */
 		} else {
 			if (holder)
@@ -505,7 +511,8 @@ json_t *lease_pointer_to_json(const struct lease_pointer *p, const struct lease_
 		for (size_t i = 0; i < h->n; i++) {
 			json_t *e = json_object();
 			jsonx_set(e, "generation", jsonx_u64(h->prev[i].generation));
-			jsonx_set(e, "keys", lease_keys_json(h->prev[i].db_key, h->prev[i].manifest_key));
+			jsonx_set(e, "keys",
+				  lease_keys_json(h->prev[i].db_key, h->prev[i].manifest_key));
 			jsonx_set(e, "written_at", jsonx_int(h->prev[i].written_at));
 			jsonx_push(arr, e);
 		}
@@ -558,7 +565,8 @@ static int lease_history_parse(json_t *arr, struct lease_history *h)
 {
 	size_t i, cap = 0;
 	json_t *v;
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		struct lease_prev e;
 		if (lease_prev_parse(v, &e) < 0)
 			return -EINVAL;
@@ -592,10 +600,10 @@ int lease_pointer_parse(const char *json, struct lease_pointer *p, struct lease_
 		h->n = 0;
 	}
 	if (jsonx_load(json, LEASE_DOC_DEPTH, &root) == 0 &&
-	    json_unpack(root, "{s:I, s:I, s:s, s:{s:s, s:s}, s:s, s:I, s:s, s:I, s:I, s?o}", "generation",
-			&generation, "id", &id, "host", &host, "keys", "db", &db, "manifest", &manifest,
-			"sha256", &sha, "size", &size, "etag", &etag, "lease_token", &token, "written_at",
-			&written_at, "history", &hist) == 0 &&
+	    json_unpack(root, "{s:I, s:I, s:s, s:{s:s, s:s}, s:s, s:I, s:s, s:I, s:I, s?o}",
+			"generation", &generation, "id", &id, "host", &host, "keys", "db", &db,
+			"manifest", &manifest, "sha256", &sha, "size", &size, "etag", &etag,
+			"lease_token", &token, "written_at", &written_at, "history", &hist) == 0 &&
 	    generation >= 0 && id >= 0 && size >= 0 && token >= 0 &&
 	    jsonx_copy(p->host, sizeof(p->host), host) == 0 &&
 	    jsonx_copy(p->db_key, sizeof(p->db_key), db) == 0 &&
@@ -621,9 +629,8 @@ int lease_pointer_parse(const char *json, struct lease_pointer *p, struct lease_
 	return 0;
 }
 
-int lease_pointer_get(s3_client *c, const char *key, struct lease_pointer *p,
-		      struct lease_history *h, char etag[S3_ETAG_MAX], bool *present,
-		      struct s3_error *err)
+int lease_pointer_get(s3_client *c, const char *key, struct lease_pointer *p, struct lease_history *h,
+		      char etag[S3_ETAG_MAX], bool *present, struct s3_error *err)
 {
 	char *doc;
 	memset(p, 0, sizeof(*p));
@@ -668,8 +675,8 @@ int lease_pointer_swap(lease *l, const char *key, struct lease_pointer *p,
 			lease_copy(err->bucket, sizeof(err->bucket), s3_client_bucket(l->c));
 			lease_copy(err->key, sizeof(err->key), key);
 			snprintf(err->transport, sizeof(err->transport),
-				 "not written: the lease has %.1f s left, less than the %.1f s margin", left,
-				 margin_s);
+				 "not written: the lease has %.1f s left, less than the %.1f s margin",
+				 left, margin_s);
 		}
 		return -ENOLCK;
 	}

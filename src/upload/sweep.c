@@ -100,8 +100,8 @@ static int64_t sweep_written_at(const struct sweep_plan *p, uint64_t g)
 	return 0;
 }
 
-static void sweep_due(struct sweep_plan *p, struct sweep_snap *s, int64_t since, const struct sweep_rules *r,
-		      int64_t now)
+static void sweep_due(struct sweep_plan *p, struct sweep_snap *s, int64_t since,
+		      const struct sweep_rules *r, int64_t now)
 {
 	s->unneeded_since = since;
 	int64_t due = since + (int64_t)r->grace_s;
@@ -131,18 +131,22 @@ static void sweep_decide(const char *prefix, const char *coll, const struct swee
 				target = &p->snaps[i];
 	}
 	if (!p->pointer_present)
-		snprintf(p->blocked, sizeof(p->blocked), "no pointer yet: nothing is deleted before one is written");
+		snprintf(p->blocked, sizeof(p->blocked),
+			 "no pointer yet: nothing is deleted before one is written");
 	else if (p->pointer_rc)
-		snprintf(p->blocked, sizeof(p->blocked), "the pointer is not a pointer document: nothing is deleted until it is repaired");
+		snprintf(p->blocked, sizeof(p->blocked),
+			 "the pointer is not a pointer document: nothing is deleted until it is repaired");
 	else if (!tdir[0])
 		snprintf(p->blocked, sizeof(p->blocked),
 			 "the pointer names %s, which is not a snapshot key of this collection: nothing is deleted",
 			 ptr->db_key);
 	else if (!target)
 		snprintf(p->blocked, sizeof(p->blocked),
-			 "the pointer names %s, which is not in the bucket: nothing is deleted", ptr->db_key);
+			 "the pointer names %s, which is not in the bucket: nothing is deleted",
+			 ptr->db_key);
 	else if (r->keep == 0)
-		snprintf(p->blocked, sizeof(p->blocked), "retention is off (keep all): no snapshot is deleted");
+		snprintf(p->blocked, sizeof(p->blocked),
+			 "retention is off (keep all): no snapshot is deleted");
 
 	/* The oldest time the history remembers: a forgotten snapshot was replaced no later. */
 	int64_t oldest_known = ptr->written_at;
@@ -347,7 +351,7 @@ int sweep_run(s3_client *c, const char *prefix, const char *coll, const struct s
 	char leaf[LAYOUT_DIR_MAX + 16];
 	snprintf(leaf, sizeof(leaf), "%s.sqlite3", coll);
 	const char **keys = xcalloc(S3_DELETE_MAX, sizeof(*keys));
-	char (*bufs)[S3_KEY_MAX + 1] = xcalloc(S3_DELETE_MAX, sizeof(*bufs));
+	char(*bufs)[S3_KEY_MAX + 1] = xcalloc(S3_DELETE_MAX, sizeof(*bufs));
 	size_t i = 0;
 	while (i < p->nsnaps && rc == 0) {
 		size_t nk = 0;
@@ -356,11 +360,12 @@ int sweep_run(s3_client *c, const char *prefix, const char *coll, const struct s
 			const struct sweep_snap *s = &p->snaps[i];
 			if (s->action != SWEEP_DELETE)
 				continue;
-			if (s->has_db && layout_snapshot_key(prefix, coll, s->name.dir, leaf, bufs[nk],
-							     sizeof(bufs[nk])) == 0)
+			if (s->has_db && layout_snapshot_key(prefix, coll, s->name.dir, leaf,
+							     bufs[nk], sizeof(bufs[nk])) == 0)
 				keys[nk] = bufs[nk], nk++;
-			if (s->has_manifest && layout_snapshot_key(prefix, coll, s->name.dir, "MANIFEST.json",
-								   bufs[nk], sizeof(bufs[nk])) == 0)
+			if (s->has_manifest &&
+			    layout_snapshot_key(prefix, coll, s->name.dir, "MANIFEST.json",
+						bufs[nk], sizeof(bufs[nk])) == 0)
 				keys[nk] = bufs[nk], nk++;
 			bytes += s->bytes;
 			nsnaps++;

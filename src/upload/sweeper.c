@@ -26,7 +26,7 @@
 #include "rfc3339.h"
 #include "store.h"
 
-#define SWEEPER_PERIOD_S 600.0  /* a pass at least this often */
+#define SWEEPER_PERIOD_S 600.0 /* a pass at least this often */
 #define SWEEPER_MIN_WAIT_S 1.0
 #define SWEEPER_KICK_DELAY_S 0.5 /* after a swap: let the uploader release the lease first */
 #define SWEEPER_BACKOFF_MIN_S 5.0
@@ -36,14 +36,14 @@ struct scoll {
 	struct scoll *next;
 	char name[STORE_NAME_MAX + 1];
 	/* Protected by s->mu. */
-	double next_pass;     /* monotonic seconds */
-	bool kicked;          /* the pointer moved since the pass in progress began */
+	double next_pass; /* monotonic seconds */
+	bool kicked;      /* the pointer moved since the pass in progress began */
 	unsigned failures_in_row;
-	const char *state;    /* "idle", "sweeping", "failed", "waiting for the lease" */
+	const char *state; /* "idle", "sweeping", "failed", "waiting for the lease" */
 	char last_error[1400];
-	char note[1200];      /* why nothing is deleted, if so */
-	int64_t last_at;      /* unix seconds of the last pass that completed */
-	bool seen;            /* a pass completed: the gauges mean something */
+	char note[1200]; /* why nothing is deleted, if so */
+	int64_t last_at; /* unix seconds of the last pass that completed */
+	bool seen;       /* a pass completed: the gauges mean something */
 	uint64_t objects, bytes, kept, waiting, newer;
 	char pointer_dir[LAYOUT_DIR_MAX];
 	uint64_t deleted_objects, deleted_bytes, deleted_snaps, orphans_found, aborted, failures;
@@ -58,8 +58,8 @@ struct sweeper {
 	char host_id[LAYOUT_HOST_ID_MAX + 1];
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool stop;             /* protected by mu */
-	struct scoll *colls;   /* protected by mu; sorted by name; freed only by sweeper_stop */
+	bool stop;           /* protected by mu */
+	struct scoll *colls; /* protected by mu; sorted by name; freed only by sweeper_stop */
 	pthread_t thread;
 	bool started;
 };
@@ -137,7 +137,8 @@ static uint64_t sweeper_new_orphans(struct scoll *c, const struct sweep_plan *p)
 }
 
 /* A failed pass: reported, and the next one backs off. */
-static void sweeper_fail(sweeper *s, struct scoll *c, const char *what, const struct s3_error *e, int rc)
+static void sweeper_fail(sweeper *s, struct scoll *c, const char *what, const struct s3_error *e,
+			 int rc)
 {
 	char detail[1100], msg[1400];
 	if (e && (e->http_status || e->curl_code || e->transport[0] || e->sys_errno))
@@ -166,7 +167,8 @@ static void sweeper_fail(sweeper *s, struct scoll *c, const char *what, const st
  * running; rc: the pass's result.
  */
 static void sweeper_record(sweeper *s, struct scoll *c, const struct sweep_plan *p,
-			   const struct sweep_result *res, const struct lease_state *holder, int64_t now, int rc)
+			   const struct sweep_result *res, const struct lease_state *holder,
+			   int64_t now, int rc)
 {
 	bool busy = holder != NULL;
 	uint64_t fresh = sweeper_new_orphans(c, p);
@@ -202,8 +204,8 @@ static void sweeper_record(sweeper *s, struct scoll *c, const struct sweep_plan 
 		char until[RFC3339_LEN];
 		rfc3339_format(holder->expires, until);
 		c->state = "waiting for the lease";
-		snprintf(c->note, sizeof(c->note), "lease held by %s until %s: deletions wait for it",
-			 holder->owner, until);
+		snprintf(c->note, sizeof(c->note),
+			 "lease held by %s until %s: deletions wait for it", holder->owner, until);
 		double left = (double)(holder->expires - now) + 1.0;
 		if (left < wait)
 			wait = left;
@@ -228,10 +230,11 @@ static void sweeper_log(const sweeper *s, const struct scoll *c, const struct sw
 {
 	if (res->deleted_snaps)
 		log_info("sweep: %s: deleted %zu snapshot(s) (%" PRIu64 " objects, %" PRIu64
-			 " bytes) behind the pointer (generation %" PRIu64 "); %" PRIu64 " objects, %" PRIu64
-			 " bytes kept",
+			 " bytes) behind the pointer (generation %" PRIu64 "); %" PRIu64
+			 " objects, %" PRIu64 " bytes kept",
 			 c->name, res->deleted_snaps, res->deleted_objects, res->deleted_bytes,
-			 p->pointer.generation, p->objects - res->deleted_objects, p->bytes - res->deleted_bytes);
+			 p->pointer.generation, p->objects - res->deleted_objects,
+			 p->bytes - res->deleted_bytes);
 	if (res->aborted_ours)
 		log_info("sweep: %s: aborted %zu multipart upload(s) of host %s left by an earlier run",
 			 c->name, res->aborted_ours, s->host_id);
@@ -265,13 +268,16 @@ static void sweeper_pass(sweeper *s, struct scoll *c)
 		if (!l)
 			rc = -ENOMEM;
 		else if (s->cfg.only_if_held)
-			rc = lease_hold_if_held(l, s->cfg.margin_s) == 0 ? 0 : -EBUSY; /* not the compactor here */
+			rc = lease_hold_if_held(l, s->cfg.margin_s) == 0
+				     ? 0
+				     : -EBUSY; /* not the compactor here */
 		else
 			rc = lease_hold(l, s->cfg.margin_s, &holder, &e);
 		busy = rc == -EBUSY;
 		if (rc < 0 && !busy) {
 			if (rc != -ECANCELED)
-				sweeper_fail(s, c, "taking the lease to delete behind the pointer", &e, rc);
+				sweeper_fail(s, c, "taking the lease to delete behind the pointer",
+					     &e, rc);
 			sweep_plan_free(&p);
 			return;
 		}
@@ -283,12 +289,15 @@ static void sweeper_pass(sweeper *s, struct scoll *c)
 	if (l && lease_drop(l, &de) < 0) {
 		char detail[1100];
 		s3_error_format(&de, detail, sizeof(detail));
-		log_warn("sweep: %s: releasing the lease: %s (it expires by itself)", c->name, detail);
+		log_warn("sweep: %s: releasing the lease: %s (it expires by itself)", c->name,
+			 detail);
 	}
 	sweeper_record(s, c, &p, &res, busy ? &holder : NULL, now, rc);
 	sweeper_log(s, c, &p, &res);
 	if (rc < 0 && rc != -ECANCELED)
-		sweeper_fail(s, c, rc == -ESTALE ? "checking the pointer before deleting" : "deleting behind the pointer",
+		sweeper_fail(s, c,
+			     rc == -ESTALE ? "checking the pointer before deleting"
+					   : "deleting behind the pointer",
 			     &e, rc);
 	sweep_plan_free(&p);
 }
@@ -389,24 +398,30 @@ void sweeper_metrics(sweeper *s, sbuf *out)
 	static const struct {
 		const char *name, *type, *help;
 	} m[] = {
-		{"snapfs_s3_objects", "gauge", "Objects of the collection's snapshots in S3 (last sweep)."},
-		{"snapfs_s3_bytes", "gauge", "Bytes of the collection's snapshots in S3 (last sweep)."},
+		{"snapfs_s3_objects", "gauge",
+		 "Objects of the collection's snapshots in S3 (last sweep)."},
+		{"snapfs_s3_bytes", "gauge",
+		 "Bytes of the collection's snapshots in S3 (last sweep)."},
 		{"snapfs_s3_snapshots_kept", "gauge", "Snapshots the retention rule keeps in S3."},
 		{"snapfs_s3_deleted_objects_total", "counter", "Snapshot objects the sweep deleted."},
-		{"snapfs_s3_deleted_bytes_total", "counter", "Bytes of snapshot objects the sweep deleted."},
+		{"snapfs_s3_deleted_bytes_total", "counter",
+		 "Bytes of snapshot objects the sweep deleted."},
 		{"snapfs_s3_orphans_found_total", "counter",
 		 "Snapshots found in S3 that no pointer named (deleted after the grace)."},
-		{"snapfs_s3_stale_uploads_aborted_total", "counter", "Stale multipart uploads the sweep aborted."},
+		{"snapfs_s3_stale_uploads_aborted_total", "counter",
+		 "Stale multipart uploads the sweep aborted."},
 		{"snapfs_sweep_failures_total", "counter", "Sweep passes that failed."},
 	};
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
-		sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help, m[i].name, m[i].type);
+		sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help, m[i].name,
+			  m[i].type);
 		for (struct scoll *c = s->colls; c; c = c->next) {
-			uint64_t v[] = {c->objects,	  c->bytes,	    c->kept,
+			uint64_t v[] = {c->objects,         c->bytes,         c->kept,
 					c->deleted_objects, c->deleted_bytes, c->orphans_found,
-					c->aborted,	  c->failures};
-			sbuf_addf(out, "%s{collection=\"%s\"} %" PRIu64 "\n", m[i].name, c->name, v[i]);
+					c->aborted,         c->failures};
+			sbuf_addf(out, "%s{collection=\"%s\"} %" PRIu64 "\n", m[i].name, c->name,
+				  v[i]);
 		}
 	}
 	pthread_mutex_unlock(&s->mu);

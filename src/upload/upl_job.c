@@ -50,8 +50,8 @@ static uint64_t upl_retries_now(upl *u)
  * server, which may get space back at any time). corrupt names the
  * document that is not one (NULL if that is not the cause).
  */
-static void upl_fail_doc(upl *u, struct ucoll *c, const char *what, const struct s3_error *e, int rc,
-			 const char *corrupt)
+static void upl_fail_doc(upl *u, struct ucoll *c, const char *what, const struct s3_error *e,
+			 int rc, const char *corrupt)
 {
 	if (atomic_load(&u->cancel))
 		return; /* stopping: what failed was cancelled, not wrong */
@@ -61,8 +61,8 @@ static void upl_fail_doc(upl *u, struct ucoll *c, const char *what, const struct
 		has_e = true;
 		s3_error_format(e, detail, sizeof(detail));
 		full = s3_error_no_space(e);
-		permanent = permanent ||
-			    (!full && !s3_error_retryable(e) && e->http_status >= 400 && e->http_status < 500);
+		permanent = permanent || (!full && !s3_error_retryable(e) &&
+					  e->http_status >= 400 && e->http_status < 500);
 	} else {
 		upl_copy(detail, sizeof(detail), strerror(rc < 0 ? -rc : rc));
 	}
@@ -74,8 +74,9 @@ static void upl_fail_doc(upl *u, struct ucoll *c, const char *what, const struct
 		sbuf_adds(&b, "; local snapshots are still published, and the newest is shipped once "
 			      "space is freed");
 	else if (corrupt)
-		sbuf_addf(&b, "; uploads of %s wait until it is repaired (snapfs-ctl repair --bucket %s "
-			      "--prefix '%s' %s)",
+		sbuf_addf(&b,
+			  "; uploads of %s wait until it is repaired (snapfs-ctl repair --bucket %s "
+			  "--prefix '%s' %s)",
 			  c->name, u->bucket, u->prefix, c->name);
 	upl_copy(msg, sizeof(msg), sbuf_str(&b));
 	sbuf_free(&b);
@@ -251,7 +252,8 @@ static int upl_snap_open(upl *u, struct ucoll *c, uint64_t id, struct upl_snap *
 	    (rc = upl_fmt(s->dbpath, sizeof(s->dbpath), "%s/%s", dir, leaf)) < 0 ||
 	    (rc = upl_fmt(mpath, sizeof(mpath), "%s/MANIFEST.json", dir)) < 0 ||
 	    (rc = layout_snapshot_dir(id, u->host_id, store_instance(u->st), sdir, sizeof(sdir))) < 0 ||
-	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, leaf, p->db_key, sizeof(p->db_key))) < 0 ||
+	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, leaf, p->db_key, sizeof(p->db_key))) <
+		    0 ||
 	    (rc = layout_snapshot_key(u->prefix, c->name, sdir, "MANIFEST.json", p->manifest_key,
 				      sizeof(p->manifest_key))) < 0 ||
 	    (rc = layout_pointer_key(u->prefix, c->name, s->ptr_key, sizeof(s->ptr_key))) < 0) {
@@ -288,7 +290,8 @@ static int upl_snap_open(upl *u, struct ucoll *c, uint64_t id, struct upl_snap *
 		return -EINVAL;
 	}
 	if (fstat(s->fd, &stt) < 0 || (uint64_t)stt.st_size != s->msize) {
-		upl_fail(u, c, "snapshot file size is not the manifest's; not uploaded", NULL, -EINVAL);
+		upl_fail(u, c, "snapshot file size is not the manifest's; not uploaded", NULL,
+			 -EINVAL);
 		upl_snap_close(s);
 		return -EINVAL;
 	}
@@ -311,8 +314,9 @@ static int upl_send(upl *u, struct ucoll *c, struct upl_snap *s, struct s3_uploa
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", s->fd);
 	char ids_meta[24];
 	snprintf(ids_meta, sizeof(ids_meta), "%" PRIu64, s->id);
-	const struct s3_meta meta[] = {
-		{"snapfs-sha256", s->msha}, {"snapfs-id", ids_meta}, {"snapfs-host", u->host_id}};
+	const struct s3_meta meta[] = {{"snapfs-sha256", s->msha},
+				       {"snapfs-id", ids_meta},
+				       {"snapfs-host", u->host_id}};
 	struct upl_progress prog = {u, c};
 	struct s3_upload_opts uo = {
 		.part_size = u->part_size,
@@ -347,7 +351,8 @@ static int upl_send(upl *u, struct ucoll *c, struct upl_snap *s, struct s3_uploa
 				 strerror(-h.rc));
 		else
 			snprintf(what, sizeof(what),
-				 "%.200s: SHA-256 of the file is %s (%" PRIu64 " bytes) but the manifest says %s "
+				 "%.200s: SHA-256 of the file is %s (%" PRIu64
+				 " bytes) but the manifest says %s "
 				 "(%" PRIu64 " bytes); pointer not moved",
 				 s->dbpath, h.hex, h.size, s->msha, s->msize);
 		upl_fail(u, c, what, NULL, -EIO);
@@ -355,8 +360,10 @@ static int upl_send(upl *u, struct ucoll *c, struct upl_snap *s, struct s3_uploa
 	}
 	/* Create-only: the key is this snapshot's for good (layout.h); a re-upload
 	 * after a crash finds the same bytes there, which counts as written. */
-	struct s3_put_opts po = {.content_type = "application/json", .cancel = &u->cancel,
-				 .if_none_match = true, .identical_ok = true};
+	struct s3_put_opts po = {.content_type = "application/json",
+				 .cancel = &u->cancel,
+				 .if_none_match = true,
+				 .identical_ok = true};
 	struct s3_put_result pr;
 	if ((rc = s3_put_buf(u->data, s->p.manifest_key, s->mdoc, s->mlen, &po, &pr, &e)) < 0) {
 		upl_fail(u, c, "uploading the manifest", &e, rc);
@@ -486,7 +493,8 @@ static void upl_lease_busy(upl *u, struct ucoll *c, const struct lease_state *ho
 		 msg, holder->token, id);
 	c->next_try = mono_now() + wait;
 	pthread_mutex_unlock(&u->mu);
-	log_info("upload: %s: lease %s; pointer not written, trying again in %.1f s", c->name, msg, wait);
+	log_info("upload: %s: lease %s; pointer not written, trying again in %.1f s", c->name, msg,
+		 wait);
 }
 
 /* The pointer names the uploaded snapshot now (generation p->generation). */
@@ -523,7 +531,8 @@ static void upl_not_compactor(upl *u, struct ucoll *c, uint64_t id)
 	c->state = "idle";
 	upl_all_clear(c);
 	pthread_mutex_unlock(&u->mu);
-	log_info("upload: %s: snapshot %08" PRIu64 " stays local: this host is not the collection's compactor "
+	log_info("upload: %s: snapshot %08" PRIu64
+		 " stays local: this host is not the collection's compactor "
 		 "(its deltas are still in S3 for the one that is)",
 		 c->name, id);
 }
@@ -538,12 +547,13 @@ static void upl_conflict(upl *u, struct ucoll *c, const struct lease_pointer *up
 	char msg[LEASE_HOST_MAX + 256];
 	if (lease_pointer_get(u->ctl, ptr_key, &now, NULL, NULL, &present, &e) == 0 && present)
 		snprintf(msg, sizeof(msg),
-			 "pointer moved by %s to generation %" PRIu64
-			 " (snapshot %08" PRIu64 "); ours (%08" PRIu64 ") not written over it",
+			 "pointer moved by %s to generation %" PRIu64 " (snapshot %08" PRIu64
+			 "); ours (%08" PRIu64 ") not written over it",
 			 now.host, now.generation, now.id, id);
 	else
 		snprintf(msg, sizeof(msg),
-			 "pointer changed since it was read; ours (%08" PRIu64 ") not written over it",
+			 "pointer changed since it was read; ours (%08" PRIu64
+			 ") not written over it",
 			 id);
 	upl_record_write(u, c->name, uploaded, "conflict", present ? now.generation : 0);
 	lease_history_free(&c->swap_hist);
@@ -629,7 +639,8 @@ static void upl_swap_once(upl *u, struct ucoll *c)
 	if (lease_drop(l, &re) < 0 && !atomic_load(&u->cancel)) {
 		char detail[1100];
 		s3_error_format(&re, detail, sizeof(detail));
-		log_warn("upload: %s: releasing the lease: %s (it expires by itself)", c->name, detail);
+		log_warn("upload: %s: releasing the lease: %s (it expires by itself)", c->name,
+			 detail);
 	}
 	pthread_mutex_lock(&u->mu);
 	c->lease_held = false;
@@ -642,7 +653,8 @@ static void upl_swap_once(upl *u, struct ucoll *c)
 		upl_conflict(u, c, &uploaded, p.id, ptr_key);
 	else
 		upl_fail(u, c,
-			 swap_rc == -ENOLCK ? "lease too short to write the pointer" : "writing the pointer",
+			 swap_rc == -ENOLCK ? "lease too short to write the pointer"
+					    : "writing the pointer",
 			 &swap_e, swap_rc);
 }
 

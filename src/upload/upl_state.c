@@ -31,7 +31,8 @@ static int upl_record_path(upl *u, const char *coll, char *buf, size_t len)
 	return store_path(u->st, coll, STORE_AREA_COLLECTION, UPL_RECORD, buf, len);
 }
 
-void upl_record_json(const struct lease_pointer *p, const char *pointer, uint64_t generation, sbuf *out)
+void upl_record_json(const struct lease_pointer *p, const char *pointer, uint64_t generation,
+		     sbuf *out)
 {
 	json_t *o = json_object();
 	jsonx_set(o, "format", jsonx_int(1));
@@ -59,19 +60,19 @@ int upl_record_parse(const char *json, struct lease_pointer *p, bool *done, uint
 	memset(p, 0, sizeof(*p));
 	if (jsonx_load(json, UPL_RECORD_DEPTH, &root) < 0)
 		return -EINVAL;
-	int rc = json_unpack(root, "{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "format",
-			     &format, "pointer", &ptr, "pointer_generation", &gen, "id", &id, "host", &host,
-			     "key", &key, "manifest_key", &mkey, "size", &size, "etag", &etag, "sha256",
-			     &sha, "at", &at) < 0 ||
-			 format != 1 || gen < 0 || id < 0 || size < 0 ||
-			 jsonx_copy(pointer, sizeof(pointer), ptr) < 0 ||
-			 jsonx_copy(p->host, sizeof(p->host), host) < 0 ||
-			 jsonx_copy(p->db_key, sizeof(p->db_key), key) < 0 ||
-			 jsonx_copy(p->manifest_key, sizeof(p->manifest_key), mkey) < 0 ||
-			 jsonx_copy(p->etag, sizeof(p->etag), etag) < 0 ||
-			 jsonx_copy(p->sha256, sizeof(p->sha256), sha) < 0
-		 ? -EINVAL
-		 : 0;
+	int rc = json_unpack(root, "{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:I}",
+			     "format", &format, "pointer", &ptr, "pointer_generation", &gen, "id",
+			     &id, "host", &host, "key", &key, "manifest_key", &mkey, "size", &size,
+			     "etag", &etag, "sha256", &sha, "at", &at) < 0 ||
+				 format != 1 || gen < 0 || id < 0 || size < 0 ||
+				 jsonx_copy(pointer, sizeof(pointer), ptr) < 0 ||
+				 jsonx_copy(p->host, sizeof(p->host), host) < 0 ||
+				 jsonx_copy(p->db_key, sizeof(p->db_key), key) < 0 ||
+				 jsonx_copy(p->manifest_key, sizeof(p->manifest_key), mkey) < 0 ||
+				 jsonx_copy(p->etag, sizeof(p->etag), etag) < 0 ||
+				 jsonx_copy(p->sha256, sizeof(p->sha256), sha) < 0
+			 ? -EINVAL
+			 : 0;
 	json_decref(root);
 	if (rc < 0) {
 		memset(p, 0, sizeof(*p));
@@ -157,8 +158,8 @@ static void upl_label(sbuf *out, const char *v)
 {
 	for (; *v; v++) {
 		char ch = *v;
-		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-			  ch == '_' || ch == '.' || ch == '-';
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
 		sbuf_add(out, ok ? v : "_", 1);
 	}
 }
@@ -182,13 +183,15 @@ static void upl_metrics(upl *u, sbuf *out)
 		 "1 while the collection's pointer.json or lease.json is not a document of its kind."},
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
-		sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help, m[i].name, m[i].type);
+		sbuf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help, m[i].name,
+			  m[i].type);
 		for (struct ucoll *c = u->colls; c; c = c->next) {
 			if (i == 8) {
 				for (int d = 0; d < 2; d++) {
 					const char *doc = d ? "lease" : "pointer";
-					sbuf_addf(out, "%s{collection=\"%s\",document=\"%s\"} %d\n", m[i].name,
-						  c->name, doc, c->corrupt && !strcmp(c->corrupt, doc) ? 1 : 0);
+					sbuf_addf(out, "%s{collection=\"%s\",document=\"%s\"} %d\n",
+						  m[i].name, c->name, doc,
+						  c->corrupt && !strcmp(c->corrupt, doc) ? 1 : 0);
 				}
 				continue;
 			}

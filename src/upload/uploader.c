@@ -46,8 +46,8 @@
 #define UPL_DEFAULT_PART (16ull << 20)
 #define UPL_DEFAULT_PARALLEL 4
 #define UPL_DEFAULT_TTL 60
-#define UPL_HISTORY_MIN 16   /* pointer generations remembered, whatever the retention */
-#define UPL_LINGER_MS 700    /* clean-up allowed once a stop has cancelled the calls */
+#define UPL_HISTORY_MIN 16 /* pointer generations remembered, whatever the retention */
+#define UPL_LINGER_MS 700  /* clean-up allowed once a stop has cancelled the calls */
 
 /* ---- helpers ---- */
 
@@ -257,13 +257,14 @@ static void upl_make_owner(upl *u)
 	if (ufd < 0 || read(ufd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		memcpy(rnd, &ts.tv_nsec, sizeof(rnd) < sizeof(ts.tv_nsec) ? sizeof(rnd) : sizeof(ts.tv_nsec));
+		memcpy(rnd, &ts.tv_nsec,
+		       sizeof(rnd) < sizeof(ts.tv_nsec) ? sizeof(rnd) : sizeof(ts.tv_nsec));
 	}
 	if (ufd >= 0)
 		close(ufd);
 	hex_encode(rnd, sizeof(rnd), rhex);
-	snprintf(u->owner, sizeof(u->owner), "%s/%s/%ld/%s", u->host_id, store_instance(u->st), (long)getpid(),
-		 rhex);
+	snprintf(u->owner, sizeof(u->owner), "%s/%s/%ld/%s", u->host_id, store_instance(u->st),
+		 (long)getpid(), rhex);
 	srand((unsigned)getpid() ^ (unsigned)rnd[0] << 8 ^ (unsigned)rnd[1] << 16);
 }
 
@@ -271,7 +272,8 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 {
 	*out = NULL;
 	if (!layout_host_id_valid(cfg->host_id)) {
-		snprintf(err, errlen, "host id \"%s\" is not valid (1-64 characters of A-Z a-z 0-9 . _ -)",
+		snprintf(err, errlen,
+			 "host id \"%s\" is not valid (1-64 characters of A-Z a-z 0-9 . _ -)",
 			 cfg->host_id ? cfg->host_id : "");
 		return -EINVAL;
 	}
@@ -282,8 +284,9 @@ int upl_start(store *st, const struct upl_config *cfg, upl **out, char *err, siz
 	}
 	int rc = layout_prefix_normalize(cfg->prefix, u->prefix, sizeof(u->prefix));
 	if (rc < 0) {
-		snprintf(err, errlen, "prefix \"%s\" is not usable (no leading '/', no \"//\", no "
-				      "control characters, at most %d bytes)",
+		snprintf(err, errlen,
+			 "prefix \"%s\" is not usable (no leading '/', no \"//\", no "
+			 "control characters, at most %d bytes)",
 			 cfg->prefix, LAYOUT_PREFIX_MAX - 2);
 		free(u);
 		return rc;

@@ -20,7 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 #define FSX_BUF (1u << 20)
 
 static int fsx_fsync_path(const char *path, int flags)

@@ -181,13 +181,9 @@ static bool jsonx_depth_ok(json_t *v, int left)
 	if (left <= 0)
 		return false;
 	if (json_is_object(v)) {
-		json_object_foreach(v, key, m)
-			if (!jsonx_depth_ok(m, left - 1))
-				return false;
+		json_object_foreach(v, key, m) if (!jsonx_depth_ok(m, left - 1)) return false;
 	} else {
-		json_array_foreach(v, i, m)
-			if (!jsonx_depth_ok(m, left - 1))
-				return false;
+		json_array_foreach(v, i, m) if (!jsonx_depth_ok(m, left - 1)) return false;
 	}
 	return true;
 }

@@ -30,15 +30,11 @@ static const char *level_name(int level)
 	case LOG_EMERG:
 	case LOG_ALERT:
 	case LOG_CRIT:
-	case LOG_ERR:
-		return "error";
-	case LOG_WARNING:
-		return "warning";
+	case LOG_ERR: return "error";
+	case LOG_WARNING: return "warning";
 	case LOG_NOTICE:
-	case LOG_INFO:
-		return "info";
-	default:
-		return "debug";
+	case LOG_INFO: return "info";
+	default: return "debug";
 	}
 }
 

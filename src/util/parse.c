@@ -55,23 +55,14 @@ int parse_size(const char *s, uint64_t *out)
 	unsigned shift = 0;
 	switch (*end) {
 	case 'k':
-	case 'K':
-		shift = 10;
-		break;
+	case 'K': shift = 10; break;
 	case 'm':
-	case 'M':
-		shift = 20;
-		break;
+	case 'M': shift = 20; break;
 	case 'g':
-	case 'G':
-		shift = 30;
-		break;
+	case 'G': shift = 30; break;
 	case 't':
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		break;
+	case 'T': shift = 40; break;
+	default: break;
 	}
 	if (shift) {
 		end++;
@@ -93,7 +84,8 @@ int parse_duration_ms(const char *s, uint64_t *out)
 	static const struct {
 		const char *unit;
 		uint64_t ms;
-	} units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+	} units[] = {{"", 1000},   {"ms", 1},      {"s", 1000},
+		     {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
 	uint64_t v;
 	const char *end;
 	int rc = s ? digits_u64(s, &v, &end) : -EINVAL;

@@ -80,8 +80,8 @@ static int errno_of(const char *s)
 	static const struct {
 		const char *name;
 		int value;
-	} names[] = {{"0", 0}, {"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EACCES", EACCES}, {"EPERM", EPERM},
-		     {"EROFS", EROFS}};
+	} names[] = {{"0", 0},           {"EIO", EIO},     {"ENOSPC", ENOSPC},
+		     {"EACCES", EACCES}, {"EPERM", EPERM}, {"EROFS", EROFS}};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (!strcmp(s, names[i].name))
 			return names[i].value;
@@ -96,7 +96,8 @@ static void setup(void)
 	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	real_rename = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
 	real_renameat = (int (*)(int, const char *, int, const char *))dlsym(RTLD_NEXT, "renameat");
-	real_renameat2 = (int (*)(int, const char *, int, const char *, unsigned))dlsym(RTLD_NEXT, "renameat2");
+	real_renameat2 = (int (*)(int, const char *, int, const char *, unsigned))dlsym(RTLD_NEXT,
+											"renameat2");
 	real_mkdir = (int (*)(const char *, mode_t))dlsym(RTLD_NEXT, "mkdir");
 	real_opendir = (DIR * (*)(const char *)) dlsym(RTLD_NEXT, "opendir");
 	gate = getenv("SNAPFS_FAULTS_GATE");
@@ -106,7 +107,8 @@ static void setup(void)
 	if (!spec)
 		return;
 	char *copy = strdup(spec), *save = NULL;
-	for (char *r = strtok_r(copy, ";", &save); r && nrules < MAX_RULES; r = strtok_r(NULL, ";", &save)) {
+	for (char *r = strtok_r(copy, ";", &save); r && nrules < MAX_RULES;
+	     r = strtok_r(NULL, ";", &save)) {
 		char *f[5] = {0};
 		int n = 0;
 		for (char *p = r; p && n < 5; n++) {
@@ -172,7 +174,8 @@ static int fault(enum op op, const char *path)
 		if (r->delay_ms) {
 			if (mark)
 				touch(mark, ".start");
-			struct timespec ts = {r->delay_ms / 1000, (long)(r->delay_ms % 1000) * 1000000L};
+			struct timespec ts = {r->delay_ms / 1000,
+					      (long)(r->delay_ms % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
 			if (mark)
 				touch(mark, ".end");

@@ -28,12 +28,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* The exit status of a replayed open finding that failed as known (replay --open). */
 #define FUZZ_OPEN_STATUS 86
 
-static inline void fuzz_fail(bool open, const char *file, int line, const char *expr, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6), noreturn));
+static inline void fuzz_fail(bool open, const char *file, int line, const char *expr,
+			     const char *fmt, ...) __attribute__((format(printf, 5, 6), noreturn));
 
-static inline void fuzz_fail(bool open, const char *file, int line, const char *expr, const char *fmt, ...)
+static inline void fuzz_fail(bool open, const char *file, int line, const char *expr,
+			     const char *fmt, ...)
 {
-	fprintf(stderr, "%s:%d: %s: %s\n  ", file, line, open ? "open finding" : "invariant failed", expr);
+	fprintf(stderr, "%s:%d: %s: %s\n  ", file, line, open ? "open finding" : "invariant failed",
+		expr);
 	va_list ap;
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -46,10 +48,10 @@ static inline void fuzz_fail(bool open, const char *file, int line, const char *
 }
 
 /* Aborts with file:line, the condition and a message when cond is false. */
-#define FUZZ_CHECK(cond, ...)                                                    \
-	do {                                                                     \
-		if (!(cond))                                                     \
-			fuzz_fail(false, __FILE__, __LINE__, #cond, __VA_ARGS__); \
+#define FUZZ_CHECK(cond, ...)                                                                      \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			fuzz_fail(false, __FILE__, __LINE__, #cond, __VA_ARGS__);                  \
 	} while (0)
 
 /* Whether SNAPFS_FUZZ_STRICT=1: the checks of known, still open findings abort too. */
@@ -78,20 +80,20 @@ static inline bool fuzz_verbose(void)
  * still fail. Once the bug is fixed, the check becomes a FUZZ_CHECK and
  * its inputs move to regressions/.
  */
-#define FUZZ_OPEN(cond, ...)                                                     \
-	do {                                                                     \
-		if (!(cond) && fuzz_strict())                                    \
-			fuzz_fail(true, __FILE__, __LINE__, #cond, __VA_ARGS__);  \
+#define FUZZ_OPEN(cond, ...)                                                                       \
+	do {                                                                                       \
+		if (!(cond) && fuzz_strict())                                                      \
+			fuzz_fail(true, __FILE__, __LINE__, #cond, __VA_ARGS__);                   \
 	} while (0)
 
 /* The setup of a target failed (not the code under test): say so and stop. */
-#define FUZZ_SETUP(cond, ...)                                                    \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			fprintf(stderr, "fuzz setup failed: " __VA_ARGS__);      \
-			fputc('\n', stderr);                                     \
-			exit(2);                                                 \
-		}                                                                \
+#define FUZZ_SETUP(cond, ...)                                                                      \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz setup failed: " __VA_ARGS__);                        \
+			fputc('\n', stderr);                                                       \
+			exit(2);                                                                   \
+		}                                                                                  \
 	} while (0)
 
 /* A NUL-terminated copy of the input (inputs may hold NUL bytes: C APIs see the part before). */

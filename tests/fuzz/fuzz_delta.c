@@ -66,10 +66,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DELTA_FUZZ_MAX_IMAGE (4 << 20)	/* a made delta larger than this is not tried */
-#define DELTA_FUZZ_STEPS 2000000	/* VM steps the SQL of one input may take */
-#define DELTA_FUZZ_MAX_PAGES "64"	/* pages the made delta may have */
-#define DELTA_FUZZ_VERIFY_ROWS 2000	/* tables bigger than this are not verified row by row */
+#define DELTA_FUZZ_MAX_IMAGE (4 << 20) /* a made delta larger than this is not tried */
+#define DELTA_FUZZ_STEPS 2000000       /* VM steps the SQL of one input may take */
+#define DELTA_FUZZ_MAX_PAGES "64"      /* pages the made delta may have */
+#define DELTA_FUZZ_VERIFY_ROWS 2000    /* tables bigger than this are not verified row by row */
 
 static char dir[256], live_path[300], delta_path[300];
 static sqlite3 *live;
@@ -99,7 +99,8 @@ static const char live_schema[] =
 static void exec_or_die(sqlite3 *db, const char *sql)
 {
 	char *msg = NULL;
-	FUZZ_SETUP(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+	FUZZ_SETUP(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql,
+		   msg ? msg : "?");
 }
 
 static void add_ident(sbuf *b, const char *name)
@@ -115,7 +116,8 @@ static long long q1(const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(live, sql, -1, &st, NULL);
-	FUZZ_CHECK(rc == SQLITE_OK, "verification query does not compile (%s): %s", sqlite3_errmsg(live), sql);
+	FUZZ_CHECK(rc == SQLITE_OK, "verification query does not compile (%s): %s",
+		   sqlite3_errmsg(live), sql);
 	rc = sqlite3_step(st);
 	FUZZ_CHECK(rc == SQLITE_ROW, "verification query fails (%s): %s", sqlite3_errmsg(live), sql);
 	long long v = sqlite3_column_int64(st, 0);
@@ -128,8 +130,10 @@ static char *fingerprint(void)
 {
 	sbuf out = SBUF_INIT;
 	sqlite3_stmt *st = NULL;
-	FUZZ_SETUP(sqlite3_prepare_v2(live, "SELECT type, name, tbl_name, sql FROM main.sqlite_schema ORDER BY name", -1,
-				      &st, NULL) == SQLITE_OK,
+	FUZZ_SETUP(sqlite3_prepare_v2(
+			   live,
+			   "SELECT type, name, tbl_name, sql FROM main.sqlite_schema ORDER BY name",
+			   -1, &st, NULL) == SQLITE_OK,
 		   "fingerprint: %s", sqlite3_errmsg(live));
 	sbuf tables = SBUF_INIT;
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -147,8 +151,8 @@ static char *fingerprint(void)
 	for (const char *t = tables.buf; t && t < tables.buf + tables.len; t += strlen(t) + 1) {
 		sbuf q = SBUF_INIT;
 		sbuf_addf(&q, "SELECT * FROM main.%s", t);
-		FUZZ_SETUP(sqlite3_prepare_v2(live, q.buf, -1, &st, NULL) == SQLITE_OK, "fingerprint: %s",
-			   sqlite3_errmsg(live));
+		FUZZ_SETUP(sqlite3_prepare_v2(live, q.buf, -1, &st, NULL) == SQLITE_OK,
+			   "fingerprint: %s", sqlite3_errmsg(live));
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			for (int i = 0; i < sqlite3_column_count(st); i++) {
 				int type = sqlite3_column_type(st, i);
@@ -178,7 +182,8 @@ static void remove_dir(const char *d)
 	struct dirent *de;
 	while ((de = readdir(dd))) {
 		char p[600];
-		if (de->d_name[0] != '.' && snprintf(p, sizeof(p), "%s/%s", d, de->d_name) < (int)sizeof(p))
+		if (de->d_name[0] != '.' &&
+		    snprintf(p, sizeof(p), "%s/%s", d, de->d_name) < (int)sizeof(p))
 			unlink(p);
 	}
 	closedir(dd);
@@ -203,8 +208,9 @@ static void remove_stale(const char *base)
 	while ((de = readdir(d))) {
 		long pid;
 		char p[600];
-		if (sscanf(de->d_name, "snapfs-fuzz-delta.%ld", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) < 0 &&
-		    errno == ESRCH && snprintf(p, sizeof(p), "%s/%s", base, de->d_name) < (int)sizeof(p))
+		if (sscanf(de->d_name, "snapfs-fuzz-delta.%ld", &pid) == 1 && pid > 0 &&
+		    kill((pid_t)pid, 0) < 0 && errno == ESRCH &&
+		    snprintf(p, sizeof(p), "%s/%s", base, de->d_name) < (int)sizeof(p))
 			remove_dir(p);
 	}
 	closedir(d);
@@ -212,7 +218,9 @@ static void remove_stale(const char *base)
 
 static void setup(void)
 {
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+			   : getenv("TMPDIR")            ? getenv("TMPDIR")
+							 : "/tmp";
 	remove_stale(base);
 	snprintf(dir, sizeof(dir), "%s/snapfs-fuzz-delta.%ld", base, (long)getpid());
 	snprintf(live_path, sizeof(live_path), "%s/live.db", dir);
@@ -223,41 +231,60 @@ static void setup(void)
 
 	/* As livedb_open does: URI names (delta_apply attaches by URI), defensive, WAL. */
 	FUZZ_SETUP(sqlite3_open_v2(live_path, &live,
-				   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+				   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI |
+					   SQLITE_OPEN_NOMUTEX,
 				   NULL) == SQLITE_OK,
 		   "open %s", live_path);
 	sqlite3_extended_result_codes(live, 1);
 	exec_or_die(live, live_schema);
 	sqlh_harden(live); /* as livedb_open does */
 	/* synchronous=OFF: nothing here is ever committed, so durability buys nothing but time. */
-	exec_or_die(live, "PRAGMA trusted_schema = OFF; PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF");
+	exec_or_die(live,
+		    "PRAGMA trusted_schema = OFF; PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF");
 	live_print = fingerprint();
 }
 
 /* ---- making the delta file ---- */
 
 /* What the SQL of an input may do: no files, no clock, no randomness, no limits of its own. */
-static int sql_auth(void *arg, int action, const char *a, const char *b, const char *db, const char *trigger)
+static int sql_auth(void *arg, int action, const char *a, const char *b, const char *db,
+		    const char *trigger)
 {
 	(void)arg, (void)db, (void)trigger;
 	static const char *const pragmas[] = {
-		"max_page_count", "mmap_size", "cache_size", "cache_spill", "soft_heap_limit", "hard_heap_limit",
-		"threads", "temp_store", "temp_store_directory", "data_store_directory", "journal_mode", "locking_mode",
-		"journal_size_limit", "wal_autocheckpoint", "wal_checkpoint", NULL,
+		"max_page_count",
+		"mmap_size",
+		"cache_size",
+		"cache_spill",
+		"soft_heap_limit",
+		"hard_heap_limit",
+		"threads",
+		"temp_store",
+		"temp_store_directory",
+		"data_store_directory",
+		"journal_mode",
+		"locking_mode",
+		"journal_size_limit",
+		"wal_autocheckpoint",
+		"wal_checkpoint",
+		NULL,
 	};
 	static const char *const functions[] = {
-		"random", "randomblob", "date", "time", "datetime", "julianday", "strftime", "unixepoch", "timediff",
-		"current_date", "current_time", "current_timestamp", "load_extension", NULL,
+		"random",       "randomblob",        "date",           "time",     "datetime",
+		"julianday",    "strftime",          "unixepoch",      "timediff", "current_date",
+		"current_time", "current_timestamp", "load_extension", NULL,
 	};
-	const char *const *deny = action == SQLITE_PRAGMA ? pragmas : action == SQLITE_FUNCTION ? functions : NULL;
+	const char *const *deny = action == SQLITE_PRAGMA     ? pragmas
+				  : action == SQLITE_FUNCTION ? functions
+							      : NULL;
 	const char *name = action == SQLITE_PRAGMA ? a : b;
 	if (action == SQLITE_ATTACH || action == SQLITE_DETACH)
 		return SQLITE_DENY;
 	for (int i = 0; deny && name && deny[i]; i++) {
 		if (!sqlite3_stricmp(name, deny[i])) {
 			if (fuzz_verbose())
-				fprintf(stderr, "delta SQL: %s %s denied\n", action == SQLITE_PRAGMA ? "pragma" : "function",
-					name);
+				fprintf(stderr, "delta SQL: %s %s denied\n",
+					action == SQLITE_PRAGMA ? "pragma" : "function", name);
 			return SQLITE_DENY;
 		}
 	}
@@ -276,7 +303,8 @@ static int sql_progress(void *arg)
 static unsigned char *image_from_sql(const char *sql, sqlite3_int64 *size)
 {
 	sqlite3 *db = NULL;
-	FUZZ_SETUP(sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK,
+	FUZZ_SETUP(sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+				   NULL) == SQLITE_OK,
 		   "open :memory:");
 	exec_or_die(db, "PRAGMA max_page_count = " DELTA_FUZZ_MAX_PAGES);
 	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
@@ -323,7 +351,8 @@ static void write_delta(const unsigned char *buf, size_t len)
 {
 	int fd = open(delta_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	FUZZ_SETUP(fd >= 0, "open %s: %s", delta_path, strerror(errno));
-	FUZZ_SETUP(len == 0 || write(fd, buf, len) == (ssize_t)len, "write %s: %s", delta_path, strerror(errno));
+	FUZZ_SETUP(len == 0 || write(fd, buf, len) == (ssize_t)len, "write %s: %s", delta_path,
+		   strerror(errno));
 	close(fd);
 }
 
@@ -373,8 +402,8 @@ struct col {
 static size_t load_cols(const char *schema, const char *table, struct col **out)
 {
 	sqlite3_stmt *st = NULL;
-	FUZZ_CHECK(sqlite3_prepare_v2(live, "SELECT name, pk, hidden FROM pragma_table_xinfo(?1, ?2)", -1, &st, NULL) ==
-			   SQLITE_OK,
+	FUZZ_CHECK(sqlite3_prepare_v2(live, "SELECT name, pk, hidden FROM pragma_table_xinfo(?1, ?2)",
+				      -1, &st, NULL) == SQLITE_OK,
 		   "table_xinfo: %s", sqlite3_errmsg(live));
 	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, schema, -1, SQLITE_STATIC);
@@ -403,7 +432,8 @@ static void free_cols(struct col *c, size_t n)
 }
 
 /* "a"."x" IS "b"."x" AND ... over the columns of c (keys only if keys_only). */
-static void add_same(sbuf *q, const struct col *c, size_t n, const char *a, const char *b, bool keys_only)
+static void add_same(sbuf *q, const struct col *c, size_t n, const char *a, const char *b,
+		     bool keys_only)
 {
 	bool any = false;
 	for (size_t i = 0; i < n; i++) {
@@ -470,7 +500,8 @@ static void verify_upserts(const char *t)
 	if (expected_rows(t, dc, nd) >= 0) {
 		/* Rows whose key is unique once converted: two rows of the delta may meet in live. */
 		sbuf q = SBUF_INIT;
-		sbuf_adds(&q, "SELECT count(*) FROM temp.exp e WHERE (SELECT count(*) FROM temp.exp e2 WHERE ");
+		sbuf_adds(&q,
+			  "SELECT count(*) FROM temp.exp e WHERE (SELECT count(*) FROM temp.exp e2 WHERE ");
 		add_same(&q, dc, nd, "e2", "e", true);
 		sbuf_adds(&q, ") = 1 AND NOT EXISTS (SELECT 1 FROM main.");
 		add_ident(&q, t);
@@ -526,7 +557,9 @@ static void verify_deletes(const char *d, const char *t, bool upserted)
 		sbuf_adds(&q, ")");
 	}
 	long long left = q1(q.buf);
-	FUZZ_CHECK(left == 0, "delta_apply answered 0, but %lld key(s) listed in \"%s\" are still in \"%s\"", left, d, t);
+	FUZZ_CHECK(left == 0,
+		   "delta_apply answered 0, but %lld key(s) listed in \"%s\" are still in \"%s\"",
+		   left, d, t);
 	sbuf_free(&q);
 	sbuf_free(&keys);
 	free_cols(lc, nl);
@@ -570,8 +603,9 @@ static void verify_created(const char *t)
 	 * (abs(-5))') too (regressions/delta/create-table-*): it once added
 	 * columns, generated columns or constraints of the delta's choosing.
 	 */
-	FUZZ_CHECK(!strcmp(sbuf_str(&a), sbuf_str(&b)), "the merge created \"%s\" unlike the delta's table:\n%s---\n%s", t,
-		   sbuf_str(&a), sbuf_str(&b));
+	FUZZ_CHECK(!strcmp(sbuf_str(&a), sbuf_str(&b)),
+		   "the merge created \"%s\" unlike the delta's table:\n%s---\n%s", t, sbuf_str(&a),
+		   sbuf_str(&b));
 	sbuf_free(&a);
 	sbuf_free(&b);
 }
@@ -579,7 +613,8 @@ static void verify_created(const char *t)
 /* Whether live had table t before any delta (its initial schema, in the fingerprint). */
 static bool live_had(const char *t)
 {
-	static const char *const names[] = {"_snapfs_ledger", "items", "kv", "pairs", "strict_t", "gen", "excluded", NULL};
+	static const char *const names[] = {"_snapfs_ledger", "items", "kv",       "pairs",
+					    "strict_t",       "gen",   "excluded", NULL};
 	for (int i = 0; names[i]; i++)
 		if (!sqlite3_stricmp(t, names[i]))
 			return true;
@@ -589,8 +624,10 @@ static bool live_had(const char *t)
 static void verify_merge(void)
 {
 	sqlite3_stmt *st = NULL;
-	FUZZ_CHECK(sqlite3_prepare_v2(live, "SELECT name FROM delta.sqlite_schema WHERE type = 'table' ORDER BY rowid", -1,
-				      &st, NULL) == SQLITE_OK,
+	FUZZ_CHECK(sqlite3_prepare_v2(
+			   live,
+			   "SELECT name FROM delta.sqlite_schema WHERE type = 'table' ORDER BY rowid",
+			   -1, &st, NULL) == SQLITE_OK,
 		   "list the delta's tables: %s", sqlite3_errmsg(live));
 	sbuf names = SBUF_INIT;
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -628,15 +665,16 @@ static void check_reason(const char *what, int r, const char *reason)
 	if (r == 0)
 		return;
 	FUZZ_CHECK(reason[0], "%s answered %d without a reason", what, r);
-	FUZZ_CHECK(fuzz_one_line(reason), "%s: the reason is not one line without control characters: %s", what,
-		   reason);
+	FUZZ_CHECK(fuzz_one_line(reason),
+		   "%s: the reason is not one line without control characters: %s", what, reason);
 	/*
 	 * The reason goes into DELTA.reason, the log and status JSON. Names
 	 * from the delta once went in byte for byte, UTF-8 or not (issue 6
 	 * item 13, regressions/delta/reason-not-utf8.sql); delta_qname now
 	 * writes bytes that are not UTF-8 as "\xHH".
 	 */
-	FUZZ_CHECK(fuzz_utf8_valid(reason, strlen(reason)), "%s: the reason is not UTF-8: %s", what, reason);
+	FUZZ_CHECK(fuzz_utf8_valid(reason, strlen(reason)), "%s: the reason is not UTF-8: %s", what,
+		   reason);
 	/*
 	 * Nothing but the delta can fail here, and its file reads fine: a
 	 * fault of the delta must reject it, not be retried. From
@@ -644,7 +682,8 @@ static void check_reason(const char *what, int r, const char *reason)
 	 * delta_check passed (a declared type that was not SQL once made
 	 * create_table fail so, regressions/delta/create-table-type-not-sql.sql).
 	 */
-	FUZZ_CHECK(r == 1, "%s answered %d (%s) for a delta in a sound environment: a fault of the delta must reject it",
+	FUZZ_CHECK(r == 1,
+		   "%s answered %d (%s) for a delta in a sound environment: a fault of the delta must reject it",
 		   what, r, reason);
 }
 
@@ -671,7 +710,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char reason[1024], err[1024];
 	/* One input in eight under a small budget of the input's choosing: running out must reject. */
 	uint64_t h = fuzz_hash(data, size);
-	struct delta_ctl ctl = {.budget_base = 1 + (h >> 8) % 200000, .budget_per_page = 1 + (h >> 32) % 1000};
+	struct delta_ctl ctl = {.budget_base = 1 + (h >> 8) % 200000,
+				.budget_per_page = 1 + (h >> 32) % 1000};
 	exec_or_die(live, "BEGIN IMMEDIATE");
 	int r = delta_check(live, delta_path, h % 8 == 0 ? &ctl : NULL, reason, sizeof(reason));
 	if (fuzz_verbose())

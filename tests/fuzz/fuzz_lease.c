@@ -109,9 +109,9 @@ static bool o_strict(const char *text, struct jo_object *o)
 }
 
 struct o_pointer {
-	bool strict;            /* strict JSON the reader takes, fields aside */
-	bool fields;            /* and every field there with its type (history entries too) */
-	bool kept_ordered;      /* the first LEASE_HISTORY_MAX entries strictly descend below generation */
+	bool strict;       /* strict JSON the reader takes, fields aside */
+	bool fields;       /* and every field there with its type (history entries too) */
+	bool kept_ordered; /* the first LEASE_HISTORY_MAX entries strictly descend below generation */
 	bool all_ordered;       /* every entry does */
 	struct lease_pointer p; /* the fields, if fields */
 	struct lease_prev *h;   /* the history (nh entries), if fields */
@@ -134,9 +134,11 @@ static void o_pointer(const char *json, struct o_pointer *w)
 	w->fields = o_u63(once(&o, "generation"), &p->generation) && o_u63(once(&o, "id"), &p->id) &&
 		    o_str(once(&o, "host"), p->host, sizeof(p->host), false) &&
 		    o_keys(once(&o, "keys"), p->db_key, p->manifest_key) &&
-		    o_str(once(&o, "sha256"), p->sha256, sizeof(p->sha256), false) && fuzz_is_lower_hex(p->sha256, 64) &&
-		    o_u63(once(&o, "size"), &p->size) && o_str(once(&o, "etag"), p->etag, sizeof(p->etag), false) &&
-		    o_u63(once(&o, "lease_token"), &p->lease_token) && o_i64(once(&o, "written_at"), &p->written_at);
+		    o_str(once(&o, "sha256"), p->sha256, sizeof(p->sha256), false) &&
+		    fuzz_is_lower_hex(p->sha256, 64) && o_u63(once(&o, "size"), &p->size) &&
+		    o_str(once(&o, "etag"), p->etag, sizeof(p->etag), false) &&
+		    o_u63(once(&o, "lease_token"), &p->lease_token) &&
+		    o_i64(once(&o, "written_at"), &p->written_at);
 	const struct jo_member *hm = once(&o, "history");
 	struct jo_object a = {0};
 	if (w->fields && hm && (hm->v[0] != '[' || !jo_parse_array(hm->v, hm->vlen, &a)))
@@ -184,7 +186,8 @@ static void o_lease(const char *json, struct o_lease *w)
 		return;
 	const struct jo_member *acq = once(&o, "acquired_at"), *ttl = once(&o, "ttl");
 	w->fields = o_str(once(&o, "owner"), w->st.owner, sizeof(w->st.owner), false) &&
-		    o_u63(once(&o, "token"), &w->st.token) && o_i64(once(&o, "expires"), &w->st.expires) &&
+		    o_u63(once(&o, "token"), &w->st.token) &&
+		    o_i64(once(&o, "expires"), &w->st.expires) &&
 		    (!acq || o_i64(acq, &w->st.acquired_at)) && (!ttl || o_u63(ttl, &w->st.ttl));
 	jo_object_free(&o);
 }
@@ -259,9 +262,11 @@ static void pointer_round_trip(const struct lease_pointer *p, const struct lease
 	struct lease_pointer e = *p;
 	struct lease_prev *eh = h && h->n ? calloc(h->n, sizeof(*eh)) : NULL;
 	FUZZ_SETUP(!(h && h->n) || eh, "out of memory");
-	bool fits = fixed_into(e.host, sizeof(e.host), p->host) && fixed_into(e.db_key, sizeof(e.db_key), p->db_key) &&
+	bool fits = fixed_into(e.host, sizeof(e.host), p->host) &&
+		    fixed_into(e.db_key, sizeof(e.db_key), p->db_key) &&
 		    fixed_into(e.manifest_key, sizeof(e.manifest_key), p->manifest_key) &&
-		    fixed_into(e.sha256, sizeof(e.sha256), p->sha256) && fixed_into(e.etag, sizeof(e.etag), p->etag);
+		    fixed_into(e.sha256, sizeof(e.sha256), p->sha256) &&
+		    fixed_into(e.etag, sizeof(e.etag), p->etag);
 	e.generation = clamp63(p->generation);
 	e.id = clamp63(p->id);
 	e.size = clamp63(p->size);
@@ -270,7 +275,8 @@ static void pointer_round_trip(const struct lease_pointer *p, const struct lease
 		eh[i] = h->prev[i];
 		eh[i].generation = clamp63(h->prev[i].generation);
 		fits = fits && fixed_into(eh[i].db_key, sizeof(eh[i].db_key), h->prev[i].db_key) &&
-		       fixed_into(eh[i].manifest_key, sizeof(eh[i].manifest_key), h->prev[i].manifest_key);
+		       fixed_into(eh[i].manifest_key, sizeof(eh[i].manifest_key),
+				  h->prev[i].manifest_key);
 	}
 	size_t ehn = h ? h->n : 0;
 
@@ -287,8 +293,10 @@ static void pointer_round_trip(const struct lease_pointer *p, const struct lease
 			   "lease_pointer_json wrote other fields than the pointer's:\n%s", doc);
 		struct jo_object o;
 		FUZZ_SETUP(jo_parse_object(doc, a.len, &o), "parse again");
-		FUZZ_CHECK(h ? once(&o, "history") != NULL : jo_find(&o, "history", &(size_t){0}) == NULL,
-			   "lease_pointer_json: a history %s:\n%s", h ? "missing" : "not asked for", doc);
+		FUZZ_CHECK(h ? once(&o, "history") != NULL
+			     : jo_find(&o, "history", &(size_t){0}) == NULL,
+			   "lease_pointer_json: a history %s:\n%s", h ? "missing" : "not asked for",
+			   doc);
 		jo_object_free(&o);
 	}
 	o_pointer_free(&w);
@@ -297,17 +305,21 @@ static void pointer_round_trip(const struct lease_pointer *p, const struct lease
 	struct lease_history qh;
 	int rc = lease_pointer_parse(doc, &q, &qh);
 	if (!fits) {
-		FUZZ_CHECK(rc == -EINVAL, "lease_pointer_parse took a string made UTF-8 past its buffer (%d):\n%s", rc, doc);
+		FUZZ_CHECK(rc == -EINVAL,
+			   "lease_pointer_parse took a string made UTF-8 past its buffer (%d):\n%s",
+			   rc, doc);
 		goto out;
 	}
-	FUZZ_CHECK(rc == 0, "lease_pointer_parse refused what lease_pointer_json wrote (%d):\n%s", rc, doc);
-	FUZZ_CHECK(pointer_same(&q, &e), "lease_pointer_json then lease_pointer_parse changed the pointer:\n%s", doc);
+	FUZZ_CHECK(rc == 0, "lease_pointer_parse refused what lease_pointer_json wrote (%d):\n%s",
+		   rc, doc);
+	FUZZ_CHECK(pointer_same(&q, &e),
+		   "lease_pointer_json then lease_pointer_parse changed the pointer:\n%s", doc);
 	FUZZ_CHECK(history_same(qh.prev, qh.n, eh, ehn),
 		   "lease_pointer_json then lease_pointer_parse changed the history (%zu entries read, %zu written):\n%s",
 		   qh.n, ehn, doc);
 	lease_pointer_json(&q, h ? &qh : NULL, &b);
-	FUZZ_CHECK(a.len == b.len && !memcmp(a.buf, b.buf, a.len), "a second round wrote other bytes:\n%s\n%s", a.buf,
-		   b.buf);
+	FUZZ_CHECK(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
+		   "a second round wrote other bytes:\n%s\n%s", a.buf, b.buf);
 	lease_history_free(&qh);
 out:
 	free(eh);
@@ -325,22 +337,27 @@ static void lease_round_trip(const struct lease_state *st)
 	sbuf a = SBUF_INIT, b = SBUF_INIT;
 	lease_state_json(st, &a);
 	const char *doc = sbuf_str(&a);
-	FUZZ_CHECK(a.len == strlen(doc) && a.len && doc[a.len - 1] == '\n', "lease_state_json: a NUL byte or no newline");
+	FUZZ_CHECK(a.len == strlen(doc) && a.len && doc[a.len - 1] == '\n',
+		   "lease_state_json: a NUL byte or no newline");
 	struct o_lease w;
 	o_lease(doc, &w);
 	FUZZ_CHECK(w.strict, "lease_state_json wrote a document the reader must refuse:\n%s", doc);
-	FUZZ_CHECK(!fits || (w.fields && lease_same(&w.st, &e)), "lease_state_json wrote other fields than the lease's:\n%s",
-		   doc);
+	FUZZ_CHECK(!fits || (w.fields && lease_same(&w.st, &e)),
+		   "lease_state_json wrote other fields than the lease's:\n%s", doc);
 	struct lease_state q;
 	int rc = lease_state_parse(doc, &q);
 	if (!fits) {
-		FUZZ_CHECK(rc == -EINVAL, "lease_state_parse took an owner made UTF-8 past its buffer (%d):\n%s", rc, doc);
+		FUZZ_CHECK(rc == -EINVAL,
+			   "lease_state_parse took an owner made UTF-8 past its buffer (%d):\n%s",
+			   rc, doc);
 	} else {
-		FUZZ_CHECK(rc == 0, "lease_state_parse refused what lease_state_json wrote (%d):\n%s", rc, doc);
-		FUZZ_CHECK(lease_same(&q, &e), "lease_state_json then lease_state_parse changed the lease:\n%s", doc);
+		FUZZ_CHECK(rc == 0, "lease_state_parse refused what lease_state_json wrote (%d):\n%s",
+			   rc, doc);
+		FUZZ_CHECK(lease_same(&q, &e),
+			   "lease_state_json then lease_state_parse changed the lease:\n%s", doc);
 		lease_state_json(&q, &b);
-		FUZZ_CHECK(a.len == b.len && !memcmp(a.buf, b.buf, a.len), "a second round wrote other bytes:\n%s\n%s",
-			   a.buf, b.buf);
+		FUZZ_CHECK(a.len == b.len && !memcmp(a.buf, b.buf, a.len),
+			   "a second round wrote other bytes:\n%s\n%s", a.buf, b.buf);
 	}
 	sbuf_free(&a);
 	sbuf_free(&b);
@@ -355,25 +372,32 @@ static void check_pointer(const char *json)
 	for (int with_h = 0; with_h < 2; with_h++) {
 		struct lease_pointer p;
 		memset(&p, 0x5a, sizeof(p));
-		struct lease_history h = {(struct lease_prev *)&p, 99}; /* garbage: the parser must set it */
+		struct lease_history h = {(struct lease_prev *)&p,
+					  99}; /* garbage: the parser must set it */
 		int rc = lease_pointer_parse(json, &p, with_h ? &h : NULL);
-		const char *what = with_h ? "lease_pointer_parse (with the history)" : "lease_pointer_parse";
+		const char *what =
+			with_h ? "lease_pointer_parse (with the history)" : "lease_pointer_parse";
 		FUZZ_CHECK(rc == 0 || rc == -EINVAL, "%s returned %d", what, rc);
 		bool ok = w.strict && w.fields;
 		bool must = ok && (!with_h || w.all_ordered);
 		bool may = ok && (!with_h || w.kept_ordered);
 		if (rc == 0) {
-			FUZZ_CHECK(w.strict, "%s accepted a document it must refuse (not JSON, a key twice, \\u0000, a "
-					     "lone surrogate, a number out of range or nested past %d)",
+			FUZZ_CHECK(w.strict,
+				   "%s accepted a document it must refuse (not JSON, a key twice, \\u0000, a "
+				   "lone surrogate, a number out of range or nested past %d)",
 				   what, LEASE_FUZZ_DEPTH);
-			FUZZ_CHECK(w.fields, "%s accepted a document without every field as it must be", what);
-			FUZZ_CHECK(may, "%s accepted a history that does not descend below the pointer's generation", what);
-			FUZZ_CHECK(pointer_same(&p, &w.p), "%s read other values than the document's", what);
+			FUZZ_CHECK(w.fields,
+				   "%s accepted a document without every field as it must be", what);
+			FUZZ_CHECK(may,
+				   "%s accepted a history that does not descend below the pointer's generation",
+				   what);
+			FUZZ_CHECK(pointer_same(&p, &w.p),
+				   "%s read other values than the document's", what);
 			if (with_h) {
 				size_t keep = w.nh < LEASE_HISTORY_MAX ? w.nh : LEASE_HISTORY_MAX;
 				FUZZ_CHECK(history_same(h.prev, h.n, w.h, keep),
-					   "%s read another history than the document's (%zu entries of %zu)", what, h.n,
-					   w.nh);
+					   "%s read another history than the document's (%zu entries of %zu)",
+					   what, h.n, w.nh);
 				pointer_round_trip(&p, &h);
 				lease_history_free(&h);
 			} else {
@@ -381,8 +405,10 @@ static void check_pointer(const char *json)
 			}
 		} else {
 			FUZZ_CHECK(!must, "%s refused a well-formed pointer", what);
-			FUZZ_CHECK(all_zero(&p, sizeof(p)), "%s failed but left data in the pointer", what);
-			FUZZ_CHECK(!with_h || (!h.prev && !h.n), "%s failed but left a history", what);
+			FUZZ_CHECK(all_zero(&p, sizeof(p)),
+				   "%s failed but left data in the pointer", what);
+			FUZZ_CHECK(!with_h || (!h.prev && !h.n), "%s failed but left a history",
+				   what);
 		}
 	}
 	o_pointer_free(&w);
@@ -397,19 +423,23 @@ static void check_lease(const char *json)
 	int rc = lease_state_parse(json, &st);
 	FUZZ_CHECK(rc == 0 || rc == -EINVAL, "lease_state_parse returned %d", rc);
 	if (rc == 0) {
-		FUZZ_CHECK(w.strict, "lease_state_parse accepted a document it must refuse (not JSON, a key twice, "
-				     "\\u0000, a lone surrogate, a number out of range or nested past %d)",
+		FUZZ_CHECK(w.strict,
+			   "lease_state_parse accepted a document it must refuse (not JSON, a key twice, "
+			   "\\u0000, a lone surrogate, a number out of range or nested past %d)",
 			   LEASE_FUZZ_DEPTH);
-		FUZZ_CHECK(w.fields, "lease_state_parse accepted a document without every field as it must be");
+		FUZZ_CHECK(w.fields,
+			   "lease_state_parse accepted a document without every field as it must be");
 		FUZZ_CHECK(lease_same(&st, &w.st),
-			   "lease_state_parse read owner \"%s\" token %" PRIu64 " expires %" PRId64 " acquired_at %" PRId64
-			   " ttl %" PRIu64 "; the document says \"%s\" %" PRIu64 " %" PRId64 " %" PRId64 " %" PRIu64,
-			   st.owner, st.token, st.expires, st.acquired_at, st.ttl, w.st.owner, w.st.token, w.st.expires,
-			   w.st.acquired_at, w.st.ttl);
+			   "lease_state_parse read owner \"%s\" token %" PRIu64 " expires %" PRId64
+			   " acquired_at %" PRId64 " ttl %" PRIu64
+			   "; the document says \"%s\" %" PRIu64 " %" PRId64 " %" PRId64 " %" PRIu64,
+			   st.owner, st.token, st.expires, st.acquired_at, st.ttl, w.st.owner,
+			   w.st.token, w.st.expires, w.st.acquired_at, w.st.ttl);
 		lease_round_trip(&st);
 	} else {
 		FUZZ_CHECK(!(w.strict && w.fields), "lease_state_parse refused a well-formed lease");
-		FUZZ_CHECK(all_zero(&st, sizeof(st)), "lease_state_parse failed but left data in the lease");
+		FUZZ_CHECK(all_zero(&st, sizeof(st)),
+			   "lease_state_parse failed but left data in the lease");
 	}
 }
 
@@ -437,8 +467,8 @@ static void next_line(const uint8_t *data, size_t size, size_t *at, char *dst, s
  * LEASE_HISTORY_MAX); all of cur_h's first ones when cur_h already
  * descends below cur.
  */
-static void check_history_next(const struct lease_pointer *cur, const struct lease_history *cur_h, size_t max,
-			       struct lease_history *out)
+static void check_history_next(const struct lease_pointer *cur, const struct lease_history *cur_h,
+			       size_t max, struct lease_history *out)
 {
 	int rc = lease_history_next(cur, cur_h, max, out);
 	FUZZ_CHECK(rc == 0, "lease_history_next returned %d", rc);
@@ -451,24 +481,30 @@ static void check_history_next(const struct lease_pointer *cur, const struct lea
 	struct lease_prev head = {cur->generation, "", "", cur->written_at};
 	snprintf(head.db_key, sizeof(head.db_key), "%s", cur->db_key);
 	snprintf(head.manifest_key, sizeof(head.manifest_key), "%s", cur->manifest_key);
-	FUZZ_CHECK(out->n >= 1 && prev_same(&out->prev[0], &head), "lease_history_next: the current pointer is not first");
+	FUZZ_CHECK(out->n >= 1 && prev_same(&out->prev[0], &head),
+		   "lease_history_next: the current pointer is not first");
 	bool descends = true;
 	size_t from = 0;
 	for (size_t i = 1; i < out->n; i++) {
 		FUZZ_CHECK(out->prev[i].generation < out->prev[i - 1].generation,
-			   "lease_history_next: generation %" PRIu64 " after %" PRIu64, out->prev[i].generation,
-			   out->prev[i - 1].generation);
+			   "lease_history_next: generation %" PRIu64 " after %" PRIu64,
+			   out->prev[i].generation, out->prev[i - 1].generation);
 		while (from < cur_h->n && !prev_same(&cur_h->prev[from], &out->prev[i]))
 			from++;
-		FUZZ_CHECK(from < cur_h->n, "lease_history_next: entry %zu is not one of the old history's, in order", i);
+		FUZZ_CHECK(from < cur_h->n,
+			   "lease_history_next: entry %zu is not one of the old history's, in order",
+			   i);
 		from++;
 	}
 	for (size_t i = 0; i < cur_h->n; i++)
-		descends = descends && cur_h->prev[i].generation < (i ? cur_h->prev[i - 1].generation : cur->generation);
+		descends = descends && cur_h->prev[i].generation <
+					       (i ? cur_h->prev[i - 1].generation : cur->generation);
 	if (descends) {
 		size_t want = 1 + cur_h->n < cap ? 1 + cur_h->n : cap;
-		FUZZ_CHECK(out->n == want && history_same(out->prev + 1, out->n - 1, cur_h->prev, want - 1),
-			   "lease_history_next kept %zu of a descending history (%zu, max %zu)", out->n, cur_h->n, max);
+		FUZZ_CHECK(out->n == want &&
+				   history_same(out->prev + 1, out->n - 1, cur_h->prev, want - 1),
+			   "lease_history_next kept %zu of a descending history (%zu, max %zu)",
+			   out->n, cur_h->n, max);
 	}
 }
 
@@ -521,7 +557,8 @@ static void check_made(const uint8_t *data, size_t size)
 	/* The old history, written with the pointer it came with: read back only if it descends (else refused). */
 	bool old_descends = true;
 	for (size_t i = 0; i < old.n; i++)
-		old_descends = old_descends && olds[i].generation < (i ? olds[i - 1].generation : cur.generation);
+		old_descends = old_descends &&
+			       olds[i].generation < (i ? olds[i - 1].generation : cur.generation);
 	if (old_descends)
 		pointer_round_trip(&cur, &old);
 

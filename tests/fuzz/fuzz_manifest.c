@@ -100,13 +100,16 @@ static void check_load(const char *json, int depth)
 		FUZZ_CHECK(!o.nul_escape, "jsonx_load accepted \\u0000");
 		FUZZ_CHECK(!o.lone_surrogate, "jsonx_load accepted a lone surrogate");
 		FUZZ_CHECK(!o.num_range, "jsonx_load accepted a number out of range");
-		FUZZ_CHECK(o.max_depth <= depth, "jsonx_load accepted nesting %d, past %d", o.max_depth, depth);
-		FUZZ_CHECK(json_object_size(v) == o.n, "jsonx_load found %zu members, the document has %zu",
+		FUZZ_CHECK(o.max_depth <= depth, "jsonx_load accepted nesting %d, past %d",
+			   o.max_depth, depth);
+		FUZZ_CHECK(json_object_size(v) == o.n,
+			   "jsonx_load found %zu members, the document has %zu",
 			   json_object_size(v), o.n);
 		json_decref(v);
 	} else {
-		FUZZ_CHECK(!want, "jsonx_load refused a well-formed object nested %d deep (at most %d)", o.max_depth,
-			   depth);
+		FUZZ_CHECK(!want,
+			   "jsonx_load refused a well-formed object nested %d deep (at most %d)",
+			   o.max_depth, depth);
 	}
 	if (valid)
 		jo_object_free(&o);
@@ -126,22 +129,25 @@ static void check_read(const char *json, size_t file_cap)
 	bool strict = oracle_strict(&o, valid, MANIFEST_FUZZ_DEPTH);
 	bool fields = valid && oracle_fields(&o, &osize, osha, &oid);
 	if (rc == 0) {
-		FUZZ_CHECK(valid, "manifest_read_basic accepted a document that is not a JSON object");
+		FUZZ_CHECK(valid,
+			   "manifest_read_basic accepted a document that is not a JSON object");
 		FUZZ_CHECK(strict,
 			   "manifest_read_basic accepted what it must refuse (key twice %d, \\u0000 %d, lone surrogate "
 			   "%d, number out of range %d, depth %d)",
 			   o.dup_key, o.nul_escape, o.lone_surrogate, o.num_range, o.max_depth);
-		FUZZ_CHECK(fields, "manifest_read_basic accepted a document without size, id and sha256 as they must be");
+		FUZZ_CHECK(fields,
+			   "manifest_read_basic accepted a document without size, id and sha256 as they must be");
 		FUZZ_CHECK(size == osize && id == oid && !strcmp(sha, osha),
-			   "manifest_read_basic read size %" PRIu64 " id %" PRIu64 " sha256 %s; the document says %" PRIu64
-			   " %" PRIu64 " %s",
+			   "manifest_read_basic read size %" PRIu64 " id %" PRIu64
+			   " sha256 %s; the document says %" PRIu64 " %" PRIu64 " %s",
 			   size, id, sha, osize, oid, osha);
 	} else {
 		FUZZ_CHECK(size == 7 && id == 7 && !strcmp(sha, "untouched"),
 			   "manifest_read_basic failed but wrote its outputs");
 		FUZZ_CHECK(!strict || !fields,
-			   "manifest_read_basic refused a well-formed manifest (size %" PRIu64 ", id %" PRIu64 ")", osize,
-			   oid);
+			   "manifest_read_basic refused a well-formed manifest (size %" PRIu64
+			   ", id %" PRIu64 ")",
+			   osize, oid);
 	}
 
 	/* "file", into a buffer of file_cap bytes: only from a manifest the basic read takes. */
@@ -155,12 +161,16 @@ static void check_read(const char *json, size_t file_cap)
 	char *ofile = mf ? jo_as_string(mf, &flen) : NULL;
 	bool fits = ofile && flen < file_cap;
 	if (frc == 0) {
-		FUZZ_CHECK(rc == 0, "manifest_read_file accepted a manifest manifest_read_basic refuses");
-		FUZZ_CHECK(fits, "manifest_read_file accepted a \"file\" that is missing, not a string or too long");
-		FUZZ_CHECK(!strcmp(file, ofile), "manifest_read_file read \"%s\"; the document says \"%s\"", file, ofile);
+		FUZZ_CHECK(rc == 0,
+			   "manifest_read_file accepted a manifest manifest_read_basic refuses");
+		FUZZ_CHECK(fits,
+			   "manifest_read_file accepted a \"file\" that is missing, not a string or too long");
+		FUZZ_CHECK(!strcmp(file, ofile),
+			   "manifest_read_file read \"%s\"; the document says \"%s\"", file, ofile);
 	} else {
-		FUZZ_CHECK(!fits, "manifest_read_file refused a manifest whose \"file\" (%zu bytes) fits %zu", flen,
-			   file_cap);
+		FUZZ_CHECK(!fits,
+			   "manifest_read_file refused a manifest whose \"file\" (%zu bytes) fits %zu",
+			   flen, file_cap);
 	}
 	free(ofile);
 	free(file);
@@ -185,20 +195,22 @@ static size_t split_lines(char *s, char **out, size_t max)
 }
 
 /* The member key of o is the string want, as the writer makes it of any bytes (NULL: JSON null). */
-static void expect_string(const struct jo_object *o, const char *key, const char *want, const char *doc)
+static void expect_string(const struct jo_object *o, const char *key, const char *want,
+			  const char *doc)
 {
 	const struct jo_member *m = oracle_once(o, key);
 	FUZZ_CHECK(m, "manifest_write_json: \"%s\" missing or given twice:\n%s", key, doc);
 	if (!want) {
-		FUZZ_CHECK(m->vlen == 4 && !memcmp(m->v, "null", 4), "manifest_write_json: \"%s\" is not null:\n%s", key,
-			   doc);
+		FUZZ_CHECK(m->vlen == 4 && !memcmp(m->v, "null", 4),
+			   "manifest_write_json: \"%s\" is not null:\n%s", key, doc);
 		return;
 	}
 	char *fixed = fuzz_utf8_fix(want);
 	size_t len;
 	char *s = jo_as_string(m, &len);
-	FUZZ_CHECK(s && len == strlen(fixed) && !strcmp(s, fixed), "manifest_write_json: \"%s\" is %.*s, not \"%s\":\n%s",
-		   key, (int)m->vlen, m->v, fixed, doc);
+	FUZZ_CHECK(s && len == strlen(fixed) && !strcmp(s, fixed),
+		   "manifest_write_json: \"%s\" is %.*s, not \"%s\":\n%s", key, (int)m->vlen, m->v,
+		   fixed, doc);
 	free(s);
 	free(fixed);
 }
@@ -209,8 +221,8 @@ static void expect_int(const struct jo_object *o, const char *key, __int128 want
 	const struct jo_member *m = oracle_once(o, key);
 	__int128 v;
 	bool negz;
-	FUZZ_CHECK(m && jo_as_int(m, &v, &negz) && !negz && v == want, "manifest_write_json: \"%s\" is not %lld:\n%s",
-		   key, (long long)want, doc);
+	FUZZ_CHECK(m && jo_as_int(m, &v, &negz) && !negz && v == want,
+		   "manifest_write_json: \"%s\" is not %lld:\n%s", key, (long long)want, doc);
 }
 
 /* The written "tables": one member for each distinct name (made UTF-8), the last one's rows. */
@@ -218,8 +230,8 @@ static void expect_tables(const struct jo_object *o, const struct manifest *m, c
 {
 	const struct jo_member *mt = oracle_once(o, "tables");
 	struct jo_object t;
-	FUZZ_CHECK(mt && mt->v[0] == '{' && jo_parse_object(mt->v, mt->vlen, &t), "manifest_write_json: no \"tables\":\n%s",
-		   doc);
+	FUZZ_CHECK(mt && mt->v[0] == '{' && jo_parse_object(mt->v, mt->vlen, &t),
+		   "manifest_write_json: no \"tables\":\n%s", doc);
 	size_t distinct = 0;
 	for (size_t i = 0; i < m->ntables; i++) {
 		char *fixed = fuzz_utf8_fix(m->tables[i].name);
@@ -235,7 +247,8 @@ static void expect_tables(const struct jo_object *o, const struct manifest *m, c
 		}
 		free(fixed);
 	}
-	FUZZ_CHECK(t.n == distinct, "manifest_write_json: %zu tables written for %zu names:\n%s", t.n, distinct, doc);
+	FUZZ_CHECK(t.n == distinct, "manifest_write_json: %zu tables written for %zu names:\n%s",
+		   t.n, distinct, doc);
 	jo_object_free(&t);
 }
 
@@ -244,14 +257,16 @@ static void expect_deltas(const struct jo_object *o, const struct manifest *m, c
 {
 	const struct jo_member *md = oracle_once(o, "deltas");
 	struct jo_object a;
-	FUZZ_CHECK(md && md->v[0] == '[' && jo_parse_array(md->v, md->vlen, &a), "manifest_write_json: no \"deltas\":\n%s",
-		   doc);
-	FUZZ_CHECK(a.n == m->ndeltas, "manifest_write_json: %zu deltas written for %zu:\n%s", a.n, m->ndeltas, doc);
+	FUZZ_CHECK(md && md->v[0] == '[' && jo_parse_array(md->v, md->vlen, &a),
+		   "manifest_write_json: no \"deltas\":\n%s", doc);
+	FUZZ_CHECK(a.n == m->ndeltas, "manifest_write_json: %zu deltas written for %zu:\n%s", a.n,
+		   m->ndeltas, doc);
 	for (size_t i = 0; i < a.n; i++) {
 		struct jo_object d;
 		FUZZ_CHECK(a.m[i].v[0] == '{' && jo_parse_object(a.m[i].v, a.m[i].vlen, &d),
 			   "manifest_write_json: delta %zu is not an object:\n%s", i, doc);
-		FUZZ_CHECK(d.n == 3, "manifest_write_json: delta %zu has %zu members:\n%s", i, d.n, doc);
+		FUZZ_CHECK(d.n == 3, "manifest_write_json: delta %zu has %zu members:\n%s", i, d.n,
+			   doc);
 		expect_int(&d, "seq", m->deltas[i].seq, doc);
 		expect_string(&d, "name", m->deltas[i].name, doc);
 		expect_string(&d, "sha256", m->deltas[i].sha256, doc);
@@ -276,14 +291,17 @@ static void check_write(const uint8_t *data, size_t size, const char *text)
 	size_t nt = 0, nd = 0;
 	for (size_t i = 1; i < np; i++) {
 		if (i % 2 && nt < 8)
-			tables[nt++] = (struct manifest_table){piece[i], (int64_t)(h >> i) - (int64_t)i};
+			tables[nt++] =
+				(struct manifest_table){piece[i], (int64_t)(h >> i) - (int64_t)i};
 		else if (nd < 8)
-			deltas[nd++] = (struct manifest_delta){(int64_t)(h << i), piece[i], i % 3 ? sha : piece[i]};
+			deltas[nd++] = (struct manifest_delta){(int64_t)(h << i), piece[i],
+							       i % 3 ? sha : piece[i]};
 	}
 	struct manifest m = {
 		.collection = piece[0],
 		.id = h % 3 ? h : UINT64_MAX,
-		.created = (time_t)(h & 1 ? -(int64_t)(h >> ((h & 62) | 2)) : (int64_t)(h >> ((h & 62) | 2))),
+		.created = (time_t)(h & 1 ? -(int64_t)(h >> ((h & 62) | 2))
+					  : (int64_t)(h >> ((h & 62) | 2))),
 		.file = np > 1 ? piece[1] : NULL,
 		.size = h >> (h & 7),
 		.sha256 = sha,
@@ -300,9 +318,11 @@ static void check_write(const uint8_t *data, size_t size, const char *text)
 	manifest_write_json(&m, &out);
 	const char *doc = sbuf_str(&out);
 	FUZZ_CHECK(out.len == strlen(doc), "manifest_write_json wrote a NUL byte");
-	FUZZ_CHECK(out.len >= 3 && !strcmp(doc + out.len - 2, "}\n"), "manifest_write_json: no final \"}\\n\"");
+	FUZZ_CHECK(out.len >= 3 && !strcmp(doc + out.len - 2, "}\n"),
+		   "manifest_write_json: no final \"}\\n\"");
 	struct jo_object o;
-	FUZZ_CHECK(jo_parse_object(doc, out.len, &o), "manifest_write_json wrote a document that is not JSON:\n%s", doc);
+	FUZZ_CHECK(jo_parse_object(doc, out.len, &o),
+		   "manifest_write_json wrote a document that is not JSON:\n%s", doc);
 	FUZZ_CHECK(!jo_refusable(&o) && o.max_depth <= MANIFEST_FUZZ_DEPTH,
 		   "manifest_write_json wrote what the reader refuses:\n%s", doc);
 	expect_int(&o, "format", 1, doc);
@@ -323,21 +343,23 @@ static void check_write(const uint8_t *data, size_t size, const char *text)
 	uint64_t rsize = 0, rid = 0;
 	char rsha[65] = "";
 	int rc = manifest_read_basic(doc, &rsize, rsha, &rid);
-	FUZZ_CHECK(rc == 0, "manifest_read_basic refused what manifest_write_json wrote (%d):\n%s", rc, doc);
+	FUZZ_CHECK(rc == 0, "manifest_read_basic refused what manifest_write_json wrote (%d):\n%s",
+		   rc, doc);
 	FUZZ_CHECK(rsize == clamp63(m.size) && rid == clamp63(m.id) && !strcmp(rsha, sha),
-		   "manifest_write_json then manifest_read_basic: size %" PRIu64 "->%" PRIu64 ", id %" PRIu64
-		   "->%" PRIu64 ", sha256 %s->%s",
+		   "manifest_write_json then manifest_read_basic: size %" PRIu64 "->%" PRIu64
+		   ", id %" PRIu64 "->%" PRIu64 ", sha256 %s->%s",
 		   m.size, rsize, m.id, rid, sha, rsha);
 	char file[4096];
 	rc = manifest_read_file(doc, file, sizeof(file));
 	if (m.file) {
 		char *fixed = fuzz_utf8_fix(m.file);
 		FUZZ_CHECK(rc == 0 && !strcmp(file, fixed),
-			   "manifest_write_json then manifest_read_file: \"%s\" read as %d \"%s\":\n%s", fixed, rc,
-			   rc ? "" : file, doc);
+			   "manifest_write_json then manifest_read_file: \"%s\" read as %d \"%s\":\n%s",
+			   fixed, rc, rc ? "" : file, doc);
 		free(fixed);
 	} else {
-		FUZZ_CHECK(rc == -EINVAL, "manifest_read_file took a null \"file\" (%d):\n%s", rc, doc);
+		FUZZ_CHECK(rc == -EINVAL, "manifest_read_file took a null \"file\" (%d):\n%s", rc,
+			   doc);
 	}
 	sbuf_free(&out);
 	free(copy);

@@ -80,7 +80,8 @@ static int ref_duration(const char *s, uint64_t *out)
 	static const struct {
 		const char *unit;
 		uint64_t ms;
-	} units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+	} units[] = {{"", 1000},   {"s", 1000},    {"ms", 1},
+		     {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
 	unsigned __int128 v;
 	const char *t;
 	if (!ref_lead(s, &v, &t))
@@ -111,7 +112,8 @@ static void check_uint(const char *s, unsigned min, unsigned max)
 	unsigned got = 12345, want = 12345;
 	int rc = parse_uint(s, min, max, &got);
 	int rrc = ref_uint(s, min, max, &want);
-	FUZZ_CHECK(codes_agree(rc, rrc, s), "parse_uint(\"%s\", %u, %u) = %d, the grammar says %d", s, min, max, rc, rrc);
+	FUZZ_CHECK(codes_agree(rc, rrc, s), "parse_uint(\"%s\", %u, %u) = %d, the grammar says %d",
+		   s, min, max, rc, rrc);
 	if (rc == 0) {
 		FUZZ_CHECK(got == want, "parse_uint(\"%s\") = %u, the grammar says %u", s, got, want);
 		char back[32];
@@ -144,10 +146,11 @@ static void check_size(const char *s)
 	uint64_t got = 12345, want = 12345;
 	int rc = parse_size(s, &got);
 	int rrc = ref_size(s, &want);
-	FUZZ_CHECK(codes_agree(rc, rrc, s), "parse_size(\"%s\") = %d, the grammar says %d", s, rc, rrc);
+	FUZZ_CHECK(codes_agree(rc, rrc, s), "parse_size(\"%s\") = %d, the grammar says %d", s, rc,
+		   rrc);
 	if (rc == 0) {
-		FUZZ_CHECK(got == want, "parse_size(\"%s\") = %" PRIu64 ", the grammar says %" PRIu64, s, got,
-			   want);
+		FUZZ_CHECK(got == want, "parse_size(\"%s\") = %" PRIu64 ", the grammar says %" PRIu64,
+			   s, got, want);
 		static const char *const suffixes[] = {"", "B", "iB"};
 		for (size_t i = 0; i < 3; i++) {
 			char back[40];
@@ -166,9 +169,11 @@ static void check_duration(const char *s)
 	uint64_t got = 12345, want = 12345;
 	int rc = parse_duration_ms(s, &got);
 	int rrc = ref_duration(s, &want);
-	FUZZ_CHECK(codes_agree(rc, rrc, s), "parse_duration_ms(\"%s\") = %d, the grammar says %d", s, rc, rrc);
+	FUZZ_CHECK(codes_agree(rc, rrc, s), "parse_duration_ms(\"%s\") = %d, the grammar says %d",
+		   s, rc, rrc);
 	if (rc == 0) {
-		FUZZ_CHECK(got == want, "parse_duration_ms(\"%s\") = %" PRIu64 ", the grammar says %" PRIu64, s,
+		FUZZ_CHECK(got == want,
+			   "parse_duration_ms(\"%s\") = %" PRIu64 ", the grammar says %" PRIu64, s,
 			   got, want);
 		char back[40];
 		uint64_t again = 0;
@@ -176,7 +181,8 @@ static void check_duration(const char *s)
 		FUZZ_CHECK(parse_duration_ms(back, &again) == 0 && again == got,
 			   "parse_duration_ms(\"%s\") does not read back %" PRIu64, back, got);
 	} else {
-		FUZZ_CHECK(got == 12345, "parse_duration_ms(\"%s\") failed (%d) but wrote a value", s, rc);
+		FUZZ_CHECK(got == 12345, "parse_duration_ms(\"%s\") failed (%d) but wrote a value",
+			   s, rc);
 	}
 }
 

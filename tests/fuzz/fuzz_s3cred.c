@@ -40,13 +40,16 @@ static void cleanup(void)
 static void setup(void)
 {
 	static const char *const vars[] = {
-		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-		"AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3",
-		"AWS_ENDPOINT_URL", "AWS_CA_BUNDLE",
+		"AWS_ACCESS_KEY_ID",  "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE",        "AWS_DEFAULT_PROFILE",   "AWS_REGION",
+		"AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3",   "AWS_ENDPOINT_URL",
+		"AWS_CA_BUNDLE",
 	};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+			   : getenv("TMPDIR")            ? getenv("TMPDIR")
+							 : "/tmp";
 	snprintf(dir, sizeof(dir), "%s/snapfs-fuzz-s3cred.%ld", base, (long)getpid());
 	snprintf(cred_path, sizeof(cred_path), "%s/credentials", dir);
 	snprintf(conf_path, sizeof(conf_path), "%s/config", dir);
@@ -64,14 +67,16 @@ static void put_file(const char *path, const uint8_t *data, size_t len, bool pre
 		return;
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	FUZZ_SETUP(fd >= 0, "open %s: %s", path, strerror(errno));
-	FUZZ_SETUP(len == 0 || write(fd, data, len) == (ssize_t)len, "write %s: %s", path, strerror(errno));
+	FUZZ_SETUP(len == 0 || write(fd, data, len) == (ssize_t)len, "write %s: %s", path,
+		   strerror(errno));
 	close(fd);
 }
 
 static bool one_trimmed_line(const char *v)
 {
 	size_t n = strlen(v);
-	return !strchr(v, '\n') && (n == 0 || (v[0] != ' ' && v[0] != '\t' && v[n - 1] != ' ' && v[n - 1] != '\t'));
+	return !strchr(v, '\n') &&
+	       (n == 0 || (v[0] != ' ' && v[0] != '\t' && v[n - 1] != ' ' && v[n - 1] != '\t'));
 }
 
 /* Whether v (NULL: fine) is one trimmed line found in one of the files. */
@@ -117,7 +122,8 @@ static char *secret_value(char *line)
  * unless it is also part of a line that is no secret (the addressing
  * style is quoted back in its error) or of the files' paths.
  */
-static void check_no_secret(const char *err, const uint8_t *f1, size_t l1, const uint8_t *f2, size_t l2)
+static void check_no_secret(const char *err, const uint8_t *f1, size_t l1, const uint8_t *f2,
+			    size_t l2)
 {
 	enum { MAX_LINES = 1024 };
 	char *text[2] = {fuzz_strndup(f1, l1), fuzz_strndup(f2, l2)};
@@ -145,7 +151,8 @@ static void check_no_secret(const char *err, const uint8_t *f1, size_t l1, const
 		bool elsewhere = strstr(cred_path, v) || strstr(conf_path, v);
 		for (size_t i = 0; i < n && !elsewhere; i++)
 			elsewhere = !secret[i] && strstr(line[i], v);
-		FUZZ_CHECK(elsewhere || !strstr(err, v), "a secret from the files is in the error message: %s", err);
+		FUZZ_CHECK(elsewhere || !strstr(err, v),
+			   "a secret from the files is in the error message: %s", err);
 	}
 	free(text[0]);
 	free(text[1]);
@@ -186,26 +193,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * the config file can hold one.
 	 */
 	if (!(opts & 8) && memchr(f2, '\0', l2))
-		FUZZ_CHECK(rc == -EINVAL, "the config file holds a NUL byte, yet s3cred_load answered %d: %s", rc, err);
+		FUZZ_CHECK(rc == -EINVAL,
+			   "the config file holds a NUL byte, yet s3cred_load answered %d: %s", rc,
+			   err);
 	if (rc) {
 		FUZZ_CHECK(rc == -ENOENT || rc == -EINVAL, "s3cred_load returned %d: %s", rc, err);
 		FUZZ_CHECK(err[0], "s3cred_load failed without a reason");
-		FUZZ_CHECK(!memcmp(&c, &zero, sizeof(c)), "s3cred_load failed but left data in the result");
+		FUZZ_CHECK(!memcmp(&c, &zero, sizeof(c)),
+			   "s3cred_load failed but left data in the result");
 	} else {
-		FUZZ_CHECK(c.access_key_id && c.access_key_id[0] && c.secret_access_key && c.secret_access_key[0],
+		FUZZ_CHECK(c.access_key_id && c.access_key_id[0] && c.secret_access_key &&
+				   c.secret_access_key[0],
 			   "s3cred_load succeeded without a key pair");
-		FUZZ_CHECK(c.source[0], "s3cred_load succeeded without saying where the keys came from");
-		FUZZ_CHECK(c.addressing >= S3CRED_ADDRESSING_UNSET && c.addressing <= S3CRED_ADDRESSING_VIRTUAL,
+		FUZZ_CHECK(c.source[0],
+			   "s3cred_load succeeded without saying where the keys came from");
+		FUZZ_CHECK(c.addressing >= S3CRED_ADDRESSING_UNSET &&
+				   c.addressing <= S3CRED_ADDRESSING_VIRTUAL,
 			   "addressing %d", (int)c.addressing);
-		const char *vals[] = {c.access_key_id, c.secret_access_key, c.session_token, c.region, c.endpoint,
-				      c.ca_bundle};
+		const char *vals[] = {c.access_key_id, c.secret_access_key, c.session_token,
+				      c.region,        c.endpoint,          c.ca_bundle};
 		for (size_t i = 0; i < 6; i++)
-			FUZZ_CHECK(from_files(vals[i], f1, l1, f2, l2), "value #%zu \"%s\" is not a trimmed line of the files",
-				   i, vals[i]);
+			FUZZ_CHECK(from_files(vals[i], f1, l1, f2, l2),
+				   "value #%zu \"%s\" is not a trimmed line of the files", i,
+				   vals[i]);
 		FUZZ_CHECK(same_str(c.access_key_id, c2.access_key_id) &&
 				   same_str(c.secret_access_key, c2.secret_access_key) &&
-				   same_str(c.session_token, c2.session_token) && same_str(c.region, c2.region) &&
-				   same_str(c.endpoint, c2.endpoint) && same_str(c.ca_bundle, c2.ca_bundle) &&
+				   same_str(c.session_token, c2.session_token) &&
+				   same_str(c.region, c2.region) &&
+				   same_str(c.endpoint, c2.endpoint) &&
+				   same_str(c.ca_bundle, c2.ca_bundle) &&
 				   c.addressing == c2.addressing && !strcmp(c.source, c2.source),
 			   "loading twice gives two results");
 	}

@@ -65,8 +65,8 @@ static void xml_url_elem(sbuf *b, const char *name, const char *key)
 {
 	sbuf_addf(b, "<%s>", name);
 	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-		    *p == '.' || *p == '_' || *p == '~')
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~')
 			sbuf_add(b, p, 1);
 		else
 			sbuf_addf(b, "%%%02X", *p);
@@ -80,8 +80,8 @@ static bool xml_time(sbuf *b, const char *name, time_t t)
 	struct tm tm;
 	if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
 		return false;
-	sbuf_addf(b, "<%s>%04d-%02d-%02dT%02d:%02d:%02d.000Z</%s>", name, tm.tm_year + 1900, tm.tm_mon + 1,
-		  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, name);
+	sbuf_addf(b, "<%s>%04d-%02d-%02dT%02d:%02d:%02d.000Z</%s>", name, tm.tm_year + 1900,
+		  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, name);
 	return true;
 }
 
@@ -108,8 +108,9 @@ static bool field_ok(const char *s, size_t cap)
 
 static bool same_error(const struct s3xml_error *a, const struct s3xml_error *b)
 {
-	return !strcmp(a->code, b->code) && !strcmp(a->message, b->message) && !strcmp(a->key, b->key) &&
-	       !strcmp(a->request_id, b->request_id) && !strcmp(a->resource, b->resource);
+	return !strcmp(a->code, b->code) && !strcmp(a->message, b->message) &&
+	       !strcmp(a->key, b->key) && !strcmp(a->request_id, b->request_id) &&
+	       !strcmp(a->resource, b->resource);
 }
 
 static void check_error(const char *body, size_t len)
@@ -119,7 +120,8 @@ static void check_error(const char *body, size_t len)
 	int rc = s3xml_parse_error(body, len, &e);
 	if (rc) {
 		FUZZ_CHECK(rc == -EINVAL, "s3xml_parse_error returned %d", rc);
-		FUZZ_CHECK(zeroed(&e, sizeof(e)), "s3xml_parse_error failed but left data in the result");
+		FUZZ_CHECK(zeroed(&e, sizeof(e)),
+			   "s3xml_parse_error failed but left data in the result");
 		return;
 	}
 	const struct {
@@ -134,8 +136,10 @@ static void check_error(const char *body, size_t len)
 	};
 	bool writable = true;
 	for (size_t i = 0; i < 5; i++) {
-		FUZZ_CHECK(strnlen(f[i].v, f[i].cap) < f[i].cap, "<Error> field %s is not terminated", f[i].name);
-		FUZZ_CHECK(field_ok(f[i].v, f[i].cap), "<Error> field %s holds bytes expat cannot have sent", f[i].name);
+		FUZZ_CHECK(strnlen(f[i].v, f[i].cap) < f[i].cap,
+			   "<Error> field %s is not terminated", f[i].name);
+		FUZZ_CHECK(field_ok(f[i].v, f[i].cap),
+			   "<Error> field %s holds bytes expat cannot have sent", f[i].name);
 		writable = writable && xml_text_ok(f[i].v);
 	}
 	if (!writable)
@@ -147,8 +151,8 @@ static void check_error(const char *body, size_t len)
 	sbuf_adds(&b, "</Error>");
 	struct s3xml_error again;
 	rc = s3xml_parse_error(b.buf, b.len, &again);
-	FUZZ_CHECK(rc == 0 && same_error(&e, &again), "an <Error> written back reads differently (%d):\n%s", rc,
-		   b.buf);
+	FUZZ_CHECK(rc == 0 && same_error(&e, &again),
+		   "an <Error> written back reads differently (%d):\n%s", rc, b.buf);
 	sbuf_free(&b);
 }
 
@@ -173,7 +177,9 @@ static void list_write(const struct s3xml_list *l, sbuf *b, bool *times_ok)
 			*times_ok = false;
 		sbuf_adds(b, "<ETag>\"");
 		xml_text(b, o->etag);
-		sbuf_addf(b, "\"</ETag><Size>%" PRIu64 "</Size><StorageClass>STANDARD</StorageClass></Contents>",
+		sbuf_addf(b,
+			  "\"</ETag><Size>%" PRIu64
+			  "</Size><StorageClass>STANDARD</StorageClass></Contents>",
 			  o->size);
 	}
 	/* After the entries, as the parser allows: keys are decoded once the page is read. */
@@ -188,11 +194,14 @@ static void check_list(const char *body, size_t len)
 	int rc = s3xml_parse_list(body, len, &l, err, sizeof(err));
 	if (rc) {
 		check_failure("s3xml_parse_list", rc, err);
-		FUZZ_CHECK(zeroed(&l, sizeof(l)), "s3xml_parse_list failed but left data in the result");
+		FUZZ_CHECK(zeroed(&l, sizeof(l)),
+			   "s3xml_parse_list failed but left data in the result");
 		return;
 	}
-	FUZZ_CHECK(!l.truncated || (l.next_token && l.next_token[0]), "a truncated page without a token");
-	FUZZ_CHECK(!l.next_token || xml_text_ok(l.next_token), "NextContinuationToken holds bytes expat cannot send");
+	FUZZ_CHECK(!l.truncated || (l.next_token && l.next_token[0]),
+		   "a truncated page without a token");
+	FUZZ_CHECK(!l.next_token || xml_text_ok(l.next_token),
+		   "NextContinuationToken holds bytes expat cannot send");
 	for (size_t i = 0; i < l.n; i++) {
 		const struct s3xml_object *o = &l.items[i];
 		FUZZ_CHECK(o->key && o->etag, "entry %zu has no key or no ETag", i);
@@ -207,11 +216,13 @@ static void check_list(const char *body, size_t len)
 	rc = s3xml_parse_list(b.buf, b.len, &again, err, sizeof(err));
 	FUZZ_CHECK(rc == 0, "a ListObjectsV2 page written back is refused (%s):\n%s", err, b.buf);
 	bool same = again.n == l.n && again.truncated == l.truncated &&
-		    !again.next_token == !l.next_token && (!l.next_token || !strcmp(again.next_token, l.next_token));
+		    !again.next_token == !l.next_token &&
+		    (!l.next_token || !strcmp(again.next_token, l.next_token));
 	for (size_t i = 0; same && i < l.n; i++) {
 		const struct s3xml_object *x = &l.items[i], *y = &again.items[i];
 		same = !strcmp(x->key, y->key) && !strcmp(x->etag, y->etag) && x->size == y->size &&
-		       x->is_prefix == y->is_prefix && (!times_ok || x->last_modified == y->last_modified);
+		       x->is_prefix == y->is_prefix &&
+		       (!times_ok || x->last_modified == y->last_modified);
 	}
 	FUZZ_CHECK(same, "a ListObjectsV2 page written back reads differently:\n%s", b.buf);
 	s3xml_list_free(&again);
@@ -231,14 +242,16 @@ static void check_initiate(const char *body, size_t len)
 		FUZZ_CHECK(!id, "s3xml_parse_initiate failed but returned an upload id");
 		return;
 	}
-	FUZZ_CHECK(id && id[0] && xml_text_ok(id), "s3xml_parse_initiate returned an empty or impossible upload id");
+	FUZZ_CHECK(id && id[0] && xml_text_ok(id),
+		   "s3xml_parse_initiate returned an empty or impossible upload id");
 	sbuf b = SBUF_INIT;
 	sbuf_adds(&b, "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key>");
 	xml_elem(&b, "UploadId", id);
 	sbuf_adds(&b, "</InitiateMultipartUploadResult>");
 	char *again = NULL;
 	rc = s3xml_parse_initiate(b.buf, b.len, &again, err, sizeof(err));
-	FUZZ_CHECK(rc == 0 && !strcmp(again, id), "an upload id written back reads differently:\n%s", b.buf);
+	FUZZ_CHECK(rc == 0 && !strcmp(again, id),
+		   "an upload id written back reads differently:\n%s", b.buf);
 	free(again);
 	free(id);
 	sbuf_free(&b);
@@ -262,7 +275,8 @@ static void check_complete(const char *body, size_t len)
 	char etag2[S3_XML_FUZZ_ETAG];
 	char err2[256] = "";
 	int rc2 = s3xml_parse_complete(body, len, etag2, sizeof(etag2), NULL, err2, sizeof(err2));
-	FUZZ_CHECK(rc2 == rc && (rc || !strcmp(etag, etag2)), "s3xml_parse_complete answers differently without e");
+	FUZZ_CHECK(rc2 == rc && (rc || !strcmp(etag, etag2)),
+		   "s3xml_parse_complete answers differently without e");
 	if (rc) {
 		check_failure("s3xml_parse_complete", rc, err);
 		return;
@@ -277,7 +291,8 @@ static void check_complete(const char *body, size_t len)
 	sbuf_adds(&b, "\"</ETag></CompleteMultipartUploadResult>");
 	rc = s3xml_parse_complete(b.buf, b.len, etag2, sizeof(etag2), NULL, err2, sizeof(err2));
 	/* The parser takes off one pair of quotes, the ones written here. */
-	FUZZ_CHECK(rc == 0 && !strcmp(etag, etag2), "an ETag written back reads differently:\n%s", b.buf);
+	FUZZ_CHECK(rc == 0 && !strcmp(etag, etag2), "an ETag written back reads differently:\n%s",
+		   b.buf);
 	sbuf_free(&b);
 }
 
@@ -310,15 +325,19 @@ static void check_uploads(const char *body, size_t len)
 	int rc = s3xml_parse_uploads(body, len, &u, err, sizeof(err));
 	if (rc) {
 		check_failure("s3xml_parse_uploads", rc, err);
-		FUZZ_CHECK(zeroed(&u, sizeof(u)), "s3xml_parse_uploads failed but left data in the result");
+		FUZZ_CHECK(zeroed(&u, sizeof(u)),
+			   "s3xml_parse_uploads failed but left data in the result");
 		return;
 	}
-	FUZZ_CHECK(!u.truncated || u.next_key_marker, "a truncated upload list without NextKeyMarker");
+	FUZZ_CHECK(!u.truncated || u.next_key_marker,
+		   "a truncated upload list without NextKeyMarker");
 	FUZZ_CHECK(!u.next_upload_id_marker || xml_text_ok(u.next_upload_id_marker),
 		   "NextUploadIdMarker holds bytes expat cannot send");
 	for (size_t i = 0; i < u.n; i++) {
-		FUZZ_CHECK(u.items[i].key && u.items[i].upload_id, "upload %zu lacks its key or id", i);
-		FUZZ_CHECK(xml_text_ok(u.items[i].upload_id), "upload %zu: id holds bytes expat cannot send", i);
+		FUZZ_CHECK(u.items[i].key && u.items[i].upload_id, "upload %zu lacks its key or id",
+			   i);
+		FUZZ_CHECK(xml_text_ok(u.items[i].upload_id),
+			   "upload %zu: id holds bytes expat cannot send", i);
 	}
 	sbuf b = SBUF_INIT;
 	bool times_ok;
@@ -326,10 +345,12 @@ static void check_uploads(const char *body, size_t len)
 	struct s3xml_uploads again;
 	rc = s3xml_parse_uploads(b.buf, b.len, &again, err, sizeof(err));
 	FUZZ_CHECK(rc == 0, "an upload list written back is refused (%s):\n%s", err, b.buf);
-	bool same = again.n == u.n && again.truncated == u.truncated && !again.next_key_marker == !u.next_key_marker &&
+	bool same = again.n == u.n && again.truncated == u.truncated &&
+		    !again.next_key_marker == !u.next_key_marker &&
 		    (!u.next_key_marker || !strcmp(again.next_key_marker, u.next_key_marker)) &&
 		    !again.next_upload_id_marker == !u.next_upload_id_marker &&
-		    (!u.next_upload_id_marker || !strcmp(again.next_upload_id_marker, u.next_upload_id_marker));
+		    (!u.next_upload_id_marker ||
+		     !strcmp(again.next_upload_id_marker, u.next_upload_id_marker));
 	for (size_t i = 0; same && i < u.n; i++)
 		same = !strcmp(u.items[i].key, again.items[i].key) &&
 		       !strcmp(u.items[i].upload_id, again.items[i].upload_id) &&
@@ -346,7 +367,8 @@ static void check_time(const uint8_t *data, size_t size)
 	time_t t = 12345;
 	int rc = s3xml_parse_time(s, &t);
 	if (rc) {
-		FUZZ_CHECK(rc == -EINVAL && t == 12345, "s3xml_parse_time(\"%s\") failed (%d) but wrote a time", s, rc);
+		FUZZ_CHECK(rc == -EINVAL && t == 12345,
+			   "s3xml_parse_time(\"%s\") failed (%d) but wrote a time", s, rc);
 	} else {
 		sbuf b = SBUF_INIT;
 		if (xml_time(&b, "T", t)) {
@@ -355,8 +377,8 @@ static void check_time(const uint8_t *data, size_t size)
 			FUZZ_SETUP(iso, "out of memory");
 			time_t again = 0;
 			FUZZ_CHECK(s3xml_parse_time(iso, &again) == 0 && again == t,
-				   "s3xml_parse_time(\"%s\") = %lld, which reads back from \"%s\" as %lld", s, (long long)t,
-				   iso, (long long)again);
+				   "s3xml_parse_time(\"%s\") = %lld, which reads back from \"%s\" as %lld",
+				   s, (long long)t, iso, (long long)again);
 			free(iso);
 		}
 		sbuf_free(&b);

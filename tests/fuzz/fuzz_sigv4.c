@@ -132,7 +132,8 @@ static void req_parse(const uint8_t *data, size_t size, struct req *r)
 		} else if (r->nh < SIGV4_FUZZ_MAX_HEADERS) {
 			const char *colon = memchr(p, ':', (size_t)(le - p));
 			r->h[r->nh].name = dup_n(p, (size_t)((colon ? colon : le) - p));
-			r->h[r->nh].value = colon ? dup_n(colon + 1, (size_t)(le - colon - 1)) : dup_n("", 0);
+			r->h[r->nh].value =
+				colon ? dup_n(colon + 1, (size_t)(le - colon - 1)) : dup_n("", 0);
 			r->nh++;
 		}
 		p = next;
@@ -150,8 +151,8 @@ static void req_parse(const uint8_t *data, size_t size, struct req *r)
 
 static bool ref_unreserved(unsigned char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-	       c == '_' || c == '~';
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 static bool ref_token(const char *s)
@@ -159,8 +160,8 @@ static bool ref_token(const char *s)
 	if (!*s)
 		return false;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if (!(*p >= 'A' && *p <= 'Z') && !(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') &&
-		    !strchr("!#$%&'*+-.^_`|~", *p))
+		if (!(*p >= 'A' && *p <= 'Z') && !(*p >= 'a' && *p <= 'z') &&
+		    !(*p >= '0' && *p <= '9') && !strchr("!#$%&'*+-.^_`|~", *p))
 			return false;
 	return true;
 }
@@ -178,7 +179,10 @@ static void ref_encode(sbuf *b, const char *s, size_t n, bool keep_slash)
 
 static int ref_hex(char c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
 }
 
 /* Decodes then encodes s[0..n); false on a '%' without two hex digits. */
@@ -357,19 +361,20 @@ static void expect_for(const struct req *r, struct expect *x)
 	if (x->ok) {
 		size_t own = n;
 		if (!d) {
-			h[own++] = (struct rhdr){dup_n("x-amz-date", 10), dup_n(x->amz_date, strlen(x->amz_date)), 1000};
+			h[own++] = (struct rhdr){dup_n("x-amz-date", 10),
+						 dup_n(x->amz_date, strlen(x->amz_date)), 1000};
 			x->added[x->nadded++] = "x-amz-date";
 		}
 		if (!c && (s3 || (flags & SIGV4_CONTENT_SHA256))) {
-			h[own++] = (struct rhdr){dup_n("x-amz-content-sha256", 20), dup_n(r->payload, strlen(r->payload)),
-						 1001};
+			h[own++] = (struct rhdr){dup_n("x-amz-content-sha256", 20),
+						 dup_n(r->payload, strlen(r->payload)), 1001};
 			x->added[x->nadded++] = "x-amz-content-sha256";
 		}
 		if (has_token && !t) {
 			x->added[x->nadded++] = "x-amz-security-token";
 			if (!(flags & SIGV4_UNSIGNED_TOKEN))
-				h[own++] = (struct rhdr){dup_n("x-amz-security-token", 20), dup_n(token, strlen(token)),
-							 1002};
+				h[own++] = (struct rhdr){dup_n("x-amz-security-token", 20),
+							 dup_n(token, strlen(token)), 1002};
 		}
 		n = own;
 		qsort(h, n, sizeof(*h), rhdr_cmp);
@@ -390,7 +395,9 @@ static void expect_for(const struct req *r, struct expect *x)
 static void hmac(const void *key, size_t klen, const char *msg, unsigned char out[32])
 {
 	unsigned len = 0;
-	FUZZ_SETUP(HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &len) && len == 32,
+	FUZZ_SETUP(HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out,
+			&len) &&
+			   len == 32,
 		   "HMAC failed");
 }
 
@@ -408,7 +415,8 @@ static bool normalized(const char *path)
 	for (const char *p = path + 1; *p;) {
 		const char *e = strchr(p, '/');
 		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if ((n == 0 && e) || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+		if ((n == 0 && e) || (n == 1 && p[0] == '.') ||
+		    (n == 2 && p[0] == '.' && p[1] == '.'))
 			return false;
 		p += n + (e ? 1 : 0);
 	}
@@ -441,25 +449,26 @@ static void check_signed(const sigv4_signer *s, const struct req *r, const struc
 	const char *cquery = sigv4_signed_canonical_query(sg), *date = sigv4_signed_amz_date(sg);
 
 	FUZZ_CHECK(!strcmp(date, x->amz_date), "x-amz-date %s, want %s", date, x->amz_date);
-	FUZZ_CHECK(!strcmp(cquery, sbuf_str(&x->query)), "canonical query \"%s\", want \"%s\"", cquery,
-		   sbuf_str(&x->query));
-	FUZZ_CHECK(!strcmp(sh, sbuf_str(&x->signed_headers)), "signed headers \"%s\", want \"%s\"", sh,
-		   sbuf_str(&x->signed_headers));
+	FUZZ_CHECK(!strcmp(cquery, sbuf_str(&x->query)), "canonical query \"%s\", want \"%s\"",
+		   cquery, sbuf_str(&x->query));
+	FUZZ_CHECK(!strcmp(sh, sbuf_str(&x->signed_headers)), "signed headers \"%s\", want \"%s\"",
+		   sh, sbuf_str(&x->signed_headers));
 	if (r->opts & SIGV4_NORMALIZE_PATH) {
 		for (const char *p = cpath; *p; p++)
 			FUZZ_CHECK(ref_unreserved((unsigned char)*p) || *p == '/' ||
 					   (*p == '%' && ref_hex(p[1]) >= 0 && ref_hex(p[2]) >= 0),
 				   "canonical path \"%s\" is not encoded", cpath);
 		char *dec = percent_decode(cpath);
-		FUZZ_CHECK(normalized(dec), "canonical path \"%s\" of \"%s\" is not normalized", cpath, r->path);
+		FUZZ_CHECK(normalized(dec), "canonical path \"%s\" of \"%s\" is not normalized",
+			   cpath, r->path);
 		free(dec);
 	} else {
-		FUZZ_CHECK(!strcmp(cpath, sbuf_str(&x->path)), "canonical path \"%s\", want \"%s\"", cpath,
-			   sbuf_str(&x->path));
+		FUZZ_CHECK(!strcmp(cpath, sbuf_str(&x->path)), "canonical path \"%s\", want \"%s\"",
+			   cpath, sbuf_str(&x->path));
 	}
 	sbuf want = SBUF_INIT;
-	sbuf_addf(&want, "%s\n%s\n%s\n%s\n%s\n%s", r->method, cpath, sbuf_str(&x->query), sbuf_str(&x->headers),
-		  sbuf_str(&x->signed_headers), r->payload);
+	sbuf_addf(&want, "%s\n%s\n%s\n%s\n%s\n%s", r->method, cpath, sbuf_str(&x->query),
+		  sbuf_str(&x->headers), sbuf_str(&x->signed_headers), r->payload);
 	FUZZ_CHECK(!strcmp(creq, want.buf), "canonical request\n%s\nwant\n%s", creq, want.buf);
 	sbuf_free(&want);
 
@@ -467,13 +476,13 @@ static void check_signed(const sigv4_signer *s, const struct req *r, const struc
 	const struct sigv4_header *added = sigv4_signed_added_headers(sg, &n_added);
 	FUZZ_CHECK(n_added == x->nadded, "%zu headers to add, want %zu", n_added, x->nadded);
 	for (size_t i = 0; i < n_added; i++) {
-		FUZZ_CHECK(!strcmp(added[i].name, x->added[i]), "header to add #%zu is %s, want %s", i, added[i].name,
-			   x->added[i]);
-		const char *v = !strcmp(added[i].name, "x-amz-date")		 ? x->amz_date
+		FUZZ_CHECK(!strcmp(added[i].name, x->added[i]), "header to add #%zu is %s, want %s",
+			   i, added[i].name, x->added[i]);
+		const char *v = !strcmp(added[i].name, "x-amz-date")             ? x->amz_date
 				: !strcmp(added[i].name, "x-amz-content-sha256") ? r->payload
 										 : token;
-		FUZZ_CHECK(!strcmp(added[i].value, v), "header to add %s is \"%s\", want \"%s\"", added[i].name,
-			   added[i].value, v);
+		FUZZ_CHECK(!strcmp(added[i].value, v), "header to add %s is \"%s\", want \"%s\"",
+			   added[i].name, added[i].value, v);
 	}
 
 	/* The string to sign and the signature, recomputed. */
@@ -498,7 +507,8 @@ static void check_signed(const sigv4_signer *s, const struct req *r, const struc
 	hex(k, 32, sighex);
 	FUZZ_CHECK(!strcmp(sig, sighex), "signature %s, want %s", sig, sighex);
 	sbuf wauth = SBUF_INIT;
-	sbuf_addf(&wauth, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s", akid, scope, sh, sighex);
+	sbuf_addf(&wauth, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s", akid,
+		  scope, sh, sighex);
 	FUZZ_CHECK(!strcmp(auth, wauth.buf), "Authorization \"%s\", want \"%s\"", auth, wauth.buf);
 	sbuf_free(&wauth);
 
@@ -524,9 +534,12 @@ static void check_signed(const sigv4_signer *s, const struct req *r, const struc
 	q2.headers = canon;
 	q2.n_headers = nc;
 	q2.query = cquery;
-	FUZZ_CHECK(sigv4_sign(s, &q2, &again, err, sizeof(err)) == 0, "the canonical form cannot be signed: %s", err);
-	FUZZ_CHECK(!strcmp(sigv4_signed_canonical_request(again), creq) && !strcmp(sigv4_signed_authorization(again), auth),
-		   "the canonical form signs differently:\n%s\nwas\n%s", sigv4_signed_canonical_request(again), creq);
+	FUZZ_CHECK(sigv4_sign(s, &q2, &again, err, sizeof(err)) == 0,
+		   "the canonical form cannot be signed: %s", err);
+	FUZZ_CHECK(!strcmp(sigv4_signed_canonical_request(again), creq) &&
+			   !strcmp(sigv4_signed_authorization(again), auth),
+		   "the canonical form signs differently:\n%s\nwas\n%s",
+		   sigv4_signed_canonical_request(again), creq);
 	sigv4_signed_free(again);
 	free(hcopy);
 
@@ -549,11 +562,12 @@ static void check_signed(const sigv4_signer *s, const struct req *r, const struc
  * the same, error messages included; with another session token, the
  * same error messages. So no secret can show in an output or a message.
  */
-static void check_credentials(const struct req *r, const struct sigv4_request *q, int rc, const sigv4_signed *sg,
-			      const char *err)
+static void check_credentials(const struct req *r, const struct sigv4_request *q, int rc,
+			      const sigv4_signed *sg, const char *err)
 {
 	static const char other_secret[] = "Zq9mW2xR7tLpK4vB8nC1yH6dF3gJ5sA0eUiOoTrE";
-	static const char other_token[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	static const char other_token[] =
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 	_Static_assert(sizeof(other_secret) == sizeof(secret), "same length as the suite's secret");
 	for (int which = 0; which < 2; which++) {
 		if (which == 1 && !(r->opts & 16))
@@ -563,23 +577,30 @@ static void check_credentials(const struct req *r, const struct sigv4_request *q
 			c.session_token = which ? other_token : token;
 		sigv4_signer *s2 = NULL;
 		char e2[512] = "";
-		FUZZ_SETUP(sigv4_signer_new(&c, region, (r->opts & 8) ? "s3" : "service", &s2, e2, sizeof(e2)) == 0,
+		FUZZ_SETUP(sigv4_signer_new(&c, region, (r->opts & 8) ? "s3" : "service", &s2, e2,
+					    sizeof(e2)) == 0,
 			   "signer: %s", e2);
 		sigv4_signed *g2 = NULL;
 		int rc2 = sigv4_sign(s2, q, &g2, e2, sizeof(e2));
 		if (which == 0) {
 			FUZZ_CHECK(rc2 == rc && !strcmp(e2, rc ? err : ""),
-				   "another secret changes the answer: %d \"%s\", then %d \"%s\"", rc, rc ? err : "", rc2, e2);
+				   "another secret changes the answer: %d \"%s\", then %d \"%s\"",
+				   rc, rc ? err : "", rc2, e2);
 			if (!rc) {
-				FUZZ_CHECK(!strcmp(sigv4_signed_canonical_request(g2), sigv4_signed_canonical_request(sg)) &&
-						   !strcmp(sigv4_signed_string_to_sign(g2), sigv4_signed_string_to_sign(sg)) &&
-						   !strcmp(sigv4_signed_signed_headers(g2), sigv4_signed_signed_headers(sg)),
+				FUZZ_CHECK(!strcmp(sigv4_signed_canonical_request(g2),
+						   sigv4_signed_canonical_request(sg)) &&
+						   !strcmp(sigv4_signed_string_to_sign(g2),
+							   sigv4_signed_string_to_sign(sg)) &&
+						   !strcmp(sigv4_signed_signed_headers(g2),
+							   sigv4_signed_signed_headers(sg)),
 					   "another secret changes what is signed");
-				FUZZ_CHECK(strcmp(sigv4_signed_signature(g2), sigv4_signed_signature(sg)),
+				FUZZ_CHECK(strcmp(sigv4_signed_signature(g2),
+						  sigv4_signed_signature(sg)),
 					   "another secret gives the same signature");
 			}
 		} else if (rc && rc2) {
-			FUZZ_CHECK(!strcmp(e2, err), "the error message depends on the session token: \"%s\", then \"%s\"",
+			FUZZ_CHECK(!strcmp(e2, err),
+				   "the error message depends on the session token: \"%s\", then \"%s\"",
 				   err, e2);
 		}
 		sigv4_signed_free(g2);
@@ -593,7 +614,8 @@ static void check_uri_encode(const char *s)
 		char *e = sigv4_uri_encode(s, keep);
 		sbuf want = SBUF_INIT;
 		ref_encode(&want, s, strlen(s), keep);
-		FUZZ_CHECK(!strcmp(e, sbuf_str(&want)), "sigv4_uri_encode(keep_slash %d) = \"%s\", want \"%s\"", keep, e,
+		FUZZ_CHECK(!strcmp(e, sbuf_str(&want)),
+			   "sigv4_uri_encode(keep_slash %d) = \"%s\", want \"%s\"", keep, e,
 			   sbuf_str(&want));
 		char *d = percent_decode(e);
 		FUZZ_CHECK(!strcmp(d, s), "sigv4_uri_encode does not decode back");
@@ -611,7 +633,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sigv4_credentials cred = {akid, secret, (r.opts & 16) ? token : NULL};
 	sigv4_signer *s = NULL;
 	char err[512] = "";
-	FUZZ_SETUP(sigv4_signer_new(&cred, region, (r.opts & 8) ? "s3" : "service", &s, err, sizeof(err)) == 0,
+	FUZZ_SETUP(sigv4_signer_new(&cred, region, (r.opts & 8) ? "s3" : "service", &s, err,
+				    sizeof(err)) == 0,
 		   "signer: %s", err);
 	struct sigv4_request q = {
 		.method = r.method,
@@ -628,7 +651,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sigv4_signed *sg = NULL;
 	int rc = sigv4_sign(s, &q, &sg, err, sizeof(err));
 	if (fuzz_verbose())
-		fprintf(stderr, "sigv4_sign: %d %s\n%s\n", rc, err, sg ? sigv4_signed_authorization(sg) : "");
+		fprintf(stderr, "sigv4_sign: %d %s\n%s\n", rc, err,
+			sg ? sigv4_signed_authorization(sg) : "");
 	if (rc) {
 		FUZZ_CHECK(rc == -EINVAL, "sigv4_sign returned %d: %s", rc, err);
 		FUZZ_CHECK(!sg, "sigv4_sign failed but returned a result");

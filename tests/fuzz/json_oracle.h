@@ -29,9 +29,9 @@
 
 struct jo {
 	const unsigned char *p, *end;
-	int depth;      /* containers open now */
-	int max_depth;  /* deepest nesting seen (the top-level object counts 1) */
-	bool any_bytes; /* lax: bytes >= 0x80 in strings need not be UTF-8 */
+	int depth;           /* containers open now */
+	int max_depth;       /* deepest nesting seen (the top-level object counts 1) */
+	bool any_bytes;      /* lax: bytes >= 0x80 in strings need not be UTF-8 */
 	bool lone_surrogate; /* a \uD800-\uDFFF escape outside a pair was seen */
 	bool nul_escape;     /* a \u0000 was seen */
 	bool dup_key;        /* an object had a key twice (decoded, byte for byte) */
@@ -143,8 +143,8 @@ static inline bool jo_string(struct jo *j, char *out, size_t *len)
 		if (!jo_hex4(j->p, j->end, &cp))
 			return false;
 		j->p += 4;
-		if (cp >= 0xd800 && cp <= 0xdbff && j->end - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u' &&
-		    jo_hex4(j->p + 2, j->end, &lo) && lo >= 0xdc00 && lo <= 0xdfff) {
+		if (cp >= 0xd800 && cp <= 0xdbff && j->end - j->p >= 6 && j->p[0] == '\\' &&
+		    j->p[1] == 'u' && jo_hex4(j->p + 2, j->end, &lo) && lo >= 0xdc00 && lo <= 0xdfff) {
 			j->p += 6;
 			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 		} else if (cp >= 0xd800 && cp <= 0xdfff) {
@@ -350,7 +350,7 @@ struct jo_member {
 struct jo_object {
 	struct jo_member *m;
 	size_t n;
-	int max_depth;	     /* nesting of the whole document, this object counting 1 */
+	int max_depth;       /* nesting of the whole document, this object counting 1 */
 	bool lone_surrogate; /* somewhere in the document, as in struct jo */
 	bool nul_escape;
 	bool dup_key;
@@ -377,11 +377,19 @@ static inline void jo_object_free(struct jo_object *o)
  * not JSON or not an object. any_bytes: strings may hold bytes that are
  * not UTF-8 (to tell that fault from others).
  */
-static inline bool jo_parse_object_ex(const char *text, size_t len, bool any_bytes, struct jo_object *o)
+static inline bool jo_parse_object_ex(const char *text, size_t len, bool any_bytes,
+				      struct jo_object *o)
 {
 	memset(o, 0, sizeof(*o));
-	struct jo j = {(const unsigned char *)text, (const unsigned char *)text + len, 1, 1, any_bytes,
-		       false, false, false, false};
+	struct jo j = {(const unsigned char *)text,
+		       (const unsigned char *)text + len,
+		       1,
+		       1,
+		       any_bytes,
+		       false,
+		       false,
+		       false,
+		       false};
 	size_t cap = 0;
 	jo_ws(&j);
 	if (j.p >= j.end || *j.p != '{')
@@ -469,8 +477,15 @@ static inline bool jo_parse_object(const char *text, size_t len, struct jo_objec
 static inline bool jo_parse_array(const char *v, size_t vlen, struct jo_object *o)
 {
 	memset(o, 0, sizeof(*o));
-	struct jo j = {(const unsigned char *)v, (const unsigned char *)v + vlen, 1, 1, true,
-		       false, false, false, false};
+	struct jo j = {(const unsigned char *)v,
+		       (const unsigned char *)v + vlen,
+		       1,
+		       1,
+		       true,
+		       false,
+		       false,
+		       false,
+		       false};
 	size_t cap = 0;
 	jo_ws(&j);
 	if (j.p >= j.end || *j.p != '[')
@@ -491,7 +506,8 @@ static inline bool jo_parse_array(const char *v, size_t vlen, struct jo_object *
 				FUZZ_SETUP(m, "out of memory");
 				o->m = m;
 			}
-			o->m[o->n++] = (struct jo_member){NULL, 0, (const char *)vs, (size_t)(j.p - vs)};
+			o->m[o->n++] =
+				(struct jo_member){NULL, 0, (const char *)vs, (size_t)(j.p - vs)};
 			jo_ws(&j);
 			if (j.p >= j.end)
 				goto bad;
@@ -517,7 +533,14 @@ bad:
 /* Whether text[0..len) is one JSON document of any value. */
 static inline bool jo_valid(const char *text, size_t len)
 {
-	struct jo j = {(const unsigned char *)text, (const unsigned char *)text + len, 0, 0, false, false, false, false,
+	struct jo j = {(const unsigned char *)text,
+		       (const unsigned char *)text + len,
+		       0,
+		       0,
+		       false,
+		       false,
+		       false,
+		       false,
 		       false};
 	if (!jo_value(&j))
 		return false;
@@ -526,7 +549,8 @@ static inline bool jo_valid(const char *text, size_t len)
 }
 
 /* The members named key (exact bytes); *count how many there are. */
-static inline const struct jo_member *jo_find(const struct jo_object *o, const char *key, size_t *count)
+static inline const struct jo_member *jo_find(const struct jo_object *o, const char *key,
+					      size_t *count)
 {
 	const struct jo_member *first = NULL;
 	*count = 0;
@@ -547,8 +571,15 @@ static inline char *jo_as_string(const struct jo_member *m, size_t *len)
 		return NULL;
 	char *s = malloc(m->vlen + 1);
 	FUZZ_SETUP(s, "out of memory");
-	struct jo j = {(const unsigned char *)m->v, (const unsigned char *)m->v + m->vlen, 0, 0, true,
-		       false, false, false, false};
+	struct jo j = {(const unsigned char *)m->v,
+		       (const unsigned char *)m->v + m->vlen,
+		       0,
+		       0,
+		       true,
+		       false,
+		       false,
+		       false,
+		       false};
 	size_t n = 0;
 	jo_string(&j, s, &n);
 	s[n] = '\0';

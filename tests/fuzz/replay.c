@@ -110,7 +110,9 @@ static int replay_open_file(const char *path)
 		return -1;
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != FUZZ_OPEN_STATUS) {
-		fprintf(stderr, "replay: %s fails, but not by its open finding (status 0x%x): a new bug\n", path, st);
+		fprintf(stderr,
+			"replay: %s fails, but not by its open finding (status 0x%x): a new bug\n",
+			path, st);
 		return -1;
 	}
 	fprintf(stderr, "replay: %s still fails (open finding), as expected\n", path);
@@ -201,7 +203,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "replay: no input replayed\n");
 		status = 1;
 	}
-	printf("%s: %zu inputs replayed, %zu open findings still failing%s\n", argv[0], count, open_count,
-	       status ? "; FAILED" : "");
+	printf("%s: %zu inputs replayed, %zu open findings still failing%s\n", argv[0], count,
+	       open_count, status ? "; FAILED" : "");
 	return status;
 }

@@ -83,15 +83,14 @@ bool sigt_same(const char *cas, const char *what, const char *want, const char *
 		return true;
 	if (!want || !got) {
 		tap_note("FAIL %s: %s: %s\n", cas, what,
-		       !want ? "no expected value" : "nothing produced");
+			 !want ? "no expected value" : "nothing produced");
 		return false;
 	}
 	const char *w = want, *g = got;
 	int line = 1;
 	for (;;) {
 		const char *we = strchr(w, '\n'), *ge = strchr(g, '\n');
-		size_t wl = we ? (size_t)(we - w) : strlen(w),
-		       gl = ge ? (size_t)(ge - g) : strlen(g);
+		size_t wl = we ? (size_t)(we - w) : strlen(w), gl = ge ? (size_t)(ge - g) : strlen(g);
 		if (wl != gl || memcmp(w, g, wl) != 0 || !we != !ge) {
 			/* Say which one ends here only when that is (part of) the difference. */
 			bool ends = !we != !ge;
@@ -120,7 +119,6 @@ bool sigt_parse_time(const char *s, const char *fmt, time_t *out)
 }
 
 /* ---- request.txt ------------------------------------------------------ */
-
 
 void sigt_req_free(struct sigt_req *r)
 {
@@ -155,8 +153,7 @@ char *sigt_next_line(const char **p, const char *end)
  * must fold it), an empty line, then the body verbatim. TARGET may hold
  * spaces (get-space-*), so it runs from the first to the last space.
  */
-int sigt_req_parse(const char *text, size_t len, struct sigt_req *r, char *why,
-			  size_t whylen)
+int sigt_req_parse(const char *text, size_t len, struct sigt_req *r, char *why, size_t whylen)
 {
 	memset(r, 0, sizeof(*r));
 	const char *p = text, *end = text + len;
@@ -236,4 +233,3 @@ const char *sigt_req_header(const struct sigt_req *r, const char *name)
 			return r->h[i].value;
 	return NULL;
 }
-

@@ -39,8 +39,7 @@ void put(const char *path, const char *text)
 	fclose(f);
 }
 
-void putf(const store *s, const char *coll, enum store_area area, const char *leaf,
-		 const char *text)
+void putf(const store *s, const char *coll, enum store_area area, const char *leaf, const char *text)
 {
 	char p[PATH_MAX];
 	if (store_path(s, coll, area, leaf, p, sizeof(p)) != 0)

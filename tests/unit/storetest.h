@@ -21,8 +21,7 @@ char *fresh_dir(void);
 /* Writes text to path, or aborts. */
 void put(const char *path, const char *text);
 /* Writes text to leaf in an area of a collection. */
-void putf(const store *s, const char *coll, enum store_area area, const char *leaf,
-	  const char *text);
+void putf(const store *s, const char *coll, enum store_area area, const char *leaf, const char *text);
 bool exists(const char *path);
 bool exists_in(const store *s, const char *coll, enum store_area area, const char *leaf);
 /* path holds exactly want. */

@@ -26,23 +26,23 @@ void tap_case(bool ok, const char *name);
 #define CHECK(expr) tap_result((expr) != 0, __FILE__, __LINE__, #expr, NULL)
 
 /* Integers (any width) compared as long long; a failure shows both values. */
-#define CHECK_EQ(a, b)                                                                     \
-	do {                                                                               \
-		long long tap_a_ = (long long)(a), tap_b_ = (long long)(b);                \
-		char tap_d_[96];                                                           \
-		snprintf(tap_d_, sizeof(tap_d_), "%lld != %lld", tap_a_, tap_b_);          \
-		tap_result(tap_a_ == tap_b_, __FILE__, __LINE__, #a " == " #b, tap_d_);    \
+#define CHECK_EQ(a, b)                                                                             \
+	do {                                                                                       \
+		long long tap_a_ = (long long)(a), tap_b_ = (long long)(b);                        \
+		char tap_d_[96];                                                                   \
+		snprintf(tap_d_, sizeof(tap_d_), "%lld != %lld", tap_a_, tap_b_);                  \
+		tap_result(tap_a_ == tap_b_, __FILE__, __LINE__, #a " == " #b, tap_d_);            \
 	} while (0)
 
 /* Strings; a failure shows both. */
-#define CHECK_STR(a, b)                                                                    \
-	do {                                                                               \
-		const char *tap_a_ = (a), *tap_b_ = (b);                                   \
-		char tap_d_[1024];                                                         \
-		snprintf(tap_d_, sizeof(tap_d_), "\"%.500s\" != \"%.500s\"", tap_a_ ? tap_a_ : "(null)", \
-			 tap_b_ ? tap_b_ : "(null)");                                      \
-		tap_result(tap_a_ && tap_b_ && !strcmp(tap_a_, tap_b_), __FILE__, __LINE__, \
-			   #a " == " #b, tap_d_);                                          \
+#define CHECK_STR(a, b)                                                                            \
+	do {                                                                                       \
+		const char *tap_a_ = (a), *tap_b_ = (b);                                           \
+		char tap_d_[1024];                                                                 \
+		snprintf(tap_d_, sizeof(tap_d_), "\"%.500s\" != \"%.500s\"",                       \
+			 tap_a_ ? tap_a_ : "(null)", tap_b_ ? tap_b_ : "(null)");                  \
+		tap_result(tap_a_ &&tap_b_ && !strcmp(tap_a_, tap_b_), __FILE__, __LINE__,         \
+			   #a " == " #b, tap_d_);                                                  \
 	} while (0)
 
 /* Makes a fresh temporary directory (under $TMPDIR or /tmp) and returns its path. */

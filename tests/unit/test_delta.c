@@ -49,7 +49,8 @@ static size_t read_file(const char *path, char **out)
 static sqlite3 *live_open(const char *path)
 {
 	sqlite3 *db = NULL;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
+			    NULL) != SQLITE_OK) {
 		fprintf(stderr, "open live %s: %s\n", path, sqlite3_errmsg(db));
 		exit(2);
 	}
@@ -77,8 +78,8 @@ static const char *qs(sqlite3 *db, const char *sql, char *buf, size_t len)
 {
 	sqlite3_stmt *st = NULL;
 	buf[0] = '\0';
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-	    sqlite3_column_text(st, 0))
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
 		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return buf;
@@ -122,8 +123,8 @@ static void expect_reject_file(sqlite3 *live, const char *path, const char *want
 	bool ok = r == 1 && strstr(reason, want) && !strchr(reason, '\n') && !strcmp(before, after);
 	tap_note("%s reject %s: %s\n", ok ? "ok  " : "FAIL", what, reason);
 	if (!ok)
-		fprintf(stderr, "  %s: r=%d want \"%s\" got \"%s\"; live %s -> %s\n", what, r, want, reason, before,
-			after);
+		fprintf(stderr, "  %s: r=%d want \"%s\" got \"%s\"; live %s -> %s\n", what, r, want,
+			reason, before, after);
 	CHECK(r == 1);
 	CHECK(strstr(reason, want) != NULL);
 	CHECK(strchr(reason, '\n') == NULL);
@@ -145,21 +146,24 @@ static void expect_apply(sqlite3 *live, const char *path, const char *what)
 	CHECK(r == 0);
 }
 
-#define ROWS_SQL                                                                                                \
-	"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)"                          \
+#define ROWS_SQL                                                                                   \
+	"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)"            \
 	" INSERT INTO lines SELECT i, printf('doc %d ', i) || hex(randomblob(100)), randomblob(64) FROM n;"
 
 static void test_good(sqlite3 *live)
 {
 	char buf[256];
 	const char *d = at("d1.db");
-	mkdb(d, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT NOT NULL, emb BLOB);"
-		"INSERT INTO lines VALUES (1, 'one', x'01'), (2, 'two', x'02'), (3, 'three', x'03');");
+	mkdb(d,
+	     "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT NOT NULL, emb BLOB);"
+	     "INSERT INTO lines VALUES (1, 'one', x'01'), (2, 'two', x'02'), (3, 'three', x'03');");
 	expect_apply(live, d, "new table with rows");
 	CHECK(q1(live, "SELECT count(*) FROM lines") == 3);
 	/* Created from names, types and key: a rowid alias, no NOT NULL copied from the delta's SQL. */
 	qs(live, "SELECT sql FROM sqlite_schema WHERE name = 'lines'", buf, sizeof(buf));
-	CHECK(strcmp(buf, "CREATE TABLE \"lines\" (\"id\" 'INTEGER', \"doc\" 'TEXT', \"emb\" 'BLOB', PRIMARY KEY (\"id\"))") == 0);
+	CHECK(strcmp(buf,
+		     "CREATE TABLE \"lines\" (\"id\" 'INTEGER', \"doc\" 'TEXT', \"emb\" 'BLOB', PRIMARY KEY (\"id\"))") ==
+	      0);
 	CHECK(q1(live, "SELECT count(*) FROM lines WHERE rowid = id") == 3);
 
 	d = at("d2.db");
@@ -178,7 +182,8 @@ static void test_good(sqlite3 *live)
 	expect_apply(live, d, "deletions before upserts");
 	CHECK(q1(live, "SELECT count(*) FROM lines") == 3);
 	CHECK(q1(live, "SELECT count(*) FROM lines WHERE id = 2") == 0);
-	CHECK(strcmp(qs(live, "SELECT doc FROM lines WHERE id = 3", buf, sizeof(buf)), "three v3") == 0);
+	CHECK(strcmp(qs(live, "SELECT doc FROM lines WHERE id = 3", buf, sizeof(buf)), "three v3") ==
+	      0);
 
 	d = at("d4.db");
 	mkdb(d, "CREATE TABLE _snapfs_delete_lines(ID);" /* key names match case-insensitively */
@@ -266,7 +271,8 @@ static void test_rejects(sqlite3 *live)
 	size_t n = read_file(full, &bytes);
 	CHECK(n >= 8 * 4096);
 	char want[128];
-	snprintf(want, sizeof(want), "truncated: file is %zu bytes but its header says %zu pages of 4096", n / 2,
+	snprintf(want, sizeof(want),
+		 "truncated: file is %zu bytes but its header says %zu pages of 4096", n / 2,
 		 n / 4096);
 	write_file(d, bytes, n / 2);
 	expect_reject_file(live, d, want, "truncated");
@@ -281,9 +287,11 @@ static void test_rejects(sqlite3 *live)
 
 	char lines[] = "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);";
 	char sql[1024];
-	snprintf(sql, sizeof(sql), "%s CREATE TRIGGER \"t\nx\" AFTER INSERT ON lines BEGIN DELETE FROM lines; END;",
+	snprintf(sql, sizeof(sql),
+		 "%s CREATE TRIGGER \"t\nx\" AFTER INSERT ON lines BEGIN DELETE FROM lines; END;",
 		 lines);
-	expect_reject(live, sql, "has trigger \"t?x\": deltas may not carry executable schema", "trigger");
+	expect_reject(live, sql, "has trigger \"t?x\": deltas may not carry executable schema",
+		      "trigger");
 	snprintf(sql, sizeof(sql), "%s CREATE VIEW v AS SELECT * FROM lines;", lines);
 	expect_reject(live, sql, "has view \"v\"", "view");
 	if (sqlite3_compileoption_used("ENABLE_FTS5")) {
@@ -291,56 +299,72 @@ static void test_rejects(sqlite3 *live)
 		expect_reject(live, sql, "has virtual table \"f\"", "virtual table (fts5)");
 	}
 	if (sqlite3_compileoption_used("ENABLE_RTREE")) {
-		snprintf(sql, sizeof(sql), "%s CREATE VIRTUAL TABLE r USING rtree(id, x0, x1);", lines);
+		snprintf(sql, sizeof(sql), "%s CREATE VIRTUAL TABLE r USING rtree(id, x0, x1);",
+			 lines);
 		expect_reject(live, sql, "has virtual table \"r\"", "virtual table (rtree)");
 	}
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB, n AS (length(doc)));",
+	expect_reject(live,
+		      "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB, n AS (length(doc)));",
 		      "has generated column \"n\"", "generated column");
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB,"
-			    " n INT GENERATED ALWAYS AS (id * 2) STORED);",
+	expect_reject(live,
+		      "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB,"
+		      " n INT GENERATED ALWAYS AS (id * 2) STORED);",
 		      "has generated column \"n\"", "stored generated column");
 	expect_reject(live, "CREATE TABLE extra(a, b); INSERT INTO extra VALUES (1, 2);",
 		      "table \"extra\" has no PRIMARY KEY", "table without primary key");
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB, score REAL);",
-		      "table \"lines\" differs from the collection's: column \"score\" is not in the collection's table",
-		      "extra column vs live");
+	expect_reject(
+		live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB, score REAL);",
+		"table \"lines\" differs from the collection's: column \"score\" is not in the collection's table",
+		"extra column vs live");
 	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT);",
 		      "column \"emb\" is missing from the delta", "missing column vs live");
 	expect_reject(live, "CREATE TABLE lines(id INTEGER, doc TEXT, emb BLOB, PRIMARY KEY(doc));",
-		      "primary key (\"doc\"), the collection's is (\"id\")", "different primary key vs live");
-	expect_reject(live, "CREATE TABLE words(lang TEXT, word TEXT, n INTEGER, PRIMARY KEY(word, lang));",
+		      "primary key (\"doc\"), the collection's is (\"id\")",
+		      "different primary key vs live");
+	expect_reject(live,
+		      "CREATE TABLE words(lang TEXT, word TEXT, n INTEGER, PRIMARY KEY(word, lang));",
 		      "primary key (\"word\", \"lang\"), the collection's is (\"lang\", \"word\")",
 		      "primary key order vs live");
-	expect_reject(live, "CREATE TABLE _snapfs_delete_lines(doc); INSERT INTO _snapfs_delete_lines VALUES ('x');",
-		      "deletion table \"_snapfs_delete_lines\" has columns (\"doc\"), but the primary key of \"lines\" is (\"id\")",
-		      "deletion table with non-key columns");
-	expect_reject(live, "CREATE TABLE _snapfs_delete_lines(id, doc);", "has columns (\"id\", \"doc\")",
-		      "deletion table with extra columns");
-	expect_reject(live, "CREATE TABLE _snapfs_delete_words(lang);", "primary key of \"words\" is (\"lang\", \"word\")",
+	expect_reject(
+		live,
+		"CREATE TABLE _snapfs_delete_lines(doc); INSERT INTO _snapfs_delete_lines VALUES ('x');",
+		"deletion table \"_snapfs_delete_lines\" has columns (\"doc\"), but the primary key of \"lines\" is (\"id\")",
+		"deletion table with non-key columns");
+	expect_reject(live, "CREATE TABLE _snapfs_delete_lines(id, doc);",
+		      "has columns (\"id\", \"doc\")", "deletion table with extra columns");
+	expect_reject(live, "CREATE TABLE _snapfs_delete_words(lang);",
+		      "primary key of \"words\" is (\"lang\", \"word\")",
 		      "deletion table with part of a composite key");
-	expect_reject(live, "CREATE TABLE _snapfs_delete_nosuch(id);", "which neither the delta nor the collection has",
+	expect_reject(live, "CREATE TABLE _snapfs_delete_nosuch(id);",
+		      "which neither the delta nor the collection has",
 		      "deletion table for an unknown table");
-	expect_reject(live, "CREATE TABLE _snapfs_delete__snapfs_ledger(seq);", "is not a collection table",
-		      "deletion from the ledger");
-	expect_reject(live, "CREATE TABLE _SNAPFS_LEDGER(seq INTEGER PRIMARY KEY, sha256, name, applied_at);",
+	expect_reject(live, "CREATE TABLE _snapfs_delete__snapfs_ledger(seq);",
+		      "is not a collection table", "deletion from the ledger");
+	expect_reject(live,
+		      "CREATE TABLE _SNAPFS_LEDGER(seq INTEGER PRIMARY KEY, sha256, name, applied_at);",
 		      "names starting with _snapfs_ are reserved", "a table named like the ledger");
 	expect_reject(live, "CREATE TABLE t2(id INTEGER PRIMARY KEY, x \"a;b\");",
 		      "declared type \"a;b\" outside [A-Za-z0-9 _(),.+-]", "unsafe declared type");
-	expect_reject(live, "CREATE TABLE t3(k TEXT PRIMARY KEY, v); INSERT INTO t3 VALUES (NULL, 1);",
+	expect_reject(live,
+		      "CREATE TABLE t3(k TEXT PRIMARY KEY, v); INSERT INTO t3 VALUES (NULL, 1);",
 		      "table \"t3\" has a row with NULL in its primary key", "NULL primary key");
 	expect_reject(live, "PRAGMA encoding = 'UTF-16le'; CREATE TABLE t4(k TEXT PRIMARY KEY);",
 		      "text encoding UTF-16le differs from the collection's UTF-8", "UTF-16 delta");
 	/* A view disguised as a table through writable_schema: SQLite's own schema parse refuses it. */
-	expect_reject(live, "CREATE TABLE t5(a PRIMARY KEY); CREATE VIEW v5 AS SELECT * FROM t5;"
-			    " PRAGMA writable_schema = ON; UPDATE sqlite_schema SET type = 'table' WHERE name = 'v5';",
+	expect_reject(live,
+		      "CREATE TABLE t5(a PRIMARY KEY); CREATE VIEW v5 AS SELECT * FROM t5;"
+		      " PRAGMA writable_schema = ON; UPDATE sqlite_schema SET type = 'table' WHERE name = 'v5';",
 		      "malformed database schema", "view disguised as a table");
 	/* A trigger disguised as an index: its SQL text is what SQLite would load. */
-	expect_reject(live, "CREATE TABLE t6(a PRIMARY KEY); CREATE TRIGGER tr6 AFTER INSERT ON t6 BEGIN SELECT 1; END;"
-			    " PRAGMA writable_schema = ON; UPDATE sqlite_schema SET type = 'index' WHERE name = 'tr6';",
-		      "", "trigger disguised as an index");
+	expect_reject(
+		live,
+		"CREATE TABLE t6(a PRIMARY KEY); CREATE TRIGGER tr6 AFTER INSERT ON t6 BEGIN SELECT 1; END;"
+		" PRAGMA writable_schema = ON; UPDATE sqlite_schema SET type = 'index' WHERE name = 'tr6';",
+		"", "trigger disguised as an index");
 
 	exec_or_die(live, "CREATE INDEX lines_doc ON lines(doc)");
-	expect_reject(live, "CREATE TABLE LINES_DOC(k PRIMARY KEY);", "the collection already has an object of that name (\"index\")",
+	expect_reject(live, "CREATE TABLE LINES_DOC(k PRIMARY KEY);",
+		      "the collection already has an object of that name (\"index\")",
 		      "table named like an index of live");
 	exec_or_die(live, "DROP INDEX lines_doc");
 
@@ -351,15 +375,17 @@ static void test_rejects(sqlite3 *live)
 	expect_reject_file(live, link, "symbolic link", "symlink");
 
 	/* Rows that break a constraint only live has: found while merging, rolled back. */
-	exec_or_die(live, "CREATE TABLE uniq(id INTEGER PRIMARY KEY, tag TEXT UNIQUE); INSERT INTO uniq VALUES (1, 'a');");
-	expect_reject(live, "CREATE TABLE newt(k PRIMARY KEY); INSERT INTO newt VALUES (1);"
-			    "CREATE TABLE uniq(id INTEGER PRIMARY KEY, tag TEXT); INSERT INTO uniq VALUES (2, 'a');",
+	exec_or_die(live,
+		    "CREATE TABLE uniq(id INTEGER PRIMARY KEY, tag TEXT UNIQUE); INSERT INTO uniq VALUES (1, 'a');");
+	expect_reject(live,
+		      "CREATE TABLE newt(k PRIMARY KEY); INSERT INTO newt VALUES (1);"
+		      "CREATE TABLE uniq(id INTEGER PRIMARY KEY, tag TEXT); INSERT INTO uniq VALUES (2, 'a');",
 		      "UNIQUE constraint failed", "row breaking live's UNIQUE");
 	CHECK(q1(live, "SELECT count(*) FROM sqlite_schema WHERE name = 'newt'") == 0);
-	expect_reject(live, "CREATE TABLE lines(id TEXT PRIMARY KEY, doc TEXT, emb BLOB); INSERT INTO lines VALUES ('x', 'y', NULL);",
+	expect_reject(live,
+		      "CREATE TABLE lines(id TEXT PRIMARY KEY, doc TEXT, emb BLOB); INSERT INTO lines VALUES ('x', 'y', NULL);",
 		      "datatype mismatch", "text key into INTEGER PRIMARY KEY");
 }
-
 
 /* A collation the delta's author had; our connection lacks it, but the check must not even try it. */
 static int cmp_rev(void *arg, int n1, const void *a, int n2, const void *b)
@@ -385,23 +411,29 @@ static void mkdb_rev(const char *path, const char *sql)
 /* Nothing in a delta's schema may run an expression, and the schema stays within the limits. */
 static void test_bounds(sqlite3 *live)
 {
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);"
-			    "CREATE INDEX e ON lines(length(doc)); INSERT INTO lines VALUES (900, 'x', NULL);",
+	expect_reject(live,
+		      "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);"
+		      "CREATE INDEX e ON lines(length(doc)); INSERT INTO lines VALUES (900, 'x', NULL);",
 		      "indexes an expression", "expression index");
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);"
-			    "CREATE INDEX p ON lines(doc) WHERE id > 5; INSERT INTO lines VALUES (900, 'x', NULL);",
+	expect_reject(live,
+		      "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);"
+		      "CREATE INDEX p ON lines(doc) WHERE id > 5; INSERT INTO lines VALUES (900, 'x', NULL);",
 		      "partial index", "partial index");
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT CHECK (length(doc) < 99), emb BLOB);"
-			    "INSERT INTO lines VALUES (900, 'x', NULL);",
+	expect_reject(live,
+		      "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT CHECK (length(doc) < 99), emb BLOB);"
+		      "INSERT INTO lines VALUES (900, 'x', NULL);",
 		      "CHECK constraint", "CHECK constraint");
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB, CONSTRAINT c check(id > 0));"
-			    "INSERT INTO lines VALUES (900, 'x', NULL);",
+	expect_reject(live,
+		      "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB, CONSTRAINT c check(id > 0));"
+		      "INSERT INTO lines VALUES (900, 'x', NULL);",
 		      "CHECK constraint", "table CHECK constraint");
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT DEFAULT (hex(randomblob(4))), emb BLOB);"
-			    "INSERT INTO lines VALUES (900, 'x', NULL);",
+	expect_reject(live,
+		      "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT DEFAULT (hex(randomblob(4))), emb BLOB);"
+		      "INSERT INTO lines VALUES (900, 'x', NULL);",
 		      "DEFAULT expression", "DEFAULT expression");
-	expect_reject(live, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT DEFAULT (1 + 2), emb BLOB);"
-			    "INSERT INTO lines VALUES (900, 'x', NULL);",
+	expect_reject(live,
+		      "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT DEFAULT (1 + 2), emb BLOB);"
+		      "INSERT INTO lines VALUES (900, 'x', NULL);",
 		      "DEFAULT expression", "DEFAULT arithmetic");
 	const char *c = at("coll.db");
 	mkdb_rev(c, "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT COLLATE rev, emb BLOB);"
@@ -412,9 +444,10 @@ static void test_bounds(sqlite3 *live)
 	expect_reject_file(live, c, "uses collation \"rev\"", "index collation");
 	/* A column named "check" or a string holding CHECK is no constraint. */
 	const char *ok = at("words-ok.db");
-	mkdb(ok, "CREATE TABLE notes(id INTEGER PRIMARY KEY, \"check\" TEXT DEFAULT 'CHECK (1)', [x check] TEXT COLLATE NOCASE,"
-		 " n DEFAULT -1.5e3, b DEFAULT x'00ff', s DEFAULT 'it''s', t DEFAULT CURRENT_TIMESTAMP, z DEFAULT NULL);"
-		 "CREATE INDEX n ON notes(\"check\" COLLATE RTRIM); INSERT INTO notes (id, \"check\", [x check]) VALUES (1, 'CHECK', 'y');");
+	mkdb(ok,
+	     "CREATE TABLE notes(id INTEGER PRIMARY KEY, \"check\" TEXT DEFAULT 'CHECK (1)', [x check] TEXT COLLATE NOCASE,"
+	     " n DEFAULT -1.5e3, b DEFAULT x'00ff', s DEFAULT 'it''s', t DEFAULT CURRENT_TIMESTAMP, z DEFAULT NULL);"
+	     "CREATE INDEX n ON notes(\"check\" COLLATE RTRIM); INSERT INTO notes (id, \"check\", [x check]) VALUES (1, 'CHECK', 'y');");
 	expect_apply(live, ok, "column named check, literal default, built-in collations");
 
 	/*
@@ -426,7 +459,9 @@ static void test_bounds(sqlite3 *live)
 		 " d 'DECIMAL(10, 5)'); INSERT INTO typed VALUES (1, '7', NULL, 2.5);");
 	expect_apply(live, ty, "declared types that look like SQL");
 	CHECK_EQ(q1(live, "SELECT count(*) FROM pragma_table_xinfo('typed')"), 4);
-	CHECK_EQ(q1(live, "SELECT count(*) FROM pragma_table_xinfo('typed') WHERE name IN ('evil', 'g')"), 0);
+	CHECK_EQ(q1(live,
+		    "SELECT count(*) FROM pragma_table_xinfo('typed') WHERE name IN ('evil', 'g')"),
+		 0);
 	CHECK_EQ(q1(live, "SELECT count(*) FROM typed WHERE n IS NULL AND typeof(c) = 'integer'"), 1);
 	CHECK_EQ(q1(live, "SELECT count(*) FROM pragma_table_xinfo('typed') WHERE name = 'c' AND "
 			  "type = 'INT, evil BLOB, g AS (abs(-5))'"),
@@ -453,8 +488,9 @@ static void test_bounds(sqlite3 *live)
 	/* The poison delta of the hostile test: 1,700 tables, two indexes each. */
 	sbuf_reset(&q);
 	for (int i = 0; i < 1700; i++)
-		sbuf_addf(&q, "CREATE TABLE p%d(id INTEGER PRIMARY KEY, a, b); CREATE INDEX p%da ON p%d(a);"
-			      "CREATE INDEX p%db ON p%d(b); INSERT INTO p%d VALUES (1, 'x', 'y');",
+		sbuf_addf(&q,
+			  "CREATE TABLE p%d(id INTEGER PRIMARY KEY, a, b); CREATE INDEX p%da ON p%d(a);"
+			  "CREATE INDEX p%db ON p%d(b); INSERT INTO p%d VALUES (1, 'x', 'y');",
 			  i, i, i, i, i, i);
 	expect_reject(live, sbuf_str(&q), "more than 256 tables", "1,700 tables of the poison delta");
 	sbuf_free(&q);
@@ -466,7 +502,8 @@ static void test_bounds(sqlite3 *live)
 	exec_or_die(live, "BEGIN IMMEDIATE");
 	struct delta_ctl tight = {.budget_base = 1, .budget_per_page = 1};
 	int r = delta_check(live, big, &tight, reason, sizeof(reason));
-	tap_note("%s reject over budget: %d %s\n", r == 1 && strstr(reason, "work budget") ? "ok  " : "FAIL", r, reason);
+	tap_note("%s reject over budget: %d %s\n",
+		 r == 1 && strstr(reason, "work budget") ? "ok  " : "FAIL", r, reason);
 	CHECK(r == 1 && strstr(reason, "work budget") != NULL);
 	/* The default budget is far above what a real delta needs. */
 	CHECK(delta_check(live, big, NULL, reason, sizeof(reason)) == 0);
@@ -514,8 +551,9 @@ static const char *cell(sqlite3 *live, const char *t, const char *col, char *buf
 static void test_names(sqlite3 *live)
 {
 	static const char *const tables[] = {
-		"excluded", "EXCLUDED", "Excluded", "main", "temp", "rowid", "oid", "_rowid_", "delta",
-		"a\"b", "[br]", "d.o.t", "sp ace", "ταβλή", "select", "\"", "'q'",
+		"excluded", "EXCLUDED", "Excluded", "main", "temp", "rowid",
+		"oid",      "_rowid_",  "delta",    "a\"b", "[br]", "d.o.t",
+		"sp ace",   "ταβλή",    "select",   "\"",   "'q'",
 	};
 	char v[64], msg[512];
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
@@ -525,9 +563,10 @@ static void test_names(sqlite3 *live)
 		const char *id = sbuf_str(&ident);
 		for (int round = 0; round < 2; round++) {
 			sbuf q = SBUF_INIT;
-			sbuf_addf(&q, "CREATE TABLE %s(id INTEGER PRIMARY KEY, \"excluded\" TEXT, \"rowid\" TEXT, "
-				      "\"x\"\"y\" TEXT, oid TEXT);"
-				      "INSERT INTO %s VALUES (1, 'e%d', 'r%d', 'x%d', 'o%d');",
+			sbuf_addf(&q,
+				  "CREATE TABLE %s(id INTEGER PRIMARY KEY, \"excluded\" TEXT, \"rowid\" TEXT, "
+				  "\"x\"\"y\" TEXT, oid TEXT);"
+				  "INSERT INTO %s VALUES (1, 'e%d', 'r%d', 'x%d', 'o%d');",
 				  id, id, round, round, round, round);
 			const char *d = at("names.db");
 			mkdb(d, sbuf_str(&q));
@@ -539,7 +578,8 @@ static void test_names(sqlite3 *live)
 		}
 		bool ok = !strcmp(cell(live, t, "excluded", v, sizeof(v)), "e1") &&
 			  !strcmp(cell(live, t, "rowid", v, sizeof(v)), "r1") &&
-			  !strcmp(cell(live, t, "x\"y", v, sizeof(v)), "x1") && !strcmp(cell(live, t, "oid", v, sizeof(v)), "o1");
+			  !strcmp(cell(live, t, "x\"y", v, sizeof(v)), "x1") &&
+			  !strcmp(cell(live, t, "oid", v, sizeof(v)), "o1");
 		tap_note("%s update of table %s\n", ok ? "ok  " : "FAIL", t);
 		CHECK(ok);
 		sbuf_free(&ident);
@@ -572,7 +612,8 @@ static void test_reason_utf8(sqlite3 *live)
 		const char *name, *want;
 	} cases[] = {
 		{"t\xff\xfe", "\"t\\xff\\xfe\""},
-		{"bad\xc3(\xe2\x82 \xed\xa0\x80 \xf5x", "\"bad\\xc3(\\xe2\\x82 \\xed\\xa0\\x80 \\xf5x\""},
+		{"bad\xc3(\xe2\x82 \xed\xa0\x80 \xf5x",
+		 "\"bad\\xc3(\\xe2\\x82 \\xed\\xa0\\x80 \\xf5x\""},
 		{"\xce\xb1\xce\xb2\xce\xb3\x80", "\"\xce\xb1\xce\xb2\xce\xb3\\x80\""},
 		{"ctl\x01q\"b\\", "\"ctl?q\\\"b\\\\\""},
 	};
@@ -608,9 +649,11 @@ static void test_reason_utf8(sqlite3 *live)
 		mkdb(d, sbuf_str(&q));
 		char reason[1024];
 		int r = merge(live, d, reason, sizeof(reason));
-		bool ok = r == 1 && utf8_valid(reason) && strstr(reason, raw ? "x\\xe9\\xe9" : "x\xc3\xa9\xc3\xa9") &&
+		bool ok = r == 1 && utf8_valid(reason) &&
+			  strstr(reason, raw ? "x\\xe9\\xe9" : "x\xc3\xa9\xc3\xa9") &&
 			  strstr(reason, "...\"");
-		tap_note("%s long %s name cut in UTF-8: %s\n", ok ? "ok  " : "FAIL", raw ? "raw" : "UTF-8", reason);
+		tap_note("%s long %s name cut in UTF-8: %s\n", ok ? "ok  " : "FAIL",
+			 raw ? "raw" : "UTF-8", reason);
 		CHECK(ok);
 		/* Cut short by the caller's buffer, the reason is still UTF-8. */
 		for (size_t len = 20; len < 64; len++) {
@@ -652,15 +695,16 @@ static void test_errors(sqlite3 *live)
 
 	/* A live connection without URI names would read the URI as a file name. */
 	sqlite3 *nouri = NULL;
-	CHECK(sqlite3_open_v2(at("nouri.db"), &nouri, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK);
+	CHECK(sqlite3_open_v2(at("nouri.db"), &nouri, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			      NULL) == SQLITE_OK);
 	exec_or_die(nouri, "BEGIN");
 	r = delta_apply(nouri, d, msg, sizeof(msg));
 	exec_or_die(nouri, "ROLLBACK");
 	CHECK(delta_detach(nouri, msg + 256, 256) == 0);
 	/* Built with SQLITE_USE_URI (Debian's is) every connection reads URIs, and the attach is fine. */
 	bool uri_always = sqlite3_compileoption_used("USE_URI");
-	tap_note("%s live without SQLITE_OPEN_URI: %d (USE_URI=%d)\n", (r == 0) == uri_always ? "ok  " : "FAIL", r,
-	       uri_always);
+	tap_note("%s live without SQLITE_OPEN_URI: %d (USE_URI=%d)\n",
+		 (r == 0) == uri_always ? "ok  " : "FAIL", r, uri_always);
 	CHECK((r == 0) == uri_always);
 	CHECK(sqlite3_close(nouri) == SQLITE_OK);
 
@@ -677,8 +721,9 @@ int main(void)
 	const char *dir = dbtest_dir();
 	sqlite3 *live = live_open(at("live.db"));
 	/* A ledger as livedb makes, for the deletion-from-ledger case. */
-	exec_or_die(live, "CREATE TABLE _snapfs_ledger(seq INTEGER PRIMARY KEY, sha256 TEXT UNIQUE NOT NULL,"
-			  " name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+	exec_or_die(live,
+		    "CREATE TABLE _snapfs_ledger(seq INTEGER PRIMARY KEY, sha256 TEXT UNIQUE NOT NULL,"
+		    " name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
 	test_good(live);
 	test_rejects(live);
 	test_bounds(live);

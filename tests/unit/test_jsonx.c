@@ -43,8 +43,9 @@ static void test_strings_any_bytes(void)
 	jsonx_set(o, "name", jsonx_str("bad\xff\xc3(\xed\xa0\x80.db"));
 	jsonx_set(o, "k\xfe", jsonx_str("\xc0\xaf\xf4\x90\x80\x80"));
 	char *s = dump(o, 0);
-	CHECK_STR(s, "{\"name\": \"bad\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd.db\", "
-		     "\"k\xef\xbf\xbd\": \"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"}");
+	CHECK_STR(s,
+		  "{\"name\": \"bad\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd.db\", "
+		  "\"k\xef\xbf\xbd\": \"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"}");
 	json_t *back = NULL;
 	CHECK(jsonx_load(s, 4, &back) == 0);
 	json_decref(back);
@@ -93,7 +94,8 @@ static void test_escapes_as_before(void)
 	json_t *o = json_object();
 	jsonx_set(o, "s", jsonx_str("q\"b\\n\nr\rt\t\x01\x08\x0c\x1f\x7f/\xc3\xa9\xf0\x9f\x98\x80"));
 	char *s = dump(o, 0);
-	CHECK_STR(s, "{\"s\": \"q\\\"b\\\\n\\nr\\rt\\t\\u0001\\u0008\\u000c\\u001f\\u007f/\xc3\xa9\xf0\x9f\x98\x80\"}");
+	CHECK_STR(s,
+		  "{\"s\": \"q\\\"b\\\\n\\nr\\rt\\t\\u0001\\u0008\\u000c\\u001f\\u007f/\xc3\xa9\xf0\x9f\x98\x80\"}");
 	free(s);
 	/* A backslash before a letter in the text stays a backslash. */
 	json_t *t = jsonx_str("\\u001F\\b\\f");
@@ -122,7 +124,8 @@ static void test_escapes_as_before(void)
 		     "\"e\": {}}");
 	free(s);
 	s = dump(o, JSON_COMPACT);
-	CHECK_STR(s, "{\"z\":-1,\"a\":9223372036854775807,\"m\":[true,null,2.3,0.3,0.333,null,0.0],\"e\":{}}");
+	CHECK_STR(s,
+		  "{\"z\":-1,\"a\":9223372036854775807,\"m\":[true,null,2.3,0.3,0.333,null,0.0],\"e\":{}}");
 	free(s);
 	/* Setting a key again replaces its value in place. */
 	jsonx_set(o, "z", jsonx_str("again"));
@@ -229,10 +232,12 @@ static int read_fields(const char *doc, char s[16], uint64_t *u, int64_t *i, cha
 	json_int_t uv, iv = *i;
 	if (jsonx_load(doc, 16, &root) < 0)
 		return -EINVAL;
-	int rc = json_unpack(root, "{s:s, s:I, s?I, s?{s:s}}", "s", &sv, "u", &uv, "i", &iv, "o", "x", &xv) < 0 ||
-			 uv < 0 || jsonx_copy(s, 16, sv) < 0 || (xv && jsonx_copy(inner, 8, xv) < 0)
-		 ? -EINVAL
-		 : 0;
+	int rc = json_unpack(root, "{s:s, s:I, s?I, s?{s:s}}", "s", &sv, "u", &uv, "i", &iv, "o",
+			     "x", &xv) < 0 ||
+				 uv < 0 || jsonx_copy(s, 16, sv) < 0 ||
+				 (xv && jsonx_copy(inner, 8, xv) < 0)
+			 ? -EINVAL
+			 : 0;
 	if (rc == 0) {
 		*u = (uint64_t)uv;
 		*i = iv;
@@ -253,41 +258,43 @@ static void test_fields(void)
 	CHECK(u == 7 && i == -3);
 	CHECK_STR(inner, "y");
 	/* A nested "s" inside an unknown key is not the top-level one. */
-	CHECK(read_fields("{\"z\": {\"s\": \"no\"}, \"s\": \"yes\", \"u\": 1}", s, &u, &i, inner) == 0);
+	CHECK(read_fields("{\"z\": {\"s\": \"no\"}, \"s\": \"yes\", \"u\": 1}", s, &u, &i, inner) ==
+	      0);
 	CHECK_STR(s, "yes");
 	/* Surrogate pair. */
 	CHECK(read_fields("{\"s\": \"\\ud83d\\ude00\", \"u\": 0}", s, &u, &i, inner) == 0);
 	CHECK_STR(s, "\xf0\x9f\x98\x80");
 	/* The largest integer there is, and a string that just fits. */
-	CHECK(read_fields("{\"s\": \"0123456789abcde\", \"u\": 9223372036854775807}", s, &u, &i, inner) == 0);
+	CHECK(read_fields("{\"s\": \"0123456789abcde\", \"u\": 9223372036854775807}", s, &u, &i,
+			  inner) == 0);
 	CHECK(u == INT64_MAX);
 	CHECK_STR(s, "0123456789abcde");
 
 	static const char *bad[] = {
 		"",
 		"[]",
-		"{\"s\": \"a\"}",                    /* u missing */
-		"{\"s\": \"a\", \"u\": -1}",         /* negative u64 */
-		"{\"s\": \"a\", \"u\": 1.5}",        /* not an integer */
+		"{\"s\": \"a\"}",             /* u missing */
+		"{\"s\": \"a\", \"u\": -1}",  /* negative u64 */
+		"{\"s\": \"a\", \"u\": 1.5}", /* not an integer */
 		"{\"s\": \"a\", \"u\": 1e2}",
 		"{\"s\": \"a\", \"u\": 99999999999999999999}",
 		"{\"s\": \"a\", \"u\": 01}",
-		"{\"s\": 1, \"u\": 1}",              /* wrong type */
+		"{\"s\": 1, \"u\": 1}", /* wrong type */
 		"{\"s\": \"a\", \"u\": null}",
 		"{\"s\": \"a\", \"u\": 1, \"i\": null}", /* optional, but not of another type */
 		"{\"s\": \"a\", \"u\": 1, \"i\": \"1\"}",
 		"{\"s\": \"a\", \"u\": 1, \"o\": []}",
-		"{\"s\": \"a\", \"u\": 1, \"u\": 2}", /* repeated */
+		"{\"s\": \"a\", \"u\": 1, \"u\": 2}",       /* repeated */
 		"{\"s\": \"0123456789abcdefX\", \"u\": 1}", /* does not fit */
 		"{\"s\": \"0123456789abcdef\", \"u\": 1}",
 		"{\"s\": \"a\", \"u\": 1, \"o\": {\"x\": \"01234567\"}}",
 		"{\"s\": \"a\", \"u\": 1,}",
 		"{\"s\": \"a\" \"u\": 1}",
 		"{\"s\": \"a\", \"u\": 1} x",
-		"{\"s\": \"a\\u0000\", \"u\": 1}",   /* NUL */
-		"{\"s\": \"\\ud83d\", \"u\": 1}",    /* lone surrogate */
+		"{\"s\": \"a\\u0000\", \"u\": 1}", /* NUL */
+		"{\"s\": \"\\ud83d\", \"u\": 1}",  /* lone surrogate */
 		"{\"s\": \"a\\q\", \"u\": 1}",
-		"{\"s\": \"a\tb\", \"u\": 1}",       /* raw control byte */
+		"{\"s\": \"a\tb\", \"u\": 1}",                 /* raw control byte */
 		"{\"s\": \"a\", \"u\": 1, \"o\": {\"y\": 1}}", /* nested field missing */
 		"{\"s\": \"a\", \"u\": 1, \"z\": [1,]}",
 		"{\"s\": \"a\", \"u\": 1, \"z\": tru}",

@@ -52,8 +52,10 @@ static void test_keys(void)
 	CHECK(strcmp(dir, "123456789-h") == 0);
 	CHECK(layout_snapshots_prefix("p/", "c", buf, sizeof(buf)) == 0 &&
 	      strcmp(buf, "p/c/snapshots/") == 0);
-	CHECK(layout_pointer_key("p/", "c", buf, sizeof(buf)) == 0 && strcmp(buf, "p/c/pointer.json") == 0);
-	CHECK(layout_lease_key("p/", "c", buf, sizeof(buf)) == 0 && strcmp(buf, "p/c/lease.json") == 0);
+	CHECK(layout_pointer_key("p/", "c", buf, sizeof(buf)) == 0 &&
+	      strcmp(buf, "p/c/pointer.json") == 0);
+	CHECK(layout_lease_key("p/", "c", buf, sizeof(buf)) == 0 &&
+	      strcmp(buf, "p/c/lease.json") == 0);
 	char small[8];
 	CHECK(layout_pointer_key("p/", "collection", small, sizeof(small)) == -ENAMETOOLONG);
 	/* The largest directory fits its buffer. */
@@ -67,19 +69,20 @@ static void test_parse(void)
 {
 	struct layout_snap s;
 	/* What is built is read back. */
-	CHECK(layout_parse_snapshot_key("p/", "lines", "p/lines/snapshots/00000042-h1-" INST "/lines.sqlite3",
-					&s));
+	CHECK(layout_parse_snapshot_key("p/", "lines",
+					"p/lines/snapshots/00000042-h1-" INST "/lines.sqlite3", &s));
 	CHECK(s.id == 42 && strcmp(s.host, "h1") == 0 && strcmp(s.inst, INST) == 0 &&
 	      s.leaf == LAYOUT_LEAF_DB && strcmp(s.dir, "00000042-h1-" INST) == 0);
-	CHECK(layout_parse_snapshot_key("p/", "lines", "p/lines/snapshots/00000042-h1-" INST "/MANIFEST.json",
-					&s));
+	CHECK(layout_parse_snapshot_key("p/", "lines",
+					"p/lines/snapshots/00000042-h1-" INST "/MANIFEST.json", &s));
 	CHECK(s.leaf == LAYOUT_LEAF_MANIFEST);
 	/* A host id with dashes, with and without an instance. */
 	CHECK(layout_parse_dir("00000007-web-01-" INST, &s) && strcmp(s.host, "web-01") == 0 &&
 	      strcmp(s.inst, INST) == 0);
 	CHECK(layout_parse_dir("00000007-web-01", &s) && strcmp(s.host, "web-01") == 0 && !s.inst[0]);
 	/* The old form ID-HOST, as older snapfs wrote it. */
-	CHECK(layout_parse_snapshot_key("snapfs/", "c", "snapfs/c/snapshots/00000001-h1/c.sqlite3", &s));
+	CHECK(layout_parse_snapshot_key("snapfs/", "c", "snapfs/c/snapshots/00000001-h1/c.sqlite3",
+					&s));
 	CHECK(s.id == 1 && strcmp(s.host, "h1") == 0 && !s.inst[0]);
 	CHECK(layout_parse_snapshot_key("", "c", "c/snapshots/123456789-h-" INST "/c.sqlite3", &s));
 
@@ -91,7 +94,7 @@ static void test_parse(void)
 		"p/c/snapshots/00000001-h1-" INST,
 		"p/c/snapshots/00000001-h1-" INST "/sub/c.sqlite3",
 		"p/c/snapshots/x0000001-h1/c.sqlite3",
-		"p/c/snapshots/0000001-h1/c.sqlite3",  /* 7 digits: not an id */
+		"p/c/snapshots/0000001-h1/c.sqlite3",   /* 7 digits: not an id */
 		"p/c/snapshots/000000001-h1/c.sqlite3", /* a leading zero past 8 digits */
 		"p/c/snapshots/00000001-/c.sqlite3",
 		"p/c/snapshots/00000001/c.sqlite3",
@@ -122,8 +125,11 @@ static void test_cluster_keys(void)
 	CHECK_STR(buf, "c/deltas/");
 	CHECK(layout_deltas_prefix("p/", "c", "rejected", "h2", buf, sizeof(buf)) == 0);
 	CHECK_STR(buf, "p/c/rejected/h2/");
-	struct layout_delta d = {.host = "h2", .inst = "00112233aabbccdd", .seq = 7,
-				 .sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"};
+	struct layout_delta d = {
+		.host = "h2",
+		.inst = "00112233aabbccdd",
+		.seq = 7,
+		.sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"};
 	CHECK(layout_delta_key("p/", "c", "deltas", &d, buf, sizeof(buf)) == 0);
 	CHECK_STR(buf, "p/c/deltas/h2/00112233aabbccdd-0000000000000007-"
 		       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
@@ -138,8 +144,9 @@ static void test_cluster_keys(void)
 	buf[strlen(buf) - 1] = 'X';
 	CHECK(!layout_parse_delta_key("p/", "c", "deltas", buf, &back));
 	CHECK(!layout_parse_delta_key("p/", "c", "deltas", "p/c/deltas/h2/short", &back));
-	CHECK(!layout_parse_delta_key("p/", "c", "deltas", "p/c/deltas/.x/00112233aabbccdd-0000000000000007-"
-							   "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	CHECK(!layout_parse_delta_key("p/", "c", "deltas",
+				      "p/c/deltas/.x/00112233aabbccdd-0000000000000007-"
+				      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 				      &back));
 }
 

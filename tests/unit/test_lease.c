@@ -47,8 +47,8 @@ static void test_pointer_roundtrip(void)
 	CHECK(lease_history_next(&p, NULL, 3, &h1) == 0 && h1.n == 1);
 	CHECK(h1.prev[0].generation == 42 && strcmp(h1.prev[0].db_key, p.db_key) == 0 &&
 	      h1.prev[0].written_at == 1700000000);
-	CHECK(lease_history_next(&p2, &h1, 3, &h2) == 0 && h2.n == 2 && h2.prev[0].generation == 43 &&
-	      h2.prev[1].generation == 42);
+	CHECK(lease_history_next(&p2, &h1, 3, &h2) == 0 && h2.n == 2 &&
+	      h2.prev[0].generation == 43 && h2.prev[1].generation == 42);
 	struct lease_pointer p3 = p2;
 	p3.generation = 44;
 	CHECK(lease_history_next(&p3, &h2, 2, &h3) == 0 && h3.n == 2 && h3.prev[1].generation == 43);
@@ -83,22 +83,28 @@ static void test_pointer_roundtrip(void)
 				  "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1, \"new\": {}}",
 				  &q, NULL) == 0);
 	CHECK(strcmp(q.db_key, "a") == 0 && q.generation == 1);
-	CHECK(lease_pointer_parse("{\"generation\": 2, \"id\": 1, \"host\": \"h\", \"keys\": {\"db\": "
-				  "\"a\", \"manifest\": \"b\"}, \"sha256\": \"" SHA_A "\", \"size\": 1, "
-				  "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1, \"history\": "
-				  "[{\"generation\": 1, \"keys\": {\"db\": \"x\"}, \"written_at\": 1}]}",
-				  &q, NULL) == -EINVAL); /* an entry without its manifest key */
+	CHECK(lease_pointer_parse(
+		      "{\"generation\": 2, \"id\": 1, \"host\": \"h\", \"keys\": {\"db\": "
+		      "\"a\", \"manifest\": \"b\"}, \"sha256\": \"" SHA_A "\", \"size\": 1, "
+		      "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1, \"history\": "
+		      "[{\"generation\": 1, \"keys\": {\"db\": \"x\"}, \"written_at\": 1}]}",
+		      &q, NULL) == -EINVAL); /* an entry without its manifest key */
 }
 
 /* The lease document: its bytes, its round trip and what the reader refuses. */
 static void test_lease_document(void)
 {
-	struct lease_state st = {.token = 3, .expires = 1700000060, .acquired_at = 1700000000, .ttl = 60}, back;
+	struct lease_state st = {.token = 3,
+				 .expires = 1700000060,
+				 .acquired_at = 1700000000,
+				 .ttl = 60},
+			   back;
 	strcpy(st.owner, "web1/123/0a1b2c");
 	sbuf b = SBUF_INIT;
 	lease_state_json(&st, &b);
-	CHECK_STR(sbuf_str(&b), "{\"owner\": \"web1/123/0a1b2c\", \"token\": 3, \"expires\": 1700000060, "
-				"\"acquired_at\": 1700000000, \"ttl\": 60}\n");
+	CHECK_STR(sbuf_str(&b),
+		  "{\"owner\": \"web1/123/0a1b2c\", \"token\": 3, \"expires\": 1700000060, "
+		  "\"acquired_at\": 1700000000, \"ttl\": 60}\n");
 	CHECK(lease_state_parse(b.buf, &back) == 0);
 	CHECK(memcmp(&st, &back, sizeof(st)) == 0);
 	sbuf_free(&b);
@@ -106,23 +112,26 @@ static void test_lease_document(void)
 	/* An owner that is not UTF-8 still makes valid JSON, read back with U+FFFD. */
 	strcpy(st.owner, "h\xff\"q\\\x01");
 	lease_state_json(&st, &b);
-	CHECK_STR(sbuf_str(&b), "{\"owner\": \"h\xef\xbf\xbd\\\"q\\\\\\u0001\", \"token\": 3, \"expires\": "
-				"1700000060, \"acquired_at\": 1700000000, \"ttl\": 60}\n");
+	CHECK_STR(sbuf_str(&b),
+		  "{\"owner\": \"h\xef\xbf\xbd\\\"q\\\\\\u0001\", \"token\": 3, \"expires\": "
+		  "1700000060, \"acquired_at\": 1700000000, \"ttl\": 60}\n");
 	CHECK(lease_state_parse(b.buf, &back) == 0);
 	CHECK_STR(back.owner, "h\xef\xbf\xbd\"q\\\x01");
 	sbuf_free(&b);
 
 	/* acquired_at and ttl may be missing (0); other keys are allowed. */
-	CHECK(lease_state_parse("{\"owner\": \"o\", \"token\": 1, \"expires\": 0, \"new\": [1]}", &back) == 0);
+	CHECK(lease_state_parse("{\"owner\": \"o\", \"token\": 1, \"expires\": 0, \"new\": [1]}",
+				&back) == 0);
 	CHECK(back.token == 1 && back.expires == 0 && back.ttl == 0 && back.acquired_at == 0);
 	CHECK(lease_state_parse("{\"owner\": \"o\", \"token\": 1, \"expires\": -5}", &back) == 0 &&
 	      back.expires == -5);
 	char long_owner[LEASE_OWNER_MAX + 64];
-	int n = snprintf(long_owner, sizeof(long_owner), "{\"owner\": \"%0*d\", \"token\": 1, \"expires\": 0}",
-			 LEASE_OWNER_MAX - 1, 0);
+	int n = snprintf(long_owner, sizeof(long_owner),
+			 "{\"owner\": \"%0*d\", \"token\": 1, \"expires\": 0}", LEASE_OWNER_MAX - 1,
+			 0);
 	CHECK(n > 0 && lease_state_parse(long_owner, &back) == 0);
-	n = snprintf(long_owner, sizeof(long_owner), "{\"owner\": \"%0*d\", \"token\": 1, \"expires\": 0}",
-		     LEASE_OWNER_MAX, 0);
+	n = snprintf(long_owner, sizeof(long_owner),
+		     "{\"owner\": \"%0*d\", \"token\": 1, \"expires\": 0}", LEASE_OWNER_MAX, 0);
 	CHECK(n > 0);
 	static const char *bad[] = {
 		"{\"token\": 1, \"expires\": 0}",
@@ -153,20 +162,29 @@ static void test_lease_document(void)
 /* The pointer document's exact bytes; duplicate keys and bad UTF-8. */
 static void test_pointer_document(void)
 {
-	struct lease_pointer p = {.generation = 2, .id = 7, .size = 10, .lease_token = 1, .written_at = 5}, q;
+	struct lease_pointer p = {.generation = 2,
+				  .id = 7,
+				  .size = 10,
+				  .lease_token = 1,
+				  .written_at = 5},
+			     q;
 	strcpy(p.host, "h");
 	strcpy(p.db_key, "k/db");
 	strcpy(p.manifest_key, "k/m");
 	strcpy(p.sha256, SHA_A);
 	strcpy(p.etag, "\"e\"");
-	struct lease_prev prev = {.generation = 1, .db_key = "k0/db", .manifest_key = "k0/m", .written_at = 4};
+	struct lease_prev prev = {.generation = 1,
+				  .db_key = "k0/db",
+				  .manifest_key = "k0/m",
+				  .written_at = 4};
 	struct lease_history h = {&prev, 1}, back = {0};
 	sbuf b = SBUF_INIT;
 	lease_pointer_json(&p, &h, &b);
-	CHECK_STR(sbuf_str(&b), "{\"generation\": 2, \"id\": 7, \"host\": \"h\", \"keys\": {\"db\": \"k/db\", "
-				"\"manifest\": \"k/m\"}, \"sha256\": \"" SHA_A "\", \"size\": 10, \"etag\": "
-				"\"\\\"e\\\"\", \"lease_token\": 1, \"written_at\": 5, \"history\": [{\"generation\": "
-				"1, \"keys\": {\"db\": \"k0/db\", \"manifest\": \"k0/m\"}, \"written_at\": 4}]}\n");
+	CHECK_STR(sbuf_str(&b),
+		  "{\"generation\": 2, \"id\": 7, \"host\": \"h\", \"keys\": {\"db\": \"k/db\", "
+		  "\"manifest\": \"k/m\"}, \"sha256\": \"" SHA_A "\", \"size\": 10, \"etag\": "
+		  "\"\\\"e\\\"\", \"lease_token\": 1, \"written_at\": 5, \"history\": [{\"generation\": "
+		  "1, \"keys\": {\"db\": \"k0/db\", \"manifest\": \"k0/m\"}, \"written_at\": 4}]}\n");
 	CHECK(lease_pointer_parse(b.buf, &q, &back) == 0 && back.n == 1);
 	CHECK(memcmp(&p, &q, sizeof(p)) == 0);
 	CHECK(back.prev[0].generation == 1 && strcmp(back.prev[0].manifest_key, "k0/m") == 0 &&
@@ -181,20 +199,24 @@ static void test_pointer_document(void)
 	CHECK_STR(q.host, "h\xef\xbf\xbd");
 	sbuf_free(&b);
 
-#define PTR_HEAD "{\"generation\": 2, \"id\": 1, \"host\": \"h\", \"sha256\": \"" SHA_A "\", \"size\": 1, " \
-		 "\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1, "
-	CHECK(lease_pointer_parse(PTR_HEAD "\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}}", &q, NULL) == 0);
+#define PTR_HEAD                                                                                   \
+	"{\"generation\": 2, \"id\": 1, \"host\": \"h\", \"sha256\": \"" SHA_A "\", \"size\": 1, " \
+	"\"etag\": \"e\", \"lease_token\": 1, \"written_at\": 1, "
+	CHECK(lease_pointer_parse(PTR_HEAD "\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}}", &q,
+				  NULL) == 0);
 	static const char *dup[] = {
 		PTR_HEAD "\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}, \"generation\": 3}",
 		PTR_HEAD "\"keys\": {\"db\": \"a\", \"db\": \"x\", \"manifest\": \"b\"}}",
-		PTR_HEAD "\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}, \"history\": [{\"generation\": 1, "
-			 "\"generation\": 1, \"keys\": {\"db\": \"x\", \"manifest\": \"y\"}, \"written_at\": 1}]}",
+		PTR_HEAD
+		"\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}, \"history\": [{\"generation\": 1, "
+		"\"generation\": 1, \"keys\": {\"db\": \"x\", \"manifest\": \"y\"}, \"written_at\": 1}]}",
 		/* and the other refusals: history not an array, an entry not an object, too long a key */
 		PTR_HEAD "\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}, \"history\": null}",
 		PTR_HEAD "\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}, \"history\": [1]}",
 		PTR_HEAD "\"keys\": {\"db\": \"\", \"manifest\": \"b\"}}",
-		PTR_HEAD "\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}, \"history\": [{\"generation\": 2, "
-			 "\"keys\": {\"db\": \"x\", \"manifest\": \"y\"}, \"written_at\": 1}]}",
+		PTR_HEAD
+		"\"keys\": {\"db\": \"a\", \"manifest\": \"b\"}, \"history\": [{\"generation\": 2, "
+		"\"keys\": {\"db\": \"x\", \"manifest\": \"y\"}, \"written_at\": 1}]}",
 	};
 	for (size_t k = 0; k < sizeof(dup) / sizeof(dup[0]); k++) {
 		struct lease_history hh = {0};
@@ -204,7 +226,8 @@ static void test_pointer_document(void)
 		CHECK(rc == -EINVAL && hh.n == 0 && hh.prev == NULL && q.generation == 0);
 	}
 	char big[S3_KEY_MAX + 256];
-	snprintf(big, sizeof(big), PTR_HEAD "\"keys\": {\"db\": \"%0*d\", \"manifest\": \"b\"}}", S3_KEY_MAX + 1, 0);
+	snprintf(big, sizeof(big), PTR_HEAD "\"keys\": {\"db\": \"%0*d\", \"manifest\": \"b\"}}",
+		 S3_KEY_MAX + 1, 0);
 	CHECK(lease_pointer_parse(big, &q, NULL) == -EINVAL);
 #undef PTR_HEAD
 }

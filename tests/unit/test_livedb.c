@@ -125,8 +125,9 @@ int main(void)
 	CHECK(ledger_max(db) == 0);
 
 	/* Applied, then a second delta, then the first again: once only. */
-	mkdb(at("a.db"), LINES "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10)"
-			       " INSERT INTO lines SELECT i, 'doc ' || i, randomblob(16) FROM n;");
+	mkdb(at("a.db"),
+	     LINES "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10)"
+		   " INSERT INTO lines SELECT i, 'doc ' || i, randomblob(16) FROM n;");
 	mkdb(at("b.db"), LINES "CREATE TABLE _snapfs_delete_lines(id);"
 			       "INSERT INTO _snapfs_delete_lines VALUES (5);"
 			       "INSERT INTO lines VALUES (11, 'doc 11', NULL);");
@@ -150,16 +151,20 @@ int main(void)
 		const char *name;
 		const char *sql;
 	} bad[] = {
-		{"trigger.db", LINES "CREATE TRIGGER t AFTER INSERT ON lines BEGIN DELETE FROM lines; END;"
-				     "INSERT INTO lines VALUES (100, 'x', NULL);"},
-		{"view.db", LINES "CREATE VIEW v AS SELECT * FROM lines; INSERT INTO lines VALUES (100, 'x', NULL);"},
+		{"trigger.db",
+		 LINES "CREATE TRIGGER t AFTER INSERT ON lines BEGIN DELETE FROM lines; END;"
+		       "INSERT INTO lines VALUES (100, 'x', NULL);"},
+		{"view.db", LINES
+		 "CREATE VIEW v AS SELECT * FROM lines; INSERT INTO lines VALUES (100, 'x', NULL);"},
 		{"nopk.db", "CREATE TABLE extra(a, b); INSERT INTO extra VALUES (1, 2);"},
 		{"otherpk.db", "CREATE TABLE lines(id INTEGER, doc TEXT, emb BLOB, PRIMARY KEY(doc));"
 			       "INSERT INTO lines VALUES (100, 'x', NULL);"},
 		{"othercols.db", "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT);"
 				 "INSERT INTO lines VALUES (100, 'x');"},
-		{"gen.db", "CREATE TABLE g(id INTEGER PRIMARY KEY, n AS (id + 1)); INSERT INTO g(id) VALUES (1);"},
-		{"baddel.db", "CREATE TABLE _snapfs_delete_lines(doc); INSERT INTO _snapfs_delete_lines VALUES ('doc 1');"},
+		{"gen.db",
+		 "CREATE TABLE g(id INTEGER PRIMARY KEY, n AS (id + 1)); INSERT INTO g(id) VALUES (1);"},
+		{"baddel.db",
+		 "CREATE TABLE _snapfs_delete_lines(doc); INSERT INTO _snapfs_delete_lines VALUES ('doc 1');"},
 		/* Fails only while merging, after a new table was created: the creation is rolled back too. */
 		{"mismatch.db", "CREATE TABLE newt(k PRIMARY KEY); INSERT INTO newt VALUES (1);"
 				"CREATE TABLE lines(id TEXT PRIMARY KEY, doc TEXT, emb BLOB);"
@@ -176,14 +181,17 @@ int main(void)
 	fd = open(at("empty.db"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	CHECK(fd >= 0 && close(fd) == 0);
 	apply(db, at("empty.db"), "empty.db", sha(201), LIVEDB_REJECTED);
-	mkdb(at("big.db"), LINES "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)"
-				 " INSERT INTO lines SELECT 1000 + i, hex(randomblob(200)), NULL FROM n;");
+	mkdb(at("big.db"),
+	     LINES "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)"
+		   " INSERT INTO lines SELECT 1000 + i, hex(randomblob(200)), NULL FROM n;");
 	CHECK(truncate(at("big.db"), 8192) == 0);
 	apply(db, at("big.db"), "big.db (torn)", sha(202), LIVEDB_REJECTED);
 
 	CHECK(rows(live) == 10);
 	CHECK(peek(live, "SELECT count(*) FROM sqlite_schema") == schema);
-	CHECK(peek(live, "SELECT count(*) FROM sqlite_schema WHERE name IN ('newt', 'extra', 'g', 't', 'v')") == 0);
+	CHECK(peek(live,
+		   "SELECT count(*) FROM sqlite_schema WHERE name IN ('newt', 'extra', 'g', 't', 'v')") ==
+	      0);
 	CHECK(ledger_max(db) == 2);
 
 	/* A delta file that cannot be read: its own trouble, perhaps passing (the compactor
@@ -195,8 +203,9 @@ int main(void)
 	CHECK(r == LIVEDB_FAILED);
 	CHECK(ledger_max(db) == 2);
 	CHECK(livedb_apply(db, at("a.db"), "a.db", "not-a-sha", &seq, msg, sizeof(msg)) == -EINVAL);
-	CHECK(livedb_apply(db, at("a.db"), "a.db", "ABCDEF0000000000000000000000000000000000000000000000000000000000",
-			   &seq, msg, sizeof(msg)) == -EINVAL);
+	CHECK(livedb_apply(db, at("a.db"), "a.db",
+			   "ABCDEF0000000000000000000000000000000000000000000000000000000000", &seq,
+			   msg, sizeof(msg)) == -EINVAL);
 
 	mkdb(at("c.db"), LINES "INSERT INTO lines VALUES (12, 'doc 12', NULL);");
 	apply(db, at("c.db"), "c\nwith a newline.db", sha(3), LIVEDB_APPLIED);

@@ -84,8 +84,10 @@ static void test_fields_and_round_trip(void)
 	CHECK(has(doc, "\n  \"page_size\": 4096,\n  \"page_count\": 30141,\n"));
 	CHECK(has(doc, "\n  \"integrity_check\": \"ok\",\n"));
 	CHECK(has(doc, "\n  \"ledger_max\": 3,\n"));
-	CHECK(has(doc, "\n  \"tables\": {\n    \"_snapfs_ledger\": 3,\n    \"vectors\": 1000\n  },\n"));
-	CHECK(has(doc, "\n  \"deltas\": [\n    {\"seq\": 1, \"name\": \"a.db\", \"sha256\": \"" SHA_B "\"},\n"
+	CHECK(has(doc,
+		  "\n  \"tables\": {\n    \"_snapfs_ledger\": 3,\n    \"vectors\": 1000\n  },\n"));
+	CHECK(has(doc, "\n  \"deltas\": [\n    {\"seq\": 1, \"name\": \"a.db\", \"sha256\": \"" SHA_B
+		       "\"},\n"
 		       "    {\"seq\": 3, \"name\": \"b.db\", \"sha256\": \"" SHA_B "\"}\n  ]\n}\n"));
 
 	uint64_t size = 0, id = 0;
@@ -154,7 +156,8 @@ static void test_escaping(void)
 	sbuf b = SBUF_INIT;
 	manifest_write_json(&m, &b);
 	const char *doc = sbuf_str(&b);
-	const char *esc = "\"we\\\"ird\\\\na\\tme\\n\\u0001\\u001f\\u007f/\xc3\xa9\xe2\x9c\x93\xf0\x9f\x98\x80\"";
+	const char *esc =
+		"\"we\\\"ird\\\\na\\tme\\n\\u0001\\u001f\\u007f/\xc3\xa9\xe2\x9c\x93\xf0\x9f\x98\x80\"";
 	CHECK(has(doc, esc));
 	/* No raw control byte anywhere but the newlines of the layout. */
 	bool clean = true;
@@ -176,7 +179,8 @@ static void test_escaping(void)
 	sbuf_reset(&b);
 	deltas[0].name = "bad\xff\xc3(\xed\xa0\x80.db";
 	manifest_write_json(&m, &b);
-	CHECK(has(sbuf_str(&b), "\"name\": \"bad\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd.db\""));
+	CHECK(has(sbuf_str(&b),
+		  "\"name\": \"bad\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd.db\""));
 	CHECK(read_basic(sbuf_str(&b)) == 0);
 	sbuf_free(&b);
 }
@@ -286,10 +290,20 @@ static void test_truncated(void)
 {
 	struct manifest_table tables[] = {{"vectors", 5}};
 	struct manifest_delta deltas[] = {{1, "a.db", SHA_B}};
-	struct manifest m = {.collection = "lines", .id = 3, .created = 1, .file = "lines.sqlite3",
-			     .size = 8192, .sha256 = SHA_A, .page_size = 4096, .page_count = 2,
-			     .integrity = "ok", .ledger_max = 1, .tables = tables, .ntables = 1,
-			     .deltas = deltas, .ndeltas = 1};
+	struct manifest m = {.collection = "lines",
+			     .id = 3,
+			     .created = 1,
+			     .file = "lines.sqlite3",
+			     .size = 8192,
+			     .sha256 = SHA_A,
+			     .page_size = 4096,
+			     .page_count = 2,
+			     .integrity = "ok",
+			     .ledger_max = 1,
+			     .tables = tables,
+			     .ntables = 1,
+			     .deltas = deltas,
+			     .ndeltas = 1};
 	sbuf b = SBUF_INIT;
 	manifest_write_json(&m, &b);
 	char *copy = malloc(b.len + 1);
@@ -329,21 +343,33 @@ static void test_whole_round_trip(void)
 {
 	struct manifest_table tables[] = {{"t\xff", 5}, {"q\"\\\x01", -1}};
 	struct manifest_delta deltas[] = {{1, "a\xc3.db", SHA_B}, {2, "\xe2\x9c\x93\x7f", SHA_A}};
-	struct manifest m = {.collection = "c\xfe", .id = 9, .created = utc(2026, 1, 2, 3, 4, 5),
-			     .file = "c.sqlite3", .size = 4096, .sha256 = SHA_A, .page_size = 4096,
-			     .page_count = 1, .integrity = "ok", .ledger_max = 2, .tables = tables,
-			     .ntables = 2, .deltas = deltas, .ndeltas = 2};
+	struct manifest m = {.collection = "c\xfe",
+			     .id = 9,
+			     .created = utc(2026, 1, 2, 3, 4, 5),
+			     .file = "c.sqlite3",
+			     .size = 4096,
+			     .sha256 = SHA_A,
+			     .page_size = 4096,
+			     .page_count = 1,
+			     .integrity = "ok",
+			     .ledger_max = 2,
+			     .tables = tables,
+			     .ntables = 2,
+			     .deltas = deltas,
+			     .ndeltas = 2};
 	sbuf b = SBUF_INIT;
 	manifest_write_json(&m, &b);
 	json_t *root = NULL, *t = NULL, *d = NULL;
 	CHECK(jsonx_load(sbuf_str(&b), 32, &root) == 0);
 	json_int_t format = 0, id = 0, created_unix = 0, size = 0, psize = 0, pcount = 0, lmax = 0;
 	const char *ver = "", *coll = "", *snap = "", *created = "", *file = "", *sha = "", *ic = "";
-	CHECK(json_unpack(root, "{s:I, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:s, s:I, s:I, s:s, s:I, s:o, s:o}",
+	CHECK(json_unpack(root,
+			  "{s:I, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:I, s:s, s:I, s:I, s:s, s:I, s:o, s:o}",
 			  "format", &format, "snapfs_version", &ver, "collection", &coll, "id", &id,
-			  "snapshot", &snap, "created", &created, "created_unix", &created_unix, "file", &file,
-			  "size", &size, "sha256", &sha, "page_size", &psize, "page_count", &pcount,
-			  "integrity_check", &ic, "ledger_max", &lmax, "tables", &t, "deltas", &d) == 0);
+			  "snapshot", &snap, "created", &created, "created_unix", &created_unix,
+			  "file", &file, "size", &size, "sha256", &sha, "page_size", &psize,
+			  "page_count", &pcount, "integrity_check", &ic, "ledger_max", &lmax,
+			  "tables", &t, "deltas", &d) == 0);
 	CHECK(json_object_size(root) == 16);
 	CHECK(format == 1 && id == 9 && size == 4096 && psize == 4096 && pcount == 1 && lmax == 2);
 	CHECK(created_unix == (json_int_t)m.created);
@@ -360,7 +386,8 @@ static void test_whole_round_trip(void)
 	CHECK(json_array_size(d) == 2);
 	json_int_t seq = 0;
 	const char *name = "", *dsha = "";
-	CHECK(json_unpack(json_array_get(d, 1), "{s:I, s:s, s:s}", "seq", &seq, "name", &name, "sha256", &dsha) == 0);
+	CHECK(json_unpack(json_array_get(d, 1), "{s:I, s:s, s:s}", "seq", &seq, "name", &name,
+			  "sha256", &dsha) == 0);
 	CHECK(seq == 2);
 	CHECK_STR(name, "\xe2\x9c\x93\x7f");
 	CHECK_STR(dsha, SHA_A);
@@ -375,12 +402,15 @@ static void test_read_file(void)
 	char file[16] = "";
 	CHECK(manifest_read_file("{\"file\": \"c.sqlite3\", " TAIL, file, sizeof(file)) == 0);
 	CHECK_STR(file, "c.sqlite3");
-	CHECK(manifest_read_file("{\"file\": \"0123456789abcdef\", " TAIL, file, sizeof(file)) == -EINVAL);
+	CHECK(manifest_read_file("{\"file\": \"0123456789abcdef\", " TAIL, file, sizeof(file)) ==
+	      -EINVAL);
 	CHECK(manifest_read_file("{\"file\": 1, " TAIL, file, sizeof(file)) == -EINVAL);
 	CHECK(manifest_read_file(MIN_DOC("1", SHA_A, "2"), file, sizeof(file)) == -EINVAL);
-	CHECK(manifest_read_file("{\"file\": \"a\", \"file\": \"b\", " TAIL, file, sizeof(file)) == -EINVAL);
+	CHECK(manifest_read_file("{\"file\": \"a\", \"file\": \"b\", " TAIL, file, sizeof(file)) ==
+	      -EINVAL);
 	/* Not a manifest (no sha256): no file either. */
-	CHECK(manifest_read_file("{\"file\": \"c.sqlite3\", \"size\": 1, \"id\": 2}", file, sizeof(file)) == -EINVAL);
+	CHECK(manifest_read_file("{\"file\": \"c.sqlite3\", \"size\": 1, \"id\": 2}", file,
+				 sizeof(file)) == -EINVAL);
 }
 
 /* A key given twice anywhere, even where the reader does not look, refuses the document. */

@@ -20,7 +20,8 @@ int main(void)
 	CHECK(parse_size("18446744073709551615", &v) == 0 && v == UINT64_MAX);
 	CHECK(parse_size("18446744073709551616", &v) == -ERANGE);
 	CHECK(parse_size("17179869184G", &v) == -ERANGE);
-	const char *bad_sizes[] = {"", "-1", "+1", " 1", "1 ", "1X", "1KK", "K", "1iB", "1Kb", "0x10"};
+	const char *bad_sizes[] = {"",    "-1", "+1",  " 1",  "1 ",  "1X",
+				   "1KK", "K",  "1iB", "1Kb", "0x10"};
 	for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++)
 		CHECK(parse_size(bad_sizes[i], &v) == -EINVAL);
 	CHECK(parse_size(NULL, &v) == -EINVAL);

@@ -123,7 +123,9 @@ static void test_error_format(void)
 	snprintf(t.transport, sizeof(t.transport), "Connection reset by peer");
 	t.attempts = 8;
 	s3_error_format(&t, buf, sizeof(buf));
-	CHECK(strcmp(buf, "PUT s3://b/k (part 3): transport error: Connection reset by peer (8 attempts)") == 0);
+	CHECK(strcmp(buf,
+		     "PUT s3://b/k (part 3): transport error: Connection reset by peer (8 attempts)") ==
+	      0);
 
 	/* A short buffer is cut, still NUL-terminated. */
 	char small[16];
@@ -151,7 +153,8 @@ static bool url_is(s3_client *c, const char *key, const char *want)
 	char *u = s3_client_url(c, key);
 	bool ok = strcmp(u, want) == 0;
 	if (!ok)
-		fprintf(stderr, "  url for \"%s\": got %s, want %s\n", key ? key : "(bucket)", u, want);
+		fprintf(stderr, "  url for \"%s\": got %s, want %s\n", key ? key : "(bucket)", u,
+			want);
 	free(u);
 	return ok;
 }
@@ -160,7 +163,8 @@ static void test_urls(void)
 {
 	int rc;
 	char err[512];
-	s3_client *c = client("http://127.0.0.1:7480", "snap", S3_ADDRESSING_AUTO, &rc, err, sizeof(err));
+	s3_client *c =
+		client("http://127.0.0.1:7480", "snap", S3_ADDRESSING_AUTO, &rc, err, sizeof(err));
 	CHECK(rc == 0 && c);
 	CHECK(url_is(c, "plain", "http://127.0.0.1:7480/snap/plain"));
 	CHECK(url_is(c, "a b/c+d/\xc3\xbc.txt", "http://127.0.0.1:7480/snap/a%20b/c%2Bd/%C3%BC.txt"));
@@ -172,7 +176,8 @@ static void test_urls(void)
 	CHECK(strcmp(s3_client_bucket(c), "snap") == 0);
 
 	/* The path is exactly sigv4_uri_encode of the raw path, as the signer encodes it. */
-	const char *keys[] = {"a b", "+", "snap shots/2024-01-01T00:00:00Z/db", "\xe2\x82\xac/\xf0\x9f\x98\x80"};
+	const char *keys[] = {"a b", "+", "snap shots/2024-01-01T00:00:00Z/db",
+			      "\xe2\x82\xac/\xf0\x9f\x98\x80"};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		char raw[256], want[1024];
 		snprintf(raw, sizeof(raw), "/snap/%s", keys[i]);
@@ -199,7 +204,8 @@ static void test_urls(void)
 	CHECK(rc == 0);
 	CHECK(url_is(c, "k", "https://s3.us-east-1.amazonaws.com/my.dotted.bucket/k"));
 	s3_client_free(c);
-	c = client("https://minio.example.net:9000", "bkt", S3_ADDRESSING_VIRTUAL, &rc, err, sizeof(err));
+	c = client("https://minio.example.net:9000", "bkt", S3_ADDRESSING_VIRTUAL, &rc, err,
+		   sizeof(err));
 	CHECK(rc == 0);
 	CHECK(url_is(c, "k", "https://bkt.minio.example.net:9000/k"));
 	s3_client_free(c);
@@ -214,12 +220,13 @@ static void test_config_refusals(void)
 	int rc;
 	char err[512];
 	const char *bad_endpoints[] = {
-		"ftp://host", "127.0.0.1:7480" /* no scheme */, "http://host/base/path", "http://host/?q=1",
-		"http://user:pass@host", "not a url at all",
+		"ftp://host",       "127.0.0.1:7480" /* no scheme */, "http://host/base/path",
+		"http://host/?q=1", "http://user:pass@host",          "not a url at all",
 	};
 	for (size_t i = 0; i < sizeof(bad_endpoints) / sizeof(bad_endpoints[0]); i++) {
 		err[0] = '\0';
-		s3_client *c = client(bad_endpoints[i], "b", S3_ADDRESSING_AUTO, &rc, err, sizeof(err));
+		s3_client *c =
+			client(bad_endpoints[i], "b", S3_ADDRESSING_AUTO, &rc, err, sizeof(err));
 		CHECK(rc == -EINVAL && c == NULL);
 		CHECK(err[0] != '\0');
 		CHECK(strstr(err, "wJalr") == NULL);
@@ -231,7 +238,8 @@ static void test_config_refusals(void)
 	/* Virtual-host needs a host name and a DNS-compatible bucket. */
 	c = client("http://127.0.0.1:1", "bkt", S3_ADDRESSING_VIRTUAL, &rc, err, sizeof(err));
 	CHECK(rc == -EINVAL && !c);
-	c = client("https://s3.example.net", "Bad_Bucket", S3_ADDRESSING_VIRTUAL, &rc, err, sizeof(err));
+	c = client("https://s3.example.net", "Bad_Bucket", S3_ADDRESSING_VIRTUAL, &rc, err,
+		   sizeof(err));
 	CHECK(rc == -EINVAL && !c);
 
 	struct s3_config cfg = {.endpoint = "http://127.0.0.1:1", .bucket = "b", .access_key_id = "A"};

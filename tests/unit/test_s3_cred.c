@@ -32,9 +32,17 @@ static void write_file(const char *path, const char *text)
 }
 
 static const char *const vars[] = {
-	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-	"AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
-	"AWS_ENDPOINT_URL_S3", "AWS_CA_BUNDLE", NULL,
+	"AWS_ACCESS_KEY_ID",
+	"AWS_SECRET_ACCESS_KEY",
+	"AWS_SESSION_TOKEN",
+	"AWS_PROFILE",
+	"AWS_DEFAULT_PROFILE",
+	"AWS_REGION",
+	"AWS_DEFAULT_REGION",
+	"AWS_ENDPOINT_URL",
+	"AWS_ENDPOINT_URL_S3",
+	"AWS_CA_BUNDLE",
+	NULL,
 };
 
 /* A clean environment pointing at our two files (which may not exist). */
@@ -60,54 +68,52 @@ static bool streq(const char *a, const char *b)
 	return ok;
 }
 
-static const char CRED[] =
-	"# comment\n"
-	"[default]\n"
-	"aws_access_key_id = AKIDDEFAULT\n"
-	"aws_secret_access_key = secretDEFAULT/+xyz\n"
-	"\n"
-	"[work]\r\n"
-	"aws_access_key_id=AKIDWORK\r\n"
-	"aws_secret_access_key=secretWORK\r\n"
-	"aws_session_token = tokenWORK\r\n"
-	"; another comment\n"
-	"[halfkey]\n"
-	"aws_access_key_id = AKIDHALF\n"
-	"[both]\n"
-	"aws_access_key_id = AKIDFROMCRED\n"
-	"aws_secret_access_key = secretFROMCRED\n";
+static const char CRED[] = "# comment\n"
+			   "[default]\n"
+			   "aws_access_key_id = AKIDDEFAULT\n"
+			   "aws_secret_access_key = secretDEFAULT/+xyz\n"
+			   "\n"
+			   "[work]\r\n"
+			   "aws_access_key_id=AKIDWORK\r\n"
+			   "aws_secret_access_key=secretWORK\r\n"
+			   "aws_session_token = tokenWORK\r\n"
+			   "; another comment\n"
+			   "[halfkey]\n"
+			   "aws_access_key_id = AKIDHALF\n"
+			   "[both]\n"
+			   "aws_access_key_id = AKIDFROMCRED\n"
+			   "aws_secret_access_key = secretFROMCRED\n";
 
-static const char CONF[] =
-	"[default]\n"
-	"region = eu-west-1\n"
-	"s3 =\n"
-	"  addressing_style = path\n"
-	"  endpoint_url = http://127.0.0.1:7480\n"
-	"output = json\n"
-	"[profile work]\n"
-	"region = us-west-2\n"
-	"endpoint_url = https://s3.example.net\n"
-	"[profile onlyconfig]\n"
-	"aws_access_key_id = AKIDCONF\n"
-	"aws_secret_access_key = secretCONF\n"
-	"s3 =\n"
-	"    addressing_style = virtual\n"
-	"[profile both]\n"
-	"aws_access_key_id = AKIDFROMCONF\n"
-	"aws_secret_access_key = secretFROMCONF\n"
-	"region = ap-south-1\n"
-	"[profile role]\n"
-	"role_arn = arn:aws:iam::123456789012:role/x\n"
-	"source_profile = default\n"
-	"[profile badstyle]\n"
-	"aws_access_key_id = A\n"
-	"aws_secret_access_key = B\n"
-	"s3 =\n"
-	"  addressing_style = sideways\n"
-	"[sso-session work]\n"
-	"sso_region = us-east-1\n"
-	"[work]\n"
-	"region = not-a-profile-in-the-config-file\n";
+static const char CONF[] = "[default]\n"
+			   "region = eu-west-1\n"
+			   "s3 =\n"
+			   "  addressing_style = path\n"
+			   "  endpoint_url = http://127.0.0.1:7480\n"
+			   "output = json\n"
+			   "[profile work]\n"
+			   "region = us-west-2\n"
+			   "endpoint_url = https://s3.example.net\n"
+			   "[profile onlyconfig]\n"
+			   "aws_access_key_id = AKIDCONF\n"
+			   "aws_secret_access_key = secretCONF\n"
+			   "s3 =\n"
+			   "    addressing_style = virtual\n"
+			   "[profile both]\n"
+			   "aws_access_key_id = AKIDFROMCONF\n"
+			   "aws_secret_access_key = secretFROMCONF\n"
+			   "region = ap-south-1\n"
+			   "[profile role]\n"
+			   "role_arn = arn:aws:iam::123456789012:role/x\n"
+			   "source_profile = default\n"
+			   "[profile badstyle]\n"
+			   "aws_access_key_id = A\n"
+			   "aws_secret_access_key = B\n"
+			   "s3 =\n"
+			   "  addressing_style = sideways\n"
+			   "[sso-session work]\n"
+			   "sso_region = us-east-1\n"
+			   "[work]\n"
+			   "region = not-a-profile-in-the-config-file\n";
 
 static void test_env_first(void)
 {
@@ -261,7 +267,8 @@ static void test_profile_errors(void)
 	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == -EINVAL);
 	CHECK(strstr(err, "line 3") != NULL);
 	CHECK(strstr(err, "S3CR3T") == NULL);
-	reset("[default]\naws_access_key_id = A\naws_secret_access_key = S3CR3T\n[other]\nnonsense\n", NULL);
+	reset("[default]\naws_access_key_id = A\naws_secret_access_key = S3CR3T\n[other]\nnonsense\n",
+	      NULL);
 	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == 0);
 	CHECK(streq(c.secret_access_key, "S3CR3T"));
 	s3cred_clear(&c);
@@ -279,7 +286,8 @@ static void test_no_secret_in_errors(void)
 	struct s3cred c;
 	char err[512];
 	/* Every failing path, with recognisable secrets around. */
-	reset("[default]\naws_secret_access_key = TOPSECRET1\n", "[profile x]\naws_session_token = TOPSECRET2\n");
+	reset("[default]\naws_secret_access_key = TOPSECRET1\n",
+	      "[profile x]\naws_session_token = TOPSECRET2\n");
 	setenv("AWS_SECRET_ACCESS_KEY", "TOPSECRET3", 1);
 	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == -EINVAL);
 	CHECK(strstr(err, "TOPSECRET") == NULL);
@@ -312,9 +320,11 @@ static void test_nul_refused(void)
 	char err[512];
 	static const char cut[] = "[default]\naws_access_key_id = AKIDNUL\n"
 				  "aws_secret_access_key = SECRET123\0rest-of-secret\n";
-	static const char other[] = "[default]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123\n"
-				    "[other]\nregion = eu\0west-1\n";
-	static const char header[] = "[def\0ault]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123\n";
+	static const char other[] =
+		"[default]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123\n"
+		"[other]\nregion = eu\0west-1\n";
+	static const char header[] =
+		"[def\0ault]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123\n";
 
 	reset(NULL, NULL);
 	write_bytes(cred_path, cut, sizeof(cut) - 1);
@@ -340,7 +350,8 @@ static void test_nul_refused(void)
 	CHECK(strstr(err, "line 1") && strstr(err, "contains a NUL byte"));
 
 	/* The same files without the NUL read as before. */
-	reset("[default]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123rest-of-secret\n", NULL);
+	reset("[default]\naws_access_key_id = AKIDNUL\naws_secret_access_key = SECRET123rest-of-secret\n",
+	      NULL);
 	CHECK(s3cred_load(NULL, &c, err, sizeof(err)) == 0);
 	CHECK(streq(c.secret_access_key, "SECRET123rest-of-secret"));
 	s3cred_clear(&c);

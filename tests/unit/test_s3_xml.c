@@ -46,7 +46,8 @@ static void test_error_bodies(void)
 	CHECK(e.message[0] == '\0');
 
 	/* A namespace prefix changes nothing. */
-	CHECK(parse_err("<s3:Error xmlns:s3=\"urn:x\"><s3:Code>SlowDown</s3:Code></s3:Error>", &e) == 0);
+	CHECK(parse_err("<s3:Error xmlns:s3=\"urn:x\"><s3:Code>SlowDown</s3:Code></s3:Error>", &e) ==
+	      0);
 	CHECK(strcmp(e.code, "SlowDown") == 0);
 
 	/* Not an error document, or not XML: refused, fields cleared. */
@@ -77,8 +78,8 @@ static void test_hostile(void)
 		"<!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">]>"
 		"<Error><Code>&lol3;</Code></Error>";
 	CHECK(parse_err(bomb, &e) == -EINVAL);
-	CHECK(parse_err("<!DOCTYPE Error SYSTEM \"file:///etc/passwd\"><Error><Code>X</Code></Error>", &e) ==
-	      -EINVAL);
+	CHECK(parse_err("<!DOCTYPE Error SYSTEM \"file:///etc/passwd\"><Error><Code>X</Code></Error>",
+			&e) == -EINVAL);
 	/* Deeper than any S3 document. */
 	CHECK(parse_err("<Error><a><b><c><d><e><f><g><h><i>x</i></h></g></f></e></d></c></b></a></Error>",
 			&e) == -EINVAL);
@@ -118,7 +119,8 @@ static void test_list_page(void)
 	CHECK(s3xml_parse_list(doc, strlen(doc), &l, err, sizeof(err)) == 0);
 	CHECK(l.n == 3);
 	CHECK(l.truncated);
-	CHECK(l.next_token && strcmp(l.next_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=") == 0);
+	CHECK(l.next_token &&
+	      strcmp(l.next_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=") == 0);
 	CHECK(strcmp(l.items[0].key, "a/one") == 0);
 	CHECK(strcmp(l.items[0].etag, "fba9dede5f27731c9771645a39863328") == 0);
 	CHECK(l.items[0].size == 434234);
@@ -143,10 +145,11 @@ static void test_list_page(void)
 static void test_list_encoding(void)
 {
 	/* encoding-type=url: keys come percent-encoded (EncodingType may come after them). */
-	const char *doc = "<ListBucketResult><IsTruncated>false</IsTruncated>"
-			  "<Contents><Key>a%20b/c%2Bd/%C3%BC.txt</Key><Size>1</Size><ETag>\"x\"</ETag></Contents>"
-			  "<Contents><Key>plus+space</Key><Size>2</Size></Contents>"
-			  "<EncodingType>url</EncodingType></ListBucketResult>";
+	const char *doc =
+		"<ListBucketResult><IsTruncated>false</IsTruncated>"
+		"<Contents><Key>a%20b/c%2Bd/%C3%BC.txt</Key><Size>1</Size><ETag>\"x\"</ETag></Contents>"
+		"<Contents><Key>plus+space</Key><Size>2</Size></Contents>"
+		"<EncodingType>url</EncodingType></ListBucketResult>";
 	struct s3xml_list l;
 	char err[256];
 	CHECK(s3xml_parse_list(doc, strlen(doc), &l, err, sizeof(err)) == 0);
@@ -217,9 +220,10 @@ static void test_multipart_docs(void)
 
 	char etag[128];
 	struct s3xml_error e;
-	const char *done = "<CompleteMultipartUploadResult " NS "><Location>http://x/b/k</Location>"
-			   "<Bucket>b</Bucket><Key>k</Key><ETag>\"3858f62230ac3c915f300c664312c11f-9\"</ETag>"
-			   "</CompleteMultipartUploadResult>";
+	const char *done =
+		"<CompleteMultipartUploadResult " NS "><Location>http://x/b/k</Location>"
+		"<Bucket>b</Bucket><Key>k</Key><ETag>\"3858f62230ac3c915f300c664312c11f-9\"</ETag>"
+		"</CompleteMultipartUploadResult>";
 	CHECK(s3xml_parse_complete(done, strlen(done), etag, sizeof(etag), &e, err, sizeof(err)) == 0);
 	CHECK(strcmp(etag, "3858f62230ac3c915f300c664312c11f-9") == 0);
 	/* radosgw: an empty ETag. */
@@ -228,13 +232,16 @@ static void test_multipart_docs(void)
 	CHECK(s3xml_parse_complete(rgw, strlen(rgw), etag, sizeof(etag), &e, err, sizeof(err)) == 0);
 	CHECK(etag[0] == '\0');
 	/* S3: 200 OK with an error inside. */
-	const char *fail = "<Error><Code>InternalError</Code><Message>We encountered an internal error. "
-			   "Please try again.</Message><RequestId>656c76696e6727732072657175657374</RequestId>"
-			   "</Error>";
-	CHECK(s3xml_parse_complete(fail, strlen(fail), etag, sizeof(etag), &e, err, sizeof(err)) == -EAGAIN);
+	const char *fail =
+		"<Error><Code>InternalError</Code><Message>We encountered an internal error. "
+		"Please try again.</Message><RequestId>656c76696e6727732072657175657374</RequestId>"
+		"</Error>";
+	CHECK(s3xml_parse_complete(fail, strlen(fail), etag, sizeof(etag), &e, err, sizeof(err)) ==
+	      -EAGAIN);
 	CHECK(strcmp(e.code, "InternalError") == 0);
 	CHECK(strcmp(e.request_id, "656c76696e6727732072657175657374") == 0);
-	CHECK(s3xml_parse_complete("<Other/>", 8, etag, sizeof(etag), &e, err, sizeof(err)) == -EINVAL);
+	CHECK(s3xml_parse_complete("<Other/>", 8, etag, sizeof(etag), &e, err, sizeof(err)) ==
+	      -EINVAL);
 }
 
 static void test_uploads(void)
@@ -263,9 +270,10 @@ static void test_uploads(void)
 	CHECK(strcmp(u.items[1].key, "snap/2") == 0);
 	s3xml_uploads_free(&u);
 
-	const char *enc = "<ListMultipartUploadsResult><EncodingType>url</EncodingType>"
-			  "<IsTruncated>false</IsTruncated><Upload><Key>a%20b</Key><UploadId>x</UploadId>"
-			  "</Upload></ListMultipartUploadsResult>";
+	const char *enc =
+		"<ListMultipartUploadsResult><EncodingType>url</EncodingType>"
+		"<IsTruncated>false</IsTruncated><Upload><Key>a%20b</Key><UploadId>x</UploadId>"
+		"</Upload></ListMultipartUploadsResult>";
 	CHECK(s3xml_parse_uploads(enc, strlen(enc), &u, err, sizeof(err)) == 0);
 	CHECK(u.n == 1 && strcmp(u.items[0].key, "a b") == 0);
 	s3xml_uploads_free(&u);
@@ -352,9 +360,7 @@ static void test_mutations(void)
 			if (!rc)
 				s3xml_uploads_free(&u);
 			break;
-		case 2:
-			rc = s3xml_parse_error(doc, len, &e);
-			break;
+		case 2: rc = s3xml_parse_error(doc, len, &e); break;
 		default:
 			rc = s3xml_parse_complete(doc, len, etag, sizeof(etag), &e, err, sizeof(err));
 			if (!rc)

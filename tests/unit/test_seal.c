@@ -45,19 +45,22 @@ static bool make_db(const char *path, int rows, int blob, bool wal)
 	sqlite3 *db;
 	if (sqlite3_open(path, &db) != SQLITE_OK)
 		return false;
-	bool ok = exec_ok(db, wal ? "PRAGMA journal_mode=WAL" : "PRAGMA journal_mode=DELETE") &&
-		  exec_ok(db, "BEGIN;"
-			      "CREATE TABLE vectors(id INTEGER PRIMARY KEY, embedding BLOB NOT NULL,"
-			      " document TEXT, metadata TEXT);"
-			      "CREATE INDEX vectors_doc ON vectors(document);"
-			      "CREATE TABLE \"we\"\"ird table\"(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
-			      "INSERT INTO \"we\"\"ird table\" VALUES ('a', 1), ('b', 2), ('c', 3);"
-			      "CREATE TABLE _snapfs_ledger(seq INTEGER PRIMARY KEY, sha256 TEXT UNIQUE NOT NULL,"
-			      " name TEXT NOT NULL, applied_at INTEGER NOT NULL);"
-			      "INSERT INTO _snapfs_ledger VALUES (1, 'aa', 'd1.db', 1), (2, 'bb', 'd2.db', 2);");
+	bool ok =
+		exec_ok(db, wal ? "PRAGMA journal_mode=WAL" : "PRAGMA journal_mode=DELETE") &&
+		exec_ok(db,
+			"BEGIN;"
+			"CREATE TABLE vectors(id INTEGER PRIMARY KEY, embedding BLOB NOT NULL,"
+			" document TEXT, metadata TEXT);"
+			"CREATE INDEX vectors_doc ON vectors(document);"
+			"CREATE TABLE \"we\"\"ird table\"(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+			"INSERT INTO \"we\"\"ird table\" VALUES ('a', 1), ('b', 2), ('c', 3);"
+			"CREATE TABLE _snapfs_ledger(seq INTEGER PRIMARY KEY, sha256 TEXT UNIQUE NOT NULL,"
+			" name TEXT NOT NULL, applied_at INTEGER NOT NULL);"
+			"INSERT INTO _snapfs_ledger VALUES (1, 'aa', 'd1.db', 1), (2, 'bb', 'd2.db', 2);");
 	sqlite3_stmt *st = NULL;
 	if (ok)
-		ok = sqlite3_prepare_v2(db, "INSERT INTO vectors VALUES (?, randomblob(?), ?, '{\"k\": 1}')",
+		ok = sqlite3_prepare_v2(db,
+					"INSERT INTO vectors VALUES (?, randomblob(?), ?, '{\"k\": 1}')",
 					-1, &st, NULL) == SQLITE_OK;
 	for (int i = 1; ok && i <= rows; i++) {
 		char doc[64];
@@ -135,8 +138,8 @@ static int64_t root_page(const char *path, const char *table)
 	sqlite3_stmt *st;
 	int64_t root = -1;
 	if (open_immutable(path, &db) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_schema WHERE name = ?", -1, &st, NULL) ==
-		    SQLITE_OK) {
+	    sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_schema WHERE name = ?", -1, &st,
+			       NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			root = sqlite3_column_int64(st, 0);
@@ -321,7 +324,10 @@ static void check_bad_seal(const char *src, const char *staging_name, const char
 	char staging[PATH_MAX];
 	path_join(staging, tmp, staging_name);
 	CHECK(mkdir(staging, 0755) == 0);
-	struct seal_request req = {.collection = "lines", .id = 7, .live_path = src, .staging_dir = staging};
+	struct seal_request req = {.collection = "lines",
+				   .id = 7,
+				   .live_path = src,
+				   .staging_dir = staging};
 	struct seal_result res;
 	memset(&res, 0x5a, sizeof(res));
 	char err[512] = "";
@@ -343,7 +349,8 @@ static void test_seal_corrupt_page(void)
 	CHECK(root > 0);
 	/* The b-tree header of the page after the root (a leaf of vectors). */
 	CHECK(flip(src, (off_t)root * 4096, 8));
-	check_bad_seal(src, "staging-corrupt", "integrity_check of snapshot 00000007 of lines failed: ");
+	check_bad_seal(src, "staging-corrupt",
+		       "integrity_check of snapshot 00000007 of lines failed: ");
 }
 
 static void test_seal_corrupt_cells(void)
@@ -355,7 +362,8 @@ static void test_seal_corrupt_cells(void)
 	CHECK(root > 0);
 	/* Cell pointers of a leaf now point into nonsense. */
 	CHECK(flip(src, (off_t)(root + 1) * 4096 + 8, 6));
-	check_bad_seal(src, "staging-corrupt2", "integrity_check of snapshot 00000007 of lines failed: ");
+	check_bad_seal(src, "staging-corrupt2",
+		       "integrity_check of snapshot 00000007 of lines failed: ");
 }
 
 static void test_seal_not_a_database(void)
@@ -364,7 +372,8 @@ static void test_seal_not_a_database(void)
 	path_join(src, tmp, "garbage.db");
 	CHECK(make_db(src, 10, 10, false));
 	CHECK(flip(src, 0, 16)); /* the "SQLite format 3" magic */
-	check_bad_seal(src, "staging-garbage", "integrity_check of snapshot 00000007 of lines failed: ");
+	check_bad_seal(src, "staging-garbage",
+		       "integrity_check of snapshot 00000007 of lines failed: ");
 }
 
 static void test_seal_missing_source(void)
@@ -373,7 +382,10 @@ static void test_seal_missing_source(void)
 	path_join(src, tmp, "nonexistent.db");
 	path_join(staging, tmp, "staging-missing");
 	CHECK(mkdir(staging, 0755) == 0);
-	struct seal_request req = {.collection = "lines", .id = 1, .live_path = src, .staging_dir = staging};
+	struct seal_request req = {.collection = "lines",
+				   .id = 1,
+				   .live_path = src,
+				   .staging_dir = staging};
 	struct seal_result res;
 	char err[512] = "";
 	CHECK(seal_make(&req, &res, err, sizeof(err)) == -ENOENT);
@@ -392,7 +404,10 @@ static void test_seal_manifest_exists(void)
 	CHECK(mkdir(staging, 0755) == 0);
 	path_join(mpath, staging, "MANIFEST.json");
 	CHECK(fsx_write_atomic(mpath, "{}\n", 3) == 0);
-	struct seal_request req = {.collection = "lines", .id = 1, .live_path = src, .staging_dir = staging};
+	struct seal_request req = {.collection = "lines",
+				   .id = 1,
+				   .live_path = src,
+				   .staging_dir = staging};
 	struct seal_result res;
 	char err[512] = "";
 	CHECK(seal_make(&req, &res, err, sizeof(err)) == -EEXIST);

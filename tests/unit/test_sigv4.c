@@ -28,18 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 
-
 /* ---- context.json (jansson) ------------------------------------------ */
 
 static const char *const context_keys[] = {
-	"credentials",
-	"expiration_in_seconds", /* presigned URLs only */
-	"normalize",
-	"region",
-	"service",
-	"sign_body",
-	"timestamp",
-	"omit_session_token",
+	"credentials", "expiration_in_seconds", /* presigned URLs only */
+	"normalize",   "region",
+	"service",     "sign_body",
+	"timestamp",   "omit_session_token",
 };
 static const char *const credential_keys[] = {"access_key_id", "secret_access_key", "token"};
 
@@ -60,7 +55,8 @@ static const char *context_unknown_key(json_t *ctx, char *buf, size_t len)
 {
 	const char *key, *ck;
 	json_t *v, *cv;
-	json_object_foreach(ctx, key, v) {
+	json_object_foreach(ctx, key, v)
+	{
 		if (!key_known(key, context_keys, sizeof(context_keys) / sizeof(context_keys[0])) ||
 		    (strcmp(key, "credentials") != 0 && (json_is_object(v) || json_is_array(v)))) {
 			snprintf(buf, len, "%s", key);
@@ -68,8 +64,10 @@ static const char *context_unknown_key(json_t *ctx, char *buf, size_t len)
 		}
 		if (strcmp(key, "credentials") != 0)
 			continue;
-		json_object_foreach(v, ck, cv) {
-			if (!key_known(ck, credential_keys, sizeof(credential_keys) / sizeof(credential_keys[0]))) {
+		json_object_foreach(v, ck, cv)
+		{
+			if (!key_known(ck, credential_keys,
+				       sizeof(credential_keys) / sizeof(credential_keys[0]))) {
 				snprintf(buf, len, "credentials.%s", ck);
 				return buf;
 			}
@@ -153,8 +151,8 @@ static bool suite_case(const char *root, const char *dir, const char *cas)
 	/* Strict, as snapfs reads its own documents: a key given twice is refused. */
 	ctx = json_loads(ctx_text, JSON_REJECT_DUPLICATES, &jerr);
 	if (!ctx || !json_is_object(ctx)) {
-		tap_note("FAIL %s: context.json: %s (line %d)\n", cas, ctx ? "not an object" : jerr.text,
-		       jerr.line);
+		tap_note("FAIL %s: context.json: %s (line %d)\n", cas,
+			 ctx ? "not an object" : jerr.text, jerr.line);
 		goto out;
 	}
 	char unknown[256];
@@ -168,14 +166,14 @@ static bool suite_case(const char *root, const char *dir, const char *cas)
 		   *service = ctx_str(ctx, "service"), *ts = ctx_str(ctx, "timestamp");
 	if (!ak || !sk || !region || !service || !ts) {
 		tap_note("FAIL %s: context.json lacks a credential, region, service or timestamp "
-		       "string\n",
-		       cas);
+			 "string\n",
+			 cas);
 		goto out;
 	}
 	time_t when;
 	if (!sigt_parse_time(ts, "%Y-%m-%dT%H:%M:%SZ", &when)) {
-		tap_note("FAIL %s: context.json: timestamp \"%s\" is not YYYY-MM-DDTHH:MM:SSZ\n", cas,
-		       ts);
+		tap_note("FAIL %s: context.json: timestamp \"%s\" is not YYYY-MM-DDTHH:MM:SSZ\n",
+			 cas, ts);
 		goto out;
 	}
 
@@ -198,7 +196,7 @@ static bool suite_case(const char *root, const char *dir, const char *cas)
 	sraw = sigt_read_file(path, &sraw_len);
 	if (!sraw)
 		tap_note("FAIL %s: cannot read header-signed-request.txt: %s\n", cas,
-		       strerror(errno));
+			 strerror(errno));
 	if (!want_creq || !want_sts || !want_sig || !sraw)
 		goto out;
 	if (sigt_req_parse(sraw, sraw_len, &sreq, why, sizeof(why))) {
@@ -227,7 +225,7 @@ static bool suite_case(const char *root, const char *dir, const char *cas)
 		.flags = (json_is_true(json_object_get(ctx, "normalize")) ? SIGV4_NORMALIZE_PATH : 0) |
 			 (json_is_true(json_object_get(ctx, "sign_body")) ? SIGV4_CONTENT_SHA256 : 0) |
 			 (json_is_true(json_object_get(ctx, "omit_session_token")) ? SIGV4_UNSIGNED_TOKEN
-										    : 0),
+										   : 0),
 	};
 	if (sigv4_sign(signer, &sr, &sig, err, sizeof(err))) {
 		tap_note("FAIL %s: %s\n", cas, err);
@@ -254,7 +252,7 @@ static bool suite_case(const char *root, const char *dir, const char *cas)
 				mine = added[k].value;
 		if (!mine) {
 			tap_note("FAIL %s: the signed request has %s, which the signer did not add\n",
-			       cas, name);
+				 cas, name);
 			ok = false;
 		} else {
 			char what[128];
@@ -264,8 +262,8 @@ static bool suite_case(const char *root, const char *dir, const char *cas)
 	}
 	if (n_new != n_added) {
 		tap_note("FAIL %s: the signer added %zu headers, the signed request has %zu new "
-		       "ones\n",
-		       cas, n_added, n_new);
+			 "ones\n",
+			 cas, n_added, n_new);
 		ok = false;
 	}
 out:
@@ -306,8 +304,7 @@ static void suite_walk(const char *root, const char *dir, struct tally *t)
 	bool has_files = false;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.' &&
-		    (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
+		if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
 			continue;
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
@@ -335,7 +332,7 @@ static void suite_walk(const char *root, const char *dir, struct tally *t)
 		bool ok = false;
 		if (access(req, R_OK) != 0)
 			tap_note("FAIL %s: holds files but no readable request.txt: %s\n", label,
-			       strerror(errno));
+				 strerror(errno));
 		else
 			ok = suite_case(root, dir, label);
 		tally(t, ok, label);
@@ -408,7 +405,7 @@ static bool s3_run(const struct s3_common *c, struct s3_example *x)
 	}
 	if (!x->method || !x->path || !x->body || !x->signed_headers || !x->signature) {
 		tap_note("FAIL %s (line %d): lacks method, path, body, signed_headers or signature\n",
-		       cas, x->line);
+			 cas, x->line);
 		return false;
 	}
 	time_t when;
@@ -446,10 +443,10 @@ static bool s3_run(const struct s3_common *c, struct s3_example *x)
 	ok = sigt_same(cas, "signed headers", x->signed_headers, sigv4_signed_signed_headers(sig));
 	if (x->canonical_path)
 		ok &= sigt_same(cas, "canonical path", x->canonical_path,
-			   sigv4_signed_canonical_path(sig));
+				sigv4_signed_canonical_path(sig));
 	if (x->canonical_query)
 		ok &= sigt_same(cas, "canonical query", x->canonical_query,
-			   sigv4_signed_canonical_query(sig));
+				sigv4_signed_canonical_query(sig));
 	ok &= sigt_same(cas, "signature", x->signature, sigv4_signed_signature(sig));
 	/* S3 rules: x-amz-content-sha256 always signed. */
 	if (!strstr(sigv4_signed_signed_headers(sig), "x-amz-content-sha256")) {
@@ -487,12 +484,11 @@ static void s3_examples(const char *file, struct tally *t)
 			preamble_pick(line, "service:", &c.service);
 			preamble_pick(line, "x-amz-date:", &c.amz_date);
 		} else if (line[0] == '[') {
-			if (!c.access_key || !c.secret_key || !c.region || !c.service ||
-			    !c.amz_date) {
+			if (!c.access_key || !c.secret_key || !c.region || !c.service || !c.amz_date) {
 				tap_note("FAIL s3: the preamble of %s lacks access_key, secret_key, "
-				       "region, "
-				       "service or x-amz-date\n",
-				       file);
+					 "region, "
+					 "service or x-amz-date\n",
+					 file);
 				tally(t, false, "s3 examples preamble");
 				free(line);
 				break;
@@ -504,8 +500,7 @@ static void s3_examples(const char *file, struct tally *t)
 			in_block = true;
 			char *close = strchr(line, ']');
 			snprintf(x.name, sizeof(x.name), "%.*s",
-				 (int)(close ? close - line - 1 : (long)strlen(line) - 1),
-				 line + 1);
+				 (int)(close ? close - line - 1 : (long)strlen(line) - 1), line + 1);
 			x.line = lineno;
 		} else if (in_block && line[0] && line[0] != '#') {
 			char *colon = strchr(line, ':');
@@ -580,7 +575,8 @@ int main(void)
 	snprintf(dir, sizeof(dir), "%s", data ? data : "");
 	if (!data || !*data || !sigt_is_dir(dir)) {
 		tap_note("FAIL: signer test vectors not found: %s\n",
-		       !data || !*data ? "SNAPFS_TESTDATA is not set" : "SNAPFS_TESTDATA is not a directory");
+			 !data || !*data ? "SNAPFS_TESTDATA is not set"
+					 : "SNAPFS_TESTDATA is not a directory");
 		tap_case(false, "signer test vectors present");
 		return tap_done();
 	}

@@ -176,7 +176,7 @@ static void self_checks(void)
 		CHECK(sign_simple("service", NULL, &g, &sig, err, sizeof(err)) == 0);
 		if (sig && strcmp(sigv4_signed_canonical_path(sig), paths[i][1]) != 0)
 			tap_note("FAIL normalize %s: want %s got %s\n", paths[i][0], paths[i][1],
-			       sigv4_signed_canonical_path(sig));
+				 sigv4_signed_canonical_path(sig));
 		CHECK(sig && strcmp(sigv4_signed_canonical_path(sig), paths[i][1]) == 0);
 		/* Not S3: no x-amz-content-sha256 unless asked. */
 		CHECK(sig && strcmp(sigv4_signed_signed_headers(sig), "host;x-amz-date") == 0);

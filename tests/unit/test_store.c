@@ -27,7 +27,8 @@ static void test_open_create(void)
 	snprintf(p, sizeof(p), "%s/SNAPFS-STORE", root);
 	char want[64], inst[STORE_INSTANCE_LEN + 1];
 	snprintf(inst, sizeof(inst), "%s", store_instance(s));
-	CHECK(strlen(inst) == STORE_INSTANCE_LEN && strspn(inst, "0123456789abcdef") == STORE_INSTANCE_LEN);
+	CHECK(strlen(inst) == STORE_INSTANCE_LEN &&
+	      strspn(inst, "0123456789abcdef") == STORE_INSTANCE_LEN);
 	snprintf(want, sizeof(want), "snapfs-store\nformat 1\ninstance %s\n", inst);
 	CHECK(file_is(p, want));
 	snprintf(p, sizeof(p), "%s/collections", root);
@@ -195,15 +196,14 @@ static void test_paths(void)
 	snprintf(want, sizeof(want), "%s/collections/lines/queue/x", store_root(s));
 	CHECK(store_path(s, "lines", STORE_AREA_QUEUE, "x", p, sizeof(p)) == 0 && !strcmp(p, want));
 	snprintf(want, sizeof(want), "%s/collections/lines/live.db", store_root(s));
-	CHECK(store_path(s, "lines", STORE_AREA_LIVE_DB, NULL, p, sizeof(p)) == 0 &&
-	      !strcmp(p, want));
+	CHECK(store_path(s, "lines", STORE_AREA_LIVE_DB, NULL, p, sizeof(p)) == 0 && !strcmp(p, want));
 	snprintf(want, sizeof(want), "%s/collections/lines", store_root(s));
 	CHECK(store_path(s, "lines", STORE_AREA_COLLECTION, NULL, p, sizeof(p)) == 0 &&
 	      !strcmp(p, want));
 	snprintf(want, sizeof(want), "%s/collections/lines/snapshots/00000001/MANIFEST.json",
 		 store_root(s));
-	CHECK(store_path(s, "lines", STORE_AREA_SNAPSHOTS, "00000001/MANIFEST.json", p,
-			 sizeof(p)) == 0 &&
+	CHECK(store_path(s, "lines", STORE_AREA_SNAPSHOTS, "00000001/MANIFEST.json", p, sizeof(p)) ==
+		      0 &&
 	      !strcmp(p, want));
 	CHECK(store_path(s, "lines", STORE_AREA_QUEUE, "x", p, 10) == -ENAMETOOLONG);
 	CHECK(store_path(s, "../etc", STORE_AREA_QUEUE, NULL, p, sizeof(p)) == -EINVAL);
@@ -416,8 +416,7 @@ static void test_publish(void)
 
 	CHECK(store_snapshots(s, "lines", &ids, &n) == 0 && n == 5);
 	if (n == 5)
-		CHECK(ids[0] == 1 && ids[1] == 2 && ids[2] == 3 && ids[3] == 1000 &&
-		      ids[4] == 2000);
+		CHECK(ids[0] == 1 && ids[1] == 2 && ids[2] == 3 && ids[3] == 1000 && ids[4] == 2000);
 	free(ids);
 
 	/* retention */
@@ -425,8 +424,7 @@ static void test_publish(void)
 	CHECK(store_snapshot_remove(s, "lines", 1) == 0);
 	CHECK(store_snapshot_remove(s, "lines", 1) == -ENOENT);
 	CHECK(!exists_in(s, "lines", STORE_AREA_SNAPSHOTS, "00000001"));
-	CHECK(store_path(s, "lines", STORE_AREA_STAGING, NULL, p, sizeof(p)) == 0 &&
-	      entries(p) == 0);
+	CHECK(store_path(s, "lines", STORE_AREA_STAGING, NULL, p, sizeof(p)) == 0 && entries(p) == 0);
 	CHECK(store_snapshots(s, "lines", &ids, &n) == 0 && n == 4 && ids[0] == 2);
 	free(ids);
 	/* ids stay above everything ever published */
@@ -479,12 +477,10 @@ static void test_recover(void)
 	CHECK(store_path(s, "lines", STORE_AREA_REJECTED, reason, p, sizeof(p)) == 0 &&
 	      file_is(p, "left in incoming/ by an earlier run and could not be queued: its name is 250 bytes, "
 			 "and a delta name has at most 238\n"));
-	CHECK(store_path(s, "lines", STORE_AREA_STAGING, NULL, p, sizeof(p)) == 0 &&
-	      entries(p) == 0);
+	CHECK(store_path(s, "lines", STORE_AREA_STAGING, NULL, p, sizeof(p)) == 0 && entries(p) == 0);
 	CHECK(!exists_in(s, "lines", STORE_AREA_COLLECTION, "latest.tmp"));
 	CHECK(latest_is(s, "lines", "snapshots/00000002"));
-	CHECK(store_path(s, "lines", STORE_AREA_INCOMING, NULL, p, sizeof(p)) == 0 &&
-	      entries(p) == 1);
+	CHECK(store_path(s, "lines", STORE_AREA_INCOMING, NULL, p, sizeof(p)) == 0 && entries(p) == 1);
 	CHECK(exists_in(s, "lines", STORE_AREA_INCOMING, ".partial"));
 	store_delta *d;
 	size_t n;

@@ -28,7 +28,8 @@ static void test_round_trip(void)
 		  "{\"format\": 1, \"pointer\": \"pending\", \"pointer_generation\": 7, \"id\": 42, \"host\": "
 		  "\"web1\", \"key\": \"snapfs/c/snapshots/00000042-web1-0011223344556677/c.sqlite3\", "
 		  "\"manifest_key\": \"snapfs/c/snapshots/00000042-web1-0011223344556677/MANIFEST.json\", "
-		  "\"size\": 1099511627776, \"etag\": \"\\\"abc-2\\\"\", \"sha256\": \"" SHA_A "\", \"at\": "
+		  "\"size\": 1099511627776, \"etag\": \"\\\"abc-2\\\"\", \"sha256\": \"" SHA_A
+		  "\", \"at\": "
 		  "1700000000}\n");
 	bool done = true;
 	uint64_t gen = 0;
@@ -49,8 +50,9 @@ static void test_round_trip(void)
 	sbuf_free(&b);
 }
 
-#define REC(fmt, ptr, extra)                                                                         \
-	"{\"format\": " fmt ", \"pointer\": " ptr ", \"pointer_generation\": 1, \"id\": 1, \"host\": "   \
+#define REC(fmt, ptr, extra)                                                                                \
+	"{\"format\": " fmt ", \"pointer\": " ptr                                                           \
+	", \"pointer_generation\": 1, \"id\": 1, \"host\": "                                                \
 	"\"h\", \"key\": \"k\", \"manifest_key\": \"m\", \"size\": 1, \"etag\": \"e\", \"sha256\": \"s\", " \
 	"\"at\": 1" extra "}"
 
@@ -60,12 +62,13 @@ static void test_refused(void)
 	bool done;
 	uint64_t gen;
 	CHECK(upl_record_parse(REC("1", "\"swapped\"", ""), &q, &done, &gen) == 0);
-	CHECK(upl_record_parse(REC("1", "\"swapped\"", ", \"new\": {\"x\": [1]}"), &q, &done, &gen) == 0);
+	CHECK(upl_record_parse(REC("1", "\"swapped\"", ", \"new\": {\"x\": [1]}"), &q, &done,
+			       &gen) == 0);
 	static const char *bad[] = {
-		REC("2", "\"swapped\"", ""),               /* another format */
+		REC("2", "\"swapped\"", ""),                  /* another format */
 		REC("1", "\"a pointer state too long\"", ""), /* does not fit */
 		REC("1", "null", ""),
-		REC("1", "\"swapped\"", ", \"id\": 2"),    /* a key twice */
+		REC("1", "\"swapped\"", ", \"id\": 2"), /* a key twice */
 		REC("1", "\"swapped\"", ", \"x\": {\"a\": 1, \"a\": 2}"),
 		"{\"format\": 1, \"pointer\": \"swapped\"}", /* fields missing */
 		"{\"format\": 1, \"pointer\": \"swapped\", \"pointer_generation\": -1, \"id\": 1, \"host\": \"h\", "

@@ -147,7 +147,8 @@ static void test_namespace(uint64_t coll, uint64_t incoming)
 	vfs_file *f = NULL;
 	CHECK_EQ(vfs_create_file(v, coll, "x", 0644, O_WRONLY | O_CREAT, &e, &f), -EROFS);
 	CHECK(lookup(coll, "incoming") == incoming);
-	CHECK(lookup(coll, "snapshots") != 0 && lookup(coll, "rejected") != 0 && lookup(coll, "status") != 0);
+	CHECK(lookup(coll, "snapshots") != 0 && lookup(coll, "rejected") != 0 &&
+	      lookup(coll, "status") != 0);
 	CHECK(lookup(coll, "latest") == 0); /* no snapshot yet */
 	CHECK(lookup(VFS_ROOT_INO, ".snapfs") != 0);
 }
@@ -222,7 +223,8 @@ static void test_setattr_on_the_handle(uint64_t incoming)
 	vfs_file *f1 = create(incoming, ".one", "first writer", &ino1);
 	vfs_file *f2 = create(incoming, ".two", "second file", &ino2);
 	vfs_release(v, f2);
-	CHECK_EQ(vfs_rename(v, incoming, ".two", incoming, ".one", 0), 0); /* .one now names the second */
+	CHECK_EQ(vfs_rename(v, incoming, ".two", incoming, ".one", 0),
+		 0); /* .one now names the second */
 	struct stat attr = {.st_size = 0}, out;
 	double t;
 	CHECK_EQ(vfs_setattr(v, ino1, f1, VFS_SET_SIZE, &attr, &out, &t), 0);
@@ -308,7 +310,7 @@ static void test_retirement(uint64_t coll)
 	CHECK(info.keep_cache);
 	publish("c");
 	publish("c");
-	CHECK(lookup(snaps, name) != 0);        /* still found by who holds it */
+	CHECK(lookup(snaps, name) != 0);                  /* still found by who holds it */
 	CHECK(in_store("c", STORE_AREA_SNAPSHOTS, name)); /* and still on disk */
 	vfs_release(v, f);
 	vfs_forget(v, db, 1);
@@ -323,7 +325,8 @@ static void test_retirement(uint64_t coll)
 	CHECK_STR(link, want);
 	/* Sealed content is read-only. */
 	struct vfs_entry e;
-	CHECK_EQ(vfs_create_file(v, lookup(snaps, name), "x", 0644, O_WRONLY | O_CREAT, &e, &f), -EROFS);
+	CHECK_EQ(vfs_create_file(v, lookup(snaps, name), "x", 0644, O_WRONLY | O_CREAT, &e, &f),
+		 -EROFS);
 }
 
 /* ---- status ---- */
@@ -370,8 +373,9 @@ static char *read_generated(uint64_t ino)
 static void test_status(uint64_t coll)
 {
 	char *text = read_generated(lookup(coll, "status"));
-	CHECK_STR(text, "{\"collection\": \"c\", \"snapshots\": 0, \"upload\": {\"state\": \"idle\xef\xbf\xbd\", "
-			"\"ctx\": 1}}\n");
+	CHECK_STR(text,
+		  "{\"collection\": \"c\", \"snapshots\": 0, \"upload\": {\"state\": \"idle\xef\xbf\xbd\", "
+		  "\"ctx\": 1}}\n");
 	free(text);
 
 	uint64_t meta = lookup(VFS_ROOT_INO, ".snapfs");
@@ -380,8 +384,8 @@ static void test_status(uint64_t coll)
 	const char *version = "", *store_dir = "";
 	json_int_t uptime = -1;
 	CHECK(jsonx_load(text, 8, &root) == 0);
-	CHECK(json_unpack(root, "{s:s, s:I, s:s, s:o}", "version", &version, "uptime_s", &uptime, "store",
-			  &store_dir, "collections", &colls) == 0);
+	CHECK(json_unpack(root, "{s:s, s:I, s:s, s:o}", "version", &version, "uptime_s", &uptime,
+			  "store", &store_dir, "collections", &colls) == 0);
 	CHECK(strncmp(text, "{\"version\": \"" SNAPFS_VERSION "\", \"uptime_s\": ", 24) == 0);
 	CHECK_STR(version, SNAPFS_VERSION);
 	CHECK_STR(store_dir, store_root(st));

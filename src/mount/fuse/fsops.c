@@ -95,10 +95,14 @@ static void fsops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 	static const struct {
 		int fuse, vfs;
 	} map[] = {
-		{FUSE_SET_ATTR_MODE, VFS_SET_MODE},	  {FUSE_SET_ATTR_UID, VFS_SET_UID},
-		{FUSE_SET_ATTR_GID, VFS_SET_GID},	  {FUSE_SET_ATTR_SIZE, VFS_SET_SIZE},
-		{FUSE_SET_ATTR_ATIME, VFS_SET_ATIME},	  {FUSE_SET_ATTR_MTIME, VFS_SET_MTIME},
-		{FUSE_SET_ATTR_ATIME_NOW, VFS_SET_ATIME_NOW}, {FUSE_SET_ATTR_MTIME_NOW, VFS_SET_MTIME_NOW},
+		{FUSE_SET_ATTR_MODE, VFS_SET_MODE},
+		{FUSE_SET_ATTR_UID, VFS_SET_UID},
+		{FUSE_SET_ATTR_GID, VFS_SET_GID},
+		{FUSE_SET_ATTR_SIZE, VFS_SET_SIZE},
+		{FUSE_SET_ATTR_ATIME, VFS_SET_ATIME},
+		{FUSE_SET_ATTR_MTIME, VFS_SET_MTIME},
+		{FUSE_SET_ATTR_ATIME_NOW, VFS_SET_ATIME_NOW},
+		{FUSE_SET_ATTR_MTIME_NOW, VFS_SET_MTIME_NOW},
 	};
 	int set = 0;
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)

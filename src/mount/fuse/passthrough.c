@@ -75,7 +75,8 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 	/* fuse_init_in: major, minor, max_readahead, flags, flags2, ... */
 	if (r >= (ssize_t)(sizeof(*h) + 5 * sizeof(uint32_t)) && h->opcode == FUSE_INIT) {
 		uint32_t flags2;
-		memcpy(&flags2, (const char *)buf + sizeof(*h) + 4 * sizeof(uint32_t), sizeof(flags2));
+		memcpy(&flags2, (const char *)buf + sizeof(*h) + 4 * sizeof(uint32_t),
+		       sizeof(flags2));
 		uint32_t flags;
 		memcpy(&flags, (const char *)buf + sizeof(*h) + 3 * sizeof(uint32_t), sizeof(flags));
 		offered = (flags & FUSE_INIT_EXT) && (flags2 & PT_FLAGS2_PASSTHROUGH);
