@@ -3,20 +3,23 @@
 # --test, those its test suite needs too (pytest, rsync, and Ceph's
 # RADOS Gateway with boto3 for the S3 tests). With --no-s3, for a build
 # with -Ds3=disabled: neither libcurl nor expat, nor Ceph. With --fuzz,
-# clang 14 and its libFuzzer and sanitizer runtimes (scripts/fuzz.sh).
+# clang 14 and its libFuzzer and sanitizer runtimes (scripts/fuzz.sh);
+# with --format, clang-format 14 (scripts/format.sh).
 # Does nothing when they are all installed already; uses sudo when not root.
 set -euo pipefail
 
 test=0
 s3=1
 fuzz=0
+format=0
 for arg in "$@"; do
 	case "$arg" in
 	--test) test=1 ;;
 	--no-s3) s3=0 ;;
 	--fuzz) fuzz=1 ;;
+	--format) format=1 ;;
 	*)
-		echo "deps.sh: unknown argument '$arg' (--test, --no-s3, --fuzz)" >&2
+		echo "deps.sh: unknown argument '$arg' (--test, --no-s3, --fuzz, --format)" >&2
 		exit 2
 		;;
 	esac
@@ -36,6 +39,9 @@ if [ "$test" = 1 ]; then
 	if [ "$s3" = 1 ]; then
 		PACKAGES+=(radosgw ceph-mon ceph-osd python3-boto3)
 	fi
+fi
+if [ "$format" = 1 ]; then
+	PACKAGES+=(clang-format-14)
 fi
 if [ "$fuzz" = 1 ]; then
 	PACKAGES+=(clang-14 libclang-rt-14-dev llvm-14)

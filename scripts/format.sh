@@ -25,6 +25,9 @@ case "${1:-}" in
 esac
 
 cf=${CLANG_FORMAT:-}
+if [ -z "$cf" ] && ! command -v clang-format-14 >/dev/null 2>&1; then
+	scripts/deps.sh --format
+fi
 if [ -z "$cf" ]; then
 	cf=$(command -v clang-format-14 || command -v clang-format || true)
 fi
