@@ -79,6 +79,10 @@ def test_deltas_on_three_hosts_converge_applied_once(cluster, tmp_path):
         assert len(ledger) == len(acked)
         assert h.count_rows("c") == 3 * len(acked)
         assert h.latest("c")[1]["sha256"] == ch.harness.sha256_file(h.snap_db("c", p["id"]))
+        # The status's newest snapshot is the cluster's on followers too.
+        ls = ch.harness.wait_for(lambda: (lambda l: l if l and l["id"] == p["id"] else None)(
+            h.status("c")["last_snapshot"]), 10, f"{h.name}: status last_snapshot {p['id']}")
+        assert ls["sha256"] == p["sha256"], (h.name, ls)
         h.verify_all("c")
     cluster.wait_no_deltas("c")
 
