@@ -116,6 +116,8 @@ static int cl_ship_one(cluster *cl, struct ccl *c, const store_delta *d)
 		 size);
 	pthread_mutex_lock(&cl->mu);
 	c->shipped++;
+	if (c->outbox)
+		c->outbox--; /* counted up by cluster_kick_ship (or cluster_run's listing) */
 	pthread_mutex_unlock(&cl->mu);
 	return 0;
 }
@@ -158,17 +160,15 @@ static int cl_unrelay_one(cluster *cl, struct ccl *c, const char *key)
 static void cl_ship_coll(cluster *cl, struct ccl *c)
 {
 	store_delta *d = NULL;
-	size_t n = 0, left;
+	size_t n = 0;
 	int rc = store_area_list(cl->st, c->name, STORE_AREA_OUTBOX, &d, &n);
 	if (rc < 0) {
 		cl_error(cl, c, "listing outbox/", NULL, rc);
 		return;
 	}
-	left = n;
 	for (size_t i = 0; i < n && !cl_stopping(cl); i++) {
 		if (cl_ship_one(cl, c, &d[i]) < 0)
 			break;
-		left--;
 	}
 	store_deltas_free(d, n);
 
@@ -191,7 +191,6 @@ static void cl_ship_coll(cluster *cl, struct ccl *c)
 	}
 	s3_objects_free(o, no);
 	pthread_mutex_lock(&cl->mu);
-	c->outbox = left;
 	c->in_flight = ours;
 	pthread_mutex_unlock(&cl->mu);
 }

@@ -532,10 +532,22 @@ int cluster_run(cluster *cl, compactor *comp, upl *u, char *err, size_t errlen)
 			 strerror(-rc));
 		return rc;
 	}
-	pthread_mutex_lock(&cl->mu);
-	for (size_t i = 0; i < n; i++)
-		cl_coll_get(cl, names[i]);
-	pthread_mutex_unlock(&cl->mu);
+	/*
+	 * What outbox/ holds now (recovery put incoming/ leftovers there): from
+	 * here on every delta queued counts one up (cluster_kick_ship) and
+	 * every delta shipped one down, so status never lists a directory.
+	 */
+	for (size_t i = 0; i < n; i++) {
+		store_delta *d = NULL;
+		size_t nd = 0;
+		store_area_list(cl->st, names[i], STORE_AREA_OUTBOX, &d, &nd);
+		store_deltas_free(d, nd);
+		pthread_mutex_lock(&cl->mu);
+		struct ccl *c = cl_coll_get(cl, names[i]);
+		if (c)
+			c->outbox = nd;
+		pthread_mutex_unlock(&cl->mu);
+	}
 	store_names_free(names, n);
 	void *(*mains[4])(void *) = {cl_coord_main, cl_ship_main, cl_follow_main, cl_lead_main};
 	pthread_t *ts[4] = {&cl->coord_t, &cl->ship_t, &cl->follow_t, &cl->lead_t};
