@@ -41,7 +41,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "pylib"))  # a script: the test package by path
-from snapfs_test import harness, radosgw  # noqa: E402
+from snapfs_test import harness, radosgw, upload  # noqa: E402
 
 
 def parse_ms(s):
@@ -51,19 +51,8 @@ def parse_ms(s):
     return int(s) * 1000
 
 
-class Host(harness.Snapfs):
-    def __init__(self, workdir, env, opts):
-        super().__init__(workdir, opts=opts)
-        self.env = env
-
-    def spawn(self, opts=None, args=()):
-        self.starts += 1
-        log = os.path.join(self.workdir, f"snapfs-{self.starts}.log")
-        self.logs.append(log)
-        cmd = [harness.SNAPFS_BIN, self.store, self.mnt, "-f", "-o", ",".join(self.opts)]
-        with open(log, "wb") as lf:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=self.env)
-        return self.proc
+class Host(upload.S3Snapfs):
+    """A mount with its own environment (the test package's), plus what the bench reads."""
 
     def latest_ok(self, coll):
         try:

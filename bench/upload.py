@@ -27,7 +27,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "pylib"))  # a script: the test package by path
-from snapfs_test import harness, radosgw  # noqa: E402
+from snapfs_test import harness, radosgw, upload  # noqa: E402
 
 
 def parse_size(s):
@@ -64,20 +63,7 @@ def snapfs_env(gw):
     return env
 
 
-class Mount(harness.Snapfs):
-    def __init__(self, workdir, env, opts):
-        super().__init__(workdir, opts=opts)
-        self.env = env
-
-    def spawn(self, opts=None, args=()):
-        self.starts += 1
-        log = os.path.join(self.workdir, f"snapfs-{self.starts}.log")
-        self.logs.append(log)
-        cmd = [harness.SNAPFS_BIN, self.store, self.mnt, "-f", "-o", ",".join(self.opts)]
-        with open(log, "wb") as lf:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                                         env=self.env)
-        return self.proc
+Mount = upload.S3Snapfs  # a mount with the environment given
 
 
 def warm(path):

@@ -49,11 +49,8 @@ int store_queue_import(store *s, const char *coll, const char *file, const char 
 {
 	char qdir[PATH_MAX];
 	int rc;
-	if (!store_delta_name_valid(name) || strlen(name) > STORE_DELTA_NAME_MAX) {
-		store_say(s, LOG_ERR, "store: %s: refusing to import \"%s\": not a usable delta name",
-			  coll, name);
-		return -EINVAL;
-	}
+	if ((rc = store_queue_name_ok(s, coll, name)) < 0)
+		return rc;
 	if ((rc = store_coll_path(s, coll, STORE_AREA_QUEUE, NULL, qdir, sizeof(qdir))) < 0)
 		return rc;
 	if ((rc = store_seq_rename(s, coll, STORE_AREA_QUEUE, file, name, seq)) < 0)

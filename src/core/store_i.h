@@ -81,6 +81,8 @@ bool store_is_dir_at(const char *dir, const char *name);
 bool store_is_reg_at(const char *dir, const char *name);
 int store_max_id_in(const store *s, const char *dir, uint64_t *max, bool *found);
 bool store_queue_name_parse(const char *fname, uint64_t *seq, const char **name);
+/* A name a delta may be queued under (one non-dot component, <= STORE_DELTA_NAME_MAX): 0, -EINVAL or -ENAMETOOLONG, said. */
+int store_queue_name_ok(const store *s, const char *coll, const char *name);
 /*
  * Renames from into area (queue/ or outbox/) as SEQ-name under the next
  * arrival number, both under seq_mu: a delta visible there means every

@@ -26,14 +26,8 @@
 
 /* ---- queue ---------------------------------------------------------------- */
 
-/*
- * Moves incoming/NAME into the queue. The name comes from a user; it is
- * checked to be one non-dot component and used for nothing but that.
- */
-int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq)
+int store_queue_name_ok(const store *s, const char *coll, const char *name)
 {
-	char in[PATH_MAX];
-	int rc;
 	if (!store_delta_name_valid(name)) {
 		store_say(s, LOG_ERR,
 			  "store: %s: refusing to queue \"%s\": not a plain non-dot file name",
@@ -45,6 +39,19 @@ int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq
 			  coll, name, STORE_DELTA_NAME_MAX);
 		return -ENAMETOOLONG;
 	}
+	return 0;
+}
+
+/*
+ * Moves incoming/NAME into the queue. The name comes from a user; it is
+ * checked to be one non-dot component and used for nothing but that.
+ */
+int store_queue_move(store *s, const char *coll, const char *name, uint64_t *seq)
+{
+	char in[PATH_MAX];
+	int rc;
+	if ((rc = store_queue_name_ok(s, coll, name)) < 0)
+		return rc;
 	if ((rc = store_coll_path(s, coll, STORE_AREA_INCOMING, name, in, sizeof(in))) < 0)
 		return rc;
 	struct stat st;
@@ -106,12 +113,8 @@ int store_queue_add(store *s, const char *coll, const char *name, uint64_t *seq)
 {
 	char in[PATH_MAX];
 	int rc;
-	if (!store_delta_name_valid(name)) {
-		store_say(s, LOG_ERR,
-			  "store: %s: refusing to queue \"%s\": not a plain non-dot file name",
-			  coll, name);
-		return -EINVAL;
-	}
+	if ((rc = store_queue_name_ok(s, coll, name)) < 0)
+		return rc;
 	if ((rc = store_coll_path(s, coll, STORE_AREA_INCOMING, name, in, sizeof(in))) < 0)
 		return rc;
 	/* Its content must be on disk before its name says "queued". */
