@@ -61,6 +61,13 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex,
 		 int64_t *seq, char *msg, size_t len);
 
+/* Where the last livedb_apply spent its time (milliseconds; 0 for steps not reached). */
+struct livedb_times {
+	double check_ms; /* delta_check: integrity, schema and limits */
+	double apply_ms; /* delta_apply, the ledger row and the commit */
+};
+void livedb_last_times(const livedb *db, struct livedb_times *out);
+
 /* Ledger rows with seq > after, ascending. Free with livedb_entries_free. */
 int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n);
 void livedb_entries_free(livedb_entry *e, size_t n);

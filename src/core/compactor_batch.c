@@ -21,6 +21,7 @@
  */
 #include "compactor.h"
 #include "compactor_i.h"
+#include "mono.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -156,6 +157,7 @@ static int seal_and_publish(compactor *c, struct ccoll *cc, const char *live,
 	};
 	struct seal_result res;
 	char err[512];
+	double t0 = mono_now();
 	rc = seal_make(&req, &res, err, sizeof(err));
 	free(md);
 	if (rc == 0) {
@@ -182,6 +184,9 @@ static int seal_and_publish(compactor *c, struct ccoll *cc, const char *live,
 	cc->needs_seal = false;
 	cc->published_total++;
 	cc->last_seal_ms = res.copy_ms + res.check_ms;
+	cc->batch.seal_ms = (mono_now() - t0) * 1e3;
+	cc->batch.ms = (mono_now() - cc->batch_start) * 1e3;
+	cc->last_batch = cc->batch;
 	cc->last = (struct last_snapshot){.id = id,
 					  .created = req.created,
 					  .size = res.size,
@@ -305,7 +310,10 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 		*stop = !reject(c, cc, d, msg, gone);
 		return;
 	}
-	int rc = fsx_sha256_file(d->path, sha, NULL);
+	double t0 = mono_now();
+	uint64_t size = 0;
+	int rc = fsx_sha256_file(d->path, sha, &size);
+	double hash_ms = (mono_now() - t0) * 1e3;
 	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "cannot read queued file %s: %s", d->path, strerror(-rc));
 		*stop = !count_failure(c, cc, d, msg, gone);
@@ -314,7 +322,14 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 	hex_encode(sha, sizeof(sha), hex);
 	int64_t seq = 0;
 	rc = livedb_apply(db, d->path, d->name, hex, &seq, msg, sizeof(msg));
+	struct livedb_times lt;
+	livedb_last_times(db, &lt);
 	pthread_mutex_lock(&c->mu);
+	cc->batch.hash_ms += hash_ms;
+	cc->batch.check_ms += lt.check_ms;
+	cc->batch.apply_ms += lt.apply_ms;
+	if (rc == LIVEDB_APPLIED)
+		cc->batch.deltas++, cc->batch.bytes += size;
 	int64_t published = cc->last.ledger_max;
 	if (rc == LIVEDB_APPLIED || rc == LIVEDB_DUPLICATE)
 		cc->fail_count = cc->fail_seq == d->seq ? 0 : cc->fail_count;
@@ -385,6 +400,10 @@ static bool apply_queue(compactor *c, struct ccoll *cc, const char *live, livedb
 	char msg[1024];
 	pthread_mutex_lock(&c->mu);
 	bool need_live = nwork || cc->needs_seal;
+	if (!cc->needs_seal) { /* a new batch; an unsealed one goes on counting */
+		cc->batch = (struct batch_times){0};
+		cc->batch_start = mono_now();
+	}
 	pthread_mutex_unlock(&c->mu);
 	if (need_live) {
 		rc = livedb_open(live, &c->cancel, &log_sink, dbp, msg, sizeof(msg));

@@ -38,6 +38,14 @@ struct last_snapshot {
 	int64_t ledger_max;
 };
 
+/* Where a batch spent its time (milliseconds), for status and the benchmark. */
+struct batch_times {
+	uint64_t deltas, bytes;             /* deltas merged (applied) and their size */
+	double hash_ms, check_ms, apply_ms; /* summed over the batch's deltas */
+	double seal_ms;                     /* seal_make and the publish */
+	double ms;                          /* first delta hashed to snapshot published */
+};
+
 struct ccoll {
 	char name[STORE_NAME_MAX + 1];
 	struct ccoll *next;
@@ -63,6 +71,9 @@ struct ccoll {
 	uint64_t applied_total, duplicate_total, rejected_total, published_total, seal_failures;
 	uint64_t delta_failures, waits;
 	double last_seal_ms;
+	struct batch_times batch;      /* the batch in progress (compactor thread) */
+	double batch_start;            /* mono_now() when it began */
+	struct batch_times last_batch; /* the newest batch that published a snapshot */
 	struct last_snapshot last;
 	char last_error[512];
 	/* compactor_rebase: start over from rebase_db (NULL: nothing) at the next round. */

@@ -61,6 +61,21 @@ static json_t *last_snapshot_json(const struct ccoll *cc)
 	return o;
 }
 
+static json_t *last_batch_json(const struct batch_times *b)
+{
+	if (!b->ms)
+		return json_null();
+	json_t *o = json_object();
+	jsonx_set(o, "deltas", jsonx_u64(b->deltas));
+	jsonx_set(o, "bytes", jsonx_u64(b->bytes));
+	jsonx_set(o, "hash_ms", jsonx_real(b->hash_ms, 1));
+	jsonx_set(o, "check_ms", jsonx_real(b->check_ms, 1));
+	jsonx_set(o, "apply_ms", jsonx_real(b->apply_ms, 1));
+	jsonx_set(o, "seal_ms", jsonx_real(b->seal_ms, 1));
+	jsonx_set(o, "ms", jsonx_real(b->ms, 1));
+	return o;
+}
+
 int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, json_t *status)
 {
 	pthread_mutex_lock(&c->mu);
@@ -82,6 +97,7 @@ int compactor_status_fields(compactor *c, const char *coll, uint64_t snapshots, 
 	jsonx_set(status, "delta_failures", jsonx_u64(cc->delta_failures));
 	jsonx_set(status, "retry_in_s", retry >= 0 ? jsonx_real(retry, 1) : json_null());
 	jsonx_set(status, "last_snapshot", last_snapshot_json(cc));
+	jsonx_set(status, "last_batch", last_batch_json(&cc->last_batch));
 	jsonx_set(status, "last_error", jsonx_str_or_null(cc->last_error));
 	pthread_mutex_unlock(&c->mu);
 	return 0;

@@ -23,6 +23,7 @@
 #include "sqlh.h"
 #include "diag.h"
 #include "errbuf.h"
+#include "mono.h"
 #include "sbuf.h"
 
 #include <errno.h>
@@ -45,6 +46,7 @@ struct livedb {
 	char *path;
 	const atomic_bool *cancel; /* the compactor's stop flag, or NULL */
 	struct diag diag;          /* the owner's sink for what return values cannot carry */
+	struct livedb_times times; /* of the last livedb_apply */
 };
 
 /* Progress handler of the live connection: a stop interrupts the statement running. */
@@ -255,15 +257,19 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 		rollback(db);
 		return LIVEDB_DUPLICATE;
 	}
+	db->times = (struct livedb_times){0};
+	double t0 = mono_now();
 	if (!r)
 		r = delta_check(db->db, delta_path, &(struct delta_ctl){.cancel = db->cancel}, msg,
 				len);
+	double t1 = mono_now();
 	if (!r)
 		r = delta_apply(db->db, delta_path, msg, len);
 	if (!r)
 		r = ledger_add(db, sha256_hex, delta_name, seq, msg, len);
 	if (!r)
 		r = run(db->db, "COMMIT", "commit", db->path, msg, len);
+	db->times = (struct livedb_times){(t1 - t0) * 1e3, (mono_now() - t1) * 1e3};
 	if (r) {
 		rollback(db);
 		*seq = 0;
@@ -273,6 +279,11 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 		return detach(db, msg, len, r);
 	}
 	return detach(db, msg, len, LIVEDB_APPLIED);
+}
+
+void livedb_last_times(const livedb *db, struct livedb_times *out)
+{
+	*out = db->times;
 }
 
 int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n)

@@ -8,7 +8,7 @@ import re
 from snapfs_test.harness import make_delta, wait_for
 
 COLL_KEYS = {"collection", "state", "queued", "applied_total", "duplicate_total", "rejected_total",
-             "rejected", "snapshots", "last_snapshot", "last_error"}
+             "rejected", "snapshots", "last_snapshot", "last_batch", "last_error"}
 METRICS = ("snapfs_deltas_applied_total", "snapfs_deltas_rejected_total", "snapfs_deltas_duplicate_total",
            "snapfs_snapshots_published_total", "snapfs_queue_deltas", "snapfs_seal_failures_total")
 
@@ -51,6 +51,12 @@ def test_collection_status_and_metrics_count(fs, tmp_path):
     assert st["applied_total"] == 1 and st["rejected_total"] == 1 and st["rejected"] == 1, st
     assert st["snapshots"] == len(fs.snapshot_ids("c")) >= 1
     assert st["last_snapshot"]["id"] == fs.latest_id("c")
+    # where the batch that made it spent its time: one delta of the good file's size
+    lb = st["last_batch"]
+    assert lb["deltas"] == 1 and lb["bytes"] == os.path.getsize(good), lb
+    parts = [lb[k] for k in ("hash_ms", "check_ms", "apply_ms", "seal_ms")]
+    assert all(p >= 0 for p in parts) and lb["seal_ms"] > 0, lb
+    assert lb["ms"] >= sum(parts) - 1, lb
     assert fs.status()["collections"]["c"]["applied_total"] == 1
 
     text = fs.metrics()
