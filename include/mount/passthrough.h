@@ -40,6 +40,11 @@ void pt_init_reply_next(void);
 /* Whether the kernel agreed to passthrough. */
 bool pt_enabled(void);
 /*
+ * From the init callback: whether the INIT reply will enable passthrough
+ * (the hook is attached and the kernel offered it).
+ */
+bool pt_offered(void);
+/*
  * The backing id for inode ino whose sealed content is readable at fd
  * (registered on first use), or -1 when passthrough cannot be used.
  */

@@ -41,8 +41,22 @@ typedef struct vfs vfs;
 typedef struct vfs_dir vfs_dir;
 typedef struct vfs_file vfs_file;
 
+/*
+ * How sealed files are read (-o read_path). The kernel serves a sealed
+ * file either from its own page cache (filled through the daemon) or by
+ * passthrough, reading the backing file itself. Passthrough streams at the
+ * backing disk's speed but marks the inode's atime stale after each read,
+ * so the next fstat is a GETATTR round trip: SQLite makes one per read
+ * transaction. AUTO serves opens with O_NOFOLLOW from the page cache (SQLite
+ * opens every database file so; so do rsync and tar, which then read
+ * through the daemon) and every other open by passthrough. The kernel does
+ * not pass O_CLOEXEC on, so that cannot tell SQLite from rsync.
+ */
+enum vfs_read_path { VFS_READ_AUTO, VFS_READ_CACHE, VFS_READ_PASSTHROUGH };
+
 struct vfs_config {
-	uint64_t max_delta_size;    /* bytes; writes past it fail with EFBIG */
+	uint64_t max_delta_size; /* bytes; writes past it fail with EFBIG */
+	enum vfs_read_path read_path;
 	unsigned keep;              /* newest snapshots kept per collection */
 	uint64_t stale_dotfiles_ms; /* dot-files in incoming/ older than this go (0: never) */
 };
@@ -57,9 +71,10 @@ struct vfs_entry {
 
 /* How a file may be served. */
 struct vfs_open_info {
-	bool keep_cache; /* content never changes: keep the page cache */
-	bool direct_io;  /* generated content: size unknown in advance */
-	int sealed_fd;   /* sealed backing file the kernel may read directly, or -1 */
+	bool keep_cache;  /* content never changes: keep the page cache */
+	bool direct_io;   /* generated content: size unknown in advance */
+	int sealed_fd;    /* sealed backing file the kernel may read directly, or -1 */
+	bool passthrough; /* serve this open by passthrough from sealed_fd */
 };
 
 /* setattr fields, as bits of to_set. */
@@ -103,6 +118,14 @@ int vfs_create(const struct vfs_config *cfg, vfs **out);
 /* Serves st: registers every collection with the compactor and applies retention. */
 int vfs_start(vfs *v, store *st, compactor *c);
 void vfs_set_notifier(vfs *v, vfs_inval_fn fn, void *ctx);
+/* Whether the kernel agreed to passthrough (from the FUSE init, before any open). */
+void vfs_set_passthrough(vfs *v, bool available);
+/*
+ * An open vfs_open meant for passthrough could not get it (the backing
+ * file could not be registered): it is served from the page cache, and so
+ * is every later open.
+ */
+void vfs_passthrough_failed(vfs *v, vfs_file *f);
 /* Before vfs_start. */
 void vfs_set_status_hook(vfs *v, vfs_status_fn fn, void *ctx);
 void vfs_destroy(vfs *v);

@@ -53,7 +53,8 @@ struct snapfs_opts {
 	char *rejected_max;
 	char *stale_dotfiles;
 	int group_access; /* -o group_access: the STORE's group may read it */
-	int passthrough;  /* -o passthrough: the kernel reads sealed files directly */
+	char *read_path;  /* -o read_path=auto|cache|passthrough */
+	int passthrough;  /* -o passthrough: the same as read_path=passthrough (older name) */
 	/* S3 (see snapfs(8)); no option takes a credential. Parsed with or without S3 built in. */
 	struct main_s3_opts s3;
 };
@@ -75,6 +76,7 @@ static const struct fuse_opt snapfs_opt_spec[] = {
 	SNAPFS_OPT("rejected_max=%s", rejected_max),
 	SNAPFS_OPT("stale_dotfiles=%s", stale_dotfiles),
 	SNAPFS_OPT("group_access", group_access),
+	SNAPFS_OPT("read_path=%s", read_path),
 	SNAPFS_OPT("passthrough", passthrough),
 	SNAPFS_OPT("s3_bucket=%s", s3.bucket),
 	SNAPFS_OPT("s3_prefix=%s", s3.prefix),
@@ -133,8 +135,10 @@ static void usage(const char *prog)
 	       "                           open are removed; 0: never (default 1d)\n"
 	       "    -o group_access        the STORE's group may read it (dirs 0750, files\n"
 	       "                           0640, snapshots 0440; default: owner only)\n"
-	       "    -o passthrough         the kernel reads sealed files from the store itself\n"
-	       "                           (Linux >= 6.9; faster copies, slower sqlite3 queries)\n"
+	       "    -o read_path=WAY       how sealed files are read: auto (passthrough, but\n"
+	       "                           SQLite's opens from the page cache), cache or\n"
+	       "                           passthrough (default auto)\n"
+	       "    -o passthrough         the same as read_path=passthrough\n"
 	       "    -o auto,noauto,user,nouser,users,_netdev,defaults\n"
 	       "                           accepted and ignored (for /etc/fstab)\n"
 	       "%s\n",
@@ -191,6 +195,7 @@ struct main_cfg {
 	unsigned batch_delay_ms, batch_max, keep, max_attempts, rejected_max;
 	uint64_t stale_ms, max_delta;
 	int level;
+	enum vfs_read_path read_path;
 };
 
 /* Checks the local options into c, with defaults; -1 (said on stderr) on a bad one. */
@@ -225,6 +230,21 @@ static int main_settings(const struct snapfs_opts *o, struct main_cfg *c)
 			o->max_delta_size);
 		return -1;
 	}
+	if (o->passthrough)
+		c->read_path = VFS_READ_PASSTHROUGH;
+	if (o->read_path) {
+		static const char *const ways[] = {"auto", "cache", "passthrough"};
+		size_t i = 0;
+		while (i < 3 && strcmp(o->read_path, ways[i]))
+			i++;
+		if (i == 3 || (o->passthrough && i != VFS_READ_PASSTHROUGH)) {
+			fprintf(stderr, "snapfs: read_path=%s: %s\n", o->read_path,
+				i == 3 ? "use auto, cache or passthrough"
+				       : "contradicts -o passthrough");
+			return -1;
+		}
+		c->read_path = (enum vfs_read_path)i;
+	}
 	if (o->loglevel && (c->level = parse_level(o->loglevel)) < 0) {
 		fprintf(stderr, "snapfs: loglevel=%s: use err, warning, info or debug\n",
 			o->loglevel);
@@ -240,7 +260,8 @@ static void main_opts_free(struct snapfs_opts *o)
 			&o->stale_dotfiles, &o->s3.bucket,      &o->s3.prefix,    &o->s3.endpoint,
 			&o->s3.region,      &o->s3.profile,     &o->s3.part_size, &o->s3.parallel,
 			&o->s3.upload,      &o->s3.lease_ttl,   &o->s3.host_id,   &o->s3.keep,
-			&o->s3.grace,       &o->s3.cluster,     &o->s3.role,      &o->s3.poll};
+			&o->s3.grace,       &o->s3.cluster,     &o->s3.role,      &o->s3.poll,
+			&o->read_path};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		free(*all[i]);
 		*all[i] = NULL;
@@ -353,19 +374,15 @@ static bool main_info(const struct fuse_cmdline_opts *cmd, const char *prog)
  * undo. -1 on failure (said on stderr).
  */
 static int main_mount(struct fuse_session *se, const struct fuse_cmdline_opts *cmd,
-		      bool passthrough, int *mounted)
+		      enum vfs_read_path read_path, int *mounted)
 {
 	if (fuse_session_mount(se, cmd->mountpoint) != 0) {
 		fprintf(stderr, "snapfs: cannot mount at %s\n", cmd->mountpoint);
 		return -1;
 	}
 	*mounted = 1;
-	/*
-	 * Opt-in: on Linux 6.18 a passthrough read marks the inode's atime
-	 * stale, so SQLite's fstat per transaction becomes a GETATTR round trip
-	 * (queries ~10x slower) while sequential reads reach native speed.
-	 */
-	if (passthrough)
+	/* Which open goes which way is the vfs's choice (enum vfs_read_path). */
+	if (read_path != VFS_READ_CACHE)
 		pt_attach(se);
 	return fuse_daemonize(cmd->foreground) != 0 ? -1 : 0;
 }
@@ -408,6 +425,7 @@ int main(int argc, char *argv[])
 	}
 
 	struct vfs_config vcfg = {.max_delta_size = mc.max_delta,
+				  .read_path = mc.read_path,
 				  .keep = mc.keep,
 				  .stale_dotfiles_ms = mc.stale_ms};
 	if (vfs_create(&vcfg, &v) < 0) {
@@ -416,9 +434,9 @@ int main(int argc, char *argv[])
 	}
 	/*
 	 * default_permissions: the kernel checks mode bits (0444 snapshots) for
-	 * non-root callers. noatime: access times mean nothing here, and with
-	 * passthrough each read would otherwise make the kernel fetch
-	 * attributes again (a GETATTR per SQLite transaction).
+	 * non-root callers. noatime: access times mean nothing here (though
+	 * Linux marks them stale after each passthrough read whatever this
+	 * says: see enum vfs_read_path).
 	 */
 	if (fuse_opt_add_arg(&args, "-odefault_permissions,noatime,fsname=snapfs,subtype=snapfs") < 0)
 		goto out;
@@ -443,7 +461,7 @@ int main(int argc, char *argv[])
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
 	handlers = 1;
-	if (main_mount(se, &cmd, o.passthrough, &mounted) < 0)
+	if (main_mount(se, &cmd, mc.read_path, &mounted) < 0)
 		goto out;
 	if (!cmd.foreground) {
 		log_init(true, mc.level);

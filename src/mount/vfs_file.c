@@ -38,6 +38,29 @@ static int file_new(vfs *v, struct node *n, int fd, bool writable, vfs_file **ou
 	return 0;
 }
 
+/*
+ * Whether an open of sealed node n with these flags goes by passthrough
+ * (see enum vfs_read_path); with v->mu held.
+ */
+static bool read_via_passthrough(const vfs *v, const struct node *n, int flags)
+{
+	if (!v->passthrough || v->cfg.read_path == VFS_READ_CACHE)
+		return false;
+	if (n->pt_opens || n->cache_opens) /* the kernel wants one way per inode while open */
+		return n->pt_opens > 0;
+	if (v->cfg.read_path == VFS_READ_PASSTHROUGH)
+		return true;
+	return !(flags & O_NOFOLLOW);
+}
+
+static void count_via(struct node *n, bool passthrough, int delta)
+{
+	if (passthrough)
+		n->pt_opens += (unsigned)delta;
+	else
+		n->cache_opens += (unsigned)delta;
+}
+
 int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_info *info)
 {
 	char path[PATH_MAX];
@@ -80,8 +103,12 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 			if (rc == 0 && (rc = file_new(v, n, fd, false, out)) < 0)
 				close(fd);
 			info->keep_cache = n->kind != N_REJFILE;
-			if (rc == 0 && n->kind != N_REJFILE)
+			if (rc == 0 && n->kind != N_REJFILE) {
 				info->sealed_fd = fd;
+				info->passthrough = read_via_passthrough(v, n, flags);
+				(*out)->passthrough = info->passthrough;
+				count_via(n, info->passthrough, 1);
+			}
 			break;
 		case N_INFILE: {
 			struct vcoll *c = vfs_coll_find(v, n->coll);
@@ -227,6 +254,25 @@ int vfs_fsync(vfs *v, vfs_file *f, bool datasync)
 	return (datasync ? fdatasync(f->fd) : fsync(f->fd)) < 0 ? -errno : 0;
 }
 
+void vfs_set_passthrough(vfs *v, bool available)
+{
+	vfs_lock(v);
+	v->passthrough = available && v->cfg.read_path != VFS_READ_CACHE;
+	vfs_unlock(v);
+}
+
+void vfs_passthrough_failed(vfs *v, vfs_file *f)
+{
+	vfs_lock(v);
+	if (f->passthrough) {
+		count_via(f->node, true, -1);
+		count_via(f->node, false, 1);
+		f->passthrough = false;
+	}
+	v->passthrough = false;
+	vfs_unlock(v);
+}
+
 void vfs_release(vfs *v, vfs_file *f)
 {
 	struct inval iv[3];
@@ -236,6 +282,8 @@ void vfs_release(vfs *v, vfs_file *f)
 	struct node *n = f->node;
 	if (f->writable)
 		n->writers--;
+	if (f->fd >= 0 && (n->kind == N_SNAPDB || n->kind == N_MANIFEST))
+		count_via(n, f->passthrough, -1);
 	/* The last writer is done with a file under a final name: queue it. */
 	if (f->writable && n->kind == N_INFILE && n->writers == 0 && n->key && n->name[0] != '.')
 		vfs_queue_delta(v, n);

@@ -60,6 +60,14 @@ struct node {
 	unsigned opens;   /* open handles, files and directories */
 	unsigned writers; /* open handles with write access (N_INFILE) */
 	int write_error; /* N_INFILE: errno of a failed write or flush since the file was last truncated */
+	/*
+	 * Sealed files: open handles served by passthrough and from the page
+	 * cache. The kernel refuses an open in one way while the inode is open
+	 * in the other, and it drops its count at close, before the RELEASE
+	 * reaches us: so while either count here is non-zero, new opens go the
+	 * same way (vfs_file.c, read_via_passthrough).
+	 */
+	unsigned pt_opens, cache_opens;
 	struct node *next_ino, *next_key;
 };
 
@@ -99,6 +107,7 @@ struct vfs {
 	vfs_status_fn status_hook;
 	void *status_ctx;
 	struct vfs_cluster cluster; /* queued NULL: not a cluster member; fixed once serving */
+	bool passthrough;           /* the kernel serves passthrough opens; protected by mu */
 	pthread_mutex_t mu;
 	uint64_t next_ino;             /* protected by mu */
 	struct node *by_ino[NBUCKETS]; /* protected by mu */
@@ -136,7 +145,8 @@ struct vfs_file {
 	struct vfs_file *prev, *next; /* in vfs->files */
 	int fd;                       /* backing file, or -1 for generated content */
 	bool writable;
-	char *mem; /* generated content (status, metrics) */
+	bool passthrough; /* a sealed file served by passthrough (else from the page cache) */
+	char *mem;        /* generated content (status, metrics) */
 	size_t memlen;
 };
 

@@ -33,6 +33,43 @@ static json_t *coll_status(vfs *v, const struct vcoll *c)
 	return o;
 }
 
+/*
+ * How sealed files are read: the read_path setting, whether the kernel
+ * does passthrough, and for each sealed file open now, how many handles
+ * each way serves; with v->mu held.
+ */
+static json_t *reads_status(vfs *v)
+{
+	static const char *const names[] = {"auto", "cache", "passthrough"};
+	json_t *o = json_object(), *open = json_object();
+	jsonx_set(o, "read_path", jsonx_str(names[v->cfg.read_path]));
+	jsonx_set(o, "passthrough", json_boolean(v->passthrough));
+	for (const vfs_file *f = v->files; f; f = f->next) {
+		const struct node *n = f->node;
+		if (f->fd < 0 || (n->kind != N_SNAPDB && n->kind != N_MANIFEST))
+			continue;
+		char idname[24], name[STORE_NAME_MAX * 2 + 64];
+		store_id_format(n->id, idname, sizeof(idname));
+		if (n->kind == N_SNAPDB)
+			snprintf(name, sizeof(name), "%s/snapshots/%s/%s.sqlite3", n->coll, idname,
+				 n->coll);
+		else
+			snprintf(name, sizeof(name), "%s/snapshots/%s/MANIFEST.json", n->coll,
+				 idname);
+		json_t *e = json_object_get(open, name);
+		if (!e) {
+			e = json_object();
+			jsonx_set(e, "passthrough", jsonx_u64(0));
+			jsonx_set(e, "page_cache", jsonx_u64(0));
+			jsonx_set(open, name, e);
+		}
+		const char *way = f->passthrough ? "passthrough" : "page_cache";
+		jsonx_set(e, way, jsonx_u64(json_integer_value(json_object_get(e, way)) + 1));
+	}
+	jsonx_set(o, "open", open);
+	return o;
+}
+
 void vfs_gen_status(vfs *v, struct node *n, sbuf *b)
 {
 	if (n->kind == N_COLL_STATUS) {
@@ -66,6 +103,7 @@ void vfs_gen_status(vfs *v, struct node *n, sbuf *b)
 	for (struct vcoll *c = v->colls; c; c = c->next)
 		jsonx_set(colls, c->name, coll_status(v, c));
 	jsonx_set(o, "collections", colls);
+	jsonx_set(o, "reads", reads_status(v));
 	if (v->status_hook)
 		v->status_hook(v->status_ctx, NULL, o,
 			       NULL); /* members of the whole mount's (the cluster's) */

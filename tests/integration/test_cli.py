@@ -48,6 +48,8 @@ def test_version_prints_ours_and_libfuse():
     ("batch_max=-3", "batch_max"),
     ("max_delta_size=12X", "max_delta_size"),
     ("loglevel=loud", "loglevel"),
+    ("read_path=fast", "read_path=fast: use auto, cache or passthrough"),
+    ("read_path=cache,passthrough", "contradicts -o passthrough"),
     ("no_such_option", "no_such_option"),
 ])
 def test_bad_option_refused(tmp_path, opt, word):

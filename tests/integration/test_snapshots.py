@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import threading
 
@@ -303,3 +304,79 @@ def test_passthrough_serves_the_same_sealed_bytes(make_fs, tmp_path):
     log = fs.log_text()
     assert "FUSE passthrough on" in log or "FUSE passthrough unavailable" in log or \
         "FUSE passthrough: registering" in log, log
+
+
+def _reads(fs):
+    return fs.status()["reads"]
+
+
+def test_read_path_auto_streams_by_passthrough_and_queries_from_the_page_cache(make_fs, tmp_path):
+    """Default read_path=auto: a plain open of a sealed file (cat, cp) is
+    served by passthrough where the kernel does it, an open with O_NOFOLLOW
+    (SQLite's, rsync's) from the page cache, and while a file is open one
+    way every new open of it goes the same way (the kernel allows no mix).
+    Status says which way serves each open file; the bytes are the same."""
+    fs = make_fs(opts=("batch_delay=50",))
+    os.mkdir(os.path.join(fs.mnt, "c"))
+    apply(fs, "c", tmp_path, "a.db", rows=[(i, "a" * 500) for i in range(2000)])
+    sid = fs.latest_id("c")
+    m = fs.manifest("c", sid)
+    db = fs.snap_db("c", sid)
+    key = f"c/snapshots/{sid:08d}/c.sqlite3"
+    reads = _reads(fs)
+    assert reads["read_path"] == "auto" and reads["open"] == {}, reads
+    if not reads["passthrough"]:
+        if os.environ.get("SNAPFS_REQUIRE_FUSE") and os.geteuid() == 0:
+            pytest.fail(f"the kernel refused FUSE passthrough as root: {fs.log_text()}")
+        pytest.skip("this kernel does not do FUSE passthrough")
+    plain = os.open(db, os.O_RDONLY)
+    try:
+        assert _reads(fs)["open"] == {key: {"passthrough": 1, "page_cache": 0}}
+        assert sha256_fd(plain) == (m["sha256"], m["size"])
+        # while it is open by passthrough, an O_NOFOLLOW open goes the same way
+        nofollow = os.open(db, os.O_RDONLY | os.O_NOFOLLOW)
+        assert _reads(fs)["open"] == {key: {"passthrough": 2, "page_cache": 0}}
+        os.close(nofollow)
+    finally:
+        os.close(plain)
+    wait_for(lambda: _reads(fs)["open"] == {}, 10, "the releases to reach snapfs")
+    # SQLite's opens (O_NOFOLLOW) are served from the page cache
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        assert con.execute("SELECT count(*) FROM items").fetchone() == (2000,)
+        assert _reads(fs)["open"] == {key: {"passthrough": 0, "page_cache": 1}}
+        # and a plain open while SQLite holds it follows it
+        assert run(["sha256sum", db]).stdout.split()[0] == m["sha256"]
+        with open(db, "rb") as held:
+            assert _reads(fs)["open"] == {key: {"passthrough": 0, "page_cache": 2}}
+            assert sha256_fd(held.fileno()) == (m["sha256"], m["size"])
+    finally:
+        con.close()
+    assert run(["sha256sum", db]).stdout.split()[0] == m["sha256"]
+
+
+@pytest.mark.parametrize("opt, way", [("read_path=cache", "page_cache"),
+                                       ("read_path=passthrough", "passthrough")])
+def test_read_path_fixed(make_fs, tmp_path, opt, way):
+    """read_path=cache serves every open from the page cache; passthrough
+    every open by passthrough (where the kernel does it), SQLite's too."""
+    fs = make_fs(opts=("batch_delay=50", opt))
+    os.mkdir(os.path.join(fs.mnt, "c"))
+    apply(fs, "c", tmp_path, "a.db", rows=[(i, "b" * 100) for i in range(500)])
+    sid = fs.latest_id("c")
+    db = fs.snap_db("c", sid)
+    reads = _reads(fs)
+    assert reads["read_path"] == opt.split("=")[1], reads
+    if way == "passthrough" and not reads["passthrough"]:
+        pytest.skip("this kernel does not do FUSE passthrough")
+    assert reads["passthrough"] == (way == "passthrough"), reads
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        with open(db, "rb") as held:
+            counts = _reads(fs)["open"][f"c/snapshots/{sid:08d}/c.sqlite3"]
+            assert counts[way] == 2 and sum(counts.values()) == 2, counts
+            assert sha256_fd(held.fileno())[0] == fs.manifest("c", sid)["sha256"]
+        assert con.execute("SELECT count(*) FROM items").fetchone() == (500,)
+    finally:
+        con.close()
+

@@ -54,6 +54,7 @@ static void fsops_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	pt_init_reply_next(); /* libfuse writes the INIT reply next, on this thread */
+	vfs_set_passthrough(userdata, pt_offered());
 }
 
 static void fsops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -177,8 +178,10 @@ static void fsops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->fh = (uintptr_t)f;
 	fi->keep_cache = info.keep_cache;
 	fi->direct_io = info.direct_io;
-	/* Sealed content: let the kernel read the backing file itself when it can. */
-	int backing = info.sealed_fd >= 0 ? pt_backing_id(ino, info.sealed_fd) : -1;
+	/* Sealed content the vfs wants read by passthrough: the kernel reads the backing file. */
+	int backing = info.passthrough ? pt_backing_id(ino, info.sealed_fd) : -1;
+	if (info.passthrough && backing < 0)
+		vfs_passthrough_failed(V(req), f);
 	pt_open_reply_next(backing);
 	int rc2 = fuse_reply_open(req, fi);
 	pt_open_reply_next(-1);

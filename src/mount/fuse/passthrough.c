@@ -127,6 +127,11 @@ bool pt_enabled(void)
 	return enabled;
 }
 
+bool pt_offered(void)
+{
+	return dev_fd >= 0 && offered;
+}
+
 int pt_backing_id(uint64_t ino, int fd)
 {
 	if (!enabled)
