@@ -98,7 +98,10 @@ enum {
  */
 typedef void (*vfs_status_fn)(void *ctx, const char *coll, json_t *status, sbuf *metrics);
 
-/* Called (without vfs locks) when a cached name must be dropped by the kernel. */
+/*
+ * Called (without vfs locks) when a cached name must be dropped by the
+ * kernel; name NULL: directory parent's cached listing and attributes.
+ */
 typedef void (*vfs_inval_fn)(void *ctx, uint64_t parent, const char *name);
 
 /*

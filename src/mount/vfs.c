@@ -47,6 +47,10 @@ static void work_run(vfs *v, const struct vfs_work *w)
 					 "failed: %s",
 					 strerror(-rc));
 		break;
+	case VFS_WORK_INVAL_DIR:
+		if (v->inval)
+			v->inval(v->inval_ctx, w->id, NULL);
+		break;
 	case VFS_WORK_SYNC_INCOMING:
 		if (store_path(v->st, w->coll, STORE_AREA_INCOMING, NULL, dir, sizeof(dir)) == 0 &&
 		    (rc = fsx_fsync_dir(dir)) < 0)
@@ -72,6 +76,19 @@ void vfs_defer(vfs *v, enum vfs_work_kind kind, const char *coll, uint64_t id)
 	while (*p)
 		p = &(*p)->next;
 	*p = w;
+}
+
+void vfs_dir_changed(vfs *v, enum nkind kind, const char *coll)
+{
+	if (kind == N_ROOT) {
+		vfs_defer(v, VFS_WORK_INVAL_DIR, "", VFS_ROOT_INO);
+		return;
+	}
+	char *key = vfs_key(kind, coll, 0, NULL);
+	struct node *n = key ? vfs_node_by_key(v, key) : NULL;
+	free(key);
+	if (n && n->nlookup)
+		vfs_defer(v, VFS_WORK_INVAL_DIR, coll, n->ino);
 }
 
 void vfs_unlock(vfs *v)

@@ -28,7 +28,8 @@
 
 #include "vfs.h"
 
-#define T_LONG 86400.0 /* for what never changes: sealed snapshots, fixed names */
+#define VFS_WRITE_BLKSIZE (1 << 20) /* st_blksize of files in incoming/: libfuse's max_write */
+#define T_LONG 86400.0              /* for what never changes: sealed snapshots, fixed names */
 #define NBUCKETS 4096
 
 enum nkind {
@@ -86,6 +87,7 @@ enum vfs_work_kind {
 	VFS_WORK_REMOVE_SNAPSHOT, /* store_snapshot_remove(coll, id) */
 	VFS_WORK_QUEUE_SYNC,      /* store_queue_sync(coll): a delta was queued */
 	VFS_WORK_SYNC_INCOMING,   /* fsync incoming/ of coll: a rename there */
+	VFS_WORK_INVAL_DIR,       /* the kernel drops its cached listing of directory inode id */
 };
 
 struct vfs_work {
@@ -176,6 +178,14 @@ struct inval {
 };
 
 struct node *vfs_node_by_ino(vfs *v, uint64_t ino);
+/*
+ * The kernel caches directory listings (fsops.c answers OPENDIR with
+ * ENOSYS, and then every listing is cached until invalidated): a listing
+ * the daemon changes must be dropped. Defers that for the directory of
+ * kind (N_ROOT, N_COLL, N_SNAPS, N_INCOMING) of coll, if the kernel knows
+ * it; with v->mu held.
+ */
+void vfs_dir_changed(vfs *v, enum nkind kind, const char *coll);
 struct node *vfs_node_by_key(vfs *v, const char *key);
 void vfs_node_unkey(vfs *v, struct node *n);
 void vfs_node_setkey(vfs *v, struct node *n, char *key);

@@ -71,6 +71,8 @@ int vfs_collection_appeared(vfs *v, const char *name)
 		return -EINVAL;
 	vfs_lock(v);
 	int rc = coll_add(v, name);
+	if (rc == 0)
+		vfs_dir_changed(v, N_ROOT, NULL);
 	vfs_unlock(v);
 	/* The kernel may remember that the name did not exist. */
 	if (rc == 0 && v->inval)
@@ -200,6 +202,7 @@ bool vfs_queue_delta(vfs *v, struct node *n)
 	log_info("collection %s: queued delta %s (#%llu)", n->coll, n->name, (unsigned long long)seq);
 	vfs_node_unkey(v, n);
 	vfs_defer(v, VFS_WORK_QUEUE_SYNC, n->coll, 0);
+	vfs_dir_changed(v, N_INCOMING, n->coll);
 	if (v->cluster.queued)
 		v->cluster.queued(v->cluster.ctx, n->coll); /* in outbox/: to be shipped */
 	else
@@ -346,6 +349,7 @@ void vfs_housekeeping(vfs *v, const char *coll)
 		if (c && !c->removing && (!n || !n->opens) && unlink(path) == 0) {
 			if (n)
 				vfs_node_unkey(v, n);
+			vfs_dir_changed(v, N_INCOMING, coll);
 			gone = true;
 		}
 		vfs_unlock(v);

@@ -231,8 +231,12 @@ void vfs_published(void *ctx, const char *coll, uint64_t id)
 	size_t nretired = 0, niv = 0;
 	vfs_lock(v);
 	struct vcoll *c = vfs_coll_find(v, coll);
-	if (c && vfs_ids_push(&c->ids, &c->nids, &c->capids, id) == 0)
+	if (c && vfs_ids_push(&c->ids, &c->nids, &c->capids, id) == 0) {
 		nretired = vfs_retain(v, c, retired, sizeof(retired) / sizeof(retired[0]));
+		vfs_dir_changed(v, N_SNAPS, coll);
+		if (c->nids == 1)
+			vfs_dir_changed(v, N_COLL, coll); /* latest appears */
+	}
 	for (size_t i = 0; i < nretired; i++)
 		niv += vfs_retired_names(v, coll, retired[i], iv + niv,
 					 sizeof(iv) / sizeof(iv[0]) - niv);

@@ -6,8 +6,18 @@
  * Caching policy (which the vfs states through timeouts and open info):
  * sealed snapshot files keep the page cache and long entry/attribute
  * timeouts, reads of backing files are answered with fd-backed buffers
- * so libfuse can splice them, and FUSE_CAP_AUTO_INVAL_DATA stays off so
- * the kernel never drops cached pages on a getattr.
+ * so libfuse can splice them.
+ *
+ * Directories: OPENDIR is answered with ENOSYS where the kernel allows it
+ * (FUSE_CAP_NO_OPENDIR_SUPPORT): it then opens directories without asking
+ * and caches every listing until told otherwise, so `ls -lR` and `find`
+ * over snapshots cost no round trip per directory. The vfs invalidates the
+ * listings it changes (vfs_dir_changed); changes made through the kernel
+ * (create, unlink, rename, mkdir) drop the kernel's listing by themselves;
+ * rejected/ (filled by the compactor) reports its backing directory's
+ * mtime, and FUSE_CAP_AUTO_INVAL_DATA makes the kernel compare it when a
+ * listing starts once the attributes have expired. Sealed files never
+ * change size or mtime, so AUTO_INVAL_DATA never drops their pages.
  */
 #include "fsops.h"
 
@@ -46,13 +56,17 @@ static void reply_entry(fuse_req_t req, int rc, const struct vfs_entry *ve)
 	}
 }
 
+static bool no_opendir; /* set by init, before any other request */
+
 static void fsops_init(void *userdata, struct fuse_conn_info *conn)
 {
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 	pt_init_reply_next(); /* libfuse writes the INIT reply next, on this thread */
 	vfs_set_passthrough(userdata, pt_offered());
 }
@@ -271,6 +285,10 @@ static void fsops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
 	vfs_dir *d;
 	bool cache = false;
+	if (no_opendir) {
+		fuse_reply_err(req, ENOSYS); /* from now on the kernel opens and caches by itself */
+		return;
+	}
 	int rc = vfs_opendir(V(req), ino, &d, &cache);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -283,19 +301,25 @@ static void fsops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		vfs_releasedir(V(req), d);
 }
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
 {
 	vfs *v = V(req);
-	char *buf = malloc(size);
+	vfs_dir *d = DH(fi);
+	bool cache;
+	int rc = d ? 0 : vfs_opendir(v, ino, &d, &cache); /* no OPENDIR: list it now */
+	char *buf = rc == 0 ? malloc(size) : NULL;
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+		if (rc == 0 && !DH(fi))
+			vfs_releasedir(v, d);
+		fuse_reply_err(req, rc < 0 ? -rc : ENOMEM);
 		return;
 	}
 	size_t used = 0;
 	for (size_t i = (size_t)off;; i++) {
 		const char *name;
 		struct vfs_entry ve;
-		if (vfs_readdir_entry(v, DH(fi), i, plus, &name, &ve) < 0)
+		if (vfs_readdir_entry(v, d, i, plus, &name, &ve) < 0)
 			break;
 		size_t need;
 		if (plus) {
@@ -316,18 +340,20 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+	if (!DH(fi))
+		vfs_releasedir(v, d);
 }
 
 static void fsops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			  struct fuse_file_info *fi)
 {
-	do_readdir(req, size, off, fi, false);
+	do_readdir(req, ino, size, off, fi, false);
 }
 
 static void fsops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			      struct fuse_file_info *fi)
 {
-	do_readdir(req, size, off, fi, true);
+	do_readdir(req, ino, size, off, fi, true);
 }
 
 static void fsops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -383,7 +409,10 @@ const struct fuse_lowlevel_ops *fsops_ops(void)
 static void fsops_inval(void *ctx, uint64_t parent, const char *name)
 {
 	/* Best effort: -ENOENT means the kernel had already dropped it. */
-	fuse_lowlevel_notify_inval_entry(ctx, parent, name, strlen(name));
+	if (name)
+		fuse_lowlevel_notify_inval_entry(ctx, parent, name, strlen(name));
+	else
+		fuse_lowlevel_notify_inval_inode(ctx, parent, 0, 0); /* its listing and attributes */
 }
 
 void fsops_attach_notifier(vfs *v, struct fuse_session *se)
