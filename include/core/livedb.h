@@ -60,6 +60,30 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
  */
 int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex,
 		 int64_t *seq, char *msg, size_t len);
+/*
+ * The delta's SHA-256 for livedb_apply_late, as 64 lower-case hex digits
+ * in hex: called once, after the merge ran (or failed), so that the hash
+ * can be computed meanwhile on another thread. 0, or a negative errno
+ * with msg saying why (msg may be NULL).
+ */
+typedef int (*livedb_sha_fn)(void *ctx, char hex[65], char *msg, size_t len);
+/*
+ * livedb_apply with the hash asked for only once the delta is checked and
+ * merged: the ledger is consulted then, and a duplicate is rolled back
+ * (its merge was wasted work, which only a delta sent twice costs).
+ * A failing sha makes the outcome that negative errno.
+ */
+int livedb_apply_late(livedb *db, const char *delta_path, const char *delta_name, livedb_sha_fn sha,
+		      void *sha_ctx, int64_t *seq, char *msg, size_t len);
+
+/*
+ * Switches the connection from WAL to the rollback journal until it is
+ * closed, before a large delta: WAL would write its pages twice. Only
+ * between transactions. 0, a negative errno (err says why) or -ECANCELED.
+ */
+int livedb_bulk(livedb *db, char *err, size_t len);
+/* Deltas from this size on are applied with livedb_bulk. */
+#define LIVEDB_BULK_BYTES (64u << 20)
 
 /* Where the last livedb_apply spent its time (milliseconds; 0 for steps not reached). */
 struct livedb_times {

@@ -5,13 +5,18 @@
  *  - Each delta is merged in one transaction together with its ledger
  *    row, so after a crash a delta is either wholly in live with its
  *    sha256 in the ledger, or not at all; a delta seen again is skipped.
- *  - synchronous=FULL in WAL mode: once livedb_apply returns
- *    LIVEDB_APPLIED, the commit is on disk and the delta may be dropped
- *    from the queue.
+ *  - synchronous=FULL: once livedb_apply returns LIVEDB_APPLIED, the
+ *    commit is on disk and the delta may be dropped from the queue. A
+ *    batch starts in WAL mode (one fsync per delta); livedb_bulk turns
+ *    the rollback journal on for large deltas, whose pages WAL would
+ *    write twice (log, then checkpoint): 4-5 s instead of 1.1-1.4 s for
+ *    a 600 MB delta into an empty database here. Both modes make a
+ *    commit atomic and durable; a crash leaves a -wal or a hot -journal
+ *    that the next open recovers.
  *  - livedb_close returns 0 only when every WAL frame is back in the
- *    database file, the connection really closed and no -wal content is
- *    left: only then does the file alone hold the whole database, and
- *    only then may it be copied (see seal.h).
+ *    database file, the connection really closed and no -wal content nor
+ *    -journal is left: only then does the file alone hold the whole
+ *    database, and only then may it be copied (see seal.h).
  *
  * Threads: a livedb and its connection belong to the compactor thread
  * that opened it, for its whole life; it is never shared, so the
@@ -237,14 +242,42 @@ static int ledger_add(livedb *l, const char *sha, const char *name, int64_t *seq
 	return r;
 }
 
+/* The hash given up front (livedb_apply). */
+static int given_sha(void *ctx, char hex[65], char *msg, size_t len)
+{
+	memcpy(hex, ctx, 65);
+	return 0;
+}
+
 int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex,
 		 int64_t *seq, char *msg, size_t len)
 {
 	if (len)
 		msg[0] = '\0';
 	*seq = 0;
-	if (!is_sha256_hex(sha256_hex) || !delta_name || !delta_path) {
+	if (!is_sha256_hex(sha256_hex)) {
 		errbuf_line(msg, len, "apply %s: sha256 must be 64 lower-case hex digits",
+			    delta_name ? delta_name : "(null)");
+		return -EINVAL;
+	}
+	return livedb_apply_late(db, delta_path, delta_name, given_sha, (void *)sha256_hex, seq,
+				 msg, len);
+}
+
+/*
+ * One transaction: check and merge the delta, then (with its hash, which
+ * the caller may have computed meanwhile on another thread) look it up in
+ * the ledger: a delta already there is rolled back as a duplicate, any
+ * other gets its ledger row and the commit.
+ */
+int livedb_apply_late(livedb *db, const char *delta_path, const char *delta_name, livedb_sha_fn sha,
+		      void *sha_ctx, int64_t *seq, char *msg, size_t len)
+{
+	if (len)
+		msg[0] = '\0';
+	*seq = 0;
+	if (!delta_name || !delta_path || !sha) {
+		errbuf_line(msg, len, "apply %s: no delta path, name or hash",
 			    delta_name ? delta_name : "(null)");
 		return -EINVAL;
 	}
@@ -252,21 +285,45 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 	int r = run(db->db, "BEGIN IMMEDIATE", "begin a transaction", db->path, msg, len);
 	if (r)
 		return livedb_cancelled(db, r);
-	r = ledger_has(db, sha256_hex, seq, msg, len);
-	if (r == 1) {
-		rollback(db);
-		return LIVEDB_DUPLICATE;
-	}
 	db->times = (struct livedb_times){0};
 	double t0 = mono_now();
-	if (!r)
-		r = delta_check(db->db, delta_path, &(struct delta_ctl){.cancel = db->cancel}, msg,
-				len);
+	r = delta_check(db->db, delta_path, &(struct delta_ctl){.cancel = db->cancel}, msg, len);
 	double t1 = mono_now();
 	if (!r)
 		r = delta_apply(db->db, delta_path, msg, len);
+	double t2 = mono_now();
+	char hex[65];
+	/* The hash is waited for whatever happened: the caller's thread must be done with the file. */
+	int hr = sha(sha_ctx, hex, r ? NULL : msg, r ? 0 : len);
+	if (!r && hr < 0)
+		r = hr;
+	if (!hr && !is_sha256_hex(hex)) {
+		errbuf_line(msg, len, "apply %s: sha256 must be 64 lower-case hex digits",
+			    delta_name);
+		r = hr = -EINVAL;
+	}
+	/*
+	 * Already in the ledger: a duplicate, whatever its check or merge said
+	 * this time (its rows are in live; it must not be called rejected).
+	 */
+	if (!hr && !(db->cancel && atomic_load(db->cancel))) {
+		char lmsg[256];
+		int64_t had = 0;
+		int d = ledger_has(db, hex, &had, lmsg, sizeof(lmsg));
+		if (d == 1) {
+			rollback(db);
+			*seq = had;
+			errbuf_line(msg, len, "%s", lmsg);
+			db->times = (struct livedb_times){(t1 - t0) * 1e3, (t2 - t1) * 1e3};
+			return detach(db, msg, len, LIVEDB_DUPLICATE);
+		}
+		if (d < 0 && !r) {
+			errbuf_line(msg, len, "%s", lmsg);
+			r = d;
+		}
+	}
 	if (!r)
-		r = ledger_add(db, sha256_hex, delta_name, seq, msg, len);
+		r = ledger_add(db, hex, delta_name, seq, msg, len);
 	if (!r)
 		r = run(db->db, "COMMIT", "commit", db->path, msg, len);
 	db->times = (struct livedb_times){(t1 - t0) * 1e3, (mono_now() - t1) * 1e3};
@@ -488,10 +545,39 @@ int livedb_close(livedb *db, char *err, size_t len)
 		int e = errno;
 		close_fail(db, &ret, err, len, -e, "stat %s: %s", sbuf_str(&wal), strerror(e));
 	}
+	/* A -journal left behind would be a transaction the file does not hold whole yet. */
+	sbuf_reset(&wal);
+	sbuf_addf(&wal, "%s-journal", db->path);
+	if (stat(sbuf_str(&wal), &stw) == 0 && stw.st_size > 0)
+		close_fail(db, &ret, err, len, -EIO, "%s still holds %lld bytes after close",
+			   sbuf_str(&wal), (long long)stw.st_size);
 	sbuf_free(&wal);
 	free(db->path);
 	free(db);
 	return ret;
+}
+
+int livedb_bulk(livedb *db, char *err, size_t len)
+{
+	if (len)
+		err[0] = '\0';
+	sqlite3_stmt *st = NULL;
+	/* Leaving WAL checkpoints what the log holds and removes it; only this connection has the file. */
+	int rc = sqlite3_prepare_v2(db->db, "PRAGMA main.journal_mode = DELETE", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int r = 0;
+	if (rc != SQLITE_ROW) {
+		errbuf_line(err, len, "rollback journal on %s: %s", db->path, sqlite3_errmsg(db->db));
+		r = sqlh_errno(sqlite3_extended_errcode(db->db));
+		r = r ? r : -EIO;
+	} else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "delete") != 0) {
+		errbuf_line(err, len, "rollback journal on %s: still in %s mode", db->path,
+			    (const char *)sqlite3_column_text(st, 0));
+		r = -EIO;
+	}
+	sqlite3_finalize(st);
+	return livedb_cancelled(db, r);
 }
 
 void livedb_abandon(livedb *db)

@@ -69,8 +69,15 @@ def verify_collection(fs, coll, accepted, crashes, gone_markers=()):
         verify_snapshot(fs.store_path(coll, "snapshots", n), coll, immutable=True)
 
 
-@pytest.mark.parametrize("state, rounds", [("merging", 3), ("sealing", 3)])
-def test_kill9_while(make_fs, tmp_path, state, rounds):
+BULK_BYTES = 64 << 20  # deltas from this size on are merged under a rollback journal (livedb_bulk)
+
+
+@pytest.mark.parametrize("state, rounds, body", [
+    ("merging", 3, 100),
+    ("sealing", 3, 100),
+    ("merging", 2, 240),  # each big delta over BULK_BYTES: the rollback journal's turn
+], ids=["merging", "sealing", "merging-bulk"])
+def test_kill9_while(make_fs, tmp_path, state, rounds, body):
     fs = make_fs(opts=("batch_delay=50", "keep=100"))
     fs.mkcoll("c")
     accepted, crashes = {}, []
@@ -81,7 +88,8 @@ def test_kill9_while(make_fs, tmp_path, state, rounds):
     for r in range(rounds):
         big = str(tmp_path / f"big{r}.db")
         lo = 1_000_000 * (r + 1)
-        accepted[make_big_delta(big, lo, BIG_ROWS)] = (f"big{r}.db", lo, lo + BIG_ROWS - 1)
+        accepted[make_big_delta(big, lo, BIG_ROWS, body_bytes=body)] = (f"big{r}.db", lo, lo + BIG_ROWS - 1)
+        assert (os.path.getsize(big) >= BULK_BYTES) == (body > 100), os.path.getsize(big)
         fs.submit("c", big)
         wait_for(lambda: fs.status("c")["state"] == state, 120, f"state {state!r}", interval=0.002)
         fs.kill9()

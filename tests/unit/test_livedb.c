@@ -110,6 +110,13 @@ static void copy_file(const char *from, const char *to)
 	free(data);
 }
 
+static int failing_sha(void *ctx, char hex[65], char *msg, size_t len)
+{
+	if (msg)
+		snprintf(msg, len, "no hash today");
+	return -EIO;
+}
+
 #define LINES "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);"
 
 int main(void)
@@ -299,6 +306,45 @@ int main(void)
 	r = livedb_open(at("text.db"), NULL, NULL, &db, err, sizeof(err));
 	tap_note("%s open a text file as live: %d %s\n", r < 0 ? "ok  " : "FAIL", r, err);
 	CHECK(r < 0 && db == NULL);
+
+	/*
+	 * livedb_bulk: from WAL to the rollback journal between transactions.
+	 * Commits stay atomic (a reject leaves live as it was), the ledger
+	 * keeps counting, and close leaves neither -wal nor -journal.
+	 */
+	/* livedb_apply_late: a hash that fails leaves live as it was, with its errno. */
+	{
+		char lm[256];
+		int64_t sq = -1;
+		long long before = rows(live);
+		CHECK(livedb_open(live, NULL, NULL, &db, err, sizeof(err)) == 0);
+		mkdb(at("late.db"), LINES "INSERT INTO lines VALUES (500, 'late', NULL);");
+		CHECK(livedb_apply_late(db, at("late.db"), "late.db", failing_sha, NULL, &sq, lm,
+					sizeof(lm)) == -EIO);
+		CHECK(sq == 0 && strstr(lm, "no hash") != NULL);
+		CHECK(rows(live) == before);
+		CHECK(livedb_close(db, err, sizeof(err)) == 0);
+	}
+
+	char bulk[PATH_MAX];
+	snprintf(bulk, sizeof(bulk), "%s", at("bulk.sqlite3"));
+	CHECK(livedb_open(bulk, NULL, NULL, &db, err, sizeof(err)) == 0);
+	apply(db, at("a.db"), "a.db", sha(1), LIVEDB_APPLIED);
+	CHECK(wal_size(bulk) > 0);
+	CHECK(livedb_bulk(db, err, sizeof(err)) == 0);
+	CHECK(wal_size(bulk) == -1); /* checkpointed and removed */
+	apply(db, at("mismatch.db"), "mismatch.db", sha(300), LIVEDB_REJECTED);
+	CHECK(rows(bulk) == 10);
+	apply(db, at("b.db"), "b.db", sha(2), LIVEDB_APPLIED);
+	CHECK(ledger_max(db) == 2);
+	CHECK(livedb_bulk(db, err, sizeof(err)) == 0); /* again: nothing to do */
+	CHECK(livedb_close(db, err, sizeof(err)) == 0);
+	char side[PATH_MAX + 16];
+	snprintf(side, sizeof(side), "%s-journal", bulk);
+	CHECK(access(side, F_OK) != 0);
+	CHECK(wal_size(bulk) == -1);
+	CHECK(rows(bulk) == 10);
+	CHECK(peek(bulk, "SELECT count(*) FROM lines WHERE id = 11") == 1);
 
 	if (!tap_failed)
 		fsx_rm_rf(dir);
