@@ -9,9 +9,12 @@
  * does. So it does only what snapfs does for sealed files and nothing
  * else: one O_PATH descriptor per inode, entries, attributes and misses
  * cached for a day (sealed files never change), keep_cache on open,
- * cache_readdir and keep_cache on opendir, READDIRPLUS and SPLICE_WRITE
- * when the kernel offers them, no AUTO_INVAL_DATA, reads answered from
- * the backing descriptor with fuse_reply_data (spliced). No writes: open
+ * OPENDIR answered with ENOSYS where the kernel supports it (it then
+ * opens directories itself and keeps each listing cached: no round trip
+ * per directory walked), else cache_readdir and keep_cache on opendir,
+ * READDIRPLUS and SPLICE_WRITE when the kernel offers them, no
+ * AUTO_INVAL_DATA, reads answered from the backing descriptor with
+ * fuse_reply_data (spliced). No writes: open
  * for writing fails with EROFS and the mount is read-only. Not a test
  * and not part of snapfs; built only with -Dbench=true.
  */
@@ -60,6 +63,7 @@ struct fdir {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct fnode *buckets[NBUCKETS]; /* protected by mu */
 static struct fnode root = {.fd = -1};
+static bool no_opendir; /* set by init, before any other request */
 
 static struct fnode *node_of(fuse_ino_t ino)
 {
@@ -135,6 +139,7 @@ static void ff_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 }
 
 static void ff_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -215,12 +220,19 @@ static void ff_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
-static void fdir_free(struct fdir *d)
+/* Frees the names of d, not d. */
+static void fdir_clear(struct fdir *d)
 {
 	for (size_t i = 0; i < d->n; i++)
 		free(d->name[i]);
 	free(d->name);
 	free(d->type);
+	*d = (struct fdir){.fd = d->fd};
+}
+
+static void fdir_free(struct fdir *d)
+{
+	fdir_clear(d);
 	free(d);
 }
 
@@ -261,16 +273,17 @@ static int fdir_read(int fd, struct fdir *d)
 		d->type[d->n++] = de->d_type;
 	}
 	closedir(dp);
-	if (err) { /* nothing half read: the next readdir starts over */
-		for (size_t i = 0; i < d->n; i++)
-			free(d->name[i]);
-		d->n = 0;
-	}
+	if (err)
+		fdir_clear(d); /* nothing half read: the next readdir starts over */
 	return err;
 }
 
 static void ff_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	if (no_opendir) {
+		fuse_reply_err(req, ENOSYS); /* from now on the kernel opens and caches by itself */
+		return;
+	}
 	struct fdir *d = calloc(1, sizeof(*d));
 	if (!d) {
 		fuse_reply_err(req, ENOMEM);
@@ -288,6 +301,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, bool plus)
 {
 	struct fdir *d = (struct fdir *)(uintptr_t)fi->fh;
+	struct fdir now = {.fd = node_of(ino)->fd};
+	if (!d) /* no OPENDIR: list it now */
+		d = &now;
 	if (!d->read) {
 		int err = fdir_read(d->fd, d);
 		if (err) {
@@ -298,6 +314,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	char *buf = malloc(size);
 	if (!buf) {
+		fdir_clear(&now);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -327,6 +344,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+	fdir_clear(&now);
 }
 
 static void ff_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
