@@ -3,60 +3,124 @@
 # one run (issue 2, item 9). Not a test: it measures and prints; run it by
 # hand on a machine that is otherwise quiet.
 #
-#   bench/bench.sh [-s SIZE_MB] [-r RUNS] [-d DIR] [PART...]
+#   bench/bench.sh [-s SIZE_MB] [-r RUNS] [-n SNAPSHOTS] [-d DIR] [PART...]
 #
-#   PART    seal (default) | read | all
-#   -s      size of the collection database in MiB (default 600)
+#   PART    seal (default) | read | write | floor | all (= seal read write)
+#   -s      size of the collection database (and of the delta) in MiB
+#           (default 600)
 #   -r      rounds per measurement; the median is reported (default 3)
+#   -n      snapshot directories listed by the ls and find rows (default 50)
 #   -d      work directory (default $SNAPFS_BENCH_DIR or /var/tmp/snapfs-bench):
-#           holds the bench build, the collection database (kept between
-#           runs) and scratch copies. Put it on the disk a real STORE would
-#           use, not on tmpfs: seal's fsync must reach a disk to mean anything.
+#           holds the bench build, the collection database and the delta
+#           (kept between runs) and scratch copies. Put it on the disk a real
+#           STORE would use, not on tmpfs: fsync must reach a disk to mean
+#           anything.
+#
+# The table (ratio = snapfs / baseline; each row is the median of RUNS
+# rounds, printed with every round, the range and how it scales):
+#
+#   row         snapfs side                     baseline side          target
+#   warm cat    cat of a sealed snapshot        its backing file in     <= 1.05
+#               through the mount               the STORE
+#   cold cat    the same after drop_caches      the same                <= 1.15
+#   sqlite      20,000 primary-key lookups, one sqlite3 -readonly       <= 1.05
+#   ls          ls -lR over SNAPSHOTS snapshot directories              <= 1.5
+#   find        find over the same                                      <= 1.5
+#   cp          cp DELTA MNT/cN/incoming/d.db   cp DELTA scratch &&     <= 1.3
+#               (a new empty collection cN      sync scratch (same disk
+#               each round), to cp's exit       as the STORE)
+#   merge       last_batch hash_ms + check_ms   sqlite3 CLI: ATTACH the <= 1.1
+#               + apply_ms from cN's status     delta, one upsert per
+#               once cN is idle                 table, COMMIT, into an
+#                                               empty copy of the schema
+#   seal        seal_make (bench/seal_bench.c)  cp + sha256 +           <= 0.6
+#                                               integrity_check
+#   peak RSS of the daemon during merge+seal (VmHWM)                    <= 64 MiB
 #
 # Parts:
-#   seal  seal_make (bench/seal_bench.c) of the collection database against
-#         cp + openssl dgst -sha256 + sqlite3 'PRAGMA integrity_check' of the
-#         same file run back to back. Target: seal <= 0.80 x that sum.
-#         Note the baseline does no fsync and seal_make must (the snapshot
-#         is durable before it is published), so seal carries the disk
-#         write that cp leaves in the page cache.
+#   seal  seal_make of the collection database against cp + openssl dgst
+#         -sha256 + sqlite3 'PRAGMA integrity_check' of the same file run
+#         back to back. Note the baseline does no fsync and seal_make must
+#         (the snapshot is durable before it is published), so seal carries
+#         the disk write that cp leaves in the page cache.
 #   read  the mount's read path against the same bytes read natively:
-#         snapfs is mounted on a fresh STORE in the work directory, the
-#         collection database goes in as a delta, and each snapshot file
-#         read through the mount is timed against its own backing file in
-#         the STORE: warm cat, warm cp to tmpfs, 20,000 random primary-key
-#         lookups with sqlite3 -readonly, ls -lR and find over a snapshots
-#         directory of 50 snapshots, and a cold cat (caches dropped before
-#         each side; needs root). Targets: warm cat and sqlite <= 1.10 x
-#         native, cold cat <= 1.80 x; cp, ls and find are reported.
-#         SNAPFS_BENCH_SNAPFS=PATH measures another snapfs binary;
-#         SNAPFS_BENCH_FUSE_OPTS adds mount options (e.g. -d, logging every
-#         request to DIR/snapfs.log, to count what reaches the daemon);
-#         SNAPFS_BENCH_KEEP=1 keeps the scratch STORE (DIR/store).
+#         snapfs is mounted on a fresh STORE in the work directory (keep =
+#         SNAPSHOTS + 10, batch_max=1), the delta goes in as collection c's
+#         one snapshot and SNAPSHOTS small deltas, copied in at once, become
+#         one snapshot each of collection s; each snapshot file read through
+#         the mount is timed against its own backing file in the STORE:
+#         warm cat, warm cp to tmpfs (reported only), the sqlite lookups,
+#         ls -lR and find of s/snapshots (repeated 10,000 / SNAPSHOTS
+#         times, 1 to 200), and cold cat (caches dropped before each side;
+#         needs root). Prints the daemon's VmHWM after setup and
+#         after the read rows. Then, if bench/floorfs is built (it is, with
+#         -Dbench=true), snapfs is unmounted and the same rows are run
+#         against floorfs mounted on STORE/collections: the "floor" table,
+#         floorfs / native and snapfs / floorfs (the snapfs table's ratio
+#         over the floor table's: each against its own native rounds).
+#         floorfs (bench/floorfs.c) is the smallest FUSE filesystem that
+#         serves a tree the way snapfs serves a sealed snapshot (long
+#         timeouts, keep_cache, listings cached by the kernel, spliced
+#         reads): the floor of the FUSE page-cache path on this kernel.
+#         snapfs may beat it where it does more: warm and cold cat go by
+#         FUSE passthrough (read_path=auto), floorfs by the page cache.
+#   floor the read part's setup and the floor table only (no snapfs rows).
+#   write cp into incoming/ and the merge: snapfs is mounted on its own
+#         fresh STORE; each round makes a new collection cN, copies the
+#         delta into cN/incoming/ (timed to cp's exit), waits until cN is
+#         idle with a snapshot and reads last_batch from cN/status (n/a
+#         while the status has no last_batch); the daemon's peak RSS is
+#         reset (clear_refs) before the cp and read (VmHWM, which counts
+#         the pages of files the daemon maps as well as its heap) once
+#         idle. The baselines run in the same rounds: cp + sync FILE of the delta
+#         into the work directory, and the sqlite3 upsert of the delta into
+#         a copy of DIR/schema-only.db (the delta's schema, no _snapfs_
+#         tables; only the sqlite3 run is timed). Collections are not
+#         removed (rmdir is refused while a collection has snapshots); the
+#         whole STORE is removed after unmounting.
+#
+# Environment: SNAPFS_BENCH_SNAPFS=PATH measures another snapfs binary;
+# SNAPFS_BENCH_FUSE_OPTS adds snapfs mount options (e.g. -d, logging every
+# request to DIR/snapfs.log, to count what reaches the daemon);
+# SNAPFS_BENCH_KEEP=1 keeps the scratch STOREs (DIR/store, DIR/wstore);
+# SNAPFS_BENCH_SETTLE=SECONDS is the pause after writeback (default 2).
+#
+# A scale run (a 4 GiB collection and delta, 1,000 snapshot directories;
+# needs ~45 GB free in DIR, and time: the data is made once and kept):
+#
+#   bench/bench.sh -s 4096 -n 1000 all
 #
 # Every measurement starts warm (the source file read once into the page
-# cache) and quiet (dirty pages written back first), and the rounds
-# alternate which side goes first, so background writeback and drift hit
-# both sides alike.
+# cache; the read rows run one round of each side first, untimed, and show
+# it as "warm-up NATIVE / MOUNT") and quiet (dirty pages written back
+# first), and the rounds alternate which side goes first, so background
+# writeback and drift hit both sides alike. The load average is printed
+# before and after each part and each row. Both mounts get
+# max_delta_size=(2 x SIZE_MB + 64)M, so that the delta is accepted.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 size_mb=600
 runs=3
+nsnaps=50
 dir=${SNAPFS_BENCH_DIR:-/var/tmp/snapfs-bench}
 parts=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	-s) size_mb=$2; shift 2 ;;
 	-r) runs=$2; shift 2 ;;
+	-n) nsnaps=$2; shift 2 ;;
 	-d) dir=$2; shift 2 ;;
 	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	seal|read) parts+=("$1"); shift ;;
-	all) parts+=(seal read); shift ;;
+	seal|read|write|floor) parts+=("$1"); shift ;;
+	all) parts+=(seal read write); shift ;;
 	*) echo "bench.sh: unknown argument $1 (try -h)" >&2; exit 2 ;;
 	esac
 done
 [ ${#parts[@]} -gt 0 ] || parts=(seal)
+for v in "$size_mb" "$runs" "$nsnaps"; do
+	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: -s, -r and -n take a positive whole number, not $v" >&2; exit 2; }
+done
 
 for tool in meson ninja python3 sqlite3 openssl; do
 	command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found (scripts/deps.sh installs it)" >&2; exit 1; }
@@ -66,6 +130,11 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 build=$dir/build
 db=$dir/collection.sqlite3
+delta=$dir/delta.sqlite3
+bin=${SNAPFS_BENCH_SNAPFS:-$build/src/mount/snapfs}
+floorfs=$build/bench/floorfs
+# Deltas as large as the collection must be accepted (default max_delta_size is 1G).
+snapfs_limits="max_delta_size=$((size_mb * 2 + 64))M"
 
 # ---- helpers ----
 
@@ -80,17 +149,45 @@ time_ms() {
 	echo $(((t1 - t0) / 1000000))
 }
 
-# Median of the numbers given as arguments.
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+isnum() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+# Median of the numbers given as arguments; n/a if any is not a number.
+median() {
+	local x
+	for x in "$@"; do isnum "$x" || { echo n/a; return; }; done
+	printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+
+# "min-max" of the numbers given; n/a if any is not a number.
+range() {
+	local x
+	for x in "$@"; do isnum "$x" || { echo n/a; return; }; done
+	printf '%s\n' "$@" | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "-" hi}'
+}
+
+ratio() {
+	if isnum "$1" && isnum "$2" && [ "$2" != 0 ]; then awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; else echo n/a; fi
+}
+
+# met / MISSED of ratio $1 against target $2 (- : report only).
+verdict() {
+	if [ "$2" = - ]; then echo report
+	elif ! isnum "$1"; then echo n/a
+	else awk -v q="$1" -v t="$2" 'BEGIN {print (q <= t) ? "met" : "MISSED"}'
+	fi
+}
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# VmHWM (peak resident set) of process $1 in MiB, one decimal.
+vmhwm_mib() { awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 # Writes back dirty pages and waits for the disk to settle, so one
 # measurement does not pay for the previous one's writeback.
 quiesce() {
 	sync
-	local dirty i
-	for i in $(seq 1 120); do
+	local dirty _
+	for _ in $(seq 1 120); do
 		dirty=$(awk '/^(Dirty|Writeback):/ {s += $2} END {print s}' /proc/meminfo)
 		[ "$dirty" -lt 32768 ] && break
 		sleep 0.5
@@ -102,6 +199,51 @@ warm() { cat "$1" >/dev/null; }
 
 # Drops the page cache, for cold measurements (needs root).
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# ---- rows and the summary ----
+
+declare -A SUMMARY MED_A MED_B
+SUMMARY_EXTRA=()
+row_order=(warm_cat cold_cat sqlite ls find cp merge seal)
+
+# Prints the column titles of a table: TITLE A-NAME B-NAME.
+table_head() {
+	echo
+	printf '  %-34s %22s %22s %6s %9s  %s\n' "$1" "$2 ms (min-max)" "$3 ms (min-max)" ratio target verdict
+}
+
+# How a median scales: UNIT DEN MS; ms/GiB: MS per 2^30 of DEN bytes,
+# us/...: MS in microseconds per DEN items.
+scale() {
+	isnum "$3" || { echo n/a; return; }
+	case $1 in
+	ms/GiB) awk -v m="$3" -v d="$2" 'BEGIN {printf "%.0f", m * 1073741824 / d}' ;;
+	*) awk -v m="$3" -v d="$2" 'BEGIN {printf "%.1f", m * 1000 / d}' ;;
+	esac
+}
+
+# report_row KEY LABEL TARGET UNIT DEN A-NAME "A ROUNDS" B-NAME "B ROUNDS" LOAD0 [EXTRA [NOTE]]
+# Prints a row (ratio = B / A, EXTRA after it) with its rounds (NOTE
+# after them), range, scale and the load average before (LOAD0) and now;
+# unless KEY is -, keeps KEY's summary line and the medians in MED_A[KEY]
+# and MED_B[KEY].
+report_row() {
+	local key=$1 label=$2 target=$3 unit=$4 den=$5 an=$6 av=$7 bn=$8 bv=$9 load0=${10} extra=${11:-} note=${12:-}
+	local ma mb ra rb q v
+	# shellcheck disable=SC2086 # the rounds are one word each
+	{ ma=$(median $av); mb=$(median $bv); ra=$(range $av); rb=$(range $bv); }
+	q=$(ratio "$mb" "$ma")
+	v=$(verdict "$q" "$target")
+	printf '  %-34s %22s %22s %6s %9s  %s%s\n' "$label" "$ma ($ra)" "$mb ($rb)" "$q" \
+		"$([ "$target" = - ] && echo - || echo "<= $target")" "$v" "${extra:+  $extra}"
+	printf '      rounds %s: %s; %s: %s%s | scale %s %s / %s %s %s | load %s -> %s\n' "$an" "$av" "$bn" "$bv" \
+		"${note:+ ($note)}" "$an" "$(scale "$unit" "$den" "$ma")" "$bn" "$(scale "$unit" "$den" "$mb")" "$unit" "$load0" "$(load1)"
+	[ "$key" = - ] && return
+	MED_A[$key]=$ma
+	MED_B[$key]=$mb
+	SUMMARY[$key]=$(printf '%-40s %5s   %-14s %-6s (median %s %s ms, %s %s ms)' "$label" "$q" \
+		"$([ "$target" = - ] && echo "(report)" || echo "target <= $target")" "$v" "$an" "$ma" "$bn" "$mb")
+}
 
 # ---- build and data ----
 
@@ -124,17 +266,32 @@ make_data() {
 	echo "$size_mb" >"$db.size_mb"
 }
 
+# The collection database minus its _snapfs_ledger table (a delta may not
+# carry _snapfs_ names): what goes into incoming/. Kept between runs.
+make_delta() {
+	if [ -f "$delta" ] && [ "$(cat "$delta.size_mb" 2>/dev/null)" = "$size_mb" ]; then
+		return
+	fi
+	echo "making the delta (the collection database without its ledger; once)..."
+	rm -f "$delta" "$delta.size_mb" "$delta.tmp"
+	cp "$db" "$delta.tmp"
+	sqlite3 "$delta.tmp" 'DROP TABLE _snapfs_ledger'
+	mv "$delta.tmp" "$delta"
+	echo "$size_mb" >"$delta.size_mb"
+}
+
 # ---- seal ----
 
 bench_seal() {
-	local cp_ms=() sha_ms=() ic_ms=() base_ms=() seal_ms=() copy_ms=() check_ms=() ratios=()
-	local r a b c s line base_sha seal_sha
+	local cp_ms=() sha_ms=() ic_ms=() base_ms=() seal_ms=() check_ms=()
+	local r a b c s line base_sha seal_sha load0
 	echo
-	echo "seal: $runs rounds (ms)      cp   sha256  integrity    baseline   seal_make (check)   ratio"
+	echo "seal: $runs rounds (ms)      cp   sha256  integrity    baseline   seal_make (check)   ratio   load"
 	# One round untimed: the first large writes after idle time are slower
 	# on some VMs (memory given back to the host), whichever side gets them.
 	run_seal_once
 	rm -f "$dir/cp.out"; cp "$db" "$dir/cp.out"; rm -f "$dir/cp.out"
+	load0=$(load1)
 	for r in $(seq 1 "$runs"); do
 		rm -rf "$dir/cp.out" "$dir/staging"
 		# Even rounds seal first, odd rounds run the baseline first.
@@ -153,30 +310,29 @@ bench_seal() {
 		if [ $((r % 2)) -eq 1 ]; then run_seal_once; fi
 		line=$(cat "$dir/seal.out")
 		s=$(sed -n 's/.*seal_ms=\([0-9.]*\).*/\1/p' <<<"$line")
+		s=$(printf '%.0f' "$s")
 		seal_sha=$(sed -n 's/.*sha256=\([0-9a-f]*\).*/\1/p' <<<"$line")
 		if [ "$seal_sha" != "$base_sha" ]; then
 			echo "bench.sh: seal_make sha256 $seal_sha differs from openssl's $base_sha" >&2
 			exit 1
 		fi
 		cp_ms+=("$a"); sha_ms+=("$b"); ic_ms+=("$c"); base_ms+=($((a + b + c))); seal_ms+=("$s")
-		copy_ms+=("$(sed -n 's/.*copy_ms=\([0-9.]*\).*/\1/p' <<<"$line")")
 		check_ms+=("$(sed -n 's/.*check_ms=\([0-9.]*\).*/\1/p' <<<"$line")")
-		ratios+=("$(ratio "$s" $((a + b + c)))")
-		printf '  round %d %20d %8d %10d %11d %11.0f (%4.0f) %8s\n' "$r" "$a" "$b" "$c" $((a + b + c)) \
-			"$s" "${check_ms[-1]}" "${ratios[-1]}"
+		printf '  round %d %20d %8d %10d %11d %11.0f (%4.0f) %8s   %s\n' "$r" "$a" "$b" "$c" $((a + b + c)) \
+			"$s" "${check_ms[-1]}" "$(ratio "$s" $((a + b + c)))" "$(load1)"
 	done
-	local mb mseal
-	mb=$(median "${base_ms[@]}")
-	mseal=$(median "${seal_ms[@]}")
-	printf '  median %21s %8s %10s %11s %11.0f (%4.0f) %8s\n' "$(median "${cp_ms[@]}")" \
-		"$(median "${sha_ms[@]}")" "$(median "${ic_ms[@]}")" "$mb" "$mseal" \
-		"$(median "${check_ms[@]}")" "$(median "${ratios[@]}")"
+	printf '  median %21s %8s %10s %11s %11s (%4.0f)\n' "$(median "${cp_ms[@]}")" \
+		"$(median "${sha_ms[@]}")" "$(median "${ic_ms[@]}")" "$(median "${base_ms[@]}")" \
+		"$(median "${seal_ms[@]}")" "$(median "${check_ms[@]}")"
+	printf '  range %22s %8s %10s %11s %11s\n' "$(range "${cp_ms[@]}")" \
+		"$(range "${sha_ms[@]}")" "$(range "${ic_ms[@]}")" "$(range "${base_ms[@]}")" \
+		"$(range "${seal_ms[@]}")"
 	echo "  (seal_make = copy, hash, integrity_check + row counts, fsync, manifest; (check) is"
-	echo "   the part of it spent in integrity_check + row counts; ratio = seal / baseline)"
-	local q verdict
-	q=$(ratio "$mseal" "$mb")
-	verdict=$(awk -v q="$q" 'BEGIN {print (q <= 0.80) ? "met" : "MISSED"}')
-	SUMMARY+=("seal_make / (cp + sha256 + integrity_check)   $q   target <= 0.80   $verdict  (median seal $mseal ms, baseline $mb ms)")
+	echo "   the part of it spent in integrity_check + row counts; ratio = seal / baseline;"
+	echo "   in the row below, snapfs = seal_make)"
+	table_head "seal: $runs rounds, median" baseline snapfs
+	report_row seal "seal" 0.6 ms/GiB "$(stat -c %s "$db")" baseline "${base_ms[*]}" \
+		snapfs "${seal_ms[*]}" "$load0"
 	rm -rf "$dir/staging"
 }
 
@@ -188,43 +344,104 @@ run_seal_once() {
 	rm -rf "$dir/staging"
 }
 
+# ---- mounts ----
+
+declare -A mnt_pid
+
+# fs_start MNT LOG CMD...: runs CMD (a FUSE daemon in the foreground) in
+# the background, its stderr to LOG, and waits until MNT is mounted.
+fs_start() {
+	local m=$1 log=$2 _
+	shift 2
+	if grep -q " $m fuse" /proc/mounts; then fusermount3 -u "$m" || fusermount3 -u -z "$m"; fi
+	mkdir -p "$m"
+	"$@" 2>"$log" &
+	mnt_pid[$m]=$!
+	for _ in $(seq 1 100); do
+		grep -q " $m fuse" /proc/mounts && return 0
+		kill -0 "${mnt_pid[$m]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "bench.sh: $1 did not mount at $m:" >&2
+	cat "$log" >&2
+	exit 1
+}
+
+# Unmounts MNT and waits for its daemon to exit.
+fs_stop() {
+	local m=$1 _ rc=0
+	[ -n "${mnt_pid[$m]:-}" ] || return 0
+	for _ in $(seq 1 50); do
+		grep -q " $m fuse" /proc/mounts || break
+		fusermount3 -u "$m" 2>/dev/null && break
+		sleep 0.2
+	done
+	if grep -q " $m fuse" /proc/mounts; then
+		echo "bench.sh: $m stays busy; detaching it" >&2
+		fusermount3 -u -z "$m" || true
+	fi
+	wait "${mnt_pid[$m]}" || rc=$?
+	[ "$rc" -eq 0 ] || echo "bench.sh: the daemon of $m exited with status $rc" >&2
+	unset "mnt_pid[$m]"
+}
+
+fs_stop_all() {
+	local m
+	for m in "${!mnt_pid[@]}"; do fs_stop "$m"; done
+}
+trap fs_stop_all EXIT
+
+# snapfs_start STORE MNT OPTS: a fresh STORE mounted at MNT, log in DIR/snapfs.log.
+snapfs_start() {
+	local store=$1 m=$2 opts=$3 _
+	# A mount left by an earlier run goes before its STORE does.
+	if grep -q " $m fuse" /proc/mounts; then fusermount3 -u "$m" || fusermount3 -u -z "$m"; fi
+	rm -rf "$store"
+	# shellcheck disable=SC2086 # the options are words
+	fs_start "$m" "$dir/snapfs.log" "$bin" "$store" "$m" -f -o "$opts,$snapfs_limits" ${SNAPFS_BENCH_FUSE_OPTS:-}
+	for _ in $(seq 1 100); do
+		[ -e "$m/.snapfs/status" ] && return 0
+		sleep 0.1
+	done
+	echo "bench.sh: $m/.snapfs/status does not appear (log: $dir/snapfs.log)" >&2
+	exit 1
+}
+
+# wait_snapshots MNT COLL N: waits until collection COLL is idle with
+# nothing queued and at least N snapshots; prints the last snapshot's id.
+wait_snapshots() {
+	local _ out
+	for _ in $(seq 1 12000); do
+		if out=$(python3 - "$1/$2/status" "$3" 2>/dev/null <<-'PY'
+			import json, sys
+			s = json.load(open(sys.argv[1]))
+			if s["last_error"]:
+			    print("error: %s" % s["last_error"]); sys.exit(0)
+			if s["state"] == "idle" and s["queued"] == 0 and s["last_snapshot"] \
+			        and s["snapshots"] >= int(sys.argv[2]):
+			    print(s["last_snapshot"]["snapshot"])
+			else:
+			    sys.exit(1)
+		PY
+		); then
+			case $out in error:*) echo "bench.sh: collection $2: $out" >&2; exit 1 ;; esac
+			echo "$out"
+			return
+		fi
+		sleep 0.1
+	done
+	echo "bench.sh: collection $2: not $3 snapshots after 20 minutes (log: $dir/snapfs.log)" >&2
+	exit 1
+}
+
 # ---- read path through the mount ----
 
-# bench_read mounts $build/src/mount/snapfs on a fresh STORE in $dir (the disk the
-# collection database is on), gets the collection database in as one
-# snapshot of collection "c", makes 50 small snapshots in collection "s"
-# for the directory listings, and then measures the mount path of each
-# file against its own backing file in the STORE (the same bytes):
-#   cat    warm `cat FILE >/dev/null`                         target <= 1.10
-#   cp     warm `cp FILE /dev/shm/...` (tmpfs), removed after
-#   sqlite 20,000 random primary-key lookups, one `sqlite3 -readonly`
-#          process running a generated script (fixed seed)    target <= 1.10
-#   ls     `ls -lR` of a snapshots directory of 50 snapshots, x $ls_loops
-#   find   `find` of the same, x $ls_loops
-#   cold   `cat` after drop_caches before each side            target <= 1.80
-# Each is the median of $runs rounds; the rounds alternate which side goes
-# first. SNAPFS_BENCH_FUSE_OPTS adds mount options (e.g. "-d" to count
-# requests in $dir/snapfs.log).
-
 lookups=20000
-ls_loops=200
-small_snaps=50
-mnt_pid=
-
-# The collection database minus its _snapfs_ledger table (a delta may not
-# carry _snapfs_ names): what goes into incoming/. Kept between runs.
-make_delta() {
-	local delta=$dir/delta.sqlite3
-	if [ -f "$delta" ] && [ "$(cat "$delta.size_mb" 2>/dev/null)" = "$size_mb" ]; then
-		return
-	fi
-	echo "making the delta (the collection database without its ledger; once)..."
-	rm -f "$delta" "$delta.size_mb" "$delta.tmp"
-	cp "$db" "$delta.tmp"
-	sqlite3 "$delta.tmp" 'DROP TABLE _snapfs_ledger'
-	mv "$delta.tmp" "$delta"
-	echo "$size_mb" >"$delta.size_mb"
-}
+small_snaps=$nsnaps
+# ls and find repeat so that each measurement visits ~10,000 snapshot dirs.
+ls_loops=$((10000 / nsnaps))
+[ "$ls_loops" -le 200 ] || ls_loops=200
+[ "$ls_loops" -ge 1 ] || ls_loops=1
 
 # 20,000 lookups by primary key, ids drawn with a fixed seed.
 make_lookups() {
@@ -240,85 +457,26 @@ make_lookups() {
 	PY
 }
 
-mount_stop() {
-	[ -n "$mnt_pid" ] || return 0
-	local i
-	for i in $(seq 1 50); do
-		if ! grep -q " $mnt fuse" /proc/mounts; then break; fi
-		fusermount3 -u "$mnt" 2>/dev/null && break
-		sleep 0.2
-	done
-	if grep -q " $mnt fuse" /proc/mounts; then
-		echo "bench.sh: $mnt stays busy; detaching it" >&2
-		fusermount3 -u -z "$mnt" || true
-	fi
-	local rc=0
-	wait "$mnt_pid" || rc=$?
-	[ "$rc" -eq 0 ] || echo "bench.sh: snapfs exited with status $rc (log: $dir/snapfs.log)" >&2
-	mnt_pid=
+# N small deltas in DIR/small/, each a different row, so each is applied.
+make_small_deltas() {
+	rm -rf "$dir/small"
+	mkdir "$dir/small"
+	python3 - "$dir/small" "$small_snaps" <<-'PY'
+		import os, sqlite3, sys
+		d, n = sys.argv[1], int(sys.argv[2])
+		for i in range(1, n + 1):
+		    db = sqlite3.connect(os.path.join(d, "d%05d.db" % i), isolation_level=None)
+		    db.execute("PRAGMA synchronous=OFF")
+		    db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, body TEXT)")
+		    db.execute("INSERT INTO items VALUES (?, ?)", (i, "row %d" % i))
+		    db.close()
+	PY
 }
 
-# Waits until collection $1 is idle with nothing queued and at least $2
-# snapshots; prints the last snapshot's id (8 digits).
-wait_snapshots() {
-	local i out
-	for i in $(seq 1 6000); do
-		if out=$(python3 - "$mnt/$1/status" "$2" 2>/dev/null <<-'PY'
-			import json, sys
-			s = json.load(open(sys.argv[1]))
-			if s["last_error"]:
-			    print("error: %s" % s["last_error"]); sys.exit(0)
-			if s["state"] == "idle" and s["queued"] == 0 and s["last_snapshot"] \
-			        and s["snapshots"] >= int(sys.argv[2]):
-			    print(s["last_snapshot"]["snapshot"])
-			else:
-			    sys.exit(1)
-		PY
-		); then
-			case $out in error:*) echo "bench.sh: collection $1: $out" >&2; exit 1 ;; esac
-			echo "$out"
-			return
-		fi
-		sleep 0.1
-	done
-	echo "bench.sh: collection $1: no snapshot after 10 minutes (log: $dir/snapfs.log)" >&2
-	exit 1
-}
-
-ls_loop() { local i; for i in $(seq 1 "$ls_loops"); do ls -lR "$1"; done; }
-find_loop() { local i; for i in $(seq 1 "$ls_loops"); do find "$1"; done; }
+ls_loop() { local _; for _ in $(seq 1 "$ls_loops"); do ls -lR "$1"; done; }
+find_loop() { local _; for _ in $(seq 1 "$ls_loops"); do find "$1"; done; }
 cp_shm() { cp "$1" /dev/shm/snapfs-bench.cp; rm -f /dev/shm/snapfs-bench.cp; }
 lookup_run() { sqlite3 -readonly "$1" <"$dir/lookups.sql"; }
-
-# read_measure KEY LABEL TARGET CMD: CMD FILE is timed on both sides (the
-# files native[KEY] and mount[KEY]), $runs rounds alternating which goes
-# first; prints a table row and adds a summary line. TARGET - : report only.
-read_measure() {
-	local key=$1 name=$2 target=$3 r a b
-	shift 3
-	local nat=() mou=()
-	for r in $(seq 1 "$runs"); do
-		if [ $((r % 2)) -eq 1 ]; then
-			a=$(read_time "$@" "${native[$key]}")
-			b=$(read_time "$@" "${mount[$key]}")
-		else
-			b=$(read_time "$@" "${mount[$key]}")
-			a=$(read_time "$@" "${native[$key]}")
-		fi
-		nat+=("$a"); mou+=("$b")
-	done
-	local mn mm q verdict=report
-	mn=$(median "${nat[@]}")
-	mm=$(median "${mou[@]}")
-	q=$(ratio "$mm" "$mn")
-	if [ "$target" != - ]; then
-		verdict=$(awk -v q="$q" -v t="$target" 'BEGIN {print (q <= t) ? "met" : "MISSED"}')
-	fi
-	printf '  %-34s %9s %9s %7s %8s  %-6s  (rounds native %s; mount %s)\n' "$name" "$mn" "$mm" "$q" \
-		"$([ "$target" = - ] && echo - || echo "<= $target")" "$verdict" "${nat[*]}" "${mou[*]}"
-	SUMMARY+=("$(printf '%-46s %5s   %-14s %s  (median native %s ms, mount %s ms)' "read: $name" "$q" \
-		"$([ "$target" = - ] && echo "(report)" || echo "target <= $target")" "$verdict" "$mn" "$mm")")
-}
 
 # Milliseconds taken by CMD FILE, its output to /dev/null; for cold_cat,
 # after dropping the caches (not timed).
@@ -331,110 +489,337 @@ read_time() {
 	echo $(((t1 - t0) / 1000000))
 }
 
-bench_read() {
-	command -v fusermount3 >/dev/null || { echo "bench.sh: fusermount3 not found" >&2; exit 1; }
-	[ -e /dev/fuse ] || { echo "bench.sh: no /dev/fuse" >&2; exit 1; }
+# read_measure SIDE KEY LABEL TARGET UNIT DEN CMD: CMD FILE timed on the
+# native side (native[KEY]) and through a mount (SIDE[KEY], SIDE = mount
+# or floor), $runs rounds alternating which goes first; prints the row.
+# For floor, the row is not a summary row, and snapfs / floorfs is shown.
+read_measure() {
+	local side=$1 key=$2 label=$3 target=$4 unit=$5 den=$6 r a b load0
+	shift 6
+	local -n other=$side
+	local nat=() mou=() note=
+	load0=$(load1)
+	# One round untimed, each side, to start warm; shown, for what a first run costs.
+	if [ "$1" != cold_cat ]; then
+		a=$(read_time "$@" "${native[$key]}")
+		b=$(read_time "$@" "${other[$key]}")
+		note="warm-up $a / $b"
+	fi
+	for r in $(seq 1 "$runs"); do
+		if [ $((r % 2)) -eq 1 ]; then
+			a=$(read_time "$@" "${native[$key]}")
+			b=$(read_time "$@" "${other[$key]}")
+		else
+			b=$(read_time "$@" "${other[$key]}")
+			a=$(read_time "$@" "${native[$key]}")
+		fi
+		nat+=("$a"); mou+=("$b")
+	done
+	if [ "$side" = mount ]; then
+		report_row "$key" "$label" "$target" "$unit" "$den" native "${nat[*]}" snapfs "${mou[*]}" "$load0" "" "$note"
+		return
+	fi
+	# snapfs / floorfs, each over the native median of its own table, so
+	# that a load that changed between the two tables cancels out.
+	local fm fn sf=n/a
+	fm=$(median "${mou[@]}")
+	fn=$(median "${nat[@]}")
+	[ -z "${MED_B[$key]:-}" ] || sf=$(ratio "$(ratio "${MED_B[$key]}" "${MED_A[$key]}")" "$(ratio "$fm" "$fn")")
+	report_row - "$label" - "$unit" "$den" native "${nat[*]}" floorfs "${mou[*]}" "$load0" \
+		"snapfs/floorfs $sf" "$note"
+	SUMMARY_EXTRA+=("$(printf '%-40s snapfs/floorfs %5s, floorfs/native %5s  (median native %s ms, floorfs %s ms)' \
+		"floor: $label" "$sf" "$(ratio "$fm" "$fn")" "$fn" "$fm")")
+}
+
+# Mounts snapfs on a fresh STORE (DIR/store at DIR/mnt) and gets the
+# delta in as collection c's snapshot and the small deltas in as
+# collection s's snapshots. Sets native[] and mount[].
+read_setup() {
 	make_delta
 	make_lookups
 	store=$dir/store
 	mnt=$dir/mnt
-	if grep -q " $mnt fuse" /proc/mounts; then fusermount3 -u "$mnt" || fusermount3 -u -z "$mnt"; fi
-	rm -rf "$store"
-	mkdir -p "$mnt"
 	echo
-	local bin=${SNAPFS_BENCH_SNAPFS:-$build/src/mount/snapfs}
 	echo "read: mounting $bin on $store at $mnt"
-	trap 'mount_stop' EXIT
-	# shellcheck disable=SC2086
-	"$bin" "$store" "$mnt" -f -o batch_delay=20,keep=100 ${SNAPFS_BENCH_FUSE_OPTS:-} \
-		2>"$dir/snapfs.log" &
-	mnt_pid=$!
-	local i
-	for i in $(seq 1 100); do
-		[ -e "$mnt/.snapfs/status" ] && break
-		kill -0 "$mnt_pid" 2>/dev/null || { echo "bench.sh: snapfs did not start:" >&2; cat "$dir/snapfs.log" >&2; exit 1; }
-		sleep 0.1
-	done
+	snapfs_start "$store" "$mnt" "batch_delay=0,batch_max=1,keep=$((small_snaps + 10))"
 	mkdir "$mnt/c" "$mnt/s"
-	# 50 small snapshots in collection s, for ls and find.
+	# N small deltas copied in at once: batch_max=1 makes each its own snapshot.
 	local t0 id sid
-	for i in $(seq 1 "$small_snaps"); do
-		sqlite3 "$dir/small.db" "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, body TEXT);
-			INSERT INTO items VALUES ($i, 'row $i')"
-		cp "$dir/small.db" "$mnt/s/incoming/d$i.db"
-		wait_snapshots s "$i" >/dev/null
-	done
-	rm -f "$dir/small.db"
+	make_small_deltas
 	t0=$(now_ns)
-	cp "$dir/delta.sqlite3" "$mnt/c/incoming/collection.sqlite3"
-	id=$(wait_snapshots c 1)
-	sid=$(wait_snapshots s "$small_snaps")
+	cp "$dir"/small/d*.db "$mnt/s/incoming/"
+	sid=$(wait_snapshots "$mnt" s "$small_snaps")
+	echo "  collection s: $small_snaps small deltas in, $small_snaps snapshots (last $sid) in $((($(now_ns) - t0) / 1000000)) ms"
+	rm -rf "$dir/small"
+	t0=$(now_ns)
+	cp "$delta" "$mnt/c/incoming/collection.sqlite3"
+	id=$(wait_snapshots "$mnt" c 1)
 	echo "  collection c: delta in, merged and sealed into snapshot $id in $((($(now_ns) - t0) / 1000000)) ms"
-	echo "  collection s: $small_snaps snapshots (last $sid)"
 	declare -gA native mount
-	native[cat]=$store/collections/c/snapshots/$id/c.sqlite3
-	mount[cat]=$mnt/c/snapshots/$id/c.sqlite3
+	native[warm_cat]=$store/collections/c/snapshots/$id/c.sqlite3
+	mount[warm_cat]=$mnt/c/snapshots/$id/c.sqlite3
 	local n
-	for n in cp sqlite cold; do native[$n]=${native[cat]}; mount[$n]=${mount[cat]}; done
+	for n in cp_shm sqlite cold_cat; do native[$n]=${native[warm_cat]}; mount[$n]=${mount[warm_cat]}; done
 	native[ls]=$store/collections/s/snapshots
 	mount[ls]=$mnt/s/snapshots
 	native[find]=${native[ls]}; mount[find]=${mount[ls]}
-	echo "  native: ${native[cat]} ($(stat -c %s "${native[cat]}") bytes)"
-	echo "  mount:  ${mount[cat]} ($(stat -c %s "${mount[cat]}") bytes)"
+	snap_bytes=$(stat -c %s "${native[warm_cat]}")
+	echo "  native: ${native[warm_cat]} ($snap_bytes bytes)"
+	echo "  mount:  ${mount[warm_cat]} ($(stat -c %s "${mount[warm_cat]}") bytes)"
 	[ "$(ls "${native[ls]}" | wc -l)" -eq "$small_snaps" ] || { echo "bench.sh: expected $small_snaps snapshots in ${native[ls]}" >&2; exit 1; }
-	# Both listings name the same entries.
-	if [ "$(cd "${native[ls]}" && find . | sort)" != "$(cd "${mount[ls]}" && find . | sort)" ]; then
-		echo "bench.sh: ${mount[ls]} and ${native[ls]} list different entries" >&2
+	read_check mount
+	echo "  snapfs read path: $(python3 - "$mnt/.snapfs/status" <<-'PY'
+		import json, sys
+		r = json.load(open(sys.argv[1])).get("reads") or {}
+		print("read_path=%s, kernel passthrough %s" % (r.get("read_path", "n/a"), json.dumps(r.get("passthrough", "n/a"))))
+	PY
+	)"
+	echo "  snapfs daemon VmHWM after the setup (merge and seal of c, $small_snaps of s): $(vmhwm_mib "${mnt_pid[$mnt]}") MiB"
+}
+
+# Checks that SIDE shows the same entries and bytes as the STORE, and
+# reads each side once (warm).
+read_check() {
+	local -n other=$1
+	if [ "$(cd "${native[ls]}" && find . | sort)" != "$(cd "${other[ls]}" && find . | sort)" ]; then
+		echo "bench.sh: ${other[ls]} and ${native[ls]} list different entries" >&2
 		exit 1
 	fi
-	# Warm both sides (one read of each) and check they are the same bytes.
-	cmp "${native[cat]}" "${mount[cat]}" || { echo "bench.sh: mount and backing file differ" >&2; exit 1; }
-	lookup_run "${native[cat]}" >/dev/null
-	lookup_run "${mount[cat]}" >"$dir/lookups.out"
+	cmp "${native[warm_cat]}" "${other[warm_cat]}" || { echo "bench.sh: ${other[warm_cat]} and its backing file differ" >&2; exit 1; }
+	lookup_run "${native[warm_cat]}" >/dev/null
+	lookup_run "${other[warm_cat]}" >"$dir/lookups.out"
 	[ "$(wc -l <"$dir/lookups.out")" -eq "$lookups" ] || { echo "bench.sh: $lookups lookups gave $(wc -l <"$dir/lookups.out") rows" >&2; exit 1; }
-	ls -lR "${mount[ls]}" >/dev/null; find "${mount[ls]}" >/dev/null
-	quiesce
-	local load0
-	load0=$(cut -d' ' -f1 /proc/loadavg)
-	echo
-	printf '  %-34s %9s %9s %7s %8s  %s\n' "read: $runs rounds, median" "native ms" "mount ms" ratio target ""
-	read_measure cat "warm cat (seq read)" 1.10 cat
-	read_measure cp "warm cp to tmpfs" - cp_shm
-	read_measure sqlite "sqlite3 -readonly, $lookups lookups" 1.10 lookup_run
-	read_measure ls "ls -lR snapshots/ x $ls_loops" - ls_loop
-	read_measure find "find snapshots/ x $ls_loops" - find_loop
-	read_measure cold "cold cat (drop_caches each side)" 1.80 cold_cat
-	echo "  (native = the snapshot's backing file in the STORE, mount = the same snapshot through"
-	echo "   snapfs; ratio = mount / native; ls and find over $small_snaps snapshot directories)"
-	echo "  load average: $load0 before the read measurements, $(cut -d' ' -f1 /proc/loadavg) after;"
-	echo "  the mount needs the daemon scheduled for every request, so other load costs it more"
-	mount_stop
-	trap - EXIT
+	ls -lR "${other[ls]}" >/dev/null; find "${other[ls]}" >/dev/null
+}
+
+# The rows of the read table, through SIDE (mount or floor).
+read_rows() {
+	local side=$1 dirs=$((ls_loops * small_snaps))
+	read_measure "$side" warm_cat "warm cat (seq read)" 1.05 ms/GiB "$snap_bytes" cat
+	[ "$side" = floor ] || read_measure "$side" cp_shm "warm cp to tmpfs" - ms/GiB "$snap_bytes" cp_shm
+	read_measure "$side" sqlite "sqlite3 -readonly, $lookups lookups" 1.05 us/lookup "$lookups" lookup_run
+	read_measure "$side" ls "ls -lR snapshots/ x $ls_loops" 1.5 us/dir "$dirs" ls_loop
+	read_measure "$side" find "find snapshots/ x $ls_loops" 1.5 us/dir "$dirs" find_loop
+	read_measure "$side" cold_cat "cold cat (drop_caches each side)" 1.15 ms/GiB "$snap_bytes" cold_cat
+}
+
+# bench_read [floor-only]: the snapfs table (unless floor-only), then the floor table.
+bench_read() {
+	command -v fusermount3 >/dev/null || { echo "bench.sh: fusermount3 not found" >&2; exit 1; }
+	[ -e /dev/fuse ] || { echo "bench.sh: no /dev/fuse" >&2; exit 1; }
+	read_setup
+	local pid=${mnt_pid[$mnt]}
+	if [ "${1:-}" != floor-only ]; then
+		quiesce
+		echo 5 >"/proc/$pid/clear_refs"
+		table_head "read: $runs rounds, median" native snapfs
+		read_rows mount
+		echo "  (native = the snapshot's backing file in the STORE, snapfs = the same snapshot through"
+		echo "   the mount; ratio = snapfs / native; ls and find over $small_snaps snapshot directories,"
+		echo "   scale in us per snapshot directory visited; the mount needs the daemon scheduled for"
+		echo "   every request, so other load costs it more)"
+		echo "  snapfs daemon VmHWM after the read rows: $(vmhwm_mib "$pid") MiB (peak reset before them)"
+	fi
+	fs_stop "$mnt"
+	if [ -x "$floorfs" ]; then
+		bench_floor
+	else
+		echo "  (no floor table: $floorfs is not built)"
+	fi
 	# The STORE holds two copies of the collection (live database and
 	# snapshot): kept only when asked, for a look after the run.
 	[ -n "${SNAPFS_BENCH_KEEP:-}" ] || rm -rf "$store"
 }
 
+# The floor table: floorfs on STORE/collections, the same rows.
+bench_floor() {
+	local fmnt=$dir/fmnt
+	echo
+	echo "floor: mounting $floorfs on $store/collections at $fmnt (read-only view of the same files)"
+	fs_start "$fmnt" "$dir/floorfs.log" "$floorfs" "$store/collections" "$fmnt" -f
+	declare -gA floor
+	local k
+	# shellcheck disable=SC2034 # floor is read through namerefs (read_check, read_measure)
+	for k in "${!native[@]}"; do floor[$k]=$fmnt/${native[$k]#"$store/collections/"}; done
+	read_check floor
+	quiesce
+	table_head "floor (minimal FUSE fs, page cache)" native floorfs
+	read_rows floor
+	echo "  (floorfs = bench/floorfs.c, a minimal FUSE filesystem serving the STORE's files with"
+	echo "   long timeouts, keep_cache, listings cached by the kernel and spliced reads: the floor"
+	echo "   of the FUSE page-cache path on this kernel. ratio = floorfs / native; snapfs/floorfs ="
+	echo "   the snapfs table's ratio over this one's, so that load that changed between them cancels)"
+	fs_stop "$fmnt"
+}
+
+# ---- write path: cp into incoming/ and the merge ----
+
+# DIR/schema-only.db (the delta's schema without _snapfs_ tables) and
+# DIR/merge.sql (the upsert of every table of the delta into it), the
+# baseline of the merge row.
+make_merge_baseline() {
+	rm -f "$dir/schema-only.db"
+	sqlite3 -readonly "$delta" "SELECT sql || ';' FROM sqlite_schema WHERE sql IS NOT NULL
+		AND tbl_name NOT LIKE '\\_snapfs\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+		ORDER BY rowid" | sqlite3 "$dir/schema-only.db"
+	python3 - "$delta" >"$dir/merge.sql" <<-'PY'
+		import sqlite3, sys
+		path = sys.argv[1]
+		db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+		q = lambda s: '"%s"' % s.replace('"', '""')
+		print("ATTACH '%s' AS d;" % path.replace("'", "''"))
+		print("BEGIN;")
+		for (t,) in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE"
+		                       " 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_snapfs\\_%' ESCAPE '\\'"
+		                       " ORDER BY rowid"):
+		    info = db.execute("PRAGMA table_info(%s)" % q(t)).fetchall()
+		    cols = ", ".join(q(c[1]) for c in info)
+		    pk = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5] > 0]
+		    rest = [c[1] for c in info if c[5] == 0]
+		    target = "(%s) " % ", ".join(q(c) for c in pk) if pk else ""
+		    action = ("UPDATE SET " + ", ".join("%s = excluded.%s" % (q(c), q(c)) for c in rest)) if rest else "NOTHING"
+		    print("INSERT INTO main.%s (%s) SELECT %s FROM d.%s WHERE true ON CONFLICT %sDO %s;"
+		          % (q(t), cols, cols, q(t), target, action))
+		print("COMMIT;")
+	PY
+}
+
+# Row counts of every table of the delta and of database $1 agree.
+merge_check() {
+	python3 - "$delta" "$1" <<-'PY'
+		import sqlite3, sys
+		a = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+		b = sqlite3.connect("file:%s?mode=ro" % sys.argv[2], uri=True)
+		for (t,) in a.execute("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE"
+		                      " 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_snapfs\\_%' ESCAPE '\\'"):
+		    q = 'SELECT count(*) FROM "%s"' % t.replace('"', '""')
+		    na, nb = a.execute(q).fetchone()[0], b.execute(q).fetchone()[0]
+		    if na != nb:
+		        sys.exit("table %s: %d rows in the delta, %d after the merge" % (t, na, nb))
+	PY
+}
+
+# last_batch of collection $2 at mount $1 as "hash check apply seal ms deltas";
+# n/a for each missing field.
+last_batch() {
+	python3 - "$1/$2/status" <<-'PY'
+		import json, sys
+		b = json.load(open(sys.argv[1])).get("last_batch") or {}
+		f = lambda k: ("%.0f" % b[k]) if isinstance(b.get(k), (int, float)) else "n/a"
+		print(" ".join(f(k) for k in ("hash_ms", "check_ms", "apply_ms", "seal_ms", "ms", "deltas")))
+	PY
+}
+
+cp_sync() { cp "$1" "$2" && sync "$2"; }
+merge_run() { sqlite3 "$1" <"$dir/merge.sql"; }
+
+bench_write() {
+	command -v fusermount3 >/dev/null || { echo "bench.sh: fusermount3 not found" >&2; exit 1; }
+	[ -e /dev/fuse ] || { echo "bench.sh: no /dev/fuse" >&2; exit 1; }
+	make_delta
+	make_merge_baseline
+	local wstore=$dir/wstore wmnt=$dir/wmnt
+	echo
+	echo "write: mounting $bin on $wstore at $wmnt"
+	snapfs_start "$wstore" "$wmnt" "batch_delay=0"
+	local pid=${mnt_pid[$wmnt]} dbytes r coll a b m
+	dbytes=$(stat -c %s "$delta")
+	echo "  delta: $delta ($dbytes bytes); merge baseline: sqlite3 on a copy of $dir/schema-only.db"
+	echo "  running $dir/merge.sql ($(grep -c '^INSERT' "$dir/merge.sql") upserts)"
+	local cpb=() cps=() mb=() ms=() rss=() hash check apply seal bms deltas load0 rmdir_note=
+	load0=$(load1)
+	echo
+	echo "  write: $runs rounds (ms)  cp: baseline  snapfs | merge: baseline  snapfs = hash + check + apply | seal  batch deltas | peak RSS  load"
+	for r in $(seq 1 "$runs"); do
+		coll=c$r
+		mkdir "$wmnt/$coll"
+		if [ $((r % 2)) -eq 1 ]; then write_baseline; fi
+		# snapfs: cp into the new collection, then wait for its snapshot.
+		warm "$delta"
+		quiesce
+		echo 5 >"/proc/$pid/clear_refs"
+		b=$(time_ms cp "$delta" "$wmnt/$coll/incoming/d.db")
+		wait_snapshots "$wmnt" "$coll" 1 >/dev/null
+		m=$(vmhwm_mib "$pid")
+		read -r hash check apply seal bms deltas <<<"$(last_batch "$wmnt" "$coll")"
+		if [ "$r" -eq 1 ]; then merge_check "$wmnt/$coll/snapshots/$(ls "$wmnt/$coll/snapshots" | tail -1)/$coll.sqlite3"; fi
+		if [ $((r % 2)) -eq 0 ]; then write_baseline; fi
+		if isnum "$hash" && isnum "$check" && isnum "$apply"; then
+			ms+=($((hash + check + apply)))
+		else
+			ms+=(n/a)
+		fi
+		cps+=("$b"); rss+=("$m")
+		printf '  round %d (%s) %17s %7s | %15s %7s = %s + %s + %s | %5s %6s %6s | %5s MiB  %s\n' "$r" "$coll" \
+			"${cpb[-1]}" "$b" "${mb[-1]}" "${ms[-1]}" "$hash" "$check" "$apply" "$seal" "$bms" "$deltas" "$m" \
+			"$(load1)"
+		# A collection with a snapshot cannot be removed (rmdir: ENOTEMPTY); it stays until the STORE goes.
+		if [ -z "$rmdir_note" ]; then
+			if rmdir "$wmnt/$coll" 2>"$dir/rmdir.err"; then rmdir_note="rmdir $coll: removed"
+			else rmdir_note="rmdir $coll: refused ($(sed 's/.*: //' "$dir/rmdir.err")); the collections stay until the STORE is removed"; fi
+			rm -f "$dir/rmdir.err"
+		fi
+	done
+	[ "${ms[0]}" != n/a ] || echo "  (snapfs merge n/a: $wmnt/c1/status has no last_batch with hash_ms, check_ms and apply_ms)"
+	echo "  ($rmdir_note)"
+	table_head "write: $runs rounds, median" baseline snapfs
+	report_row cp "cp of the delta into incoming/" 1.3 ms/GiB "$dbytes" baseline "${cpb[*]}" snapfs "${cps[*]}" "$load0"
+	report_row merge "merge into an empty collection" 1.1 ms/GiB "$dbytes" baseline "${mb[*]}" snapfs "${ms[*]}" "$load0"
+	echo "  (cp: snapfs = cp DELTA MNT/cN/incoming/d.db to cp's exit, baseline = cp DELTA scratch &&"
+	echo "   sync scratch in $dir; merge: snapfs = last_batch hash_ms + check_ms + apply_ms of cN,"
+	echo "   baseline = sqlite3 running $dir/merge.sql on a copy of schema-only.db)"
+	local peak
+	peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
+	echo "  snapfs daemon peak RSS during merge+seal, per round: ${rss[*]} MiB (VmHWM, reset before each cp;"
+	echo "   it counts the pages of files the daemon maps as well as its heap)"
+	SUMMARY[rss]=$(printf '%-40s %5s   %-14s %-6s (max of rounds: %s MiB)' \
+		"peak RSS during merge+seal (MiB)" "$peak" "target <= 64" \
+		"$(awk -v p="$peak" 'BEGIN {print (p <= 64) ? "met" : "MISSED"}')" "${rss[*]}")
+	fs_stop "$wmnt"
+	[ -n "${SNAPFS_BENCH_KEEP:-}" ] || rm -rf "$wstore"
+}
+
+# The baselines of one write round; appends to cpb and mb.
+write_baseline() {
+	rm -f "$dir/scratch.db" "$dir/merge-scratch.db"
+	warm "$delta"
+	quiesce
+	cpb+=("$(time_ms cp_sync "$delta" "$dir/scratch.db")")
+	rm -f "$dir/scratch.db"
+	cp "$dir/schema-only.db" "$dir/merge-scratch.db"
+	warm "$delta"
+	quiesce
+	mb+=("$(time_ms merge_run "$dir/merge-scratch.db")")
+	[ "$r" -ne 1 ] || merge_check "$dir/merge-scratch.db"
+	rm -f "$dir/merge-scratch.db" "$dir/merge-scratch.db-journal"
+}
+
 # ---- main ----
 
-SUMMARY=()
 build_bench
 make_data
 echo "snapfs bench $(git -C "$top" describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "host: $(nproc) cpus, $(uname -r), $(df -PT "$dir" | awk 'NR == 2 {print $2 " on " $1}') for $dir"
-echo "collection: $db, $(stat -c %s "$db") bytes"
-load=$(cut -d' ' -f1 /proc/loadavg)
-echo "load average at start: $load"
+echo "host: $(nproc) cpus, kernel $(uname -r), $(df -PT "$dir" | awk 'NR == 2 {print $2 " on " $1}') for $dir"
+echo "snapfs: $bin; collection: $db, $(stat -c %s "$db") bytes; -s $size_mb -r $runs -n $nsnaps"
+load=$(load1)
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 if awk -v l="$load" 'BEGIN {exit !(l > 0.5)}'; then
 	echo "warning: the machine is busy; seal uses both cores at once and the baseline one,"
-	echo "         so other load inflates the seal more than the baseline"
+	echo "         and the mount needs its daemon scheduled, so other load inflates snapfs more"
 fi
 for p in "${parts[@]}"; do
+	l0=$(load1)
 	case $p in
 	seal) bench_seal ;;
 	read) bench_read ;;
+	floor) bench_read floor-only ;;
+	write) bench_write ;;
 	esac
+	echo "  [$p: load average $l0 before, $(load1) after]"
 done
 echo
-echo "summary (median of $runs):"
-printf '  %s\n' "${SUMMARY[@]}"
+echo "summary (median of $runs; ratio = snapfs / baseline):"
+for k in "${row_order[@]}" rss; do
+	[ -z "${SUMMARY[$k]:-}" ] || echo "  ${SUMMARY[$k]}"
+done
+[ ${#SUMMARY_EXTRA[@]} -eq 0 ] || printf '  %s\n' "${SUMMARY_EXTRA[@]}"
