@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,9 +307,30 @@ static bool main_tell_ready(store *st, const char *mountpoint)
 	return rc > 0;
 }
 
+/*
+ * Only the main thread may take SIGINT, SIGTERM and SIGHUP. libfuse's
+ * handler ends the session by setting a flag that the main thread's loop
+ * sees when the signal interrupts its wait; delivered to any other thread
+ * (the compactor's, a hash or an S3 thread), it sets the flag and wakes
+ * nobody, and the mount stays up until some request arrives. main blocks
+ * them before it starts any thread (threads inherit the mask) and
+ * unblocks them in its own thread when the loop starts; a signal that
+ * came meanwhile is delivered then.
+ */
+static void main_signals(int how)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(how, &set, NULL);
+}
+
 /* Serves requests until unmount or a signal; the loop's result. */
 static int main_serve(struct fuse_session *se, const struct fuse_cmdline_opts *cmd)
 {
+	main_signals(SIG_UNBLOCK);
 	if (cmd->singlethread)
 		return fuse_session_loop(se);
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
@@ -402,6 +424,7 @@ int main(int argc, char *argv[])
 	bool ready = false;
 	char err[512];
 
+	main_signals(SIG_BLOCK);
 	if (fuse_opt_parse(&args, &o, snapfs_opt_spec, snapfs_opt_proc) < 0 ||
 	    fuse_parse_cmdline(&args, &cmd) != 0) {
 		fprintf(stderr, "snapfs: invalid command line (see snapfs -h)\n");
