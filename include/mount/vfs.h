@@ -71,8 +71,15 @@ struct vfs_entry {
 
 /* How a file may be served. */
 struct vfs_open_info {
-	bool keep_cache;  /* content never changes: keep the page cache */
-	bool direct_io;   /* generated content: size unknown in advance */
+	bool keep_cache; /* content never changes: keep the page cache */
+	/*
+	 * Generated content (size unknown in advance), and deltas being
+	 * written into incoming/: their writes then reach the daemon straight
+	 * from the writer's pages instead of being copied into the page cache
+	 * first (cp of 600 MB: 0.68 s instead of 0.85 s here, 0.55 s for cp +
+	 * fsync on the disk itself); shared mmap of them fails with ENODEV.
+	 */
+	bool direct_io;
 	int sealed_fd;    /* sealed backing file the kernel may read directly, or -1 */
 	bool passthrough; /* serve this open by passthrough from sealed_fd */
 };

@@ -124,6 +124,7 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 				close(fd);
 			if (rc == 0 && (flags & O_TRUNC))
 				n->write_error = 0; /* a fresh start: what failed before is gone */
+			info->direct_io = true;
 			break;
 		}
 		default: rc = -EISDIR;

@@ -216,6 +216,7 @@ static void fsops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	struct fuse_entry_param e;
 	to_entry(&ve, &e);
 	fi->fh = (uintptr_t)f;
+	fi->direct_io = 1; /* a delta being written: see vfs_open_info */
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		vfs_release(V(req), f);
 		vfs_forget(V(req), e.ino, 1);
