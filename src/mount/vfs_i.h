@@ -28,8 +28,9 @@
 
 #include "vfs.h"
 
-#define VFS_WRITE_BLKSIZE (1 << 20) /* st_blksize of files in incoming/: libfuse's max_write */
-#define T_LONG 86400.0              /* for what never changes: sealed snapshots, fixed names */
+#define VFS_WRITEBACK_BYTES (8u << 20) /* a delta being written: writeback started this often */
+#define VFS_WRITE_BLKSIZE (1 << 20)    /* st_blksize of files in incoming/: libfuse's max_write */
+#define T_LONG 86400.0                 /* for what never changes: sealed snapshots, fixed names */
 #define NBUCKETS 4096
 
 enum nkind {
@@ -147,8 +148,9 @@ struct vfs_file {
 	struct vfs_file *prev, *next; /* in vfs->files */
 	int fd;                       /* backing file, or -1 for generated content */
 	bool writable;
-	bool passthrough; /* a sealed file served by passthrough (else from the page cache) */
-	char *mem;        /* generated content (status, metrics) */
+	bool passthrough;  /* a sealed file served by passthrough (else from the page cache) */
+	uint64_t unsynced; /* bytes written since the disk was last told to start writing */
+	char *mem;         /* generated content (status, metrics) */
 	size_t memlen;
 };
 
