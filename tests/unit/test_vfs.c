@@ -4,8 +4,9 @@
  * records what the vfs tells it. Covers the namespace rules (what may be
  * written where), queueing on last close and on rename, name lengths,
  * failed writes, rmdir's answers, setattr through a handle, rm in
- * rejected/, the retirement of snapshots still in use, and the status
- * files as one JSON tree the compactor and the status hook add to.
+ * rejected/, the retirement of snapshots still in use, which way each
+ * open of a sealed file is read, and the status files as one JSON tree
+ * the compactor and the status hook add to.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -403,6 +404,73 @@ static void test_status(uint64_t coll)
 	free(text);
 }
 
+/* ---- how sealed files are read (enum vfs_read_path, auto) ---- */
+
+/* The reads.open entry of .snapfs/status for file, as "P C" (passthrough, page cache) or "". */
+static void open_ways(const char *file, char *out, size_t len)
+{
+	char *text = read_generated(lookup(lookup(VFS_ROOT_INO, ".snapfs"), "status"));
+	json_t *root = NULL;
+	out[0] = '\0';
+	if (jsonx_load(text, 8, &root) == 0) {
+		json_t *e = json_object_get(json_object_get(json_object_get(root, "reads"), "open"),
+					    file);
+		if (e)
+			snprintf(out, len, "%lld %lld",
+				 (long long)json_integer_value(json_object_get(e, "passthrough")),
+				 (long long)json_integer_value(json_object_get(e, "page_cache")));
+		json_decref(root);
+	}
+	free(text);
+}
+
+static void test_read_path(uint64_t coll)
+{
+	uint64_t id = publish("c");
+	char name[24], file[64], ways[32];
+	store_id_format(id, name, sizeof(name));
+	snprintf(file, sizeof(file), "c/snapshots/%s/c.sqlite3", name);
+	uint64_t db = lookup(lookup(lookup(coll, "snapshots"), name), "c.sqlite3");
+	vfs_file *a = NULL, *b = NULL;
+	struct vfs_open_info info;
+	/* A kernel without passthrough: the page cache for every open. */
+	vfs_set_passthrough(v, false);
+	CHECK_EQ(vfs_open(v, db, O_RDONLY, &a, &info), 0);
+	CHECK(!info.passthrough && info.sealed_fd >= 0 && info.keep_cache);
+	vfs_release(v, a);
+	vfs_set_passthrough(v, true);
+	/* A plain open streams by passthrough; an O_NOFOLLOW one while it is open goes the same way. */
+	CHECK_EQ(vfs_open(v, db, O_RDONLY, &a, &info), 0);
+	CHECK(info.passthrough);
+	CHECK_EQ(vfs_open(v, db, O_RDONLY | O_NOFOLLOW, &b, &info), 0);
+	CHECK(info.passthrough);
+	open_ways(file, ways, sizeof(ways));
+	CHECK_STR(ways, "2 0");
+	vfs_release(v, a);
+	vfs_release(v, b);
+	/* SQLite's open (O_NOFOLLOW) gets the page cache, and a plain one follows it. */
+	CHECK_EQ(vfs_open(v, db, O_RDONLY | O_NOFOLLOW, &a, &info), 0);
+	CHECK(!info.passthrough);
+	CHECK_EQ(vfs_open(v, db, O_RDONLY, &b, &info), 0);
+	CHECK(!info.passthrough);
+	open_ways(file, ways, sizeof(ways));
+	CHECK_STR(ways, "0 2");
+	vfs_release(v, a);
+	vfs_release(v, b);
+	open_ways(file, ways, sizeof(ways));
+	CHECK_STR(ways, ""); /* nothing open */
+	/* The backing file could not be registered: that open and every later one use the page cache. */
+	CHECK_EQ(vfs_open(v, db, O_RDONLY, &a, &info), 0);
+	CHECK(info.passthrough);
+	vfs_passthrough_failed(v, a);
+	CHECK_EQ(vfs_open(v, db, O_RDONLY, &b, &info), 0);
+	CHECK(!info.passthrough);
+	open_ways(file, ways, sizeof(ways));
+	CHECK_STR(ways, "0 2");
+	vfs_release(v, a);
+	vfs_release(v, b);
+}
+
 /* A cluster member's mount (vfs_set_cluster): hooks instead of kicks, no rmdir, collections from elsewhere. */
 static int hook_queued, hook_made;
 static char hook_last[64];
@@ -473,6 +541,7 @@ int main(void)
 	test_rmdir(incoming);
 	test_rejected(coll);
 	test_retirement(coll);
+	test_read_path(coll);
 	test_cluster();
 	vfs_destroy(v);
 	store_close(st);
