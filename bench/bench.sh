@@ -729,7 +729,7 @@ bench_write() {
 	local cpb=() cps=() mb=() ms=() rss=() hash check apply seal bms deltas load0 rmdir_note=
 	load0=$(load1)
 	echo
-	echo "  write: $runs rounds (ms)  cp: baseline  snapfs | merge: baseline  snapfs = batch - seal (hash | check + apply) | seal  batch deltas | peak RSS  load"
+	echo "  write: $runs rounds (ms)  cp: baseline  snapfs | merge: baseline  snapfs = batch - seal (hash, check, apply overlap) | seal  batch deltas | peak RSS  load"
 	for r in $(seq 1 "$runs"); do
 		coll=c$r
 		mkdir "$wmnt/$coll"
@@ -745,7 +745,7 @@ bench_write() {
 		if [ "$r" -eq 1 ]; then merge_check "$wmnt/$coll/snapshots/$(ls "$wmnt/$coll/snapshots" | tail -1)/$coll.sqlite3"; fi
 		if [ $((r % 2)) -eq 0 ]; then write_baseline; fi
 		if isnum "$bms" && isnum "$seal"; then
-			ms+=($((bms - seal))) # the batch's wall time but the seal: the hash runs beside check + apply
+			ms+=($((bms - seal))) # the batch's wall time but the seal: check and hash run beside the merge
 		else
 			ms+=(n/a)
 		fi
@@ -766,8 +766,8 @@ bench_write() {
 	report_row cp "cp of the delta into incoming/" 1.3 ms/GiB "$dbytes" baseline "${cpb[*]}" snapfs "${cps[*]}" "$load0"
 	report_row merge "merge into an empty collection" 1.1 ms/GiB "$dbytes" baseline "${mb[*]}" snapfs "${ms[*]}" "$load0"
 	echo "  (cp: snapfs = cp DELTA MNT/cN/incoming/d.db to cp's exit, baseline = cp DELTA scratch &&"
-	echo "   sync scratch in $dir; merge: snapfs = last_batch ms - seal_ms of cN (the delta's hash runs on"
-	echo "   its own thread beside its check and merge, so the wall time is not their sum),"
+	echo "   sync scratch in $dir; merge: snapfs = last_batch ms - seal_ms of cN (the delta's integrity"
+	echo "   check and hash run on a second thread beside its merge, so the wall time is not their sum),"
 	echo "   baseline = sqlite3 running $dir/merge.sql on a copy of schema-only.db)"
 	local peak
 	peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)

@@ -74,6 +74,20 @@ struct delta_ctl {
  */
 int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, char *reason,
 		size_t len);
+/*
+ * delta_check in two halves, so that the costly one can run on another
+ * thread while the delta is merged (livedb.c). delta_check_begin does
+ * everything that reads live or only the delta's schema (header, limits,
+ * nothing executable, the tables against live's), on the caller's
+ * thread; on 0 it hands over *out, which delta_check_finish (on any one
+ * thread, which then owns it) uses for what reads the delta's rows
+ * (integrity_check within the budget, NULL keys) and frees. Each
+ * returns what delta_check would; live is not touched by the second.
+ */
+typedef struct delta_checker delta_checker;
+int delta_check_begin(sqlite3 *live, const char *path, const struct delta_ctl *ctl,
+		      delta_checker **out, char *reason, size_t len);
+int delta_check_finish(delta_checker *k, const char *path, char *reason, size_t len);
 
 /*
  * The schema bounds above (limits, nothing that runs an expression), on

@@ -60,21 +60,25 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
  */
 int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex,
 		 int64_t *seq, char *msg, size_t len);
+/* What livedb_apply_file learnt of the file besides the outcome. */
+struct livedb_file {
+	char sha256[65]; /* its SHA-256, 64 lower-case hex digits, when hash_rc is 0 */
+	uint64_t size;   /* bytes hashed */
+	int hash_rc;     /* 0, the negative errno of reading it, or -ECANCELED (a stop) */
+	double hash_ms;
+};
+
 /*
- * The delta's SHA-256 for livedb_apply_late, as 64 lower-case hex digits
- * in hex: called once, after the merge ran (or failed), so that the hash
- * can be computed meanwhile on another thread. 0, or a negative errno
- * with msg saying why (msg may be NULL).
+ * livedb_apply for a file whose hash is not known yet: the merge runs on
+ * this thread while a second one finishes the delta's check (integrity,
+ * row scans: see delta_check_begin) and then hashes it; a failing check
+ * interrupts the merge. The ledger is consulted once both are done, and
+ * a delta already there is rolled back as a duplicate (its merge was
+ * wasted work, which only a delta sent twice costs). A file that cannot
+ * be read makes the outcome LIVEDB_FAILED (file->hash_rc says why).
  */
-typedef int (*livedb_sha_fn)(void *ctx, char hex[65], char *msg, size_t len);
-/*
- * livedb_apply with the hash asked for only once the delta is checked and
- * merged: the ledger is consulted then, and a duplicate is rolled back
- * (its merge was wasted work, which only a delta sent twice costs).
- * A failing sha makes the outcome that negative errno.
- */
-int livedb_apply_late(livedb *db, const char *delta_path, const char *delta_name, livedb_sha_fn sha,
-		      void *sha_ctx, int64_t *seq, char *msg, size_t len);
+int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name,
+		      struct livedb_file *file, int64_t *seq, char *msg, size_t len);
 
 /*
  * Switches the connection from WAL to the rollback journal until it is

@@ -289,60 +289,6 @@ static bool has_wal_sibling(compactor *c, struct ccoll *cc, const store_delta *q
 	       stat(path, &st) == 0 && st.st_size > 0;
 }
 
-/*
- * A delta's SHA-256, computed on a thread of its own while the compactor
- * thread checks and merges the delta (livedb_apply_late): two cores read
- * the same file at once. The thread only reads the file and writes the
- * job; apply_one joins it before it returns, on every path.
- */
-struct hash_job {
-	const char *path;
-	pthread_t th;
-	bool running;
-	int rc;
-	uint64_t size;
-	double ms;
-	char hex[FSX_SHA256_HEX];
-};
-
-static void *hash_main(void *arg)
-{
-	struct hash_job *j = arg;
-	unsigned char sha[FSX_SHA256_LEN];
-	double t0 = mono_now();
-	j->rc = fsx_sha256_file(j->path, sha, &j->size);
-	if (j->rc == 0)
-		hex_encode(sha, sizeof(sha), j->hex);
-	j->ms = (mono_now() - t0) * 1e3;
-	return NULL;
-}
-
-static void hash_start(struct hash_job *j, const char *path)
-{
-	*j = (struct hash_job){.path = path};
-	j->running = pthread_create(&j->th, NULL, hash_main, j) == 0;
-	if (!j->running)
-		hash_main(j); /* no thread to be had: hash first, as before */
-}
-
-/* livedb_sha_fn: waits for the job. */
-static int hash_wait(void *ctx, char hex[65], char *msg, size_t len)
-{
-	struct hash_job *j = ctx;
-	if (j->running) {
-		pthread_join(j->th, NULL);
-		j->running = false;
-	}
-	if (j->rc < 0) {
-		if (msg)
-			snprintf(msg, len, "cannot read queued file %s: %s", j->path,
-				 strerror(-j->rc));
-		return j->rc;
-	}
-	memcpy(hex, j->hex, FSX_SHA256_HEX);
-	return 0;
-}
-
 /* What to do after one delta; *stop ends the batch. */
 static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q, size_t nq,
 		      size_t i, bool *applied, bool *gone, bool *stop)
@@ -373,22 +319,21 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 		*stop = true;
 		return;
 	}
-	struct hash_job job;
-	hash_start(&job, d->path);
+	struct livedb_file file;
 	int64_t seq = 0;
-	rc = livedb_apply_late(db, d->path, d->name, hash_wait, &job, &seq, msg, sizeof(msg));
-	hash_wait(&job, hex, NULL, 0); /* joined whatever livedb did */
-	if (job.rc < 0) {
+	rc = livedb_apply_file(db, d->path, d->name, &file, &seq, msg, sizeof(msg));
+	if (file.hash_rc < 0 && file.hash_rc != -ECANCELED) {
 		snprintf(msg, sizeof(msg), "cannot read queued file %s: %s", d->path,
-			 strerror(-job.rc));
+			 strerror(-file.hash_rc));
 		*stop = !count_failure(c, cc, d, msg, gone);
 		return;
 	}
-	uint64_t size = job.size;
+	memcpy(hex, file.sha256, sizeof(hex));
+	uint64_t size = file.size;
 	struct livedb_times lt;
 	livedb_last_times(db, &lt);
 	pthread_mutex_lock(&c->mu);
-	cc->batch.hash_ms += job.ms;
+	cc->batch.hash_ms += file.hash_ms;
 	cc->batch.check_ms += lt.check_ms;
 	cc->batch.apply_ms += lt.apply_ms;
 	if (rc == LIVEDB_APPLIED)

@@ -1,17 +1,18 @@
 /*
  * delta_check — decides whether an untrusted delta may be merged.
  *
- * Never executes SQL text taken from the delta. It reads the file header
- * itself (magic, page size, size == page count * page size, so a torn or
- * truncated copy is caught before SQLite sees it), then opens the file
+ * Never executes SQL text taken from the delta. After its file header
+ * (delta_header.c), it opens the file
  * read-only and immutable on its own connection with SQLite's defensive
  * settings, runs PRAGMA integrity_check and inspects the schema through
  * sqlite_schema and the table pragmas. Every reason is one line: names
  * are quoted, control characters replaced, long names shortened.
  *
- * Connections: the delta connection opened here lives only for the
- * duration of one delta_check call. The live connection belongs to the
- * caller (the compactor thread, through livedb); it is only read here.
+ * Connections: the delta connection opened here lives from
+ * delta_check_begin to delta_check_finish (one delta_check call), used by
+ * one thread at a time: the caller's, then whichever finishes the check.
+ * The live connection belongs to the caller (the compactor thread,
+ * through livedb); it is only read here, and only by delta_check_begin.
  */
 #include "delta.h"
 #include "delta_i.h"
@@ -30,160 +31,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* ------------------------------------------------------------------ */
-/* Header                                                              */
-
-static uint32_t be16(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 8 | p[1];
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Live's text encoding as the header numbers it (1 UTF-8, 2 UTF-16le, 3 UTF-16be), or negative errno. */
-static int live_encoding(sqlite3 *live, char *reason, size_t len)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(live, "PRAGMA main.encoding", -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	int enc = 0;
-	if (rc == SQLITE_ROW) {
-		const char *e = (const char *)sqlite3_column_text(st, 0);
-		enc = !e                       ? 0
-		      : !strcmp(e, "UTF-8")    ? 1
-		      : !strcmp(e, "UTF-16le") ? 2
-		      : !strcmp(e, "UTF-16be") ? 3
-					       : 0;
-		rc = SQLITE_OK;
-	}
-	if (rc != SQLITE_OK) {
-		errbuf_line(reason, len, "read the live database's encoding: %s",
-			    sqlite3_errmsg(live));
-		sqlite3_finalize(st);
-		return delta_live_fault(rc) < 0 ? delta_live_fault(rc) : -EIO;
-	}
-	sqlite3_finalize(st);
-	return enc;
-}
-
-static const char *encoding_name(uint32_t e)
-{
-	return e == 1 ? "UTF-8" : e == 2 ? "UTF-16le" : e == 3 ? "UTF-16be" : "unknown";
-}
-
-/*
- * Reads the 100-byte header ourselves, before SQLite: a writer that died
- * midway leaves a file shorter than its header says, and SQLite would
- * happily read the pages that are there.
- */
-static int check_header(sqlite3 *live, const char *path, uint32_t *npages, char *reason, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0) {
-		int e = errno;
-		if (e == ELOOP) {
-			errbuf_line(reason, len, "is a symbolic link, not a delta file");
-			return 1;
-		}
-		errbuf_line(reason, len, "open %s: %s", path, strerror(e));
-		return DELTA_RETRY;
-	}
-	struct stat st;
-	unsigned char h[100];
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		errbuf_line(reason, len, "stat %s: %s", path, strerror(e));
-		close(fd);
-		return DELTA_RETRY;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		errbuf_line(reason, len, "not a regular file");
-		return 1;
-	}
-	long long size = (long long)st.st_size;
-	if (size == 0) {
-		close(fd);
-		errbuf_line(reason, len, "empty: file is 0 bytes");
-		return 1;
-	}
-	if (size < (long long)sizeof(h)) {
-		close(fd);
-		errbuf_line(reason, len,
-			    "not a SQLite database: file is %lld bytes, shorter than the 100-byte header",
-			    size);
-		return 1;
-	}
-	ssize_t n = pread(fd, h, sizeof(h), 0);
-	int e = errno;
-	close(fd);
-	if (n != (ssize_t)sizeof(h)) {
-		errbuf_line(reason, len, "read the header of %s: %s", path,
-			    n < 0 ? strerror(e) : "short read");
-		return DELTA_RETRY;
-	}
-	if (memcmp(h, "SQLite format 3", 16) != 0) {
-		errbuf_line(reason, len,
-			    "not a SQLite database: the file does not start with \"SQLite format 3\"");
-		return 1;
-	}
-	uint32_t ps = be16(h + 16);
-	if (ps == 1)
-		ps = 65536;
-	if (ps < 512 || ps > 65536 || (ps & (ps - 1))) {
-		errbuf_line(reason, len,
-			    "corrupt header: page size %u is not a power of two between 512 and 65536",
-			    ps);
-		return 1;
-	}
-	if (h[18] < 1 || h[18] > 2 || h[19] < 1 || h[19] > 2) {
-		errbuf_line(reason, len,
-			    "unsupported file format (write version %u, read version %u)", h[18],
-			    h[19]);
-		return 1;
-	}
-	/* The in-header page count is valid when the change counter matches "version-valid-for". */
-	uint32_t pages = be32(h + 28);
-	if (pages != 0 && memcmp(h + 24, h + 92, 4) == 0) {
-		long long want = (long long)ps * pages;
-		if (size < want) {
-			errbuf_line(reason, len,
-				    "truncated: file is %lld bytes but its header says %u pages of %u",
-				    size, pages, ps);
-			return 1;
-		}
-		if (size > want) {
-			errbuf_line(reason, len,
-				    "size mismatch: file is %lld bytes but its header says %u pages of %u",
-				    size, pages, ps);
-			return 1;
-		}
-	} else if (size % ps) {
-		errbuf_line(reason, len,
-			    "truncated: file is %lld bytes, not a whole number of %u-byte pages",
-			    size, ps);
-		return 1;
-	}
-	*npages = (uint32_t)(size / ps);
-	/* ATTACH refuses a database whose text encoding differs from main's. */
-	uint32_t enc = be32(h + 56);
-	if (enc != 0) {
-		int lenc = live_encoding(live, reason, len);
-		if (lenc < 0)
-			return lenc;
-		if (lenc != 0 && (uint32_t)lenc != enc) {
-			errbuf_line(reason, len, "text encoding %s differs from the collection's %s",
-				    encoding_name(enc), encoding_name((uint32_t)lenc));
-			return 1;
-		}
-	}
-	return 0;
-}
 
 /* Appends a comma-separated list of quoted names for a reason (not SQL). */
 static void add_name_list(sbuf *b, char *const *names, size_t n)
@@ -275,6 +122,7 @@ struct check {
 	size_t ne;
 	struct table *t; /* the delta's upsert tables, once described */
 	size_t nt;
+	bool rows_later; /* delta_check_begin: the row scans wait for delta_check_finish */
 };
 
 static int reject(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -576,7 +424,7 @@ static int check_upsert_table(struct check *c, const char *name)
 		r = check_against_live(c, t, &l);
 	}
 	delta_table_free(&l);
-	return r ? r : check_null_keys(c, t);
+	return r || c->rows_later ? r : check_null_keys(c, t);
 }
 
 static int check_delete_table(struct check *c, const char *name)
@@ -664,65 +512,109 @@ static int check_schema(struct check *c)
 	return r;
 }
 
-int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, char *reason, size_t len)
+struct delta_checker {
+	struct check c;
+};
+
+/* Frees what c holds and closes its connection; r, or the close's failure. */
+static int check_end(struct check *c, int r, const char *path)
 {
-	if (len)
-		reason[0] = '\0';
-	uint32_t pages = 0;
-	int r = check_header(live, path, &pages, reason, len);
-	if (r)
-		return r;
-	struct check c = {.live = live,
-			  .reason = reason,
-			  .len = len,
-			  .cancel = ctl ? ctl->cancel : NULL};
-	uint64_t base = DELTA_BUDGET_BASE, per_page = DELTA_BUDGET_PER_PAGE;
-	if (ctl && ctl->budget_base)
-		base = ctl->budget_base;
-	if (ctl && ctl->budget_per_page)
-		per_page = ctl->budget_per_page;
-	c.budget = (base + per_page * pages) / DELTA_STEPS;
-	r = delta_open_ro(path, &c.d, reason, len);
-	if (r == -ENOMEM)
-		return r;
-	if (r)
-		return DELTA_RETRY;
-	sqlite3_progress_handler(c.d, DELTA_STEPS, check_progress, &c);
-	/*
-	 * Cheapest and most telling first, and nothing that reads rows before
-	 * the schema is known to be bounded and free of expressions: the
-	 * integrity check runs those once per row.
-	 */
-	r = load_schema(&c);
-	if (!r)
-		r = check_executable(&c);
-	if (!r) {
-		r = delta_schema_bounds(c.d, reason, len);
-		if (r == -EINTR) /* the progress handler stopped a pragma */
-			r = delta_error(&c, SQLITE_INTERRUPT, "read the schema");
+	for (size_t i = 0; i < c->ne; i++) {
+		free(c->e[i].type);
+		free(c->e[i].name);
 	}
-	if (!r)
-		r = check_integrity(&c);
-	if (!r)
-		r = check_schema(&c);
-	for (size_t i = 0; i < c.ne; i++) {
-		free(c.e[i].type);
-		free(c.e[i].name);
-	}
-	free(c.e);
-	for (size_t i = 0; i < c.nt; i++)
-		delta_table_free(&c.t[i]);
-	free(c.t);
+	free(c->e);
+	for (size_t i = 0; i < c->nt; i++)
+		delta_table_free(&c->t[i]);
+	free(c->t);
 	/*
 	 * Every statement above is finalized on every path, so this close
 	 * cannot be busy; if it is, that is a bug here, reported as the
 	 * check's own failure rather than logged.
 	 */
-	if (sqlite3_close(c.d) != SQLITE_OK) {
-		errbuf_line(reason, len, "closing the check connection of %s failed: %s", path,
-			    sqlite3_errmsg(c.d));
-		sqlite3_close_v2(c.d);
+	if (c->d && sqlite3_close(c->d) != SQLITE_OK) {
+		errbuf_line(c->reason, c->len, "closing the check connection of %s failed: %s",
+			    path, sqlite3_errmsg(c->d));
+		sqlite3_close_v2(c->d);
 		return r < 0 ? r : -EIO;
 	}
 	return r;
+}
+
+int delta_check_begin(sqlite3 *live, const char *path, const struct delta_ctl *ctl,
+		      delta_checker **out, char *reason, size_t len)
+{
+	*out = NULL;
+	if (len)
+		reason[0] = '\0';
+	uint32_t pages = 0;
+	int r = delta_check_header(live, path, &pages, reason, len);
+	if (r)
+		return r;
+	delta_checker *k = xcalloc(1, sizeof(*k));
+	struct check *c = &k->c;
+	*c = (struct check){.live = live,
+			    .reason = reason,
+			    .len = len,
+			    .cancel = ctl ? ctl->cancel : NULL,
+			    .rows_later = true};
+	uint64_t base = DELTA_BUDGET_BASE, per_page = DELTA_BUDGET_PER_PAGE;
+	if (ctl && ctl->budget_base)
+		base = ctl->budget_base;
+	if (ctl && ctl->budget_per_page)
+		per_page = ctl->budget_per_page;
+	c->budget = (base + per_page * pages) / DELTA_STEPS;
+	r = delta_open_ro(path, &c->d, reason, len);
+	if (r) {
+		c->d = NULL;
+		free(k);
+		return r == -ENOMEM ? r : DELTA_RETRY;
+	}
+	sqlite3_progress_handler(c->d, DELTA_STEPS, check_progress, c);
+	/*
+	 * Cheapest and most telling first, and nothing that reads rows before
+	 * the schema is known to be bounded and free of expressions: the
+	 * integrity check runs those once per row. What needs live (the
+	 * tables' shapes against live's) is done here, on the caller's thread;
+	 * what reads the delta's rows waits for delta_check_finish.
+	 */
+	r = load_schema(c);
+	if (!r)
+		r = check_executable(c);
+	if (!r) {
+		r = delta_schema_bounds(c->d, reason, len);
+		if (r == -EINTR) /* the progress handler stopped a pragma */
+			r = delta_error(c, SQLITE_INTERRUPT, "read the schema");
+	}
+	if (!r)
+		r = check_schema(c);
+	if (r) {
+		r = check_end(c, r, path);
+		free(k);
+		return r;
+	}
+	*out = k;
+	return 0;
+}
+
+int delta_check_finish(delta_checker *k, const char *path, char *reason, size_t len)
+{
+	struct check *c = &k->c;
+	c->reason = reason;
+	c->len = len;
+	if (len)
+		reason[0] = '\0';
+	int r = check_integrity(c);
+	for (size_t i = 0; !r && i < c->nt; i++)
+		r = check_null_keys(c, &c->t[i]);
+	r = check_end(c, r, path);
+	free(k);
+	return r;
+}
+
+int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, char *reason, size_t len)
+{
+	delta_checker *k = NULL;
+	int r = delta_check_begin(live, path, ctl, &k, reason, len);
+	return r ? r : delta_check_finish(k, path, reason, len);
 }

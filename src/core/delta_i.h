@@ -4,7 +4,8 @@
  * and map SQLite result codes. delta.h is the module's interface.
  *
  *   delta_sql.c    messages, quoting, fault mapping, opening, table descriptions
- *   delta_check.c  delta_check: the header, the schema and integrity checks
+ *   delta_header.c delta_check_header: the file header, read before SQLite opens it
+ *   delta_check.c  delta_check: the schema and integrity checks
  *   delta_schema.c delta_schema_bounds: limits, no expressions (before rows are read)
  *   delta_apply.c  delta_apply and delta_detach: the merge into live
  *
@@ -17,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sqlite3.h>
 
 #include "errbuf.h"
@@ -70,5 +72,11 @@ char *delta_strdup_or_empty(const char *s);
 int delta_table_load(sqlite3 *db, const char *schema, const char *name, struct table *t);
 void delta_table_free(struct table *t);
 const struct column *delta_table_column(const struct table *t, const char *name);
+
+/*
+ * The delta's file header at path (see delta_header.c): 0 and its page
+ * count in *npages, 1 with reason (reject), or as delta_check.
+ */
+int delta_check_header(sqlite3 *live, const char *path, uint32_t *npages, char *reason, size_t len);
 
 #endif

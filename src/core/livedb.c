@@ -29,9 +29,12 @@
 #include "diag.h"
 #include "errbuf.h"
 #include "mono.h"
+#include "hex.h"
+#include "fsx.h"
 #include "sbuf.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -242,70 +245,102 @@ static int ledger_add(livedb *l, const char *sha, const char *name, int64_t *seq
 	return r;
 }
 
-/* The hash given up front (livedb_apply). */
-static int given_sha(void *ctx, char hex[65], char *msg, size_t len)
-{
-	memcpy(hex, ctx, 65);
-	return 0;
-}
+/*
+ * What runs beside the merge, on a thread of its own: the second half of
+ * the delta's check (delta_check_finish: integrity_check and the row
+ * scans, within the budget) and then, unless the caller gave it, the
+ * delta's SHA-256. The merge runs meanwhile on the compactor thread: two
+ * cores. A check that fails interrupts the merge; sqlite3_interrupt may be
+ * called from any thread while the connection is open, and it is: the
+ * compactor thread joins this one before anything else on it.
+ */
+struct side {
+	delta_checker *k; /* the check to finish, or NULL */
+	const char *path;
+	sqlite3 *live;
+	atomic_bool merging;       /* the compactor thread is inside delta_apply */
+	const atomic_bool *cancel; /* the compactor's stop flag: no hash once it is set */
+	bool want_hash;
+	int check_rc;
+	double check_ms;
+	char reason[1024];
+	struct livedb_file *file; /* the hash's result */
+};
 
-int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex,
-		 int64_t *seq, char *msg, size_t len)
+static void *side_run(void *arg)
 {
-	if (len)
-		msg[0] = '\0';
-	*seq = 0;
-	if (!is_sha256_hex(sha256_hex)) {
-		errbuf_line(msg, len, "apply %s: sha256 must be 64 lower-case hex digits",
-			    delta_name ? delta_name : "(null)");
-		return -EINVAL;
+	struct side *s = arg;
+	if (s->k) {
+		double t0 = mono_now();
+		s->check_rc = delta_check_finish(s->k, s->path, s->reason, sizeof(s->reason));
+		s->k = NULL;
+		s->check_ms = (mono_now() - t0) * 1e3;
+		if (s->check_rc && atomic_load(&s->merging))
+			sqlite3_interrupt(s->live);
 	}
-	return livedb_apply_late(db, delta_path, delta_name, given_sha, (void *)sha256_hex, seq,
-				 msg, len);
+	if (s->want_hash && s->cancel && atomic_load(s->cancel)) {
+		s->file->hash_rc = -ECANCELED; /* a stop: not worth reading the file for */
+	} else if (s->want_hash) {
+		unsigned char sha[FSX_SHA256_LEN];
+		double t0 = mono_now();
+		s->file->hash_rc = fsx_sha256_file(s->path, sha, &s->file->size);
+		if (s->file->hash_rc == 0)
+			hex_encode(sha, sizeof(sha), s->file->sha256);
+		s->file->hash_ms = (mono_now() - t0) * 1e3;
+	}
+	return NULL;
 }
 
 /*
- * One transaction: check and merge the delta, then (with its hash, which
- * the caller may have computed meanwhile on another thread) look it up in
- * the ledger: a delta already there is rolled back as a duplicate, any
- * other gets its ledger row and the commit.
+ * One transaction: the first half of the check, then the merge beside
+ * the second half and the hash (struct side), then the ledger: a delta
+ * already there is rolled back as a duplicate, whatever its check or
+ * merge said this time (its rows are in live; it must not be called
+ * rejected), any other gets its ledger row and the commit.
  */
-int livedb_apply_late(livedb *db, const char *delta_path, const char *delta_name, livedb_sha_fn sha,
-		      void *sha_ctx, int64_t *seq, char *msg, size_t len)
+static int apply_delta(livedb *db, const char *path, const char *name, const char *given_hex,
+		       struct livedb_file *file, int64_t *seq, char *msg, size_t len)
 {
-	if (len)
-		msg[0] = '\0';
-	*seq = 0;
-	if (!delta_name || !delta_path || !sha) {
-		errbuf_line(msg, len, "apply %s: no delta path, name or hash",
-			    delta_name ? delta_name : "(null)");
-		return -EINVAL;
-	}
 	/* IMMEDIATE: take the write lock now, so nothing between the ledger check and the commit can be busy. */
 	int r = run(db->db, "BEGIN IMMEDIATE", "begin a transaction", db->path, msg, len);
 	if (r)
 		return livedb_cancelled(db, r);
 	db->times = (struct livedb_times){0};
+	struct side s = {.path = path,
+			 .live = db->db,
+			 .cancel = db->cancel,
+			 .want_hash = !given_hex,
+			 .file = file};
 	double t0 = mono_now();
-	r = delta_check(db->db, delta_path, &(struct delta_ctl){.cancel = db->cancel}, msg, len);
+	r = delta_check_begin(db->db, path, &(struct delta_ctl){.cancel = db->cancel}, &s.k, msg,
+			      len);
 	double t1 = mono_now();
-	if (!r)
-		r = delta_apply(db->db, delta_path, msg, len);
-	double t2 = mono_now();
-	char hex[65];
-	/* The hash is waited for whatever happened: the caller's thread must be done with the file. */
-	int hr = sha(sha_ctx, hex, r ? NULL : msg, r ? 0 : len);
-	if (!r && hr < 0)
-		r = hr;
-	if (!hr && !is_sha256_hex(hex)) {
-		errbuf_line(msg, len, "apply %s: sha256 must be 64 lower-case hex digits",
-			    delta_name);
-		r = hr = -EINVAL;
+	pthread_t th;
+	bool beside = pthread_create(&th, NULL, side_run, &s) == 0;
+	if (!beside)
+		side_run(&s); /* no thread to be had: check and hash first, then merge */
+	if (!r && !s.check_rc) {
+		atomic_store(&s.merging, true);
+		r = delta_apply(db->db, path, msg, len);
+		atomic_store(&s.merging, false);
 	}
-	/*
-	 * Already in the ledger: a duplicate, whatever its check or merge said
-	 * this time (its rows are in live; it must not be called rejected).
-	 */
+	if (beside)
+		pthread_join(th, NULL);
+	double t2 = mono_now();
+	/* The check's verdict explains a merge it interrupted, or one that met the corruption it found. */
+	if (s.check_rc) {
+		r = s.check_rc;
+		errbuf_line(msg, len, "%s", s.reason);
+	}
+	const char *hex = given_hex ? given_hex : file->sha256;
+	int hr = given_hex ? 0 : file->hash_rc;
+	if (hr == -ECANCELED) {
+		errbuf_line(msg, len, "apply %s: stopped (snapfs is shutting down)", name);
+		r = -ECANCELED;
+	} else if (hr < 0 && !r) {
+		errbuf_line(msg, len, "cannot read %s: %s", path, strerror(-hr));
+		r = DELTA_RETRY;
+	}
 	if (!hr && !(db->cancel && atomic_load(db->cancel))) {
 		char lmsg[256];
 		int64_t had = 0;
@@ -314,7 +349,8 @@ int livedb_apply_late(livedb *db, const char *delta_path, const char *delta_name
 			rollback(db);
 			*seq = had;
 			errbuf_line(msg, len, "%s", lmsg);
-			db->times = (struct livedb_times){(t1 - t0) * 1e3, (t2 - t1) * 1e3};
+			db->times =
+				(struct livedb_times){(t1 - t0) * 1e3 + s.check_ms, (t2 - t1) * 1e3};
 			return detach(db, msg, len, LIVEDB_DUPLICATE);
 		}
 		if (d < 0 && !r) {
@@ -323,10 +359,10 @@ int livedb_apply_late(livedb *db, const char *delta_path, const char *delta_name
 		}
 	}
 	if (!r)
-		r = ledger_add(db, hex, delta_name, seq, msg, len);
+		r = ledger_add(db, hex, name, seq, msg, len);
 	if (!r)
 		r = run(db->db, "COMMIT", "commit", db->path, msg, len);
-	db->times = (struct livedb_times){(t1 - t0) * 1e3, (mono_now() - t1) * 1e3};
+	db->times = (struct livedb_times){(t1 - t0) * 1e3 + s.check_ms, (mono_now() - t1) * 1e3};
 	if (r) {
 		rollback(db);
 		*seq = 0;
@@ -336,6 +372,34 @@ int livedb_apply_late(livedb *db, const char *delta_path, const char *delta_name
 		return detach(db, msg, len, r);
 	}
 	return detach(db, msg, len, LIVEDB_APPLIED);
+}
+
+int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, const char *sha256_hex,
+		 int64_t *seq, char *msg, size_t len)
+{
+	if (len)
+		msg[0] = '\0';
+	*seq = 0;
+	if (!is_sha256_hex(sha256_hex) || !delta_name || !delta_path) {
+		errbuf_line(msg, len, "apply %s: sha256 must be 64 lower-case hex digits",
+			    delta_name ? delta_name : "(null)");
+		return -EINVAL;
+	}
+	return apply_delta(db, delta_path, delta_name, sha256_hex, NULL, seq, msg, len);
+}
+
+int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name,
+		      struct livedb_file *file, int64_t *seq, char *msg, size_t len)
+{
+	if (len)
+		msg[0] = '\0';
+	*seq = 0;
+	*file = (struct livedb_file){0};
+	if (!delta_name || !delta_path) {
+		errbuf_line(msg, len, "apply: no delta path or name");
+		return -EINVAL;
+	}
+	return apply_delta(db, delta_path, delta_name, NULL, file, seq, msg, len);
 }
 
 void livedb_last_times(const livedb *db, struct livedb_times *out)

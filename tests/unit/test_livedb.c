@@ -3,6 +3,7 @@
  * rejects leaving live untouched, and a close that leaves the file whole.
  */
 #include "fsx.h"
+#include "hex.h"
 #include "livedb.h"
 #include "dbtest.h"
 #include "tap.h"
@@ -108,13 +109,6 @@ static void copy_file(const char *from, const char *to)
 		exit(2);
 	}
 	free(data);
-}
-
-static int failing_sha(void *ctx, char hex[65], char *msg, size_t len)
-{
-	if (msg)
-		snprintf(msg, len, "no hash today");
-	return -EIO;
 }
 
 #define LINES "CREATE TABLE lines(id INTEGER PRIMARY KEY, doc TEXT, emb BLOB);"
@@ -312,17 +306,48 @@ int main(void)
 	 * Commits stay atomic (a reject leaves live as it was), the ledger
 	 * keeps counting, and close leaves neither -wal nor -journal.
 	 */
-	/* livedb_apply_late: a hash that fails leaves live as it was, with its errno. */
+	/*
+	 * livedb_apply_file: the check's second half and the hash run beside
+	 * the merge. Applied with the file's own SHA-256; the same bytes again
+	 * are a duplicate; a corrupt file is rejected for what the check found
+	 * (the merge it may have interrupted leaves nothing); a file that
+	 * cannot be read fails, live untouched each time.
+	 */
 	{
-		char lm[256];
+		char lm[512], want[65];
 		int64_t sq = -1;
+		struct livedb_file lf;
 		long long before = rows(live);
 		CHECK(livedb_open(live, NULL, NULL, &db, err, sizeof(err)) == 0);
-		mkdb(at("late.db"), LINES "INSERT INTO lines VALUES (500, 'late', NULL);");
-		CHECK(livedb_apply_late(db, at("late.db"), "late.db", failing_sha, NULL, &sq, lm,
-					sizeof(lm)) == -EIO);
-		CHECK(sq == 0 && strstr(lm, "no hash") != NULL);
-		CHECK(rows(live) == before);
+		mkdb(at("late.db"), LINES "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+					  "FROM n WHERE i < 3000) INSERT INTO lines SELECT 5000 + i, "
+					  "hex(randomblob(300)), NULL FROM n;");
+		unsigned char raw[FSX_SHA256_LEN];
+		CHECK(fsx_sha256_file(at("late.db"), raw, NULL) == 0);
+		hex_encode(raw, sizeof(raw), want);
+		CHECK(livedb_apply_file(db, at("late.db"), "late.db", &lf, &sq, lm, sizeof(lm)) ==
+		      LIVEDB_APPLIED);
+		CHECK(lf.hash_rc == 0 && strcmp(lf.sha256, want) == 0 && sq == ledger_max(db));
+		CHECK(rows(live) == before + 3000);
+		CHECK(livedb_apply_file(db, at("late.db"), "again.db", &lf, &sq, lm, sizeof(lm)) ==
+		      LIVEDB_DUPLICATE);
+		CHECK(rows(live) == before + 3000);
+		/* Corrupt deep inside (past its schema): the merge starts, the check stops it. */
+		mkdb(at("rot.db"), LINES "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+					 "FROM n WHERE i < 3000) INSERT INTO lines SELECT 9000 + i, "
+					 "hex(randomblob(300)), NULL FROM n;");
+		fd = open(at("rot.db"), O_WRONLY);
+		char junk[4096];
+		memset(junk, 0x5a, sizeof(junk));
+		CHECK(fd >= 0 && pwrite(fd, junk, sizeof(junk), 40 * 4096) == (ssize_t)sizeof(junk) &&
+		      close(fd) == 0);
+		r = livedb_apply_file(db, at("rot.db"), "rot.db", &lf, &sq, lm, sizeof(lm));
+		tap_note("rot.db: %d %s\n", r, lm);
+		CHECK(r == LIVEDB_REJECTED && sq == 0);
+		CHECK(rows(live) == before + 3000);
+		r = livedb_apply_file(db, at("no-such.db"), "no-such.db", &lf, &sq, lm, sizeof(lm));
+		CHECK(r == LIVEDB_FAILED && lf.hash_rc == -ENOENT);
+		CHECK(rows(live) == before + 3000);
 		CHECK(livedb_close(db, err, sizeof(err)) == 0);
 	}
 
