@@ -169,4 +169,3 @@ int delta_check_header(sqlite3 *live, const char *path, uint32_t *npages, char *
 	}
 	return 0;
 }
-
