@@ -109,7 +109,7 @@ struct entry {
 	enum sql_kind kind;
 };
 
-struct check {
+struct delta_checker {
 	sqlite3 *d;    /* the delta, on its own read-only connection */
 	sqlite3 *live; /* the caller's live connection, only read here */
 	char *reason;
@@ -122,11 +122,11 @@ struct check {
 	size_t ne;
 	struct table *t; /* the delta's upsert tables, once described */
 	size_t nt;
-	bool rows_later; /* delta_check_begin: the row scans wait for delta_check_finish */
 };
 
-static int reject(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int reject(struct check *c, const char *fmt, ...)
+static int reject(struct delta_checker *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int reject(struct delta_checker *c, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -138,7 +138,7 @@ static int reject(struct check *c, const char *fmt, ...)
 }
 
 /* An error of the delta's connection: the delta's doing (see delta_file_fault), or a stop. */
-static int delta_error(struct check *c, int rc, const char *what)
+static int delta_error(struct delta_checker *c, int rc, const char *what)
 {
 	if ((rc & 0xff) == SQLITE_INTERRUPT && c->over_budget)
 		return reject(c,
@@ -164,7 +164,7 @@ static int delta_error(struct check *c, int rc, const char *what)
  */
 static int check_progress(void *arg)
 {
-	struct check *c = arg;
+	struct delta_checker *c = arg;
 	if (c->cancel && atomic_load(c->cancel))
 		return 1;
 	if (++c->calls > c->budget) {
@@ -175,14 +175,14 @@ static int check_progress(void *arg)
 }
 
 /* An error reading live: never the delta's fault. */
-static int live_error(struct check *c, int rc, const char *what)
+static int live_error(struct delta_checker *c, int rc, const char *what)
 {
 	errbuf_line(c->reason, c->len, "%s in the live database: %s", what, sqlite3_errmsg(c->live));
 	int e = delta_live_fault(rc);
 	return e < 0 ? e : -EIO;
 }
 
-static int check_integrity(struct check *c)
+static int check_integrity(struct delta_checker *c)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(c->d, "PRAGMA integrity_check(1)", -1, &st, NULL);
@@ -202,7 +202,7 @@ static int check_integrity(struct check *c)
 	return r;
 }
 
-static int load_schema(struct check *c)
+static int load_schema(struct delta_checker *c)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(c->d,
@@ -228,7 +228,7 @@ static int load_schema(struct check *c)
 }
 
 /* Anything executable anywhere in the schema rejects the delta before we look closer. */
-static int check_executable(struct check *c)
+static int check_executable(struct delta_checker *c)
 {
 	char q[QN];
 	for (size_t i = 0; i < c->ne; i++) {
@@ -262,7 +262,7 @@ static int check_executable(struct check *c)
 }
 
 /* Checks what every table (upsert or deletion) must satisfy on its own. */
-static int check_table_shape(struct check *c, const struct table *t)
+static int check_table_shape(struct delta_checker *c, const struct table *t)
 {
 	char q[QN], q2[QN], q3[QN];
 	delta_qname(q, t->name);
@@ -296,7 +296,7 @@ static int check_table_shape(struct check *c, const struct table *t)
 }
 
 /* Same column names (case-insensitive) and the same primary key, in order. */
-static int check_against_live(struct check *c, const struct table *t, const struct table *l)
+static int check_against_live(struct delta_checker *c, const struct table *t, const struct table *l)
 {
 	char q[QN], q2[QN];
 	delta_qname(q, t->name);
@@ -333,7 +333,7 @@ static int check_against_live(struct check *c, const struct table *t, const stru
 }
 
 /* A row whose key holds NULL cannot be upserted by key: each apply would add another copy. */
-static int check_null_keys(struct check *c, const struct table *t)
+static int check_null_keys(struct delta_checker *c, const struct table *t)
 {
 	sbuf q = SBUF_INIT;
 	sbuf_adds(&q, "SELECT 1 FROM main.");
@@ -360,7 +360,7 @@ static int check_null_keys(struct check *c, const struct table *t)
 }
 
 /* A table new to the collection must not take a name live already uses for something else (an index). */
-static int check_name_free(struct check *c, const char *name)
+static int check_name_free(struct delta_checker *c, const char *name)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(c->live,
@@ -383,7 +383,7 @@ static int check_name_free(struct check *c, const char *name)
 	return r;
 }
 
-static const struct table *delta_table(const struct check *c, const char *name)
+static const struct table *delta_table(const struct delta_checker *c, const char *name)
 {
 	for (size_t i = 0; i < c->nt; i++)
 		if (sqlite3_stricmp(c->t[i].name, name) == 0)
@@ -391,7 +391,7 @@ static const struct table *delta_table(const struct check *c, const char *name)
 	return NULL;
 }
 
-static int check_upsert_table(struct check *c, const char *name)
+static int check_upsert_table(struct delta_checker *c, const char *name)
 {
 	struct table *t = &c->t[c->nt];
 	int rc = delta_table_load(c->d, "main", name, t);
@@ -424,10 +424,10 @@ static int check_upsert_table(struct check *c, const char *name)
 		r = check_against_live(c, t, &l);
 	}
 	delta_table_free(&l);
-	return r || c->rows_later ? r : check_null_keys(c, t);
+	return r; /* its NULL keys are looked for by delta_check_finish, with the rows */
 }
 
-static int check_delete_table(struct check *c, const char *name)
+static int check_delete_table(struct delta_checker *c, const char *name)
 {
 	char q[QN], q2[QN];
 	const char *target = name + strlen(DELTA_DELETE_PREFIX);
@@ -486,7 +486,7 @@ static int check_delete_table(struct check *c, const char *name)
 	return r;
 }
 
-static int check_schema(struct check *c)
+static int check_schema(struct delta_checker *c)
 {
 	int r = 0;
 	c->t = xcalloc(c->ne, sizeof(*c->t));
@@ -512,12 +512,8 @@ static int check_schema(struct check *c)
 	return r;
 }
 
-struct delta_checker {
-	struct check c;
-};
-
-/* Frees what c holds and closes its connection; r, or the close's failure. */
-static int check_end(struct check *c, int r, const char *path)
+/* Closes c's connection and frees c; r, or the close's failure. */
+static int check_end(struct delta_checker *c, int r, const char *path)
 {
 	for (size_t i = 0; i < c->ne; i++) {
 		free(c->e[i].type);
@@ -536,8 +532,9 @@ static int check_end(struct check *c, int r, const char *path)
 		errbuf_line(c->reason, c->len, "closing the check connection of %s failed: %s",
 			    path, sqlite3_errmsg(c->d));
 		sqlite3_close_v2(c->d);
-		return r < 0 ? r : -EIO;
+		r = r < 0 ? r : -EIO;
 	}
+	free(c);
 	return r;
 }
 
@@ -551,13 +548,11 @@ int delta_check_begin(sqlite3 *live, const char *path, const struct delta_ctl *c
 	int r = delta_check_header(live, path, &pages, reason, len);
 	if (r)
 		return r;
-	delta_checker *k = xcalloc(1, sizeof(*k));
-	struct check *c = &k->c;
-	*c = (struct check){.live = live,
-			    .reason = reason,
-			    .len = len,
-			    .cancel = ctl ? ctl->cancel : NULL,
-			    .rows_later = true};
+	delta_checker *c = xcalloc(1, sizeof(*c));
+	*c = (struct delta_checker){.live = live,
+				    .reason = reason,
+				    .len = len,
+				    .cancel = ctl ? ctl->cancel : NULL};
 	uint64_t base = DELTA_BUDGET_BASE, per_page = DELTA_BUDGET_PER_PAGE;
 	if (ctl && ctl->budget_base)
 		base = ctl->budget_base;
@@ -567,7 +562,7 @@ int delta_check_begin(sqlite3 *live, const char *path, const struct delta_ctl *c
 	r = delta_open_ro(path, &c->d, reason, len);
 	if (r) {
 		c->d = NULL;
-		free(k);
+		check_end(c, r, path);
 		return r == -ENOMEM ? r : DELTA_RETRY;
 	}
 	sqlite3_progress_handler(c->d, DELTA_STEPS, check_progress, c);
@@ -588,18 +583,14 @@ int delta_check_begin(sqlite3 *live, const char *path, const struct delta_ctl *c
 	}
 	if (!r)
 		r = check_schema(c);
-	if (r) {
-		r = check_end(c, r, path);
-		free(k);
-		return r;
-	}
-	*out = k;
+	if (r)
+		return check_end(c, r, path);
+	*out = c;
 	return 0;
 }
 
-int delta_check_finish(delta_checker *k, const char *path, char *reason, size_t len)
+int delta_check_finish(delta_checker *c, const char *path, char *reason, size_t len)
 {
-	struct check *c = &k->c;
 	c->reason = reason;
 	c->len = len;
 	if (len)
@@ -607,9 +598,7 @@ int delta_check_finish(delta_checker *k, const char *path, char *reason, size_t 
 	int r = check_integrity(c);
 	for (size_t i = 0; !r && i < c->nt; i++)
 		r = check_null_keys(c, &c->t[i]);
-	r = check_end(c, r, path);
-	free(k);
-	return r;
+	return check_end(c, r, path);
 }
 
 int delta_check(sqlite3 *live, const char *path, const struct delta_ctl *ctl, char *reason, size_t len)
