@@ -65,7 +65,8 @@ struct livedb_file {
 	char sha256[65]; /* its SHA-256, 64 lower-case hex digits, when hash_rc is 0 */
 	uint64_t size;   /* bytes hashed */
 	int hash_rc;     /* 0, the negative errno of reading it, or -ECANCELED (a stop) */
-	double hash_ms;
+	/* Milliseconds: hashing (beside the merge), checking it (both halves), merging and committing. */
+	double hash_ms, check_ms, apply_ms;
 };
 
 /*
@@ -82,19 +83,13 @@ int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name
 
 /*
  * Switches the connection from WAL to the rollback journal until it is
- * closed, before a large delta: WAL would write its pages twice. Only
- * between transactions. 0, a negative errno (err says why) or -ECANCELED.
+ * closed: WAL would write a large delta's pages twice. livedb_apply and
+ * livedb_apply_file do it themselves before a delta of LIVEDB_BULK_BYTES
+ * or more. Only between transactions. 0, a negative errno (err says why)
+ * or -ECANCELED.
  */
 int livedb_bulk(livedb *db, char *err, size_t len);
-/* Deltas from this size on are applied with livedb_bulk. */
 #define LIVEDB_BULK_BYTES (64u << 20)
-
-/* Where the last livedb_apply spent its time (milliseconds; 0 for steps not reached). */
-struct livedb_times {
-	double check_ms; /* delta_check: integrity, schema and limits */
-	double apply_ms; /* delta_apply, the ledger row and the commit */
-};
-void livedb_last_times(const livedb *db, struct livedb_times *out);
 
 /* Ledger rows with seq > after, ascending. Free with livedb_entries_free. */
 int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n);

@@ -309,19 +309,9 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 		*stop = !reject(c, cc, d, msg, gone);
 		return;
 	}
-	struct stat dst;
-	int rc;
-	if (stat(d->path, &dst) == 0 && (uint64_t)dst.st_size >= LIVEDB_BULK_BYTES &&
-	    (rc = livedb_bulk(db, msg, sizeof(msg))) < 0) {
-		if (rc != -ECANCELED)
-			cc_error(c, cc, "collection %s: before applying delta %s: %s", cc->name,
-				 d->name, msg);
-		*stop = true;
-		return;
-	}
 	struct livedb_file file;
 	int64_t seq = 0;
-	rc = livedb_apply_file(db, d->path, d->name, &file, &seq, msg, sizeof(msg));
+	int rc = livedb_apply_file(db, d->path, d->name, &file, &seq, msg, sizeof(msg));
 	if (file.hash_rc < 0 && file.hash_rc != -ECANCELED) {
 		snprintf(msg, sizeof(msg), "cannot read queued file %s: %s", d->path,
 			 strerror(-file.hash_rc));
@@ -329,15 +319,12 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 		return;
 	}
 	memcpy(hex, file.sha256, sizeof(hex));
-	uint64_t size = file.size;
-	struct livedb_times lt;
-	livedb_last_times(db, &lt);
 	pthread_mutex_lock(&c->mu);
 	cc->batch.hash_ms += file.hash_ms;
-	cc->batch.check_ms += lt.check_ms;
-	cc->batch.apply_ms += lt.apply_ms;
+	cc->batch.check_ms += file.check_ms;
+	cc->batch.apply_ms += file.apply_ms;
 	if (rc == LIVEDB_APPLIED)
-		cc->batch.deltas++, cc->batch.bytes += size;
+		cc->batch.deltas++, cc->batch.bytes += file.size;
 	int64_t published = cc->last.ledger_max;
 	if (rc == LIVEDB_APPLIED || rc == LIVEDB_DUPLICATE)
 		cc->fail_count = cc->fail_seq == d->seq ? 0 : cc->fail_count;

@@ -54,7 +54,6 @@ struct livedb {
 	char *path;
 	const atomic_bool *cancel; /* the compactor's stop flag, or NULL */
 	struct diag diag;          /* the owner's sink for what return values cannot carry */
-	struct livedb_times times; /* of the last livedb_apply */
 };
 
 /* Progress handler of the live connection: a stop interrupts the statement running. */
@@ -89,6 +88,33 @@ static int run(sqlite3 *db, const char *sql, const char *what, const char *path,
 	return sqlh_errno(rc) ? sqlh_errno(rc) : -EIO;
 }
 
+/*
+ * Sets the journal mode of db (the file at path) and checks the mode it
+ * got, which is how journal_mode answers: a file that cannot do WAL says
+ * so. 0, or a negative errno with err saying why.
+ */
+static int journal_mode(sqlite3 *db, const char *mode, const char *path, char *err, size_t len)
+{
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA main.journal_mode = %s", mode);
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	int r = 0;
+	if (rc != SQLITE_ROW) {
+		errbuf_line(err, len, "journal_mode %s on %s: %s", mode, path, sqlite3_errmsg(db));
+		r = sqlh_errno(sqlite3_extended_errcode(db));
+		r = r ? r : -EIO;
+	} else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), mode) != 0) {
+		errbuf_line(err, len, "journal_mode %s on %s: still in %s mode", mode, path,
+			    (const char *)sqlite3_column_text(st, 0));
+		r = -EIO;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
 int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *diag, livedb **out,
 		char *err, size_t len)
 {
@@ -120,23 +146,8 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 	sqlh_harden(db);
 
 	int r = run(db, "PRAGMA trusted_schema = OFF", "configure live database", path, err, len);
-	/* journal_mode answers with the mode it got: a database that cannot do WAL says so. */
-	sqlite3_stmt *st = NULL;
-	if (!r) {
-		rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_step(st);
-		if (rc != SQLITE_ROW) {
-			errbuf_line(err, len, "set WAL mode on %s: %s", path, sqlite3_errmsg(db));
-			r = sqlh_errno(sqlite3_extended_errcode(db));
-			r = r ? r : -EIO;
-		} else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
-			errbuf_line(err, len, "set WAL mode on %s: got journal_mode %s", path,
-				    (const char *)sqlite3_column_text(st, 0));
-			r = -EIO;
-		}
-		sqlite3_finalize(st);
-	}
+	if (!r)
+		r = journal_mode(db, "WAL", path, err, len);
 	/* FULL: in WAL mode NORMAL may lose the last commits on power loss, and the queue drops a delta once it is applied. */
 	if (!r)
 		r = run(db, "PRAGMA synchronous = FULL", "configure live database", path, err, len);
@@ -301,11 +312,16 @@ static void *side_run(void *arg)
 static int apply_delta(livedb *db, const char *path, const char *name, const char *given_hex,
 		       struct livedb_file *file, int64_t *seq, char *msg, size_t len)
 {
+	/* A large delta: the rollback journal, between transactions (livedb_bulk). */
+	struct stat st;
+	int r = stat(path, &st) == 0 && (uint64_t)st.st_size >= LIVEDB_BULK_BYTES
+			? livedb_bulk(db, msg, len)
+			: 0;
 	/* IMMEDIATE: take the write lock now, so nothing between the ledger check and the commit can be busy. */
-	int r = run(db->db, "BEGIN IMMEDIATE", "begin a transaction", db->path, msg, len);
+	if (!r)
+		r = run(db->db, "BEGIN IMMEDIATE", "begin a transaction", db->path, msg, len);
 	if (r)
 		return livedb_cancelled(db, r);
-	db->times = (struct livedb_times){0};
 	struct side s = {.path = path,
 			 .live = db->db,
 			 .cancel = db->cancel,
@@ -349,8 +365,8 @@ static int apply_delta(livedb *db, const char *path, const char *name, const cha
 			rollback(db);
 			*seq = had;
 			errbuf_line(msg, len, "%s", lmsg);
-			db->times =
-				(struct livedb_times){(t1 - t0) * 1e3 + s.check_ms, (t2 - t1) * 1e3};
+			file->check_ms = (t1 - t0) * 1e3 + s.check_ms;
+			file->apply_ms = (t2 - t1) * 1e3;
 			return detach(db, msg, len, LIVEDB_DUPLICATE);
 		}
 		if (d < 0 && !r) {
@@ -362,7 +378,8 @@ static int apply_delta(livedb *db, const char *path, const char *name, const cha
 		r = ledger_add(db, hex, name, seq, msg, len);
 	if (!r)
 		r = run(db->db, "COMMIT", "commit", db->path, msg, len);
-	db->times = (struct livedb_times){(t1 - t0) * 1e3 + s.check_ms, (mono_now() - t1) * 1e3};
+	file->check_ms = (t1 - t0) * 1e3 + s.check_ms;
+	file->apply_ms = (mono_now() - t1) * 1e3;
 	if (r) {
 		rollback(db);
 		*seq = 0;
@@ -385,7 +402,8 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 			    delta_name ? delta_name : "(null)");
 		return -EINVAL;
 	}
-	return apply_delta(db, delta_path, delta_name, sha256_hex, NULL, seq, msg, len);
+	struct livedb_file file = {0};
+	return apply_delta(db, delta_path, delta_name, sha256_hex, &file, seq, msg, len);
 }
 
 int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name,
@@ -400,11 +418,6 @@ int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name
 		return -EINVAL;
 	}
 	return apply_delta(db, delta_path, delta_name, NULL, file, seq, msg, len);
-}
-
-void livedb_last_times(const livedb *db, struct livedb_times *out)
-{
-	*out = db->times;
 }
 
 int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n)
@@ -574,18 +587,9 @@ int livedb_close(livedb *db, char *err, size_t len)
 	 * a read-only mount) without a -shm beside it. Switching also removes
 	 * -wal and -shm; livedb_open turns WAL on again for the next batch.
 	 */
-	if (ret == 0) {
-		rc = sqlite3_prepare_v2(s, "PRAGMA main.journal_mode = DELETE", -1, &st, NULL);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_step(st);
-		if (rc != SQLITE_ROW)
-			close_fail(db, &ret, err, len, -EIO, "journal_mode=DELETE: %s",
-				   sqlite3_errmsg(s));
-		else if (strcmp((const char *)sqlite3_column_text(st, 0), "delete") != 0)
-			close_fail(db, &ret, err, len, -EIO, "journal_mode=DELETE: still in %s mode",
-				   (const char *)sqlite3_column_text(st, 0));
-		sqlite3_finalize(st);
-	}
+	char jerr[512];
+	if (ret == 0 && journal_mode(s, "DELETE", db->path, jerr, sizeof(jerr)) < 0)
+		close_fail(db, &ret, err, len, -EIO, "%s", jerr);
 	/* Every statement of this module and of delta is finalized where it is made; one left here is a bug. */
 	while ((st = sqlite3_next_stmt(s, NULL)) != NULL) {
 		close_fail(db, &ret, err, len, -EBUSY, "statement left unfinalized: %s",
@@ -625,23 +629,8 @@ int livedb_bulk(livedb *db, char *err, size_t len)
 {
 	if (len)
 		err[0] = '\0';
-	sqlite3_stmt *st = NULL;
 	/* Leaving WAL checkpoints what the log holds and removes it; only this connection has the file. */
-	int rc = sqlite3_prepare_v2(db->db, "PRAGMA main.journal_mode = DELETE", -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	int r = 0;
-	if (rc != SQLITE_ROW) {
-		errbuf_line(err, len, "rollback journal on %s: %s", db->path, sqlite3_errmsg(db->db));
-		r = sqlh_errno(sqlite3_extended_errcode(db->db));
-		r = r ? r : -EIO;
-	} else if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "delete") != 0) {
-		errbuf_line(err, len, "rollback journal on %s: still in %s mode", db->path,
-			    (const char *)sqlite3_column_text(st, 0));
-		r = -EIO;
-	}
-	sqlite3_finalize(st);
-	return livedb_cancelled(db, r);
+	return livedb_cancelled(db, journal_mode(db->db, "DELETE", db->path, err, len));
 }
 
 void livedb_abandon(livedb *db)
