@@ -53,6 +53,9 @@ typedef struct vfs_file vfs_file;
  * not pass O_CLOEXEC on, so that cannot tell SQLite from rsync.
  */
 enum vfs_read_path { VFS_READ_AUTO, VFS_READ_CACHE, VFS_READ_PASSTHROUGH };
+/* "auto", "cache", "passthrough"; and back (-1 for anything else). */
+const char *vfs_read_path_name(enum vfs_read_path p);
+int vfs_read_path_parse(const char *s);
 
 struct vfs_config {
 	uint64_t max_delta_size; /* bytes; writes past it fail with EFBIG */
@@ -183,7 +186,7 @@ void vfs_releasedir(vfs *v, vfs_dir *d);
 
 int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **f, struct vfs_open_info *info);
 int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
-		    struct vfs_entry *e, vfs_file **f);
+		    struct vfs_entry *e, vfs_file **f, struct vfs_open_info *info);
 /*
  * Where to read size bytes at off: either mem and len (generated content),
  * or *fd (a backing file to read or splice from, at off).

@@ -234,17 +234,14 @@ static int main_settings(const struct snapfs_opts *o, struct main_cfg *c)
 	if (o->passthrough)
 		c->read_path = VFS_READ_PASSTHROUGH;
 	if (o->read_path) {
-		static const char *const ways[] = {"auto", "cache", "passthrough"};
-		size_t i = 0;
-		while (i < 3 && strcmp(o->read_path, ways[i]))
-			i++;
-		if (i == 3 || (o->passthrough && i != VFS_READ_PASSTHROUGH)) {
+		int p = vfs_read_path_parse(o->read_path);
+		if (p < 0 || (o->passthrough && p != VFS_READ_PASSTHROUGH)) {
 			fprintf(stderr, "snapfs: read_path=%s: %s\n", o->read_path,
-				i == 3 ? "use auto, cache or passthrough"
-				       : "contradicts -o passthrough");
+				p < 0 ? "use auto, cache or passthrough"
+				      : "contradicts -o passthrough");
 			return -1;
 		}
-		c->read_path = (enum vfs_read_path)i;
+		c->read_path = (enum vfs_read_path)p;
 	}
 	if (o->loglevel && (c->level = parse_level(o->loglevel)) < 0) {
 		fprintf(stderr, "snapfs: loglevel=%s: use err, warning, info or debug\n",

@@ -53,6 +53,21 @@ static bool read_via_passthrough(const vfs *v, const struct node *n, int flags)
 	return !(flags & O_NOFOLLOW);
 }
 
+static const char *const read_path_names[] = {"auto", "cache", "passthrough"};
+
+const char *vfs_read_path_name(enum vfs_read_path p)
+{
+	return read_path_names[p];
+}
+
+int vfs_read_path_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof(read_path_names) / sizeof(read_path_names[0]); i++)
+		if (!strcmp(s, read_path_names[i]))
+			return (int)i;
+	return -1;
+}
+
 static void count_via(struct node *n, bool passthrough, int delta)
 {
 	if (passthrough)
@@ -135,10 +150,12 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 }
 
 int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
-		    struct vfs_entry *e, vfs_file **out)
+		    struct vfs_entry *e, vfs_file **out, struct vfs_open_info *info)
 {
 	char path[PATH_MAX];
 	memset(e, 0, sizeof(*e));
+	/* A delta being written, as vfs_open serves one (see vfs_open_info). */
+	*info = (struct vfs_open_info){.direct_io = true, .sealed_fd = -1};
 	vfs_lock(v);
 	struct node *p = vfs_node_by_ino(v, parent), *n = NULL;
 	int rc = !p ? -ENOENT : p->kind != N_INCOMING ? -EROFS : 0, fd = -1;

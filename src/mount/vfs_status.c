@@ -40,9 +40,8 @@ static json_t *coll_status(vfs *v, const struct vcoll *c)
  */
 static json_t *reads_status(vfs *v)
 {
-	static const char *const names[] = {"auto", "cache", "passthrough"};
 	json_t *o = json_object(), *open = json_object();
-	jsonx_set(o, "read_path", jsonx_str(names[v->cfg.read_path]));
+	jsonx_set(o, "read_path", jsonx_str(vfs_read_path_name(v->cfg.read_path)));
 	jsonx_set(o, "passthrough", json_boolean(v->passthrough));
 	for (const vfs_file *f = v->files; f; f = f->next) {
 		const struct node *n = f->node;

@@ -82,6 +82,7 @@ void compactor_metrics(compactor *c, sbuf *out)
 
 static vfs *v;
 static store *st;
+static struct vfs_open_info oi; /* what the last vfs_create_file said */
 
 static uint64_t lookup(uint64_t parent, const char *name)
 {
@@ -95,11 +96,12 @@ static vfs_file *create(uint64_t incoming, const char *name, const char *text, u
 {
 	struct vfs_entry e;
 	vfs_file *f = NULL;
-	int rc = vfs_create_file(v, incoming, name, 0644, O_WRONLY | O_CREAT | O_TRUNC, &e, &f);
+	int rc = vfs_create_file(v, incoming, name, 0644, O_WRONLY | O_CREAT | O_TRUNC, &e, &f, &oi);
 	CHECK_EQ(rc, 0);
 	if (rc)
 		return NULL;
 	*ino = e.ino;
+	CHECK(oi.direct_io && oi.sealed_fd == -1 && !oi.passthrough); /* a delta: direct I/O */
 	CHECK_EQ(vfs_write(v, f, text, strlen(text), 0), (ssize_t)strlen(text));
 	CHECK_EQ(vfs_flush(v, f), 0);
 	return f;
@@ -146,7 +148,7 @@ static void test_namespace(uint64_t coll, uint64_t incoming)
 	CHECK_EQ(vfs_refuse_create(v, coll), -EROFS);
 	CHECK_EQ(vfs_refuse_create(v, incoming), -EPERM);
 	vfs_file *f = NULL;
-	CHECK_EQ(vfs_create_file(v, coll, "x", 0644, O_WRONLY | O_CREAT, &e, &f), -EROFS);
+	CHECK_EQ(vfs_create_file(v, coll, "x", 0644, O_WRONLY | O_CREAT, &e, &f, &oi), -EROFS);
 	CHECK(lookup(coll, "incoming") == incoming);
 	CHECK(lookup(coll, "snapshots") != 0 && lookup(coll, "rejected") != 0 &&
 	      lookup(coll, "status") != 0);
@@ -182,7 +184,8 @@ static void test_queueing(uint64_t incoming)
 	memset(name, 'n', sizeof(name) - 1);
 	name[STORE_DELTA_NAME_MAX + 1] = '\0';
 	struct vfs_entry e;
-	CHECK_EQ(vfs_create_file(v, incoming, name, 0644, O_WRONLY | O_CREAT, &e, &f), -ENAMETOOLONG);
+	CHECK_EQ(vfs_create_file(v, incoming, name, 0644, O_WRONLY | O_CREAT, &e, &f, &oi),
+		 -ENAMETOOLONG);
 	name[0] = '.';
 	name[255] = '\0';
 	memset(name + 1, 'n', 254);
@@ -326,7 +329,7 @@ static void test_retirement(uint64_t coll)
 	CHECK_STR(link, want);
 	/* Sealed content is read-only. */
 	struct vfs_entry e;
-	CHECK_EQ(vfs_create_file(v, lookup(snaps, name), "x", 0644, O_WRONLY | O_CREAT, &e, &f),
+	CHECK_EQ(vfs_create_file(v, lookup(snaps, name), "x", 0644, O_WRONLY | O_CREAT, &e, &f, &oi),
 		 -EROFS);
 }
 

@@ -208,7 +208,8 @@ static void fsops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 {
 	vfs_file *f;
 	struct vfs_entry ve;
-	int rc = vfs_create_file(V(req), parent, name, mode, fi->flags, &ve, &f);
+	struct vfs_open_info info;
+	int rc = vfs_create_file(V(req), parent, name, mode, fi->flags, &ve, &f, &info);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -216,7 +217,7 @@ static void fsops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	struct fuse_entry_param e;
 	to_entry(&ve, &e);
 	fi->fh = (uintptr_t)f;
-	fi->direct_io = 1; /* a delta being written: see vfs_open_info */
+	fi->direct_io = info.direct_io;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		vfs_release(V(req), f);
 		vfs_forget(V(req), e.ino, 1);
