@@ -32,6 +32,14 @@ void sqlh_harden(sqlite3 *db);
 int sqlh_errno(int rc);
 /* 0, or -ENOENT (no such file), -ENOMEM, -EIO; err says why. */
 int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len);
+/*
+ * sqlh_open_ro, with pages read from a mapping of the file whose resident
+ * part stays bounded (src/core/mapvfs.h): as fast as SQLite's mmap, as
+ * flat in memory as pread. Only for files snapfs wrote and nobody
+ * truncates while they are open (a sealed copy): a truncated mapping
+ * raises SIGBUS.
+ */
+int sqlh_open_mapped(const char *path, sqlite3 **out, char *err, size_t len);
 /* Appends "file:" + path (percent-encoded) + query ("" or "?..."). */
 void sqlh_add_uri(sbuf *b, const char *path, const char *query);
 

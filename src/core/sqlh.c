@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "mapvfs.h"
+
 void sqlh_add_uri(sbuf *b, const char *path, const char *query)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -62,7 +64,7 @@ void sqlh_harden(sqlite3 *db)
 	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, (int *)NULL);
 }
 
-int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
+static int sqlh_open_ro_vfs(const char *path, const char *vfs, sqlite3 **out, char *err, size_t len)
 {
 	*out = NULL;
 	sbuf uri = SBUF_INIT;
@@ -72,7 +74,7 @@ int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
 	flags |= SQLITE_OPEN_NOFOLLOW;
 #endif
 	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(sbuf_str(&uri), &db, flags, NULL);
+	int rc = sqlite3_open_v2(sbuf_str(&uri), &db, flags, vfs);
 	sbuf_free(&uri);
 	if (rc != SQLITE_OK) {
 		if (err && len)
@@ -96,4 +98,23 @@ int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
 	}
 	*out = db;
 	return 0;
+}
+
+int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
+{
+	return sqlh_open_ro_vfs(path, NULL, out, err, len);
+}
+
+int sqlh_open_mapped(const char *path, sqlite3 **out, char *err, size_t len)
+{
+	const char *vfs = mapvfs_name();
+	int rc = sqlh_open_ro_vfs(path, vfs, out, err, len);
+	/*
+	 * mmap_size only switches SQLite to fetching pages (xFetch); mapvfs
+	 * maps the whole file and bounds what stays resident. Without mapvfs
+	 * the connection reads by pread: slower, never wrong.
+	 */
+	if (rc == 0 && vfs)
+		sqlite3_exec(*out, "PRAGMA mmap_size=9223372036854775807;", NULL, NULL, NULL);
+	return rc;
 }
