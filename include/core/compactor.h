@@ -42,6 +42,7 @@
 
 #include "sbuf.h"
 #include "store.h"
+#include "trailhash.h"
 
 typedef struct compactor compactor;
 
@@ -83,6 +84,15 @@ int compactor_add(compactor *c, const char *coll);
 int compactor_remove(compactor *c, const char *coll);
 /* A delta was queued for coll (store_queue_move succeeded). */
 void compactor_kick(compactor *c, const char *coll);
+/*
+ * coll's queued delta seq was hashed while it was written, by t (ended;
+ * the reference is the compactor's now). Its merge takes the hash from t
+ * instead of reading the file again, if t's result describes the queued
+ * file (trailhash_same_file); else, or once more than COMPACTOR_HASHES
+ * wait in one collection, the file is hashed as usual. Never waits.
+ */
+void compactor_delta_hash(compactor *c, const char *coll, uint64_t seq, trailhash *t);
+#define COMPACTOR_HASHES 32
 /*
  * A cluster member's compactor of coll starts over from a snapshot: at
  * its next round, before anything else, the thread empties queue/ (in a

@@ -70,16 +70,19 @@ struct livedb_file {
 };
 
 /*
- * livedb_apply for a file whose hash is not known yet: the merge runs on
- * this thread while a second one finishes the delta's check (integrity,
- * row scans: see delta_check_begin) and then hashes it; a failing check
+ * livedb_apply with what was learnt on the way: the merge runs on this
+ * thread while a second one finishes the delta's check (integrity, row
+ * scans: see delta_check_begin) and, unless known_sha256 gives it (64
+ * lower-case hex digits, computed while the file was written and checked
+ * by the caller to be this file's), hashes it; a failing check
  * interrupts the merge. The ledger is consulted once both are done, and
  * a delta already there is rolled back as a duplicate (its merge was
  * wasted work, which only a delta sent twice costs). A file that cannot
  * be read makes the outcome LIVEDB_FAILED (file->hash_rc says why).
  */
 int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name,
-		      struct livedb_file *file, int64_t *seq, char *msg, size_t len);
+		      const char *known_sha256, struct livedb_file *file, int64_t *seq, char *msg,
+		      size_t len);
 
 /*
  * Switches the connection from WAL to the rollback journal until it is

@@ -231,6 +231,7 @@ void compactor_stop(compactor *c)
 	while (c->colls) {
 		struct ccoll *cc = c->colls;
 		c->colls = cc->next;
+		cc_drop_hashes(cc);
 		free(cc->rebase_db);
 		free(cc);
 	}
@@ -318,6 +319,7 @@ int compactor_remove(compactor *c, const char *coll)
 				break;
 			}
 		}
+		cc_drop_hashes(cc);
 		free(cc->rebase_db);
 		free(cc);
 	} else {
@@ -341,6 +343,54 @@ void compactor_kick(compactor *c, const char *coll)
 		pthread_cond_broadcast(&c->cond);
 	}
 	pthread_mutex_unlock(&c->mu);
+}
+
+void compactor_delta_hash(compactor *c, const char *coll, uint64_t seq, trailhash *t)
+{
+	trailhash *drop = NULL;
+	pthread_mutex_lock(&c->mu);
+	struct ccoll *cc = ccoll_find(c, coll);
+	if (!cc) {
+		drop = t;
+	} else {
+		if (cc->nhashes == COMPACTOR_HASHES) { /* the oldest goes: hashed again when merged */
+			drop = cc->hashes[0].t;
+			memmove(&cc->hashes[0], &cc->hashes[1],
+				(COMPACTOR_HASHES - 1) * sizeof(cc->hashes[0]));
+			cc->nhashes--;
+		}
+		cc->hashes[cc->nhashes].seq = seq;
+		cc->hashes[cc->nhashes++].t = t;
+	}
+	pthread_mutex_unlock(&c->mu);
+	trailhash_put(drop);
+}
+
+trailhash *cc_take_hash(compactor *c, struct ccoll *cc, uint64_t seq)
+{
+	trailhash *found = NULL, *drop[COMPACTOR_HASHES];
+	size_t ndrop = 0, keep = 0;
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < cc->nhashes; i++) {
+		if (cc->hashes[i].seq == seq)
+			found = cc->hashes[i].t;
+		else if (cc->hashes[i].seq < seq)
+			drop[ndrop++] = cc->hashes[i].t;
+		else
+			cc->hashes[keep++] = cc->hashes[i];
+	}
+	cc->nhashes = keep;
+	pthread_mutex_unlock(&c->mu);
+	for (size_t i = 0; i < ndrop; i++)
+		trailhash_put(drop[i]);
+	return found;
+}
+
+void cc_drop_hashes(struct ccoll *cc)
+{
+	for (size_t i = 0; i < cc->nhashes; i++)
+		trailhash_put(cc->hashes[i].t);
+	cc->nhashes = 0;
 }
 
 uint64_t compactor_rebase(compactor *c, const char *coll, const char *db)

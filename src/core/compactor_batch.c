@@ -290,6 +290,28 @@ static bool has_wal_sibling(compactor *c, struct ccoll *cc, const store_delta *q
 }
 
 /* What to do after one delta; *stop ends the batch. */
+/*
+ * Whether the mount hashed queued delta d while it was written (into hex):
+ * only if that hash describes the very file queued now (same device,
+ * inode, size and mtime), so that a file changed behind the mount's back
+ * is hashed again, never trusted.
+ */
+static bool hashed_while_written(compactor *c, struct ccoll *cc, const store_delta *d,
+				 char hex[FSX_SHA256_HEX])
+{
+	trailhash *t = cc_take_hash(c, cc, d->seq);
+	if (!t)
+		return false;
+	struct trailhash_result r;
+	struct stat st;
+	bool ok = !atomic_load(&c->cancel) && trailhash_result(t, &r) == 0 &&
+		  lstat(d->path, &st) == 0 && trailhash_same_file(&r, &st);
+	trailhash_put(t);
+	if (ok)
+		hex_encode(r.sha256, sizeof(r.sha256), hex);
+	return ok;
+}
+
 static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q, size_t nq,
 		      size_t i, bool *applied, bool *gone, bool *stop)
 {
@@ -311,7 +333,10 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 	}
 	struct livedb_file file;
 	int64_t seq = 0;
-	int rc = livedb_apply_file(db, d->path, d->name, &file, &seq, msg, sizeof(msg));
+	char known[FSX_SHA256_HEX];
+	bool have = hashed_while_written(c, cc, d, known);
+	int rc = livedb_apply_file(db, d->path, d->name, have ? known : NULL, &file, &seq, msg,
+				   sizeof(msg));
 	if (file.hash_rc < 0 && file.hash_rc != -ECANCELED) {
 		snprintf(msg, sizeof(msg), "cannot read queued file %s: %s", d->path,
 			 strerror(-file.hash_rc));
@@ -321,6 +346,7 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 	memcpy(hex, file.sha256, sizeof(hex));
 	pthread_mutex_lock(&c->mu);
 	cc->batch.hash_ms += file.hash_ms;
+	cc->batch.hashed_while_written += have;
 	cc->batch.check_ms += file.check_ms;
 	cc->batch.apply_ms += file.apply_ms;
 	if (rc == LIVEDB_APPLIED)

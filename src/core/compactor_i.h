@@ -41,6 +41,7 @@ struct last_snapshot {
 /* Where a batch spent its time (milliseconds), for status and the benchmark. */
 struct batch_times {
 	uint64_t deltas, bytes;             /* deltas merged (applied) and their size */
+	uint64_t hashed_while_written;      /* deltas whose hash came from compactor_delta_hash */
 	double hash_ms, check_ms, apply_ms; /* summed over the batch's deltas */
 	double seal_ms;                     /* seal_make and the publish */
 	double ms;                          /* first delta hashed to snapshot published */
@@ -78,7 +79,13 @@ struct ccoll {
 	char last_error[512];
 	/* compactor_rebase: start over from rebase_db (NULL: nothing) at the next round. */
 	bool rebase_pending;
-	char *rebase_db;        /* malloc'd */
+	char *rebase_db; /* malloc'd */
+	/* compactor_delta_hash: hashes taken while deltas were written, by arrival number. */
+	struct {
+		uint64_t seq;
+		trailhash *t;
+	} hashes[COMPACTOR_HASHES];
+	size_t nhashes;
 	uint64_t rebase_ticket; /* of the newest request */
 	uint64_t rebase_done;   /* the newest ticket carried out */
 };
@@ -96,6 +103,14 @@ struct compactor {
 };
 
 /* compactor.c */
+/*
+ * The hash compactor_delta_hash left for queued delta seq of cc (NULL:
+ * none), forgetting it and any of earlier arrivals: the queue is applied
+ * in arrival order, so those are gone. Takes c->mu.
+ */
+trailhash *cc_take_hash(compactor *c, struct ccoll *cc, uint64_t seq);
+/* Drops every hash cc holds; with c->mu held. */
+void cc_drop_hashes(struct ccoll *cc);
 void cc_set_state(compactor *c, struct ccoll *cc, enum cstate s);
 /* Records msg as the collection's last_error and logs it once, at err level. */
 void cc_error(compactor *c, struct ccoll *cc, const char *fmt, ...)

@@ -69,6 +69,7 @@ static json_t *last_batch_json(const struct batch_times *b)
 	jsonx_set(o, "deltas", jsonx_u64(b->deltas));
 	jsonx_set(o, "bytes", jsonx_u64(b->bytes));
 	jsonx_set(o, "hash_ms", jsonx_real(b->hash_ms, 1));
+	jsonx_set(o, "hashed_while_written", jsonx_u64(b->hashed_while_written));
 	jsonx_set(o, "check_ms", jsonx_real(b->check_ms, 1));
 	jsonx_set(o, "apply_ms", jsonx_real(b->apply_ms, 1));
 	jsonx_set(o, "seal_ms", jsonx_real(b->seal_ms, 1));

@@ -314,9 +314,10 @@ static int apply_delta(livedb *db, const char *path, const char *name, const cha
 {
 	/* A large delta: the rollback journal, between transactions (livedb_bulk). */
 	struct stat st;
-	int r = stat(path, &st) == 0 && (uint64_t)st.st_size >= LIVEDB_BULK_BYTES
-			? livedb_bulk(db, msg, len)
-			: 0;
+	bool known = stat(path, &st) == 0;
+	if (known && given_hex)
+		file->size = (uint64_t)st.st_size; /* what the hash was taken of: the caller checked */
+	int r = known && (uint64_t)st.st_size >= LIVEDB_BULK_BYTES ? livedb_bulk(db, msg, len) : 0;
 	/* IMMEDIATE: take the write lock now, so nothing between the ledger check and the commit can be busy. */
 	if (!r)
 		r = run(db->db, "BEGIN IMMEDIATE", "begin a transaction", db->path, msg, len);
@@ -407,17 +408,21 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 }
 
 int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name,
-		      struct livedb_file *file, int64_t *seq, char *msg, size_t len)
+		      const char *known_sha256, struct livedb_file *file, int64_t *seq, char *msg,
+		      size_t len)
 {
 	if (len)
 		msg[0] = '\0';
 	*seq = 0;
 	*file = (struct livedb_file){0};
-	if (!delta_name || !delta_path) {
-		errbuf_line(msg, len, "apply: no delta path or name");
+	if (!delta_name || !delta_path || (known_sha256 && !is_sha256_hex(known_sha256))) {
+		errbuf_line(msg, len, "apply %s: no delta path or name, or a malformed known sha256",
+			    delta_name ? delta_name : "(null)");
 		return -EINVAL;
 	}
-	return apply_delta(db, delta_path, delta_name, NULL, file, seq, msg, len);
+	if (known_sha256)
+		memcpy(file->sha256, known_sha256, sizeof(file->sha256));
+	return apply_delta(db, delta_path, delta_name, known_sha256, file, seq, msg, len);
 }
 
 int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n)

@@ -185,6 +185,7 @@ void vfs_destroy(vfs *v)
 		v->files = f->next;
 		if (f->fd >= 0)
 			close(f->fd);
+		trailhash_put(f->hash);
 		free(f->mem);
 		free(f);
 	}
@@ -197,6 +198,7 @@ void vfs_destroy(vfs *v)
 		while (v->by_ino[b]) {
 			struct node *n = v->by_ino[b];
 			v->by_ino[b] = n->next_ino;
+			trailhash_put(n->hash);
 			free(n->key);
 			free(n->name);
 			free(n);
@@ -283,6 +285,8 @@ int vfs_setattr(vfs *v, uint64_t ino, vfs_file *f, int to_set, const struct stat
 	int fd = by_fd ? f->fd : -1;
 	if (rc == 0 && (to_set & VFS_SET_SIZE) && (uint64_t)attr->st_size > v->cfg.max_delta_size)
 		rc = -EFBIG;
+	if (rc == 0 && (to_set & VFS_SET_SIZE) && n->hash)
+		trailhash_break(n->hash); /* no longer a file written in one pass */
 	if (rc == 0 && (to_set & VFS_SET_SIZE) &&
 	    (by_fd ? ftruncate(fd, attr->st_size) : truncate(path, attr->st_size)) < 0)
 		rc = -errno;

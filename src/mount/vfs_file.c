@@ -33,6 +33,8 @@ static int file_new(vfs *v, struct node *n, int fd, bool writable, vfs_file **ou
 	n->opens++;
 	if (writable)
 		n->writers++;
+	if (writable && n->hash)
+		f->hash = trailhash_ref(n->hash); /* this handle's writes are reported to it */
 	LIST_PUSH(v->files, f);
 	*out = f;
 	return 0;
@@ -137,8 +139,11 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 				rc = -errno;
 			if (rc == 0 && (rc = file_new(v, n, fd, wr, out)) < 0)
 				close(fd);
-			if (rc == 0 && (flags & O_TRUNC))
+			if (rc == 0 && (flags & O_TRUNC)) {
 				n->write_error = 0; /* a fresh start: what failed before is gone */
+				if (n->hash)
+					trailhash_break(n->hash);
+			}
 			info->direct_io = true;
 			break;
 		}
@@ -147,6 +152,27 @@ int vfs_open(vfs *v, uint64_t ino, int flags, vfs_file **out, struct vfs_open_in
 	}
 	vfs_unlock(v);
 	return rc;
+}
+
+/*
+ * Starts hashing a file just created while it is written (trailhash.h),
+ * outside v->mu (it starts a thread). It stays only if f is still the
+ * file's one writer, which keeps every write to it reported: a handle
+ * opened for writing before the hash was there would write unseen.
+ */
+static void hash_while_written(vfs *v, struct node *n, vfs_file *f)
+{
+	trailhash *t = trailhash_start(f->fd);
+	if (!t)
+		return; /* not empty any more, or no thread: hashed when merged */
+	vfs_lock(v);
+	if (n->writers == 1 && !n->hash && n->key) {
+		n->hash = t;
+		f->hash = trailhash_ref(t);
+		t = NULL;
+	}
+	vfs_unlock(v);
+	trailhash_put(t);
 }
 
 int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int flags,
@@ -175,17 +201,31 @@ int vfs_create_file(vfs *v, uint64_t parent, const char *name, mode_t mode, int 
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = vfs_fill_entry(v, n, e);
+	/*
+	 * Made again (O_TRUNC) or opened as it is: a hash of what it held so
+	 * far describes nothing now. With no writer left, a new one may start.
+	 */
+	if (rc == 0 && n->hash && (flags & O_TRUNC))
+		trailhash_break(n->hash);
+	if (rc == 0 && n->hash && n->writers == 0) {
+		trailhash_put(n->hash);
+		n->hash = NULL;
+	}
 	if (rc == 0)
 		rc = file_new(v, n, fd, true, out);
+	bool hash = false;
 	if (rc == 0) {
 		n->nlookup++;
 		if (flags & O_TRUNC)
 			n->write_error = 0;
+		hash = n->writers == 1;
 	} else if (fd >= 0)
 		close(fd);
 	if (rc < 0 && n)
 		vfs_node_maybe_free(v, n);
 	vfs_unlock(v);
+	if (hash)
+		hash_while_written(v, n, *out);
 	return rc;
 }
 
@@ -226,6 +266,8 @@ ssize_t vfs_write(vfs *v, vfs_file *f, const char *buf, size_t size, off_t off)
 		log_warn("collection %s: delta %s exceeds max_delta_size=%llu bytes; write refused",
 			 f->node->coll, f->node->name ? f->node->name : "?",
 			 (unsigned long long)v->cfg.max_delta_size);
+		if (f->hash)
+			trailhash_break(f->hash);
 		write_failed(v, f->node, EFBIG);
 		return -EFBIG;
 	}
@@ -236,11 +278,15 @@ ssize_t vfs_write(vfs *v, vfs_file *f, const char *buf, size_t size, off_t off)
 			if (errno == EINTR)
 				continue;
 			int e = errno;
+			if (f->hash)
+				trailhash_break(f->hash);
 			write_failed(v, f->node, e);
 			return done ? (ssize_t)done : -e;
 		}
 		done += (size_t)n;
 	}
+	if (f->hash)
+		trailhash_wrote(f->hash, (uint64_t)off, done); /* the bytes are in the file */
 	/*
 	 * close(2) must find the delta durable (vfs_flush fsyncs it). Start the
 	 * disk writing what came so far every VFS_WRITEBACK_BYTES, so that the
@@ -322,6 +368,7 @@ void vfs_release(vfs *v, vfs_file *f)
 	vfs_node_close(v, n, iv, 3, &niv);
 	vfs_unlock(v);
 	vfs_send_invals(v, iv, niv);
+	trailhash_put(f->hash);
 	free(f->mem);
 	free(f);
 }

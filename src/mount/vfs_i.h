@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "trailhash.h"
 #include "vfs.h"
 
 #define VFS_WRITEBACK_BYTES (8u << 20) /* a delta being written: writeback started this often */
@@ -70,6 +71,14 @@ struct node {
 	 * same way (vfs_file.c, read_via_passthrough).
 	 */
 	unsigned pt_opens, cache_opens;
+	/*
+	 * N_INFILE: the file's SHA-256 taken as it is written (trailhash.h),
+	 * or NULL. Set only at create, on an empty file with no other writer,
+	 * so that every handle that can write it reports to it (file_new
+	 * gives each writer a reference); handed to the compactor when the
+	 * file is queued. Under v->mu.
+	 */
+	trailhash *hash;
 	struct node *next_ino, *next_key;
 };
 
@@ -150,6 +159,7 @@ struct vfs_file {
 	bool writable;
 	bool passthrough;  /* a sealed file served by passthrough (else from the page cache) */
 	uint64_t unsynced; /* bytes written since the disk was last told to start writing */
+	trailhash *hash;   /* a writer's reference to node->hash (NULL: none); set at open */
 	char *mem;         /* generated content (status, metrics) */
 	size_t memlen;
 };

@@ -113,6 +113,7 @@ void vfs_node_free(vfs *v, struct node *n)
 			break;
 		}
 	}
+	trailhash_put(n->hash);
 	free(n->name);
 	free(n);
 }

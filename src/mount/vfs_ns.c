@@ -200,6 +200,15 @@ bool vfs_queue_delta(vfs *v, struct node *n)
 		return false;
 	}
 	log_info("collection %s: queued delta %s (#%llu)", n->coll, n->name, (unsigned long long)seq);
+	if (n->hash) {
+		/* No writer is left (the caller's condition): the hash is complete. */
+		trailhash_end(n->hash);
+		if (v->cluster.queued)
+			trailhash_put(n->hash); /* merged by the cluster's compactor, wherever it runs */
+		else
+			compactor_delta_hash(v->comp, n->coll, seq, n->hash);
+		n->hash = NULL;
+	}
 	vfs_node_unkey(v, n);
 	vfs_defer(v, VFS_WORK_QUEUE_SYNC, n->coll, 0);
 	vfs_dir_changed(v, N_INCOMING, n->coll);

@@ -4,6 +4,8 @@ what the daemon is doing, in the documented shapes."""
 import json
 import os
 import re
+import shutil
+import subprocess
 
 from snapfs_test.harness import make_delta, wait_for
 
@@ -85,3 +87,42 @@ def test_queued_shows_waiting_deltas(make_fs, tmp_path):
     assert os.listdir(fs.path("c", "incoming")) == []
     fs.wait_applied("c", shas)
     assert fs.wait_idle("c")["queued"] == 0
+
+
+def test_hash_taken_while_written(fs, tmp_path):
+    """A delta written from start to end in one pass (cp, rsync) is hashed
+    as it arrives, and the merge uses that hash (last_batch says how many
+    did); one written any other way is hashed when merged. Either way the
+    ledger holds the file's own SHA-256 (wait_applied looks for it)."""
+    fs.mkcoll("c")
+
+    def batch_after(sha):
+        fs.wait_applied("c", [sha])
+        return wait_for(lambda: (lambda s: s["last_batch"] if s["state"] == "idle" and s["queued"] == 0
+                                 and s["last_batch"] else False)(fs.status("c")), 30, "the batch to end")
+
+    src = str(tmp_path / "cp.db")
+    sha = make_delta(src, rows=[(i, "x" * 500) for i in range(2000)])
+    fs.submit("c", src)
+    lb = batch_after(sha)
+    assert lb["deltas"] == 1 and lb["hashed_while_written"] == 1, lb
+
+    if shutil.which("rsync"):
+        src = str(tmp_path / "rsync.db")
+        sha = make_delta(src, rows=[(i, "y") for i in range(2000, 2100)])
+        subprocess.run(["rsync", src, fs.path("c", "incoming") + "/"], check=True)
+        lb = batch_after(sha)
+        assert lb["deltas"] == 1 and lb["hashed_while_written"] == 1, lb
+
+    # the same bytes, but the first page written twice: not one pass
+    src = str(tmp_path / "rewritten.db")
+    sha = make_delta(src, rows=[(i, "z") for i in range(3000, 3100)])
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(fs.path("c", "incoming", "rewritten.db"), "wb") as f:
+        f.write(data)
+        f.flush()
+        f.seek(0)
+        f.write(data[:4096])
+    lb = batch_after(sha)
+    assert lb["deltas"] == 1 and lb["hashed_while_written"] == 0, lb

@@ -325,12 +325,19 @@ int main(void)
 		unsigned char raw[FSX_SHA256_LEN];
 		CHECK(fsx_sha256_file(at("late.db"), raw, NULL) == 0);
 		hex_encode(raw, sizeof(raw), want);
-		CHECK(livedb_apply_file(db, at("late.db"), "late.db", &lf, &sq, lm, sizeof(lm)) ==
-		      LIVEDB_APPLIED);
+		CHECK(livedb_apply_file(db, at("late.db"), "late.db", NULL, &lf, &sq, lm,
+					sizeof(lm)) == LIVEDB_APPLIED);
 		CHECK(lf.hash_rc == 0 && strcmp(lf.sha256, want) == 0 && sq == ledger_max(db));
 		CHECK(rows(live) == before + 3000);
-		CHECK(livedb_apply_file(db, at("late.db"), "again.db", &lf, &sq, lm, sizeof(lm)) ==
-		      LIVEDB_DUPLICATE);
+		CHECK(livedb_apply_file(db, at("late.db"), "again.db", NULL, &lf, &sq, lm,
+					sizeof(lm)) == LIVEDB_DUPLICATE);
+		CHECK(rows(live) == before + 3000);
+		/* Given the hash (taken while it was written): the same duplicate, nothing hashed. */
+		CHECK(livedb_apply_file(db, at("late.db"), "known.db", want, &lf, &sq, lm,
+					sizeof(lm)) == LIVEDB_DUPLICATE);
+		CHECK(lf.hash_ms == 0 && strcmp(lf.sha256, want) == 0);
+		CHECK(livedb_apply_file(db, at("late.db"), "bad.db", "not-a-sha", &lf, &sq, lm,
+					sizeof(lm)) == -EINVAL);
 		CHECK(rows(live) == before + 3000);
 		/* Corrupt deep inside (past its schema): the merge starts, the check stops it. */
 		mkdb(at("rot.db"), LINES "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
@@ -341,11 +348,12 @@ int main(void)
 		memset(junk, 0x5a, sizeof(junk));
 		CHECK(fd >= 0 && pwrite(fd, junk, sizeof(junk), 40 * 4096) == (ssize_t)sizeof(junk) &&
 		      close(fd) == 0);
-		r = livedb_apply_file(db, at("rot.db"), "rot.db", &lf, &sq, lm, sizeof(lm));
+		r = livedb_apply_file(db, at("rot.db"), "rot.db", NULL, &lf, &sq, lm, sizeof(lm));
 		tap_note("rot.db: %d %s\n", r, lm);
 		CHECK(r == LIVEDB_REJECTED && sq == 0);
 		CHECK(rows(live) == before + 3000);
-		r = livedb_apply_file(db, at("no-such.db"), "no-such.db", &lf, &sq, lm, sizeof(lm));
+		r = livedb_apply_file(db, at("no-such.db"), "no-such.db", NULL, &lf, &sq, lm,
+				      sizeof(lm));
 		CHECK(r == LIVEDB_FAILED && lf.hash_rc == -ENOENT);
 		CHECK(rows(live) == before + 3000);
 		CHECK(livedb_close(db, err, sizeof(err)) == 0);

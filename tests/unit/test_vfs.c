@@ -29,7 +29,10 @@
 
 struct compactor {
 	int kicks, adds, reports, rejected_removed;
-	int remove_rc; /* what compactor_remove answers (after the store removal when 0) */
+	int hashes;        /* compactor_delta_hash calls */
+	uint64_t hash_seq; /* the newest one's delta */
+	trailhash *hash;   /* and its hash (ours to put) */
+	int remove_rc;     /* what compactor_remove answers (after the store removal when 0) */
 	store *st;
 	char last_report[512];
 };
@@ -51,6 +54,14 @@ int compactor_remove(compactor *c, const char *coll)
 void compactor_kick(compactor *c, const char *coll)
 {
 	c->kicks++;
+}
+
+void compactor_delta_hash(compactor *c, const char *coll, uint64_t seq, trailhash *t)
+{
+	trailhash_put(c->hash);
+	c->hash = t;
+	c->hash_seq = seq;
+	c->hashes++;
 }
 
 void compactor_report(compactor *c, const char *coll, const char *fmt, ...)
@@ -198,6 +209,111 @@ static void test_queueing(uint64_t incoming)
 	final[STORE_DELTA_NAME_MAX] = '\0';
 	CHECK_EQ(vfs_rename(v, incoming, name, incoming, final, 0), 0);
 	CHECK_EQ(queued("c"), 4u);
+}
+
+/* The newest queued delta of c: its path and seq. */
+static bool newest_queued(char *path, size_t len, uint64_t *seq)
+{
+	store_delta *d;
+	size_t n = 0;
+	if (store_queue_list(st, "c", &d, &n) != 0 || n == 0)
+		return false;
+	snprintf(path, len, "%s", d[n - 1].path);
+	*seq = d[n - 1].seq;
+	store_deltas_free(d, n);
+	return true;
+}
+
+/*
+ * What the compactor was handed for the delta just queued: 1 if it is
+ * the queued file's hash (same bytes, same file), 0 if the hash was given
+ * up, -1 if nothing (or not this delta's) was handed over.
+ */
+static int handed_hash(int hashes_before)
+{
+	char path[PATH_MAX];
+	uint64_t seq;
+	if (fake.hashes != hashes_before + 1 || !newest_queued(path, sizeof(path), &seq) ||
+	    fake.hash_seq != seq)
+		return -1;
+	struct trailhash_result r;
+	if (trailhash_result(fake.hash, &r) != 0)
+		return 0;
+	unsigned char want[FSX_SHA256_LEN];
+	uint64_t size;
+	struct stat sb;
+	return fsx_sha256_file(path, want, &size) == 0 && memcmp(want, r.sha256, sizeof(want)) == 0 &&
+			       lstat(path, &sb) == 0 && trailhash_same_file(&r, &sb)
+		       ? 1
+		       : -1;
+}
+
+/*
+ * A delta's hash is taken while it is written and handed to the compactor
+ * when it is queued, but only if every write followed on from the last:
+ * any other write, a truncate or a failed write gives it up.
+ */
+static void test_hash_while_written(uint64_t incoming)
+{
+	uint64_t ino;
+	struct vfs_entry e;
+	int h = fake.hashes;
+	/* In order, through two handles of the same file. */
+	vfs_file *f = create(incoming, "h1.db", "0123456789", &ino), *g = NULL;
+	struct vfs_open_info info;
+	CHECK_EQ(vfs_open(v, ino, O_WRONLY, &g, &info), 0);
+	CHECK_EQ(vfs_write(v, g, "abcdef", 6, 10), 6);
+	CHECK_EQ(vfs_write(v, f, "ghi", 3, 16), 3);
+	vfs_release(v, g);
+	vfs_release(v, f);
+	CHECK_EQ(handed_hash(h), 1);
+	/* Written by rsync's way: a dot-file, closed, renamed. */
+	h = fake.hashes;
+	f = create(incoming, ".h2.tmp", "rsync'd", &ino);
+	vfs_release(v, f);
+	CHECK_EQ(vfs_rename(v, incoming, ".h2.tmp", incoming, "h2.db", 0), 0);
+	CHECK_EQ(handed_hash(h), 1);
+	/* A gap, then the start: given up. */
+	h = fake.hashes;
+	f = create(incoming, "h3.db", "abc", &ino);
+	CHECK_EQ(vfs_write(v, f, "xyz", 3, 10), 3);
+	CHECK_EQ(vfs_write(v, f, "def", 3, 3), 3);
+	vfs_release(v, f);
+	CHECK_EQ(handed_hash(h), 0);
+	/* An overwrite of what was hashed: given up. */
+	h = fake.hashes;
+	f = create(incoming, "h4.db", "abc", &ino);
+	CHECK_EQ(vfs_write(v, f, "X", 1, 1), 1);
+	vfs_release(v, f);
+	CHECK_EQ(handed_hash(h), 0);
+	/* Truncated: given up. */
+	h = fake.hashes;
+	f = create(incoming, "h5.db", "abcdef", &ino);
+	struct stat want = {.st_size = 2}, out;
+	double timeout;
+	CHECK_EQ(vfs_setattr(v, ino, f, VFS_SET_SIZE, &want, &out, &timeout), 0);
+	vfs_release(v, f);
+	CHECK_EQ(handed_hash(h), 0);
+	/* A write refused (over max_delta_size): given up, and never queued anyway. */
+	h = fake.hashes;
+	size_t q = queued("c");
+	f = create(incoming, "h6.db", "abc", &ino);
+	char big[128] = {0};
+	CHECK_EQ(vfs_write(v, f, big, sizeof(big), 3), -EFBIG);
+	vfs_release(v, f);
+	CHECK_EQ(queued("c"), q);
+	CHECK_EQ(fake.hashes, h);
+	CHECK_EQ(vfs_unlink(v, incoming, "h6.db"), 0);
+	/* Truncated by an open (O_TRUNC) after its writer closed it: given up. */
+	f = create(incoming, ".h7.tmp", "abc", &ino);
+	vfs_release(v, f);
+	h = fake.hashes;
+	CHECK_EQ(vfs_open(v, ino, O_WRONLY | O_TRUNC, &f, &info), 0);
+	CHECK_EQ(vfs_write(v, f, "abc", 3, 0), 3);
+	vfs_release(v, f);
+	CHECK_EQ(vfs_rename(v, incoming, ".h7.tmp", incoming, "h7.db", 0), 0);
+	CHECK_EQ(handed_hash(h), 0);
+	(void)e;
 }
 
 static void test_failed_write(uint64_t incoming)
@@ -539,6 +655,7 @@ int main(void)
 	test_namespace(coll, incoming);
 	test_status(coll);
 	test_queueing(incoming);
+	test_hash_while_written(incoming);
 	test_failed_write(incoming);
 	test_setattr_on_the_handle(incoming);
 	test_rmdir(incoming);
@@ -547,6 +664,7 @@ int main(void)
 	test_read_path(coll);
 	test_cluster();
 	vfs_destroy(v);
+	trailhash_put(fake.hash);
 	store_close(st);
 	if (!tap_failed)
 		fsx_rm_rf(tmp);
