@@ -118,8 +118,10 @@ int delta_detach(sqlite3 *live, char *err, size_t len);
 /*
  * Opens any database file read-only and immutable (URI-encoded path,
  * mode=ro&immutable=1, no symlink), with the defensive settings above:
- * nothing is created beside the file, not even -wal or -shm. For deltas
- * and for sealed snapshots. Returns 0 or a negative errno, err says why.
+ * nothing is created beside the file, not even -wal or -shm; its pages
+ * are read through a mapping (sqlh_open_mapped), so only for a file no
+ * one truncates while it is open: a queued delta, a sealed snapshot.
+ * Returns 0 or a negative errno, err says why.
  */
 int delta_open_ro(const char *path, sqlite3 **out, char *err, size_t len);
 
