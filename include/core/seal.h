@@ -4,9 +4,10 @@
  * Precondition: the connection that wrote live_path was checkpointed and
  * closed successfully (livedb_close returned 0) and nothing writes it
  * until seal_make returns. seal_make then, in staging_dir:
- *   1. copies live_path to NAME.sqlite3 in one read pass that also
- *      computes the SHA-256, and fsyncs it;
- *   2. opens the copy with a fresh read-only connection and runs
+ *   1. copies live_path to NAME.sqlite3, computes the SHA-256 of the
+ *      copy as it lands (on a second thread), and fsyncs it;
+ *   2. opens the copy with a fresh read-only connection (pages mapped,
+ *      with bounded residency: sqlh_open_mapped) and runs
  *      PRAGMA integrity_check; counts rows per table;
  *   3. writes MANIFEST.json and fsyncs it and staging_dir.
  * Any failure leaves nothing to publish and says why in err; a stop
