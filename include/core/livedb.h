@@ -15,6 +15,7 @@
 #define SNAPFS_LIVEDB_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,24 +66,35 @@ struct livedb_file {
 	char sha256[65]; /* its SHA-256, 64 lower-case hex digits, when hash_rc is 0 */
 	uint64_t size;   /* bytes hashed */
 	int hash_rc;     /* 0, the negative errno of reading it, or -ECANCELED (a stop) */
+	bool hash_known; /* the hash came from the caller's livedb_known_hash, not from reading */
 	/* Milliseconds: hashing (beside the merge), checking it (both halves), merging and committing. */
 	double hash_ms, check_ms, apply_ms;
 };
 
 /*
+ * A delta's hash taken elsewhere (while it was written into incoming/):
+ * get runs on the thread beside the merge and may wait; it returns true
+ * with the 64 lower-case hex digits of this very file's SHA-256, or false,
+ * and the file is then hashed as usual.
+ */
+struct livedb_known_hash {
+	bool (*get)(void *arg, char hex[65]);
+	void *arg;
+};
+
+/*
  * livedb_apply with what was learnt on the way: the merge runs on this
  * thread while a second one finishes the delta's check (integrity, row
- * scans: see delta_check_begin) and, unless known_sha256 gives it (64
- * lower-case hex digits, computed while the file was written and checked
- * by the caller to be this file's), hashes it; a failing check
- * interrupts the merge. The ledger is consulted once both are done, and
- * a delta already there is rolled back as a duplicate (its merge was
+ * scans: see delta_check_begin) and then takes the delta's SHA-256 from
+ * known (NULL: none) or, failing that, reads the file for it; a failing
+ * check interrupts the merge. The ledger is consulted once both are done,
+ * and a delta already there is rolled back as a duplicate (its merge was
  * wasted work, which only a delta sent twice costs). A file that cannot
  * be read makes the outcome LIVEDB_FAILED (file->hash_rc says why).
  */
 int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name,
-		      const char *known_sha256, struct livedb_file *file, int64_t *seq, char *msg,
-		      size_t len);
+		      const struct livedb_known_hash *known, struct livedb_file *file, int64_t *seq,
+		      char *msg, size_t len);
 
 /*
  * Switches the connection from WAL to the rollback journal until it is

@@ -290,26 +290,28 @@ static bool has_wal_sibling(compactor *c, struct ccoll *cc, const store_delta *q
 }
 
 /* What to do after one delta; *stop ends the batch. */
+/* A queued delta's hash taken by the mount while it was written (compactor_delta_hash). */
+struct written_hash {
+	trailhash *t;
+	const char *path;
+};
+
 /*
- * Whether the mount hashed queued delta d while it was written (into hex):
- * only if that hash describes the very file queued now (same device,
- * inode, size and mtime), so that a file changed behind the mount's back
- * is hashed again, never trusted.
+ * livedb_known_hash.get, on the thread beside the merge: waits for the
+ * hash and gives it only if it describes the very file queued now (same
+ * device, inode, size and mtime), so that a file changed behind the
+ * mount's back is hashed again, never trusted.
  */
-static bool hashed_while_written(compactor *c, struct ccoll *cc, const store_delta *d,
-				 char hex[FSX_SHA256_HEX])
+static bool written_hash_get(void *arg, char hex[FSX_SHA256_HEX])
 {
-	trailhash *t = cc_take_hash(c, cc, d->seq);
-	if (!t)
-		return false;
+	const struct written_hash *w = arg;
 	struct trailhash_result r;
 	struct stat st;
-	bool ok = !atomic_load(&c->cancel) && trailhash_result(t, &r) == 0 &&
-		  lstat(d->path, &st) == 0 && trailhash_same_file(&r, &st);
-	trailhash_put(t);
-	if (ok)
-		hex_encode(r.sha256, sizeof(r.sha256), hex);
-	return ok;
+	if (trailhash_result(w->t, &r) != 0 || lstat(w->path, &st) != 0 ||
+	    !trailhash_same_file(&r, &st))
+		return false;
+	hex_encode(r.sha256, sizeof(r.sha256), hex);
+	return true;
 }
 
 static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q, size_t nq,
@@ -333,10 +335,11 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 	}
 	struct livedb_file file;
 	int64_t seq = 0;
-	char known[FSX_SHA256_HEX];
-	bool have = hashed_while_written(c, cc, d, known);
-	int rc = livedb_apply_file(db, d->path, d->name, have ? known : NULL, &file, &seq, msg,
+	struct written_hash w = {.t = cc_take_hash(c, cc, d->seq), .path = d->path};
+	struct livedb_known_hash known = {.get = written_hash_get, .arg = &w};
+	int rc = livedb_apply_file(db, d->path, d->name, w.t ? &known : NULL, &file, &seq, msg,
 				   sizeof(msg));
+	trailhash_put(w.t);
 	if (file.hash_rc < 0 && file.hash_rc != -ECANCELED) {
 		snprintf(msg, sizeof(msg), "cannot read queued file %s: %s", d->path,
 			 strerror(-file.hash_rc));
@@ -346,7 +349,7 @@ static void apply_one(compactor *c, struct ccoll *cc, livedb *db, store_delta *q
 	memcpy(hex, file.sha256, sizeof(hex));
 	pthread_mutex_lock(&c->mu);
 	cc->batch.hash_ms += file.hash_ms;
-	cc->batch.hashed_while_written += have;
+	cc->batch.hashed_while_written += file.hash_known;
 	cc->batch.check_ms += file.check_ms;
 	cc->batch.apply_ms += file.apply_ms;
 	if (rc == LIVEDB_APPLIED)

@@ -260,7 +260,9 @@ static int ledger_add(livedb *l, const char *sha, const char *name, int64_t *seq
  * What runs beside the merge, on a thread of its own: the second half of
  * the delta's check (delta_check_finish: integrity_check and the row
  * scans, within the budget) and then, unless the caller gave it, the
- * delta's SHA-256. The merge runs meanwhile on the compactor thread: two
+ * delta's SHA-256: from known if that has it (waiting for the thread that
+ * hashed it while it was written, off the merge's path), else read from
+ * the file. The merge runs meanwhile on the compactor thread: two
  * cores. A check that fails interrupts the merge; sqlite3_interrupt may be
  * called from any thread while the connection is open, and it is: the
  * compactor thread joins this one before anything else on it.
@@ -272,6 +274,7 @@ struct side {
 	atomic_bool merging;       /* the compactor thread is inside delta_apply */
 	const atomic_bool *cancel; /* the compactor's stop flag: no hash once it is set */
 	bool want_hash;
+	const struct livedb_known_hash *known; /* asked first for the hash (may be NULL) */
 	int check_rc;
 	double check_ms;
 	char reason[1024];
@@ -294,9 +297,14 @@ static void *side_run(void *arg)
 	} else if (s->want_hash) {
 		unsigned char sha[FSX_SHA256_LEN];
 		double t0 = mono_now();
-		s->file->hash_rc = fsx_sha256_file(s->path, sha, &s->file->size);
-		if (s->file->hash_rc == 0)
-			hex_encode(sha, sizeof(sha), s->file->sha256);
+		if (s->known && s->known->get(s->known->arg, s->file->sha256)) {
+			s->file->hash_known = true;
+			s->file->hash_rc = 0;
+		} else {
+			s->file->hash_rc = fsx_sha256_file(s->path, sha, &s->file->size);
+			if (s->file->hash_rc == 0)
+				hex_encode(sha, sizeof(sha), s->file->sha256);
+		}
 		s->file->hash_ms = (mono_now() - t0) * 1e3;
 	}
 	return NULL;
@@ -310,14 +318,15 @@ static void *side_run(void *arg)
  * rejected), any other gets its ledger row and the commit.
  */
 static int apply_delta(livedb *db, const char *path, const char *name, const char *given_hex,
-		       struct livedb_file *file, int64_t *seq, char *msg, size_t len)
+		       const struct livedb_known_hash *known, struct livedb_file *file,
+		       int64_t *seq, char *msg, size_t len)
 {
 	/* A large delta: the rollback journal, between transactions (livedb_bulk). */
 	struct stat st;
-	bool known = stat(path, &st) == 0;
-	if (known && given_hex)
-		file->size = (uint64_t)st.st_size; /* what the hash was taken of: the caller checked */
-	int r = known && (uint64_t)st.st_size >= LIVEDB_BULK_BYTES ? livedb_bulk(db, msg, len) : 0;
+	bool there = stat(path, &st) == 0;
+	if (there)
+		file->size = (uint64_t)st.st_size; /* a hash read from the file says the same */
+	int r = there && (uint64_t)st.st_size >= LIVEDB_BULK_BYTES ? livedb_bulk(db, msg, len) : 0;
 	/* IMMEDIATE: take the write lock now, so nothing between the ledger check and the commit can be busy. */
 	if (!r)
 		r = run(db->db, "BEGIN IMMEDIATE", "begin a transaction", db->path, msg, len);
@@ -327,6 +336,7 @@ static int apply_delta(livedb *db, const char *path, const char *name, const cha
 			 .live = db->db,
 			 .cancel = db->cancel,
 			 .want_hash = !given_hex,
+			 .known = known,
 			 .file = file};
 	double t0 = mono_now();
 	r = delta_check_begin(db->db, path, &(struct delta_ctl){.cancel = db->cancel}, &s.k, msg,
@@ -404,25 +414,22 @@ int livedb_apply(livedb *db, const char *delta_path, const char *delta_name, con
 		return -EINVAL;
 	}
 	struct livedb_file file = {0};
-	return apply_delta(db, delta_path, delta_name, sha256_hex, &file, seq, msg, len);
+	return apply_delta(db, delta_path, delta_name, sha256_hex, NULL, &file, seq, msg, len);
 }
 
 int livedb_apply_file(livedb *db, const char *delta_path, const char *delta_name,
-		      const char *known_sha256, struct livedb_file *file, int64_t *seq, char *msg,
-		      size_t len)
+		      const struct livedb_known_hash *known, struct livedb_file *file, int64_t *seq,
+		      char *msg, size_t len)
 {
 	if (len)
 		msg[0] = '\0';
 	*seq = 0;
 	*file = (struct livedb_file){0};
-	if (!delta_name || !delta_path || (known_sha256 && !is_sha256_hex(known_sha256))) {
-		errbuf_line(msg, len, "apply %s: no delta path or name, or a malformed known sha256",
-			    delta_name ? delta_name : "(null)");
+	if (!delta_name || !delta_path) {
+		errbuf_line(msg, len, "apply: no delta path or name");
 		return -EINVAL;
 	}
-	if (known_sha256)
-		memcpy(file->sha256, known_sha256, sizeof(file->sha256));
-	return apply_delta(db, delta_path, delta_name, known_sha256, file, seq, msg, len);
+	return apply_delta(db, delta_path, delta_name, NULL, known, file, seq, msg, len);
 }
 
 int livedb_ledger_since(livedb *db, int64_t after, livedb_entry **out, size_t *n)

@@ -60,6 +60,22 @@ static long long rows(const char *live)
 	return peek(live, "SELECT count(*) FROM lines");
 }
 
+/* A livedb_known_hash that answers hex, or nothing. */
+struct known_stub {
+	const char *hex;
+	bool answer;
+	int calls;
+};
+
+static bool known_stub_get(void *arg, char hex[65])
+{
+	struct known_stub *k = arg;
+	k->calls++;
+	if (k->answer)
+		memcpy(hex, k->hex, 65);
+	return k->answer;
+}
+
 static int64_t ledger_max(livedb *db)
 {
 	int64_t m = -1;
@@ -332,12 +348,24 @@ int main(void)
 		CHECK(livedb_apply_file(db, at("late.db"), "again.db", NULL, &lf, &sq, lm,
 					sizeof(lm)) == LIVEDB_DUPLICATE);
 		CHECK(rows(live) == before + 3000);
-		/* Given the hash (taken while it was written): the same duplicate, nothing hashed. */
-		CHECK(livedb_apply_file(db, at("late.db"), "known.db", want, &lf, &sq, lm,
+		/*
+		 * A hash known from elsewhere (taken while it was written) is
+		 * what the ledger is asked about; one that is not to be had
+		 * leaves the file to be hashed as usual.
+		 */
+		struct known_stub ks = {.hex = want, .answer = true};
+		struct livedb_known_hash kh = {.get = known_stub_get, .arg = &ks};
+		CHECK(livedb_apply_file(db, at("late.db"), "known.db", &kh, &lf, &sq, lm,
 					sizeof(lm)) == LIVEDB_DUPLICATE);
-		CHECK(lf.hash_ms == 0 && strcmp(lf.sha256, want) == 0);
-		CHECK(livedb_apply_file(db, at("late.db"), "bad.db", "not-a-sha", &lf, &sq, lm,
-					sizeof(lm)) == -EINVAL);
+		CHECK(ks.calls == 1 && lf.hash_known && strcmp(lf.sha256, want) == 0);
+		ks.hex = sha(77); /* vouched for by the caller: a new delta to the ledger */
+		CHECK(livedb_apply_file(db, at("late.db"), "vouched.db", &kh, &lf, &sq, lm,
+					sizeof(lm)) == LIVEDB_APPLIED);
+		CHECK(lf.hash_known && strcmp(lf.sha256, sha(77)) == 0 && sq == ledger_max(db));
+		ks.answer = false;
+		CHECK(livedb_apply_file(db, at("late.db"), "unknown.db", &kh, &lf, &sq, lm,
+					sizeof(lm)) == LIVEDB_DUPLICATE);
+		CHECK(ks.calls == 3 && !lf.hash_known && strcmp(lf.sha256, want) == 0);
 		CHECK(rows(live) == before + 3000);
 		/* Corrupt deep inside (past its schema): the merge starts, the check stops it. */
 		mkdb(at("rot.db"), LINES "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
