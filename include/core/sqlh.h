@@ -34,7 +34,7 @@ int sqlh_errno(int rc);
 int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len);
 /*
  * sqlh_open_ro, with pages read from a mapping of the file whose resident
- * part stays bounded (src/core/mapvfs.h): as fast as SQLite's mmap, as
+ * part stays bounded (src/core/sqlvfs.h): as fast as SQLite's mmap, as
  * flat in memory as pread. Only for files snapfs wrote and nobody
  * truncates while they are open (a sealed copy): a truncated mapping
  * raises SIGBUS.

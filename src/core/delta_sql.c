@@ -150,7 +150,7 @@ int delta_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
 {
 	sqlite3 *db = NULL;
 	/*
-	 * Mapped with bounded residency (mapvfs): the check reads every page
+	 * Mapped with bounded residency (sqlvfs): the check reads every page
 	 * of the delta beside the merge, and by pread it took 0.36-0.46 s of
 	 * the second core for the 629 MB bench delta, slowing the merge by a
 	 * sixth. A mapped file truncated under us would raise SIGBUS instead

@@ -26,6 +26,7 @@
 
 #include "delta.h"
 #include "sqlh.h"
+#include "sqlvfs.h"
 #include "diag.h"
 #include "errbuf.h"
 #include "mono.h"
@@ -130,10 +131,11 @@ int livedb_open(const char *path, const atomic_bool *cancel, const struct diag *
 		sbuf_adds(&name, "./");
 	sbuf_adds(&name, path);
 	sqlite3 *db = NULL;
+	/* sqlvfs: writeback starts as the merge writes, so COMMIT's fsync waits only for the tail. */
 	int rc = sqlite3_open_v2(sbuf_str(&name), &db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI |
 					 SQLITE_OPEN_NOMUTEX,
-				 NULL);
+				 sqlvfs_name());
 	sbuf_free(&name);
 	if (rc != SQLITE_OK) {
 		errbuf_line(err, len, "open live database %s: %s", path,

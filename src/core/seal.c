@@ -33,14 +33,14 @@
  * copy is ours and never changes, so SQLite needs neither locks nor
  * change detection.
  *
- * The check reads the copy through mapvfs (sqlh_open_mapped): mapped, but
- * with at most MAPVFS_RESIDENT of it resident. The check is the longest
+ * The check reads the copy through sqlvfs (sqlh_open_mapped): mapped, but
+ * with at most SQLVFS_RESIDENT of it resident. The check is the longest
  * leg of the seal, so its speed is the seal's: on the 600 MB bench
  * collection integrity_check took 0.44 s reading by pread through a
  * 16 MiB page cache, 0.16 s with SQLite's own mmap, which left every page
  * it touched in the daemon's resident memory (a seal of a 600 MB
  * collection peaked at 620 MiB RSS, of a 4 GB one at 4 GB, and the OOM
- * killer ranks processes by RSS), and about as fast with mapvfs, with the
+ * killer ranks processes by RSS), and about as fast with sqlvfs, with the
  * daemon's RSS as flat as with pread.
  * Rejected alternatives: a read-hash-write copy in one user-space pass
  * followed by fsync takes 1.3-1.5 s alone, and the check can only follow

@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "mapvfs.h"
+#include "sqlvfs.h"
 
 void sqlh_add_uri(sbuf *b, const char *path, const char *query)
 {
@@ -107,11 +107,11 @@ int sqlh_open_ro(const char *path, sqlite3 **out, char *err, size_t len)
 
 int sqlh_open_mapped(const char *path, sqlite3 **out, char *err, size_t len)
 {
-	const char *vfs = mapvfs_name();
+	const char *vfs = sqlvfs_name();
 	int rc = sqlh_open_ro_vfs(path, vfs, out, err, len);
 	/*
-	 * mmap_size only switches SQLite to fetching pages (xFetch); mapvfs
-	 * maps the whole file and bounds what stays resident. Without mapvfs
+	 * mmap_size only switches SQLite to fetching pages (xFetch); sqlvfs
+	 * maps the whole file and bounds what stays resident. Without sqlvfs
 	 * the connection reads by pread: slower, never wrong.
 	 */
 	if (rc == 0 && vfs)
