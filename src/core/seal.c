@@ -20,12 +20,16 @@
  * the hash will read, both from the page cache. So:
  *
  *   main thread:  copy_file_range, chunk by chunk (an in-kernel page-cache
- *                 copy, no pass through user space), starting writeback of
- *                 each chunk at once (sync_file_range) so the disk writes
- *                 while we compute; after the last chunk: integrity_check
- *                 and row counts on the copy, then fsync.
- *   hash thread:  SHA-256 of the copy, reading each chunk as soon as the
- *                 copier has published it, trailing it by a chunk or so.
+ *                 copy, no pass through user space); after the last chunk:
+ *                 integrity_check and row counts on the copy, then fsync.
+ *   hash thread:  SHA-256 of the copy, mapping each chunk (populated at
+ *                 once, unmapped after: no copy into a buffer, at most a
+ *                 chunk resident) as soon as the copier has published it,
+ *                 then starting its writeback (sync_file_range), so the
+ *                 disk writes while we compute and the fsync at the end
+ *                 only waits for the tail. Starting writeback here rather
+ *                 than in the copier keeps the copier from blocking on a
+ *                 full disk queue: seal_bench 521-559 ms against 548-591.
  *
  * With two cores the wall time is about max(copy + check, hash) plus
  * whatever writeback is still outstanding at the end, instead of
@@ -69,6 +73,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,7 +87,8 @@
 #include "sbuf.h"
 
 #define SEAL_CHUNK (8u << 20)      /* copy granularity, and hash hand-off */
-#define SEAL_HASH_BUF (256u << 10) /* stays in L2 between read and hash */
+#define SEAL_HASH_MAP SEAL_CHUNK   /* mapped, hashed and handed to writeback at a time */
+#define SEAL_HASH_BUF (256u << 10) /* where mapping fails: read and hashed while in L2 */
 #define SEAL_CACHE_KIB 2048        /* check connection's page cache: pages come mapped */
 #define SEAL_CANCEL_STEPS 10000    /* how often the check looks at the stop flag */
 
@@ -115,6 +121,37 @@ static void seal_hasher_publish(struct seal_hasher *h, uint64_t copied, bool don
 	pthread_mutex_unlock(&h->mu);
 }
 
+/*
+ * Hashes [off, off + n) of the copy: mapped (populated at once, unmapped
+ * after, so at most SEAL_HASH_MAP of it is ever resident), or, where it
+ * cannot be mapped, read through buf.
+ */
+static int seal_hash_range(struct seal_hasher *h, EVP_MD_CTX *ctx, unsigned char *buf, uint64_t off,
+			   size_t n)
+{
+	/* A short copy_file_range may leave off unaligned: map from the page it starts in. */
+	size_t skew = (size_t)(off % (uint64_t)sysconf(_SC_PAGESIZE));
+	unsigned char *m = mmap(NULL, n + skew, PROT_READ, MAP_SHARED | MAP_POPULATE, h->fd,
+				(off_t)(off - skew));
+	if (m != MAP_FAILED) {
+		int rc = EVP_DigestUpdate(ctx, m + skew, n) == 1 ? 0 : -EIO;
+		munmap(m, n + skew);
+		return rc;
+	}
+	while (n > 0) {
+		ssize_t r = pread(h->fd, buf, n < SEAL_HASH_BUF ? n : SEAL_HASH_BUF, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		if (EVP_DigestUpdate(ctx, buf, (size_t)r) != 1)
+			return -EIO;
+		off += (uint64_t)r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
 static void *seal_hasher_run(void *arg)
 {
 	struct seal_hasher *h = arg;
@@ -138,17 +175,14 @@ static void *seal_hasher_run(void *arg)
 			break;
 		while (h->rc == 0 && h->hashed < avail) {
 			uint64_t want = avail - h->hashed;
-			ssize_t n = pread(h->fd, buf,
-					  want < SEAL_HASH_BUF ? (size_t)want : SEAL_HASH_BUF,
-					  (off_t)h->hashed);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				h->rc = n < 0 ? -errno : -EIO;
-			else if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
-				h->rc = -EIO;
-			else
-				h->hashed += (uint64_t)n;
+			size_t n = want < SEAL_HASH_MAP ? (size_t)want : SEAL_HASH_MAP;
+			h->rc = seal_hash_range(h, ctx, buf, h->hashed, n);
+			if (h->rc == 0) {
+				/* Hashed: now the disk may have it (the fsync at the end waits for the tail). */
+				sync_file_range(h->fd, (off_t)h->hashed, (off_t)n,
+						SYNC_FILE_RANGE_WRITE);
+				h->hashed += n;
+			}
 		}
 	}
 	if (h->rc == 0 && EVP_DigestFinal_ex(ctx, h->sha, NULL) != 1)
@@ -229,8 +263,6 @@ static int seal_copy(int in, int out, uint64_t size, struct seal_hasher *h, char
 				    src, off, size);
 			break;
 		}
-		/* Start writeback now; the fsync at the end then only waits for the tail. */
-		sync_file_range(out, (off_t)off, n, SYNC_FILE_RANGE_WRITE);
 		off += (uint64_t)n;
 		seal_hasher_publish(h, off, false, false);
 	}
