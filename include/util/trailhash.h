@@ -67,5 +67,12 @@ bool trailhash_same_file(const struct trailhash_result *r, const struct stat *st
 trailhash *trailhash_ref(trailhash *t);
 /* Drops a reference; the last one ends a thread still running and frees. NULL is fine. */
 void trailhash_put(trailhash *t);
+/*
+ * Waits (at most timeout_ms) until no trailhash thread runs any more;
+ * whether none does. Call before the process exits, once every reference
+ * is dropped (the threads then stop at once): exit(3) tears OpenSSL down,
+ * and a thread still hashing would crash under it.
+ */
+bool trailhash_drain(unsigned timeout_ms);
 
 #endif

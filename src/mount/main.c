@@ -41,6 +41,7 @@
 #include "passthrough.h"
 #include "sdnotify.h"
 #include "store.h"
+#include "trailhash.h"
 #include "vfs.h"
 
 struct snapfs_opts {
@@ -516,7 +517,9 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	pt_detach();
-	vfs_destroy(v);
+	vfs_destroy(v); /* drops the last references to the hashes of deltas being written */
+	if (!trailhash_drain(5000))
+		log_warn("a thread hashing a delta being written did not stop within 5 s");
 	store_close(st);
 	free(cmd.mountpoint);
 	main_opts_free(&o);

@@ -15,9 +15,29 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TRAILHASH_BUF (256u << 10) /* read and hashed while it is in L2 */
+
+/*
+ * Threads still running, for trailhash_drain: a thread counts itself out
+ * only after its last OpenSSL call, so that exit(3), which tears OpenSSL
+ * down (OPENSSL_cleanup), never runs under one. Lock order: a trailhash's
+ * mu is never held while live_mu is taken, nor the other way round.
+ */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t live_cv = PTHREAD_COND_INITIALIZER;
+static unsigned live_threads;
+
+static void live_add(int n)
+{
+	pthread_mutex_lock(&live_mu);
+	live_threads += (unsigned)n;
+	if (live_threads == 0)
+		pthread_cond_broadcast(&live_cv);
+	pthread_mutex_unlock(&live_mu);
+}
 
 struct trailhash {
 	pthread_mutex_t mu;
@@ -104,6 +124,7 @@ static void *trailhash_run(void *arg)
 	pthread_mutex_unlock(&t->mu);
 	if (last_ref)
 		trailhash_free(t);
+	live_add(-1); /* t is not ours to touch any more, and OpenSSL is done with */
 	return NULL;
 }
 
@@ -127,6 +148,7 @@ trailhash *trailhash_start(int fd)
 	t->refs = 2; /* the caller's and the thread's */
 	pthread_attr_t attr;
 	pthread_t tid;
+	live_add(1);
 	int rc = pthread_attr_init(&attr);
 	if (rc == 0) {
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -134,11 +156,31 @@ trailhash *trailhash_start(int fd)
 		pthread_attr_destroy(&attr);
 	}
 	if (rc != 0) {
+		live_add(-1);
 		close(t->fd);
 		trailhash_free(t);
 		return NULL;
 	}
 	return t;
+}
+
+bool trailhash_drain(unsigned timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(timeout_ms / 1000);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&live_mu);
+	int rc = 0;
+	while (live_threads > 0 && rc == 0)
+		rc = pthread_cond_timedwait(&live_cv, &live_mu, &until);
+	bool drained = live_threads == 0;
+	pthread_mutex_unlock(&live_mu);
+	return drained;
 }
 
 void trailhash_wrote(trailhash *t, uint64_t off, size_t len)

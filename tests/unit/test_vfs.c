@@ -665,6 +665,7 @@ int main(void)
 	test_cluster();
 	vfs_destroy(v);
 	trailhash_put(fake.hash);
+	CHECK(trailhash_drain(10000));
 	store_close(st);
 	if (!tap_failed)
 		fsx_rm_rf(tmp);
